@@ -1,0 +1,491 @@
+package replstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+var (
+	// ErrNotRetained: the requested offset is older than the log holds.
+	ErrNotRetained = errors.New("replstream: offset not retained")
+	// ErrFuture: the requested offset is beyond Next.
+	ErrFuture = errors.New("replstream: offset beyond the end of the log")
+	// ErrClosed: the log was closed (shut down, or replaced by a new history).
+	ErrClosed = errors.New("replstream: log closed")
+)
+
+// LogOptions configure a Log.
+type LogOptions struct {
+	RingSize    int   // bytes of the memory ring (the backlog); default 1 MiB
+	SegmentSize int64 // a segment is closed once it holds at least this many bytes and the stream is at a command boundary; default 64 MiB
+	// Limits for the framing check run over the tail on recovery.
+	Limits Limits
+}
+
+func (o *LogOptions) setDefaults() {
+	if o.RingSize <= 0 {
+		o.RingSize = 1 << 20
+	}
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = 64 << 20
+	}
+}
+
+// Log holds bytes [First, Next) of one replication history. Every byte is
+// written to segment files in its directory (named by the offset of their
+// first byte, %020d.seg); the newest RingSize bytes are also kept in a memory
+// ring, so that readers near the head never touch the disk. Segments are cut
+// only at command boundaries, so each starts with a whole command.
+//
+// There is one writer (Append, Sync, TrimBefore) and any number of Cursors.
+type Log struct {
+	dir string
+	opt LogOptions
+
+	mu     sync.RWMutex
+	ring   []byte     // ring[o % len(ring)] holds offset o for o in [ringStart(), next); guarded by mu
+	segs   []*segment // oldest first, contiguous; the last one is written to; guarded by mu
+	first  Offset     // offset of the oldest byte held; guarded by mu
+	next   Offset     // master_repl_offset+1; guarded by mu
+	synced Offset     // bytes before this offset are fsynced; guarded by mu
+	wake   chan struct{}
+	closed bool
+}
+
+type segment struct {
+	first Offset
+	size  int64 // guarded by Log.mu
+	f     *os.File
+}
+
+func segName(first Offset) string { return fmt.Sprintf("%020d.seg", first) }
+
+// CreateLog starts an empty log in dir (created if missing; it must hold no
+// segments) whose first byte will have offset start.
+func CreateLog(dir string, start Offset, opt LogOptions) (*Log, error) {
+	opt.setDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	names, err := segmentFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) > 0 {
+		return nil, fmt.Errorf("create log in %s: directory already holds segments", dir)
+	}
+	l := newLog(dir, opt, start)
+	if err := l.addSegment(start); err != nil {
+		return nil, err
+	}
+	return l, syncDir(dir)
+}
+
+func newLog(dir string, opt LogOptions, start Offset) *Log {
+	return &Log{dir: dir, opt: opt, ring: make([]byte, opt.RingSize), first: start, next: start, synced: start, wake: make(chan struct{})}
+}
+
+// OpenLog recovers a log written by an earlier process. Segments must be
+// contiguous; the newest one is checked with the RESP framer and cut back to
+// its last whole command, so a torn write is never served. The ring starts
+// empty and fills as bytes are appended. Repaired describes what was cut.
+func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
+	opt.setDefaults()
+	names, err := segmentFiles(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(names) == 0 {
+		return nil, "", fmt.Errorf("open log %s: no segments", dir)
+	}
+	var segs []*segment
+	defer func() {
+		if err != nil {
+			for _, s := range segs {
+				s.f.Close()
+			}
+		}
+	}()
+	for _, name := range names {
+		first, _ := strconv.ParseInt(strings.TrimSuffix(name, ".seg"), 10, 64)
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR, 0)
+		if err != nil {
+			return nil, "", fmt.Errorf("open segment: %w", err)
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, "", fmt.Errorf("stat segment: %w", err)
+		}
+		s := &segment{first: first, size: st.Size(), f: f}
+		if n := len(segs); n > 0 && segs[n-1].first+segs[n-1].size != first {
+			f.Close()
+			return nil, "", fmt.Errorf("open log %s: gap before segment %s (previous ends at %d)", dir, name, segs[n-1].first+segs[n-1].size)
+		}
+		segs = append(segs, s)
+	}
+	last := segs[len(segs)-1]
+	good, what, err := frameSegment(last, opt.Limits)
+	if err != nil {
+		return nil, "", err
+	}
+	if good < last.size {
+		if err := last.f.Truncate(good); err != nil {
+			return nil, "", fmt.Errorf("truncate segment %s: %w", last.f.Name(), err)
+		}
+		repaired = fmt.Sprintf("segment %s cut from %d to %d bytes: %s", last.f.Name(), last.size, good, what)
+		last.size = good
+	}
+	if _, err := last.f.Seek(last.size, io.SeekStart); err != nil {
+		return nil, "", fmt.Errorf("seek segment: %w", err)
+	}
+	l = newLog(dir, opt, segs[0].first)
+	l.segs = segs
+	l.next = last.first + last.size
+	l.synced = l.next
+	return l, repaired, nil
+}
+
+// frameSegment returns the length of the longest prefix of s that is a run of
+// whole commands.
+func frameSegment(s *segment, lim Limits) (good int64, what string, err error) {
+	fr := NewFramer(s.first, lim)
+	buf := make([]byte, 256<<10)
+	var pos int64
+	for pos < s.size {
+		n, rerr := s.f.ReadAt(buf[:min(int64(len(buf)), s.size-pos)], pos)
+		if n == 0 && rerr != nil {
+			return 0, "", fmt.Errorf("read segment %s: %w", s.f.Name(), rerr)
+		}
+		valid, ferr := fr.Feed(buf[:n], func(c *Command) { good = c.Offset + c.Len - s.first })
+		if ferr != nil {
+			return good, ferr.Error(), nil
+		}
+		pos += int64(valid)
+	}
+	if good < s.size {
+		what = "incomplete command at the end"
+	}
+	return good, what, nil
+}
+
+func segmentFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("read log dir: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".seg") || len(name) != 24 {
+			continue
+		}
+		if _, err := strconv.ParseUint(name[:20], 10, 63); err != nil {
+			continue
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names) // fixed width: lexical order is numeric order
+	return names, nil
+}
+
+func (l *Log) addSegment(first Offset) error {
+	f, err := os.OpenFile(filepath.Join(l.dir, segName(first)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("create segment: %w", err)
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, &segment{first: first, f: f})
+	l.mu.Unlock()
+	return nil
+}
+
+// Dir is the directory holding the segments.
+func (l *Log) Dir() string { return l.dir }
+
+// Append adds p at offset Next. atBoundary says whether the stream ends on a
+// command boundary after p; only then may a full segment be closed.
+func (l *Log) Append(p []byte, atBoundary bool) error {
+	if len(p) == 0 {
+		return nil
+	}
+	l.mu.RLock()
+	closed, seg := l.closed, l.segs[len(l.segs)-1]
+	l.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if _, err := seg.f.Write(p); err != nil {
+		return fmt.Errorf("append to segment %d: %w", seg.first, err)
+	}
+	l.mu.Lock()
+	seg.size += int64(len(p))
+	l.copyToRing(p)
+	l.next += Offset(len(p))
+	close(l.wake)
+	l.wake = make(chan struct{})
+	next, full := l.next, seg.size >= l.opt.SegmentSize
+	l.mu.Unlock()
+	if full && atBoundary {
+		if err := seg.f.Sync(); err != nil {
+			return fmt.Errorf("sync segment %d: %w", seg.first, err)
+		}
+		l.setSynced(seg.first + seg.size)
+		if err := l.addSegment(next); err != nil {
+			return err
+		}
+		return syncDir(l.dir)
+	}
+	return nil
+}
+
+// copyToRing stores p at offsets [next, next+len(p)). Caller holds mu.
+func (l *Log) copyToRing(p []byte) {
+	r := int64(len(l.ring))
+	start := l.next
+	if n := int64(len(p)); n > r {
+		start += n - r
+		p = p[n-r:]
+	}
+	k := copy(l.ring[start%r:], p)
+	copy(l.ring, p[k:])
+}
+
+func (l *Log) setSynced(off Offset) {
+	l.mu.Lock()
+	if off > l.synced {
+		l.synced = off
+	}
+	l.mu.Unlock()
+}
+
+// Sync makes every appended byte durable and returns the offset of the next
+// byte after them. It may run concurrently with Append.
+func (l *Log) Sync() (Offset, error) {
+	l.mu.RLock()
+	seg, upto := l.segs[len(l.segs)-1], l.next
+	l.mu.RUnlock()
+	if err := seg.f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return 0, fmt.Errorf("sync segment %d: %w", seg.first, err)
+	}
+	l.setSynced(upto)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.synced, nil
+}
+
+// TrimBefore drops whole segments that hold only offsets before off. The
+// newest segment is never dropped. Cursors reading a dropped range end with
+// ErrNotRetained.
+func (l *Log) TrimBefore(off Offset) error {
+	l.mu.Lock()
+	var drop []*segment
+	for len(l.segs) > 1 && l.segs[1].first <= off {
+		drop = append(drop, l.segs[0])
+		l.segs = l.segs[1:]
+	}
+	l.first = l.segs[0].first
+	l.mu.Unlock()
+	for _, s := range drop {
+		name := s.f.Name()
+		s.f.Close()
+		if err := os.Remove(name); err != nil {
+			return fmt.Errorf("remove segment: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close closes the segment files; waiting cursors return ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.wake)
+	segs := l.segs
+	l.mu.Unlock()
+	var err error
+	for _, s := range segs {
+		err = errors.Join(err, s.f.Close())
+	}
+	return err
+}
+
+// Remove closes the log and deletes its directory.
+func (l *Log) Remove() error {
+	return errors.Join(l.Close(), os.RemoveAll(l.dir))
+}
+
+// LogStats is a snapshot of the log's extent.
+type LogStats struct {
+	First, Next, Synced Offset
+	RingBytes           int64 // bytes currently served from memory
+	RingSize            int64
+	DiskBytes           int64
+	Segments            int
+}
+
+// Stats reports the log's extent.
+func (l *Log) Stats() LogStats {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	s := LogStats{First: l.first, Next: l.next, Synced: l.synced, RingSize: int64(len(l.ring)), Segments: len(l.segs)}
+	s.RingBytes = l.next - l.ringStart()
+	for _, seg := range l.segs {
+		s.DiskBytes += seg.size
+	}
+	return s
+}
+
+// Range returns [First, Next).
+func (l *Log) Range() (first, next Offset) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.first, l.next
+}
+
+// ringStart is the oldest offset the ring holds. Caller holds mu.
+func (l *Log) ringStart() Offset {
+	return max(l.first, l.next-Offset(len(l.ring)))
+}
+
+// Cursor returns a reader positioned at offset from, which must be in
+// [First, Next].
+func (l *Log) Cursor(from Offset) (*Cursor, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	switch {
+	case l.closed:
+		return nil, ErrClosed
+	case from < l.first:
+		return nil, ErrNotRetained
+	case from > l.next:
+		return nil, ErrFuture
+	}
+	return &Cursor{l: l, off: from}, nil
+}
+
+// WaitFor blocks until Next > off (the log holds offset off), the context
+// ends, or the log is closed.
+func (l *Log) WaitFor(ctx context.Context, off Offset) error {
+	for {
+		l.mu.RLock()
+		next, closed, wake := l.next, l.closed, l.wake
+		l.mu.RUnlock()
+		if closed {
+			return ErrClosed
+		}
+		if next > off {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Cursor reads a Log forward from one offset. It belongs to one goroutine.
+type Cursor struct {
+	l   *Log
+	off Offset
+}
+
+// Offset is the offset of the next byte Read will return.
+func (c *Cursor) Offset() Offset { return c.off }
+
+// Read copies the bytes at the cursor into p, blocking until at least one is
+// available or ctx ends. It returns ErrNotRetained once the cursor's offset
+// has been trimmed away, and ErrClosed when the log is closed.
+func (c *Cursor) Read(ctx context.Context, p []byte) (int, error) {
+	l := c.l
+	for {
+		l.mu.RLock()
+		if l.closed {
+			l.mu.RUnlock()
+			return 0, ErrClosed
+		}
+		if c.off < l.first {
+			l.mu.RUnlock()
+			return 0, ErrNotRetained
+		}
+		if c.off < l.next {
+			if c.off >= l.ringStart() {
+				n := l.readRing(c.off, p)
+				l.mu.RUnlock()
+				c.off += Offset(n)
+				return n, nil
+			}
+			seg := l.segmentFor(c.off)
+			avail := seg.first + seg.size - c.off
+			l.mu.RUnlock()
+			return c.readDisk(seg, p[:min(int64(len(p)), avail)])
+		}
+		wake := l.wake
+		l.mu.RUnlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+func (c *Cursor) readDisk(seg *segment, p []byte) (int, error) {
+	n, err := seg.f.ReadAt(p, c.off-seg.first)
+	if err != nil && !(err == io.EOF && n == len(p)) {
+		c.l.mu.RLock()
+		trimmed, closed := c.off < c.l.first, c.l.closed
+		c.l.mu.RUnlock()
+		switch {
+		case closed:
+			return 0, ErrClosed
+		case trimmed:
+			return 0, ErrNotRetained
+		}
+		return 0, fmt.Errorf("read segment %d at offset %d: %w", seg.first, c.off, err)
+	}
+	c.off += Offset(n)
+	return n, nil
+}
+
+// readRing copies from the ring starting at off (in [ringStart, next)).
+// Caller holds mu.
+func (l *Log) readRing(off Offset, p []byte) int {
+	n := min(int64(len(p)), l.next-off)
+	r := int64(len(l.ring))
+	at := off % r
+	k := copy(p[:n], l.ring[at:])
+	copy(p[k:n], l.ring)
+	return int(n)
+}
+
+// segmentFor finds the segment holding off (in [first, next)). Caller holds mu.
+func (l *Log) segmentFor(off Offset) *segment {
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > off })
+	return l.segs[i-1]
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir for sync: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir: %w", err)
+	}
+	return nil
+}
