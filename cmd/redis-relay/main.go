@@ -1,0 +1,42 @@
+// Command redis-relay runs the relay and its operator tools.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/redis-relay/redis-relay/proxy"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp().RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "redis-relay:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "redis-relay",
+		Usage:   "a transparent replication relay for Redis",
+		Version: proxy.Version,
+		Commands: []*cli.Command{
+			runCommand(),
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintln(c.App.Writer, "redis-relay", proxy.Version)
+					return nil
+				},
+			},
+		},
+	}
+}

@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// position is what the upstream link asks for in PSYNC: the history and the
+// offset of the next byte wanted. ok is false when there is no history.
+func (r *Relay) position() (id replstream.Identity, next int64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.log == nil {
+		return id, 0, false
+	}
+	_, next = r.log.Range()
+	return r.id, next, true
+}
+
+// currentLog is the log the upstream link appends to.
+func (r *Relay) currentLog() *replstream.Log {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.log
+}
+
+// beginFullSync starts receiving a snapshot of history replid as of offset.
+// Sessions waiting for a full sync attach to it at once.
+func (r *Relay) beginFullSync(replid string, offset int64) (*snapshot, error) {
+	// The file gets its final name at once: state.json names it only once it
+	// is accepted, and recovery deletes snapshot files it does not name.
+	name := fmt.Sprintf("snapshot-%d-%s.rdb", offset, replstream.RandomHex40()[:8])
+	s, err := newSnapshot(replid, offset, r.path(name))
+	if err != nil {
+		return nil, err
+	}
+	s.meta.File = name
+	r.mu.Lock()
+	r.pending = s
+	r.broadcast()
+	r.mu.Unlock()
+	return s, nil
+}
+
+// abortFullSync drops a snapshot that failed or was rejected; sessions
+// streaming it are cut.
+func (r *Relay) abortFullSync(s *snapshot, why error) {
+	s.finish(nil, why)
+	os.Remove(s.path)
+	r.mu.Lock()
+	if r.pending == s {
+		r.pending = nil
+		r.broadcast()
+	}
+	r.mu.Unlock()
+}
+
+// commitFullSync checks a fully received snapshot and makes it the relay's
+// history: a new log starts after it, state.json names both, and the old
+// history is dropped (its sessions end when its log closes).
+func (r *Relay) commitFullSync(s *snapshot) (*replstream.Log, error) {
+	written, _, _, _, _ := s.state()
+	if err := r.checkSnapshotFile(s.path, s.meta.ReplID, s.meta.Offset); err != nil {
+		return nil, fmt.Errorf("snapshot rejected: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync snapshot: %w", err)
+	}
+	logDir := newLogDirName()
+	log, err := replstream.CreateLog(r.path(logDir), s.meta.Offset+1, r.logOptions())
+	if err != nil {
+		return nil, err
+	}
+	meta := s.meta
+	meta.Size = written
+	id := replstream.NewIdentity(s.meta.ReplID)
+	if err := r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDir}); err != nil {
+		log.Remove()
+		return nil, err
+	}
+	s.finish(log, nil)
+
+	r.mu.Lock()
+	oldSnap, oldLog := r.snap, r.log
+	r.id, r.snap, r.log = id, s, log
+	if r.pending == s {
+		r.pending = nil
+	}
+	r.broadcast()
+	r.mu.Unlock()
+
+	if oldLog != nil {
+		oldLog.Remove()
+	}
+	if oldSnap != nil {
+		os.Remove(oldSnap.path)
+	}
+	return log, nil
+}
+
+// checkSnapshotFile makes sure an RDB file is what the +FULLRESYNC reply (or
+// state.json) says it is.
+func (r *Relay) checkSnapshotFile(path, replid string, offset int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	magic := make([]byte, 9)
+	if _, err := io.ReadFull(f, magic); err != nil {
+		return fmt.Errorf("read rdb magic: %w", err)
+	}
+	if !bytes.HasPrefix(magic, []byte("REDIS")) && !bytes.HasPrefix(magic, []byte("VALKEY")) {
+		return fmt.Errorf("not an RDB file: magic %q", magic)
+	}
+	return nil
+}
+
+// shiftReplID follows "+CONTINUE <newid>": the current ID becomes replid2,
+// valid up to the current offset, and every downstream session is ended so
+// its replica reconnects and learns the new ID (it will continue via
+// replid2).
+func (r *Relay) shiftReplID(newID string) error {
+	r.mu.Lock()
+	_, next := r.log.Range()
+	id := r.id.Shift(newID, next)
+	st := diskState{Identity: id, Snapshot: r.snap.meta, LogDir: filepath.Base(r.log.Dir())}
+	r.mu.Unlock()
+	if err := r.writeState(st); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.id = id
+	r.broadcast()
+	sessions := make([]*session, 0, len(r.sessions))
+	for s := range r.sessions {
+		sessions = append(sessions, s)
+	}
+	r.mu.Unlock()
+	for _, s := range sessions {
+		s.end(reasonReplIDChanged)
+	}
+	return nil
+}
+
+// psyncDecision answers PSYNC <replid> <off> from the current history. With
+// Continue it returns a cursor at off and the current replid.
+func (r *Relay) psyncDecision(replid string, off int64) (replstream.Decision, *replstream.Cursor, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.log == nil {
+		return replstream.FullResync, nil, ""
+	}
+	first, next := r.log.Range()
+	d := replstream.Decide(r.id, first, next, replid, off)
+	if d != replstream.Continue {
+		return d, nil, r.id.ReplID
+	}
+	c, err := r.log.Cursor(off)
+	if err != nil {
+		return replstream.FullResync, nil, r.id.ReplID
+	}
+	return d, c, r.id.ReplID
+}
+
+// waitAhead waits up to WaitAhead for the current log to hold offset off-1
+// (a replica asking for off has everything before it).
+func (r *Relay) waitAhead(ctx context.Context, off int64) {
+	log := r.currentLog()
+	if log == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.WaitAhead)
+	defer cancel()
+	_ = log.WaitFor(ctx, off-1)
+}
+
+// syncSource picks the snapshot a full sync is served from: one still
+// arriving from upstream (pipelined), else the newest accepted one. With
+// neither, it waits, calling keepalive every second. The returned file is
+// open on the snapshot so it survives a concurrent replacement.
+func (r *Relay) syncSource(ctx context.Context, keepalive func() error) (*snapshot, *os.File, error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		s := r.pending
+		if s == nil {
+			s = r.snap
+		}
+		var f *os.File
+		var err error
+		if s != nil {
+			f, err = os.Open(s.path)
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		if s != nil {
+			if err != nil {
+				return nil, nil, fmt.Errorf("open snapshot: %w", err)
+			}
+			return s, f, nil
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			if err := keepalive(); err != nil {
+				return nil, nil, err
+			}
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+}
+
+var errNoHistory = errors.New("no history")

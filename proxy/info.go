@@ -1,0 +1,277 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// Version is the relay's release, set at build time.
+var Version = "0.1.0-dev"
+
+// runID identifies this process, as Redis's run_id does.
+var runID = replstream.RandomHex40()
+
+var startTime = time.Now()
+
+// ReplicaInfo describes one downstream replica session.
+type ReplicaInfo struct {
+	Addr      string // remote address
+	IP        string // announced or peer IP
+	Port      int    // REPLCONF listening-port
+	State     string // wait_bgsave, send_bulk, online
+	AckOffset int64
+	AckAge    time.Duration // since the last ACK (0 while not online)
+	Since     time.Time
+}
+
+// Replicas lists the downstream replica sessions, sorted by address.
+func (r *Relay) Replicas() []ReplicaInfo {
+	r.mu.Lock()
+	list := make([]ReplicaInfo, 0, len(r.sessions))
+	for s := range r.sessions {
+		ip := s.c.announceIP
+		if ip == "" {
+			ip, _, _ = net.SplitHostPort(s.c.addr)
+		}
+		ri := ReplicaInfo{Addr: s.c.addr, IP: ip, Port: s.c.listeningPort, State: s.state.Load().(string), AckOffset: s.ack.Load(), Since: s.started}
+		if ri.State == stateOnline {
+			ri.AckAge = time.Since(time.Unix(0, s.ackTime.Load()))
+		}
+		list = append(list, ri)
+	}
+	r.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].Addr < list[j].Addr })
+	return list
+}
+
+// Status is a consistent view of the relay for INFO, ROLE and metrics.
+type Status struct {
+	Identity      replstream.Identity
+	HasHistory    bool
+	Log           replstream.LogStats
+	Snapshot      Snapshot
+	SyncPending   bool  // a snapshot is arriving from upstream
+	LinkState     string
+	MasterAddr    string
+	LinkSince     time.Time
+	LastIO        time.Time
+	LastError     string
+	SyncTotal     int64
+	SyncRead      int64
+	SyncStart     time.Time
+	AckedUpstream int64
+
+	FullSyncsServed    int64
+	PartialSyncsServed int64
+	PartialSyncsErr    int64
+	UpstreamFullSyncs  int64
+	UpstreamPartials   int64
+	BytesFromUpstream  int64
+	BytesToReplicas    int64
+	ReplicasDropped    int64
+	Connections        int64
+	RejectedConns      int64
+	ProtocolErrors     int64
+}
+
+// Status reports the relay's state.
+func (r *Relay) Status() Status {
+	var st Status
+	r.mu.Lock()
+	st.Identity = r.id
+	if r.log != nil {
+		st.HasHistory = true
+		st.Log = r.log.Stats()
+		st.Snapshot = r.snap.meta
+	}
+	st.SyncPending = r.pending != nil
+	st.MasterAddr = r.master
+	r.mu.Unlock()
+	st.LinkState, _, st.LinkSince, st.LastError, st.SyncTotal, st.SyncStart = r.upstream.get()
+	st.SyncRead = r.upstream.syncRead.Load()
+	if t := r.upstream.lastIO.Load(); t > 0 {
+		st.LastIO = time.Unix(0, t)
+	}
+	st.AckedUpstream = r.upstream.acked.Load()
+	c := &r.stats
+	st.FullSyncsServed = c.fullSyncsServed.Load()
+	st.PartialSyncsServed = c.partialSyncsServed.Load()
+	st.PartialSyncsErr = c.partialSyncsErr.Load()
+	st.UpstreamFullSyncs = c.upstreamFullSyncs.Load()
+	st.UpstreamPartials = c.upstreamPartials.Load()
+	st.BytesFromUpstream = c.bytesFromUpstream.Load()
+	st.BytesToReplicas = c.bytesToReplicas.Load()
+	st.ReplicasDropped = c.replicasDropped.Load()
+	st.Connections = c.connections.Load()
+	st.RejectedConns = c.rejectedConns.Load()
+	st.ProtocolErrors = c.protocolErrors.Load()
+	return st
+}
+
+// MasterOffset is master_repl_offset as the relay knows it: the last byte
+// it holds.
+func (st *Status) MasterOffset() int64 {
+	if !st.HasHistory {
+		return 0
+	}
+	return st.Log.Next - 1
+}
+
+// info renders INFO [section] in Redis's format.
+func (r *Relay) info(section string) string {
+	section = strings.ToLower(section)
+	all := section == "" || section == "all" || section == "everything" || section == "default"
+	st := r.Status()
+	var b strings.Builder
+	add := func(name string, body func()) {
+		if all || section == name {
+			if b.Len() > 0 {
+				b.WriteString("\r\n")
+			}
+			fmt.Fprintf(&b, "# %s\r\n", strings.ToUpper(name[:1])+name[1:])
+			body()
+		}
+	}
+	kv := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
+	add("server", func() {
+		kv("redis_version", "7.0.0")
+		kv("relay_version", Version)
+		kv("redis_mode", "relay")
+		kv("os", runtime.GOOS+" "+runtime.GOARCH)
+		kv("process_id", os.Getpid())
+		kv("run_id", runID)
+		kv("uptime_in_seconds", int(time.Since(startTime).Seconds()))
+	})
+	add("clients", func() {
+		kv("connected_clients", len(r.Replicas()))
+	})
+	add("stats", func() {
+		kv("sync_full", st.FullSyncsServed)
+		kv("sync_partial_ok", st.PartialSyncsServed)
+		kv("sync_partial_err", st.PartialSyncsErr)
+		kv("total_connections_received", st.Connections)
+		kv("rejected_connections", st.RejectedConns)
+		kv("total_net_repl_input_bytes", st.BytesFromUpstream)
+		kv("total_net_repl_output_bytes", st.BytesToReplicas)
+	})
+	add("replication", func() { r.writeReplication(&b, &st) })
+	add("relay", func() {
+		kv("upstream_link_state", st.LinkState)
+		kv("upstream_last_error", strconv.Quote(st.LastError))
+		kv("upstream_full_syncs", st.UpstreamFullSyncs)
+		kv("upstream_partial_syncs", st.UpstreamPartials)
+		kv("upstream_acked_offset", st.AckedUpstream)
+		kv("log_first_offset", st.Log.First)
+		kv("log_next_offset", st.Log.Next)
+		kv("log_disk_bytes", st.Log.DiskBytes)
+		kv("log_segments", st.Log.Segments)
+		kv("ring_bytes", st.Log.RingBytes)
+		kv("ring_size", st.Log.RingSize)
+		kv("snapshot_offset", st.Snapshot.Offset)
+		kv("snapshot_bytes", st.Snapshot.Size)
+		if !st.Snapshot.Created.IsZero() {
+			kv("snapshot_age_seconds", int(time.Since(st.Snapshot.Created).Seconds()))
+		}
+		kv("snapshot_in_progress", b2i(st.SyncPending))
+		kv("replicas_dropped", st.ReplicasDropped)
+		kv("protocol_errors", st.ProtocolErrors)
+	})
+	return b.String()
+}
+
+func b2i(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+func (r *Relay) writeReplication(b *strings.Builder, st *Status) {
+	kv := func(k string, v any) { fmt.Fprintf(b, "%s:%v\r\n", k, v) }
+	host, port, _ := net.SplitHostPort(st.MasterAddr)
+	up := st.LinkState == linkConnected
+	kv("role", "slave")
+	kv("master_host", host)
+	kv("master_port", port)
+	kv("master_link_status", map[bool]string{true: "up", false: "down"}[up])
+	lastIO := -1
+	if !st.LastIO.IsZero() {
+		lastIO = int(time.Since(st.LastIO).Seconds())
+	}
+	kv("master_last_io_seconds_ago", lastIO)
+	syncing := st.LinkState == linkSync
+	kv("master_sync_in_progress", b2i(syncing))
+	off := st.MasterOffset()
+	kv("slave_read_repl_offset", off)
+	kv("slave_repl_offset", off)
+	if syncing {
+		total := max(st.SyncTotal, 0)
+		kv("master_sync_total_bytes", st.SyncTotal)
+		kv("master_sync_read_bytes", st.SyncRead)
+		kv("master_sync_left_bytes", max(total-st.SyncRead, 0))
+		perc := 0.0
+		if total > 0 {
+			perc = 100 * float64(st.SyncRead) / float64(total)
+		}
+		kv("master_sync_perc", fmt.Sprintf("%.2f", perc))
+		kv("master_sync_last_io_seconds_ago", max(lastIO, 0))
+	}
+	if !up {
+		down := -1
+		if !st.LinkSince.IsZero() {
+			down = int(time.Since(st.LinkSince).Seconds())
+		}
+		kv("master_link_down_since_seconds", down)
+	}
+	kv("slave_priority", 0)
+	kv("slave_read_only", 1)
+	kv("replica_announced", 1)
+	reps := r.Replicas()
+	kv("connected_slaves", len(reps))
+	for i, rep := range reps {
+		lag := 0
+		if rep.State == stateOnline {
+			lag = int(rep.AckAge.Seconds())
+		}
+		fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=%s,offset=%d,lag=%d\r\n", i, rep.IP, rep.Port, rep.State, rep.AckOffset, lag)
+	}
+	kv("master_failover_state", "no-failover")
+	id := st.Identity
+	if id.ReplID == "" {
+		id = replstream.NewIdentity(replstream.NoReplID)
+	}
+	kv("master_replid", id.ReplID)
+	kv("master_replid2", id.ReplID2)
+	kv("master_repl_offset", off)
+	kv("second_repl_offset", id.SecondOffset)
+	kv("repl_backlog_active", b2i(st.HasHistory))
+	kv("repl_backlog_size", st.Log.RingSize)
+	kv("repl_backlog_first_byte_offset", st.Log.First)
+	kv("repl_backlog_histlen", st.Log.Next-st.Log.First)
+}
+
+// appendRole encodes ROLE as a Redis replica answers it.
+func (r *Relay) appendRole(out []byte) []byte {
+	st := r.Status()
+	host, port, _ := net.SplitHostPort(st.MasterAddr)
+	p, _ := strconv.ParseInt(port, 10, 64)
+	state := st.LinkState
+	off := int64(-1)
+	if st.HasHistory {
+		off = st.MasterOffset()
+	}
+	out = appendArray(out, 5)
+	out = appendBulk(out, "slave")
+	out = appendBulk(out, host)
+	out = appendInt(out, p)
+	out = appendBulk(out, state)
+	return appendInt(out, off)
+}

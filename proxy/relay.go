@@ -1,0 +1,293 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// Config is what the daemon needs to run. Zero values take the defaults
+// noted on each field.
+type Config struct {
+	MasterAddr string // host:port of the upstream; empty: wait for REPLICAOF
+	MasterUser string // ACL user for AUTH upstream (masteruser)
+	MasterAuth string // password for AUTH upstream (masterauth)
+
+	DataDir      string // snapshot, log segments and state; required
+	AnnouncePort int    // REPLCONF listening-port sent upstream; default: the listener's port
+	RequirePass  string // password downstream clients must AUTH with; empty: none
+	RequireUser  string // user name accepted with RequirePass (besides "default")
+
+	RingSize    int           // bytes of the in-memory backlog ring; default 1 MiB
+	SegmentSize int64         // log segment size; default 64 MiB
+	ReplTimeout time.Duration // repl-timeout, both directions; default 60 s
+	WaitAhead   time.Duration // how long a replica ahead of the relay may wait to be caught up; default 5 s
+	MaxClients  int           // downstream connections; default 10000
+	Limits      replstream.Limits
+
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.RingSize <= 0 {
+		c.RingSize = 1 << 20
+	}
+	if c.SegmentSize <= 0 {
+		c.SegmentSize = 64 << 20
+	}
+	if c.ReplTimeout <= 0 {
+		c.ReplTimeout = 60 * time.Second
+	}
+	if c.WaitAhead <= 0 {
+		c.WaitAhead = 5 * time.Second
+	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Relay owns the replication history the relay serves: its identity, the
+// newest accepted snapshot, and the log of bytes after it. The upstream link
+// is its only writer; downstream sessions read it.
+type Relay struct {
+	cfg    Config
+	logger *slog.Logger
+	lock   *os.File // flock on the data dir
+
+	mu       sync.Mutex
+	id       replstream.Identity // guarded by mu; ReplID empty before the first sync
+	snap     *snapshot           // newest accepted snapshot; guarded by mu
+	log      *replstream.Log     // log of the current history, snap.log; guarded by mu
+	pending  *snapshot           // being received from upstream; guarded by mu
+	changed  chan struct{}       // closed and replaced when id, snap or pending change; guarded by mu
+	sessions map[*session]struct{}
+	master   string // upstream address; guarded by mu
+	masterCh chan struct{}
+
+	upstream upstreamStatus
+	stats    counters
+}
+
+// counters are monotonic and read without locks.
+type counters struct {
+	fullSyncsServed    atomic.Int64
+	partialSyncsServed atomic.Int64
+	partialSyncsErr    atomic.Int64
+	upstreamFullSyncs  atomic.Int64
+	upstreamPartials   atomic.Int64
+	bytesFromUpstream  atomic.Int64
+	bytesToReplicas    atomic.Int64
+	replicasDropped    atomic.Int64
+	connections        atomic.Int64
+	rejectedConns      atomic.Int64
+	protocolErrors     atomic.Int64
+}
+
+// diskState is state.json: which files in the data dir form the history.
+type diskState struct {
+	Identity replstream.Identity `json:"identity"`
+	Snapshot Snapshot            `json:"snapshot"`
+	LogDir   string              `json:"log_dir"`
+}
+
+const stateFile = "state.json"
+
+// New opens the data dir and recovers the history kept there, if any.
+func New(cfg Config) (*Relay, error) {
+	cfg.setDefaults()
+	if cfg.DataDir == "" {
+		return nil, errors.New("data dir is required")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.DataDir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another process: %w", cfg.DataDir, err)
+	}
+	r := &Relay{
+		cfg: cfg, logger: cfg.Logger, lock: lock,
+		changed: make(chan struct{}), sessions: make(map[*session]struct{}),
+		master: cfg.MasterAddr, masterCh: make(chan struct{}),
+	}
+	r.upstream.set(linkDown, "")
+	if err := r.recover(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Relay) path(name string) string { return filepath.Join(r.cfg.DataDir, name) }
+
+func (r *Relay) logOptions() replstream.LogOptions {
+	return replstream.LogOptions{RingSize: r.cfg.RingSize, SegmentSize: r.cfg.SegmentSize, Limits: r.cfg.Limits}
+}
+
+// recover loads state.json and the files it names. Anything it cannot trust
+// is discarded with a log line; the relay then full-syncs from upstream.
+func (r *Relay) recover() error {
+	raw, err := os.ReadFile(r.path(stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		r.removeStrays("", "")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read state: %w", err)
+	}
+	var st diskState
+	if err := json.Unmarshal(raw, &st); err != nil || st.Snapshot.File == "" || !replstream.ValidReplID(st.Identity.ReplID) {
+		r.logger.Warn("state file unreadable, starting without history", "path", r.path(stateFile), "err", err)
+		r.removeStrays("", "")
+		return nil
+	}
+	snapPath := r.path(st.Snapshot.File)
+	fi, err := os.Stat(snapPath)
+	if err != nil || fi.Size() != st.Snapshot.Size {
+		r.logger.Warn("snapshot missing or of the wrong size, starting without history", "path", snapPath, "want", st.Snapshot.Size, "err", err)
+		r.removeStrays("", "")
+		return nil
+	}
+	if err := r.checkSnapshotFile(snapPath, st.Snapshot.ReplID, st.Snapshot.Offset); err != nil {
+		r.logger.Warn("snapshot rejected, starting without history", "path", snapPath, "err", err)
+		r.removeStrays("", "")
+		return nil
+	}
+	start := st.Snapshot.Offset + 1
+	logDir := st.LogDir
+	log, repaired, err := replstream.OpenLog(r.path(logDir), r.logOptions())
+	if err == nil {
+		if first, next := log.Range(); first > start || next < start {
+			err = fmt.Errorf("log holds [%d, %d), snapshot needs %d", first, next, start)
+			log.Close()
+		}
+	}
+	if err != nil {
+		r.logger.Warn("log unusable, keeping the snapshot and starting a new log after it", "path", r.path(logDir), "err", err)
+		logDir = newLogDirName()
+		if log, err = replstream.CreateLog(r.path(logDir), start, r.logOptions()); err != nil {
+			return err
+		}
+		st.LogDir = logDir
+		if err := r.writeState(st); err != nil {
+			return err
+		}
+	} else if repaired != "" {
+		r.logger.Warn("log repaired", "path", r.path(logDir), "what", repaired)
+	}
+	r.id = st.Identity
+	r.snap = completeSnapshot(st.Snapshot, snapPath)
+	r.snap.log = log
+	r.log = log
+	r.removeStrays(st.Snapshot.File, logDir)
+	first, next := log.Range()
+	r.logger.Info("history recovered", "replid", r.id.ReplID, "snapshot_offset", st.Snapshot.Offset, "first", first, "next", next)
+	return nil
+}
+
+// removeStrays deletes snapshot files and log dirs other than the ones named.
+func (r *Relay) removeStrays(keepSnap, keepLog string) {
+	ents, _ := os.ReadDir(r.cfg.DataDir)
+	for _, e := range ents {
+		name := e.Name()
+		if name == keepSnap || name == keepLog {
+			continue
+		}
+		if strings.HasPrefix(name, "snapshot-") || strings.HasPrefix(name, "log-") || name == stateFile+".tmp" {
+			if err := os.RemoveAll(r.path(name)); err != nil {
+				r.logger.Warn("remove stale file", "path", r.path(name), "err", err)
+			}
+		}
+	}
+}
+
+func (r *Relay) writeState(st diskState) error {
+	raw, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := r.path(stateFile + ".tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if _, err := f.Write(raw); err != nil {
+		f.Close()
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync state: %w", err)
+	}
+	f.Close()
+	if err := os.Rename(tmp, r.path(stateFile)); err != nil {
+		return fmt.Errorf("rename state: %w", err)
+	}
+	return syncDirectory(r.cfg.DataDir)
+}
+
+func syncDirectory(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func newLogDirName() string { return "log-" + replstream.RandomHex40()[:12] }
+
+// broadcast wakes everyone waiting for a change. Caller holds mu.
+func (r *Relay) broadcast() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// Close releases the data dir. Call it after Run has returned.
+func (r *Relay) Close() error {
+	r.mu.Lock()
+	log := r.log
+	r.mu.Unlock()
+	var err error
+	if log != nil {
+		_, serr := log.Sync()
+		err = errors.Join(serr, log.Close())
+	}
+	return errors.Join(err, r.lock.Close())
+}
+
+// Run runs the upstream link and serves downstream connections on ln until
+// ctx ends.
+func (r *Relay) Run(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.runUpstream(ctx, listenerPort(ln))
+	}()
+	err := r.serve(ctx, ln)
+	cancel()
+	wg.Wait()
+	return err
+}

@@ -1,0 +1,303 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/subtle"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Timeouts for downstream clients that are not (yet) replicas.
+const (
+	clientIdleTimeout    = 5 * time.Minute  // between commands
+	clientCommandTimeout = 10 * time.Second // from the first byte of a command to its last
+)
+
+func listenerPort(ln net.Listener) int {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// serve accepts downstream connections until ctx ends, then waits for their
+// goroutines.
+func (r *Relay) serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var open atomic.Int64
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		if open.Load() >= int64(r.cfg.MaxClients) {
+			r.stats.rejectedConns.Add(1)
+			nc.SetWriteDeadline(time.Now().Add(time.Second))
+			nc.Write([]byte("-ERR max number of clients reached\r\n"))
+			nc.Close()
+			continue
+		}
+		open.Add(1)
+		r.stats.connections.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer open.Add(-1)
+			r.handleConn(ctx, nc)
+		}()
+	}
+}
+
+// client is one downstream connection before it becomes a replica session.
+type client struct {
+	r      *Relay
+	nc     net.Conn
+	br     *bufio.Reader
+	out    []byte
+	addr   string
+	authed bool
+
+	// Set by REPLCONF.
+	listeningPort int
+	announceIP    string
+	capaEOF       bool
+	capaPSYNC2    bool
+	rdbOnly       bool
+}
+
+func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	c := &client{
+		r: r, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
+		addr:   nc.RemoteAddr().String(),
+		authed: r.cfg.RequirePass == "",
+	}
+	for {
+		nc.SetReadDeadline(time.Now().Add(clientIdleTimeout))
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
+		nc.SetReadDeadline(time.Now().Add(clientCommandTimeout))
+		args, err := readCommand(c.br)
+		if err != nil {
+			var pe errProtocol
+			if errors.As(err, &pe) {
+				r.stats.protocolErrors.Add(1)
+				r.logger.Warn("bad request from client, closing", "replica", c.addr, "err", err)
+				c.out = appendError(c.out, "ERR "+pe.Error())
+				c.flush()
+			}
+			return
+		}
+		if len(args) == 0 {
+			continue
+		}
+		sess, quit := c.dispatch(args)
+		if err := c.flush(); err != nil || quit {
+			return
+		}
+		if sess != nil {
+			sess.run(ctx)
+			return
+		}
+	}
+}
+
+func (c *client) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.r.cfg.ReplTimeout))
+	_, err := c.nc.Write(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
+// dispatch runs one command. It returns a session when the connection
+// became a replica, and quit when it must be closed.
+func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
+	name := strings.ToLower(string(args[0]))
+	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
+		c.out = appendError(c.out, "NOAUTH Authentication required.")
+		return nil, false
+	}
+	switch name {
+	case "ping":
+		switch len(args) {
+		case 1:
+			c.out = appendSimple(c.out, "PONG")
+		case 2:
+			c.out = appendBulk(c.out, string(args[1]))
+		default:
+			c.wrongArgs(name)
+		}
+	case "auth":
+		c.auth(args)
+	case "replconf":
+		c.replconf(args)
+	case "psync":
+		if len(args) < 3 {
+			c.wrongArgs(name)
+			return nil, false
+		}
+		off, err := strconv.ParseInt(string(args[2]), 10, 64)
+		if err != nil {
+			c.out = appendError(c.out, "ERR value is not an integer or out of range")
+			return nil, false
+		}
+		if len(args) > 3 {
+			c.out = appendError(c.out, "ERR PSYNC FAILOVER can't be sent to a relay.")
+			return nil, false
+		}
+		return newSession(c, string(args[1]), off, false), false
+	case "sync":
+		return newSession(c, "?", -1, true), false
+	case "info":
+		section := ""
+		if len(args) > 1 {
+			section = string(args[1])
+		}
+		c.out = appendBulk(c.out, c.r.info(section))
+	case "role":
+		c.out = c.r.appendRole(c.out)
+	case "quit":
+		c.out = appendSimple(c.out, "OK")
+		return nil, true
+	case "command":
+		c.out = appendArray(c.out, 0)
+	case "select":
+		if len(args) == 2 && string(args[1]) == "0" {
+			c.out = appendSimple(c.out, "OK")
+		} else {
+			c.out = appendError(c.out, "ERR a relay holds no keyspace; only SELECT 0 is accepted")
+		}
+	case "client":
+		c.clientCommand(args)
+	default:
+		var b strings.Builder
+		for _, a := range args[1:] {
+			fmt.Fprintf(&b, "'%s' ", truncateText(a, 64))
+		}
+		c.out = appendError(c.out, fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", truncateText(args[0], 64), b.String()))
+	}
+	return nil, false
+}
+
+func (c *client) wrongArgs(name string) {
+	c.out = appendError(c.out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+}
+
+func (c *client) auth(args [][]byte) {
+	var user, pass string
+	switch len(args) {
+	case 2:
+		user, pass = "default", string(args[1])
+	case 3:
+		user, pass = string(args[1]), string(args[2])
+	default:
+		c.wrongArgs("auth")
+		return
+	}
+	cfg := c.r.cfg
+	if cfg.RequirePass == "" {
+		c.out = appendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		return
+	}
+	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
+	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
+		c.r.logger.Warn("downstream AUTH failed", "replica", c.addr, "user", user)
+		c.out = appendError(c.out, "WRONGPASS invalid username-password pair or user is disabled.")
+		return
+	}
+	c.authed = true
+	c.out = appendSimple(c.out, "OK")
+}
+
+// replconf answers REPLCONF option/value pairs as a Redis master does.
+func (c *client) replconf(args [][]byte) {
+	if len(args)%2 == 0 {
+		c.out = appendError(c.out, "ERR syntax error")
+		return
+	}
+	for i := 1; i < len(args); i += 2 {
+		opt, val := strings.ToLower(string(args[i])), string(args[i+1])
+		switch opt {
+		case "listening-port":
+			p, err := strconv.Atoi(val)
+			if err != nil || p < 0 || p > 65535 {
+				c.out = appendError(c.out, "ERR value is not an integer or out of range")
+				return
+			}
+			c.listeningPort = p
+		case "ip-address":
+			if len(val) >= 256 {
+				c.out = appendError(c.out, fmt.Sprintf("ERR REPLCONF ip-address provided by replica instance is too long: %d bytes", len(val)))
+				return
+			}
+			c.announceIP = val
+		case "capa":
+			switch strings.ToLower(val) {
+			case "eof":
+				c.capaEOF = true
+			case "psync2":
+				c.capaPSYNC2 = true
+			}
+		case "ack", "getack":
+			return // never answered
+		case "rdb-only":
+			switch val {
+			case "0":
+				c.rdbOnly = false
+			case "1":
+				c.rdbOnly = true
+			default:
+				c.out = appendError(c.out, "ERR value is not an integer or out of range")
+				return
+			}
+		case "version":
+		default:
+			c.out = appendError(c.out, fmt.Sprintf("ERR Unrecognized REPLCONF option: %s", truncateText(args[i], 64)))
+			return
+		}
+	}
+	c.out = appendSimple(c.out, "OK")
+}
+
+func (c *client) clientCommand(args [][]byte) {
+	if len(args) < 2 {
+		c.wrongArgs("client")
+		return
+	}
+	switch strings.ToLower(string(args[1])) {
+	case "setname", "setinfo":
+		c.out = appendSimple(c.out, "OK")
+	case "getname":
+		c.out = appendNull(c.out)
+	default:
+		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'.", truncateText(args[1], 64)))
+	}
+}
+
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}

@@ -1,0 +1,355 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// CloseReason says why a replica session ended. The same value appears in
+// the log line and in the metric label.
+type CloseReason string
+
+const (
+	reasonReplicaClosed     CloseReason = "replica_closed"
+	reasonWriteError        CloseReason = "write_error"
+	reasonTimeout           CloseReason = "timeout"
+	reasonFellBehind        CloseReason = "fell_behind"
+	reasonHistoryReplaced   CloseReason = "history_replaced"
+	reasonReplIDChanged     CloseReason = "replid_changed"
+	reasonSnapshotAbandoned CloseReason = "snapshot_abandoned"
+	reasonProtocol          CloseReason = "protocol_error"
+	reasonShutdown          CloseReason = "shutdown"
+	reasonRDBOnlyDone       CloseReason = "rdb_only_done"
+	reasonKilled            CloseReason = "killed"
+)
+
+// closeError carries a CloseReason through context cancellation causes.
+type closeError struct {
+	reason CloseReason
+	err    error
+}
+
+func (e *closeError) Error() string {
+	if e.err != nil {
+		return string(e.reason) + ": " + e.err.Error()
+	}
+	return string(e.reason)
+}
+
+func (e *closeError) Unwrap() error { return e.err }
+
+// Replica states, as INFO shows them.
+const (
+	stateWaitBgsave = "wait_bgsave"
+	stateSendBulk   = "send_bulk"
+	stateOnline     = "online"
+)
+
+// session serves one downstream replica after PSYNC or SYNC: a cursor on the
+// shared log, a writer goroutine and an ACK reader. It holds no copy of the
+// stream beyond one read buffer.
+type session struct {
+	r      *Relay
+	c      *client
+	logger *slog.Logger
+	replid string // as asked in PSYNC
+	off    int64  // as asked in PSYNC
+	legacy bool   // SYNC: no +FULLRESYNC line, no ACKs expected
+
+	cancel   context.CancelCauseFunc
+	state    atomic.Value // string
+	ack      atomic.Int64 // last ACKed offset
+	ackTime  atomic.Int64 // unix nanoseconds of the last ACK or keepalive
+	firstAck chan struct{}
+	acked    atomic.Bool
+	started  time.Time
+}
+
+func newSession(c *client, replid string, off int64, legacy bool) *session {
+	s := &session{
+		r: c.r, c: c, replid: replid, off: off, legacy: legacy,
+		logger:   c.r.logger.With("replica", c.addr),
+		firstAck: make(chan struct{}),
+		started:  time.Now(),
+	}
+	s.state.Store(stateWaitBgsave)
+	return s
+}
+
+// end stops the session with reason.
+func (s *session) end(reason CloseReason) {
+	if s.cancel != nil {
+		s.cancel(&closeError{reason: reason})
+	}
+}
+
+// run serves the replica until it goes away or the session is ended.
+func (s *session) run(parent context.Context) {
+	ctx, cancel := context.WithCancelCause(parent)
+	s.cancel = cancel
+	defer cancel(nil)
+	r := s.r
+	r.mu.Lock()
+	r.sessions[s] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.sessions, s)
+		r.mu.Unlock()
+	}()
+
+	stop := context.AfterFunc(ctx, func() { s.c.nc.Close() })
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.readAcks(ctx)
+	}()
+	err := s.serve(ctx)
+	if cause := context.Cause(ctx); cause != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed)) {
+		err = cause
+	}
+	s.c.nc.Close()
+	<-done
+
+	reason := classify(err, parent)
+	if reason != reasonRDBOnlyDone && reason != reasonShutdown {
+		r.stats.replicasDropped.Add(1)
+	}
+	level := slog.LevelWarn
+	switch reason {
+	case reasonShutdown, reasonRDBOnlyDone, reasonReplIDChanged, reasonHistoryReplaced, reasonReplicaClosed:
+		level = slog.LevelInfo
+	}
+	s.logger.Log(context.Background(), level, "replica disconnected", "reason", reason, "acked", s.ack.Load(), "err", err)
+}
+
+func classify(err error, parent context.Context) CloseReason {
+	var ce *closeError
+	switch {
+	case errors.As(err, &ce):
+		return ce.reason
+	case parent.Err() != nil:
+		return reasonShutdown
+	case errors.Is(err, replstream.ErrNotRetained):
+		return reasonFellBehind
+	case errors.Is(err, replstream.ErrClosed):
+		return reasonHistoryReplaced
+	case errors.Is(err, errSnapshotAbandoned):
+		return reasonSnapshotAbandoned
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		return reasonReplicaClosed
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return reasonTimeout
+	}
+	return reasonWriteError
+}
+
+// write sends p to the replica, failing after ReplTimeout without progress.
+func (s *session) write(p []byte) error {
+	s.c.nc.SetWriteDeadline(time.Now().Add(s.r.cfg.ReplTimeout))
+	n, err := s.c.nc.Write(p)
+	s.r.stats.bytesToReplicas.Add(int64(n))
+	return err
+}
+
+func (s *session) keepalive() error { return s.write([]byte("\n")) }
+
+func (s *session) serve(ctx context.Context) error {
+	r := s.r
+	if !s.legacy {
+		d, cur, replid := r.psyncDecision(s.replid, s.off)
+		if d == replstream.WaitAhead {
+			s.logger.Info("replica is ahead of the relay, waiting for upstream", "offset", s.off)
+			r.waitAhead(ctx, s.off)
+			if d, cur, replid = r.psyncDecision(s.replid, s.off); d == replstream.WaitAhead {
+				d = replstream.FullResync
+			}
+		}
+		if d == replstream.Continue {
+			reply := "+CONTINUE\r\n"
+			if s.c.capaPSYNC2 {
+				reply = "+CONTINUE " + replid + "\r\n"
+			}
+			s.setOnline()
+			if err := s.write([]byte(reply)); err != nil {
+				return err
+			}
+			r.stats.partialSyncsServed.Add(1)
+			s.logger.Info("partial resync", "replid", replid, "offset", s.off)
+			return s.stream(ctx, cur)
+		}
+		if !strings.HasPrefix(s.replid, "?") {
+			r.stats.partialSyncsErr.Add(1)
+		}
+	}
+	return s.fullSync(ctx)
+}
+
+// fullSync sends a snapshot and then the log from just after it.
+func (s *session) fullSync(ctx context.Context) error {
+	r := s.r
+	snap, f, err := r.syncSource(ctx, s.keepalive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	meta := snap.meta
+	s.logger.Info("full resync", "replid", meta.ReplID, "offset", meta.Offset, "reason_replid", s.replid, "reason_offset", s.off)
+	if !s.legacy {
+		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n", meta.ReplID, meta.Offset)); err != nil {
+			return err
+		}
+	}
+	var p replstream.Payload
+	if s.c.capaEOF {
+		p = replstream.Payload{Size: -1, Mark: []byte(replstream.RandomHex40())}
+	} else {
+		size, err := snap.waitSize(ctx, s.keepalive)
+		if err != nil {
+			return err
+		}
+		p = replstream.Payload{Size: size}
+	}
+	s.state.Store(stateSendBulk)
+	if err := s.write(p.Preamble()); err != nil {
+		return err
+	}
+	if _, err := snap.copyTo(ctx, writerFunc(s.write), f); err != nil {
+		return err
+	}
+	if p.Mark != nil {
+		if err := s.write(p.Mark); err != nil {
+			return err
+		}
+	}
+	r.stats.fullSyncsServed.Add(1)
+	log, ok := snap.accepted()
+	if !ok {
+		return errSnapshotAbandoned
+	}
+	if s.c.rdbOnly {
+		return &closeError{reason: reasonRDBOnlyDone}
+	}
+	cur, err := log.Cursor(meta.Offset + 1)
+	if err != nil {
+		return err
+	}
+	if p.Mark != nil && !s.legacy {
+		// A stock replica finds the mark in the last 40 bytes it read:
+		// nothing may follow it until the replica has ACKed.
+		t := time.NewTimer(r.cfg.ReplTimeout)
+		defer t.Stop()
+		select {
+		case <-s.firstAck:
+		case <-t.C:
+			return &closeError{reason: reasonTimeout, err: errors.New("no ACK after the snapshot")}
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	s.setOnline()
+	return s.stream(ctx, cur)
+}
+
+type writerFunc func([]byte) error
+
+func (w writerFunc) Write(p []byte) (int, error) {
+	if err := w(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (s *session) setOnline() {
+	s.state.Store(stateOnline)
+	s.ackTime.Store(time.Now().UnixNano())
+	if !s.legacy {
+		// From now on the replica must ACK at least every ReplTimeout.
+		s.c.nc.SetReadDeadline(time.Now().Add(s.r.cfg.ReplTimeout))
+	}
+}
+
+// stream copies the log to the replica from the cursor on.
+func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := cur.Read(ctx, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			return err
+		}
+		if err := s.write(buf[:n]); err != nil {
+			return err
+		}
+	}
+}
+
+// readAcks reads what a replica sends after PSYNC: REPLCONF ACK <off> [FACK
+// <off>] and "\n" keepalives. Anything else ends the session.
+func (s *session) readAcks(ctx context.Context) {
+	br := s.c.br
+	for {
+		args, err := readCommand(br)
+		if err != nil {
+			if ctx.Err() == nil {
+				var pe errProtocol
+				reason := reasonReplicaClosed
+				var ne net.Error
+				switch {
+				case errors.As(err, &pe):
+					reason = reasonProtocol
+				case errors.As(err, &ne) && ne.Timeout():
+					reason = reasonTimeout
+				}
+				s.cancel(&closeError{reason: reason, err: err})
+			}
+			return
+		}
+		now := time.Now()
+		s.ackTime.Store(now.UnixNano())
+		if s.state.Load() == stateOnline && !s.legacy {
+			s.c.nc.SetReadDeadline(now.Add(s.r.cfg.ReplTimeout))
+		}
+		if len(args) == 0 {
+			continue // keepalive
+		}
+		if len(args) >= 3 && strings.EqualFold(string(args[0]), "replconf") {
+			switch strings.ToLower(string(args[1])) {
+			case "ack":
+				off, err := strconv.ParseInt(string(args[2]), 10, 64)
+				if err != nil {
+					continue
+				}
+				if off > s.ack.Load() {
+					s.ack.Store(off)
+				}
+				if s.acked.CompareAndSwap(false, true) {
+					close(s.firstAck)
+				}
+				continue
+			case "getack":
+				continue
+			}
+		}
+		s.cancel(&closeError{reason: reasonProtocol, err: fmt.Errorf("replica sent %q after PSYNC", truncateText(args[0], 32))})
+		return
+	}
+}
+
+
+

@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// Snapshot describes an RDB file in the data dir: the dataset as of Offset
+// in history ReplID. The stream resumes at Offset+1.
+type Snapshot struct {
+	ReplID  string    `json:"replid"`
+	Offset  int64     `json:"offset"`
+	Size    int64     `json:"size"`
+	File    string    `json:"file"` // name within the data dir
+	Created time.Time `json:"created"`
+}
+
+// snapshot is an RDB being received from upstream, or a complete one. Any
+// number of sessions read it while it is written (pipelined fan-out); the
+// final bytes are released only once the whole file has been received and
+// checked, so no replica can load a snapshot the relay did not accept.
+type snapshot struct {
+	meta Snapshot // ReplID, Offset, File fixed at creation; Size when complete
+	path string
+
+	mu      sync.Mutex
+	f       *os.File // the writer's handle; nil once complete
+	written int64
+	size    int64 // total RDB bytes when known (sized transfer, or complete), else -1
+	done    bool  // no more bytes will come
+	err     error // why the transfer failed; nil when done and accepted
+	wake    chan struct{}
+	log     *replstream.Log // the log of this history, set when accepted
+}
+
+func completeSnapshot(meta Snapshot, path string) *snapshot {
+	return &snapshot{meta: meta, path: path, written: meta.Size, size: meta.Size, done: true, wake: make(chan struct{})}
+}
+
+func newSnapshot(replid string, offset int64, path string) (*snapshot, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create snapshot file: %w", err)
+	}
+	return &snapshot{
+		meta: Snapshot{ReplID: replid, Offset: offset, Created: time.Now()},
+		path: path, f: f, size: -1, wake: make(chan struct{}),
+	}, nil
+}
+
+func (s *snapshot) notify() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+func (s *snapshot) setSize(n int64) {
+	s.mu.Lock()
+	s.size = n
+	s.notify()
+	s.mu.Unlock()
+}
+
+// Write appends RDB bytes from upstream; it implements io.Writer.
+func (s *snapshot) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	s.mu.Lock()
+	s.written += int64(n)
+	s.notify()
+	s.mu.Unlock()
+	if err != nil {
+		return n, fmt.Errorf("write snapshot: %w", err)
+	}
+	return n, nil
+}
+
+// finish marks the transfer over: accepted with the log of its history, or
+// failed with err.
+func (s *snapshot) finish(log *replstream.Log, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
+	s.done, s.err, s.log = true, err, log
+	if err == nil {
+		s.size = s.written
+		s.meta.Size = s.written
+	}
+	s.notify()
+}
+
+// state returns what is known now, and a channel closed on the next change.
+func (s *snapshot) state() (written, size int64, done bool, err error, wake <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written, s.size, s.done, s.err, s.wake
+}
+
+// accepted returns the log once the snapshot is complete and accepted.
+func (s *snapshot) accepted() (*replstream.Log, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log, s.done && s.err == nil
+}
+
+// errSnapshotAbandoned: the upstream transfer failed or was rejected.
+var errSnapshotAbandoned = errors.New("snapshot transfer abandoned")
+
+// waitSize blocks until the total size is known, calling keepalive every
+// second meanwhile.
+func (s *snapshot) waitSize(ctx context.Context, keepalive func() error) (int64, error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		_, size, done, err, wake := s.state()
+		if done && err != nil {
+			return 0, fmt.Errorf("%w: %v", errSnapshotAbandoned, err)
+		}
+		if size >= 0 {
+			return size, nil
+		}
+		select {
+		case <-wake:
+		case <-t.C:
+			if err := keepalive(); err != nil {
+				return 0, err
+			}
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// copyTo writes the snapshot's RDB bytes to w as they become available,
+// holding back the final byte until the snapshot is accepted. f is a handle
+// on the snapshot file opened by the caller.
+func (s *snapshot) copyTo(ctx context.Context, w io.Writer, f *os.File) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var pos int64
+	for {
+		written, _, done, err, wake := s.state()
+		if done && err != nil {
+			return pos, fmt.Errorf("%w: %v", errSnapshotAbandoned, err)
+		}
+		limit := written
+		if !done {
+			limit-- // the last byte waits for acceptance
+		}
+		if pos >= limit {
+			if done {
+				return pos, nil
+			}
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return pos, ctx.Err()
+			}
+		}
+		n, rerr := f.ReadAt(buf[:min(int64(len(buf)), limit-pos)], pos)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return pos, werr
+			}
+			pos += int64(n)
+		}
+		if rerr != nil && (n == 0 || !errors.Is(rerr, io.EOF)) {
+			return pos, fmt.Errorf("read snapshot %s at %d: %w", s.path, pos, rerr)
+		}
+	}
+}

@@ -1,0 +1,507 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// Link states, as Redis names them in ROLE.
+const (
+	linkNone       = "none"
+	linkDown       = "connect"
+	linkConnecting = "connecting"
+	linkHandshake  = "handshake"
+	linkSync       = "sync"
+	linkConnected  = "connected"
+)
+
+// upstreamStatus is what INFO and ROLE show about the upstream link.
+type upstreamStatus struct {
+	mu        sync.Mutex
+	state     string
+	addr      string
+	since     time.Time // when state last changed
+	lastErr   string
+	syncTotal int64 // bytes of the snapshot being received, -1 while unknown
+	syncStart time.Time
+	syncRead  atomic.Int64
+	lastIO    atomic.Int64 // unix nanoseconds of the last byte read
+	acked     atomic.Int64 // last offset ACKed to the master
+}
+
+func (u *upstreamStatus) set(state, addr string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.state != state {
+		u.since = time.Now()
+	}
+	u.state, u.addr = state, addr
+}
+
+func (u *upstreamStatus) get() (state, addr string, since time.Time, lastErr string, syncTotal int64, syncStart time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.state, u.addr, u.since, u.lastErr, u.syncTotal, u.syncStart
+}
+
+// Errors that decide how the upstream loop retries.
+var (
+	errTryLater = errors.New("upstream asked to retry later")
+	errAuth     = errors.New("upstream authentication failed")
+)
+
+// masterAddr returns the upstream address and a channel closed when it changes.
+func (r *Relay) masterAddr() (string, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.master, r.masterCh
+}
+
+// setMaster re-points the upstream link (REPLICAOF).
+func (r *Relay) setMaster(addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.master = addr
+	close(r.masterCh)
+	r.masterCh = make(chan struct{})
+}
+
+// runUpstream keeps a link to the master until ctx ends: connect, handshake,
+// PSYNC, stream; on failure retry with backoff, partial resync first.
+func (r *Relay) runUpstream(ctx context.Context, port int) {
+	if r.cfg.AnnouncePort > 0 {
+		port = r.cfg.AnnouncePort
+	}
+	up := &upstream{r: r, port: port}
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		addr, moved := r.masterAddr()
+		if addr == "" {
+			r.upstream.set(linkNone, "")
+			select {
+			case <-moved:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		linkCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-moved:
+				cancel()
+			case <-linkCtx.Done():
+			}
+		}()
+		err := up.run(linkCtx, addr)
+		cancel()
+		r.upstream.set(linkDown, addr)
+		if ctx.Err() != nil {
+			return
+		}
+		r.upstream.mu.Lock()
+		r.upstream.lastErr = fmt.Sprint(err)
+		r.upstream.mu.Unlock()
+		select {
+		case <-moved:
+			r.logger.Info("upstream re-pointed", "upstream", addr)
+			backoff = 0
+			continue
+		default:
+		}
+		switch {
+		case up.streamed:
+			backoff = 0
+		case backoff == 0:
+			backoff = 250 * time.Millisecond
+		default:
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		level := r.logger.Warn
+		if errors.Is(err, errAuth) {
+			level = r.logger.Error
+		}
+		level("upstream link down", "upstream", addr, "err", err, "retry_in", backoff)
+		if backoff > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-moved:
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// upstream is the state the link keeps across reconnects. It belongs to the
+// runUpstream goroutine.
+type upstream struct {
+	r         *Relay
+	port      int
+	forceFull bool               // next PSYNC must be "? -1" (after a protocol error)
+	framer    *replstream.Framer // follows the command stream; valid for framerLog
+	framerLog *replstream.Log
+	streamed  bool // the last run reached the streaming phase
+}
+
+// conn is one upstream connection.
+type upConn struct {
+	nc  net.Conn
+	br  *bufio.Reader
+	wmu sync.Mutex
+	r   *Relay
+}
+
+func (c *upConn) write(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(c.r.cfg.ReplTimeout))
+	_, err := c.nc.Write(p)
+	return err
+}
+
+// readLine reads a reply line, allowing timeout for it.
+func (c *upConn) readLine(timeout time.Duration) ([]byte, error) {
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	return replstream.ReadLine(c.br, 1<<16)
+}
+
+// activityReader refreshes the read deadline before every read, so the link
+// fails after ReplTimeout of silence, and records the time of the last byte.
+type activityReader struct {
+	nc      net.Conn
+	timeout time.Duration
+	status  *upstreamStatus
+}
+
+func (a *activityReader) Read(p []byte) (int, error) {
+	a.nc.SetReadDeadline(time.Now().Add(a.timeout))
+	n, err := a.nc.Read(p)
+	if n > 0 {
+		a.status.lastIO.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// handshakeTimeout bounds each reply during the handshake, as Redis's
+// CONFIG_REPL_SYNCIO_TIMEOUT does.
+const handshakeTimeout = 5 * time.Second
+
+func (u *upstream) run(ctx context.Context, addr string) error {
+	r := u.r
+	u.streamed = false
+	r.upstream.set(linkConnecting, addr)
+	d := net.Dialer{Timeout: handshakeTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	c := &upConn{nc: nc, r: r, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: r.cfg.ReplTimeout, status: &r.upstream}, 64<<10)}
+
+	r.upstream.set(linkHandshake, addr)
+	if err := u.handshake(c); err != nil {
+		return err
+	}
+	id, next, ok := r.position()
+	psync := []string{"PSYNC", "?", "-1"}
+	if ok && !u.forceFull {
+		psync = []string{"PSYNC", id.ReplID, strconv.FormatInt(next, 10)}
+	}
+	if err := c.write(appendCommand(nil, psync...)); err != nil {
+		return fmt.Errorf("send PSYNC: %w", err)
+	}
+	line, err := u.readReply(c)
+	if err != nil {
+		return fmt.Errorf("read PSYNC reply: %w", err)
+	}
+	fields := strings.Fields(string(line))
+	switch {
+	case len(fields) > 0 && fields[0] == "+FULLRESYNC":
+		if len(fields) != 3 || !replstream.ValidReplID(fields[1]) {
+			return fmt.Errorf("bad FULLRESYNC reply %q", truncateText(line, 100))
+		}
+		off, err := strconv.ParseInt(fields[2], 10, 64)
+		if err != nil || off < 0 {
+			return fmt.Errorf("bad FULLRESYNC offset %q", fields[2])
+		}
+		return u.fullSync(ctx, c, addr, fields[1], off)
+	case len(fields) > 0 && fields[0] == "+CONTINUE":
+		if !ok || u.forceFull {
+			return fmt.Errorf("unexpected CONTINUE to PSYNC ? -1")
+		}
+		if len(fields) == 2 && fields[1] != id.ReplID {
+			if !replstream.ValidReplID(fields[1]) {
+				return fmt.Errorf("bad CONTINUE reply %q", truncateText(line, 100))
+			}
+			r.logger.Info("master replication ID changed", "upstream", addr, "replid", fields[1], "replid2", id.ReplID, "offset", next-1)
+			if err := r.shiftReplID(fields[1]); err != nil {
+				return err
+			}
+		}
+		r.stats.upstreamPartials.Add(1)
+		r.logger.Info("partial resync with upstream", "upstream", addr, "offset", next)
+		return u.stream(ctx, c, addr, nil)
+	case len(line) > 0 && line[0] == '-':
+		if strings.HasPrefix(string(line), "-NOMASTERLINK") || strings.HasPrefix(string(line), "-LOADING") {
+			return fmt.Errorf("%w: %s", errTryLater, line)
+		}
+		if strings.HasPrefix(string(line), "-NOAUTH") || strings.HasPrefix(string(line), "-NOPERM") {
+			return fmt.Errorf("%w: PSYNC answered %s", errAuth, line)
+		}
+		return fmt.Errorf("PSYNC refused: %s", truncateText(line, 200))
+	}
+	return fmt.Errorf("unexpected PSYNC reply %q", truncateText(line, 100))
+}
+
+// handshake sends PING, AUTH, REPLCONF as a stock replica does.
+func (u *upstream) handshake(c *upConn) error {
+	r := u.r
+	if err := c.write(appendCommand(nil, "PING")); err != nil {
+		return fmt.Errorf("send PING: %w", err)
+	}
+	line, err := c.readLine(handshakeTimeout)
+	if err != nil {
+		return fmt.Errorf("read PING reply: %w", err)
+	}
+	if len(line) > 0 && line[0] == '-' && !isAuthError(line) {
+		return fmt.Errorf("PING answered %s", truncateText(line, 200))
+	}
+	var batch []byte
+	replies := 2 // REPLCONF listening-port, REPLCONF capa
+	if r.cfg.MasterAuth != "" {
+		if r.cfg.MasterUser != "" {
+			batch = appendCommand(batch, "AUTH", r.cfg.MasterUser, r.cfg.MasterAuth)
+		} else {
+			batch = appendCommand(batch, "AUTH", r.cfg.MasterAuth)
+		}
+		replies++
+	}
+	batch = appendCommand(batch, "REPLCONF", "listening-port", strconv.Itoa(u.port))
+	batch = appendCommand(batch, "REPLCONF", "capa", "eof", "capa", "psync2")
+	if err := c.write(batch); err != nil {
+		return fmt.Errorf("send handshake: %w", err)
+	}
+	for i := range replies {
+		line, err := c.readLine(handshakeTimeout)
+		if err != nil {
+			return fmt.Errorf("read handshake reply: %w", err)
+		}
+		switch {
+		case i == 0 && r.cfg.MasterAuth != "" && (len(line) == 0 || line[0] != '+'):
+			return fmt.Errorf("%w: AUTH answered %s", errAuth, truncateText(line, 200))
+		case isAuthError(line):
+			return fmt.Errorf("%w: master requires a password (set masterauth)", errAuth)
+		}
+		// Other REPLCONF errors are not fatal, as for a stock replica.
+	}
+	return nil
+}
+
+func isAuthError(line []byte) bool {
+	s := string(line)
+	return strings.HasPrefix(s, "-NOAUTH") || strings.HasPrefix(s, "-NOPERM") || strings.HasPrefix(s, "-ERR operation not permitted")
+}
+
+// readReply reads the reply to PSYNC, skipping newline keepalives (each one
+// refreshes the timeout).
+func (u *upstream) readReply(c *upConn) ([]byte, error) {
+	for {
+		line, err := c.readLine(u.r.cfg.ReplTimeout)
+		if err != nil {
+			return nil, err
+		}
+		if len(line) > 0 {
+			return line, nil
+		}
+	}
+}
+
+// fullSync receives the snapshot announced by +FULLRESYNC replid offset,
+// makes it the relay's history, then streams.
+func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string, offset int64) error {
+	r := u.r
+	r.upstream.set(linkSync, addr)
+	r.logger.Info("full resync from upstream", "upstream", addr, "replid", replid, "offset", offset)
+	s, err := r.beginFullSync(replid, offset)
+	if err != nil {
+		return err
+	}
+	p, err := u.readPayloadHeader(c)
+	if err != nil {
+		r.abortFullSync(s, err)
+		return err
+	}
+	if p.Mark == nil {
+		s.setSize(p.Size)
+	}
+	r.upstream.mu.Lock()
+	r.upstream.syncTotal, r.upstream.syncStart = p.Size, time.Now()
+	r.upstream.mu.Unlock()
+	r.upstream.syncRead.Store(0)
+	start := time.Now()
+	n, err := replstream.CopyPayload(&progressWriter{w: s, n: &r.upstream.syncRead}, c.br, p)
+	if err != nil {
+		err = fmt.Errorf("receive snapshot after %d bytes: %w", n, err)
+		r.abortFullSync(s, err)
+		return err
+	}
+	if _, err := r.commitFullSync(s); err != nil {
+		r.abortFullSync(s, err)
+		u.forceFull = true
+		return err
+	}
+	r.stats.upstreamFullSyncs.Add(1)
+	r.stats.bytesFromUpstream.Add(n)
+	u.forceFull = false
+	r.logger.Info("snapshot received", "upstream", addr, "replid", replid, "offset", offset, "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond))
+	var ackNow []byte
+	if p.Mark != nil {
+		// A diskless master starts the stream on an ACK; send one at once.
+		ackNow = appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(offset, 10))
+	}
+	return u.stream(ctx, c, addr, ackNow)
+}
+
+// progressWriter counts bytes written through it.
+type progressWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.n.Add(int64(n))
+	return n, err
+}
+
+// readPayloadHeader reads the $<len> or $EOF:<mark> line, skipping
+// keepalives.
+func (u *upstream) readPayloadHeader(c *upConn) (replstream.Payload, error) {
+	for {
+		line, err := c.readLine(u.r.cfg.ReplTimeout)
+		if err != nil {
+			return replstream.Payload{}, fmt.Errorf("read transfer preamble: %w", err)
+		}
+		p, keepalive, err := replstream.ParsePayloadLine(line)
+		if err != nil || !keepalive {
+			return p, err
+		}
+	}
+}
+
+// stream appends the command stream to the log until the link fails. It
+// ACKs every second, and at once on REPLCONF GETACK.
+func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []byte) error {
+	r := u.r
+	log := r.currentLog()
+	_, next := log.Range()
+	if u.framer == nil || u.framerLog != log || u.framer.Next() != next {
+		u.framer = replstream.NewFramer(next, r.cfg.Limits)
+		u.framerLog = log
+	}
+	r.upstream.set(linkConnected, addr)
+	u.streamed = true
+	if ackNow != nil {
+		if err := c.write(ackNow); err != nil {
+			return fmt.Errorf("send ACK: %w", err)
+		}
+	}
+
+	ackReq := make(chan struct{}, 1)
+	ackErr := make(chan error, 1)
+	ackCtx, stopAcks := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ackErr <- u.ackLoop(ackCtx, c, log, ackReq)
+	}()
+	defer func() {
+		stopAcks()
+		wg.Wait()
+	}()
+
+	buf := make([]byte, 64<<10)
+	getack := false
+	onCmd := func(cmd *replstream.Command) {
+		if cmd.IsGetAck() {
+			getack = true
+		}
+	}
+	for {
+		n, err := c.br.Read(buf)
+		if n > 0 {
+			valid, ferr := u.framer.Feed(buf[:n], onCmd)
+			if aerr := log.Append(buf[:valid], u.framer.AtBoundary()); aerr != nil {
+				return fmt.Errorf("append to log: %w", aerr)
+			}
+			r.stats.bytesFromUpstream.Add(int64(valid))
+			if ferr != nil {
+				r.stats.protocolErrors.Add(1)
+				u.forceFull = true
+				u.framer = nil
+				return fmt.Errorf("malformed stream from master, will full resync: %w", ferr)
+			}
+			if getack {
+				getack = false
+				select {
+				case ackReq <- struct{}{}:
+				default:
+				}
+			}
+		}
+		if err != nil {
+			select {
+			case aerr := <-ackErr:
+				if aerr != nil {
+					return aerr
+				}
+			default:
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				return errors.New("master closed the connection")
+			}
+			return fmt.Errorf("read stream: %w", err)
+		}
+	}
+}
+
+// ackLoop sends REPLCONF ACK every second and on request, after making the
+// log durable: the offset ACKed is what the relay has fsynced.
+func (u *upstream) ackLoop(ctx context.Context, c *upConn, log *replstream.Log, req <-chan struct{}) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-req:
+		}
+		synced, err := log.Sync()
+		if err != nil {
+			c.nc.Close()
+			return fmt.Errorf("sync log: %w", err)
+		}
+		off := synced - 1
+		if err := c.write(appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))); err != nil {
+			return nil // the reader sees the broken connection
+		}
+		u.r.upstream.acked.Store(off)
+	}
+}
