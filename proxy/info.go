@@ -58,7 +58,7 @@ type Status struct {
 	HasHistory    bool
 	Log           replstream.LogStats
 	Snapshot      Snapshot
-	SyncPending   bool  // a snapshot is arriving from upstream
+	SyncPending   bool // a snapshot is arriving from upstream
 	LinkState     string
 	MasterAddr    string
 	LinkSince     time.Time

@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/subtle"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"

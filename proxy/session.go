@@ -350,6 +350,3 @@ func (s *session) readAcks(ctx context.Context) {
 		return
 	}
 }
-
-
-

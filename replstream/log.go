@@ -52,6 +52,7 @@ type Log struct {
 
 	mu     sync.RWMutex
 	ring   []byte     // ring[o % len(ring)] holds offset o for o in [ringStart(), next); guarded by mu
+	ringLo Offset     // the ring holds nothing before this offset (it starts empty); guarded by mu
 	segs   []*segment // oldest first, contiguous; the last one is written to; guarded by mu
 	first  Offset     // offset of the oldest byte held; guarded by mu
 	next   Offset     // master_repl_offset+1; guarded by mu
@@ -90,7 +91,7 @@ func CreateLog(dir string, start Offset, opt LogOptions) (*Log, error) {
 }
 
 func newLog(dir string, opt LogOptions, start Offset) *Log {
-	return &Log{dir: dir, opt: opt, ring: make([]byte, opt.RingSize), first: start, next: start, synced: start, wake: make(chan struct{})}
+	return &Log{dir: dir, opt: opt, ring: make([]byte, opt.RingSize), ringLo: start, first: start, next: start, synced: start, wake: make(chan struct{})}
 }
 
 // OpenLog recovers a log written by an earlier process. Segments must be
@@ -150,6 +151,7 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 	l = newLog(dir, opt, segs[0].first)
 	l.segs = segs
 	l.next = last.first + last.size
+	l.ringLo = l.next
 	l.synced = l.next
 	return l, repaired, nil
 }
@@ -357,7 +359,7 @@ func (l *Log) Range() (first, next Offset) {
 
 // ringStart is the oldest offset the ring holds. Caller holds mu.
 func (l *Log) ringStart() Offset {
-	return max(l.first, l.next-Offset(len(l.ring)))
+	return max(l.first, l.ringLo, l.next-Offset(len(l.ring)))
 }
 
 // Cursor returns a reader positioned at offset from, which must be in
