@@ -29,6 +29,7 @@ func newApp() *cli.App {
 		Version: proxy.Version,
 		Commands: []*cli.Command{
 			runCommand(),
+			demoCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",
