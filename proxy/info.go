@@ -118,7 +118,7 @@ func (r *Relay) Status() Status {
 
 // MasterOffset is master_repl_offset as the relay knows it: the last byte
 // it holds.
-func (st *Status) MasterOffset() int64 {
+func (st Status) MasterOffset() int64 {
 	if !st.HasHistory {
 		return 0
 	}

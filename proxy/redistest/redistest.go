@@ -332,6 +332,12 @@ func (s *Server) options(tweak func(*redis.Options)) *redis.Options {
 			Mode: maintnotifications.ModeDisabled,
 		},
 	}
+	// A server started with --requirepass gets a client that authenticates.
+	for i := 0; i+1 < len(s.extra); i++ {
+		if s.extra[i] == "--requirepass" {
+			o.Password = s.extra[i+1]
+		}
+	}
 	if tweak != nil {
 		tweak(o)
 	}
