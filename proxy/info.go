@@ -59,6 +59,7 @@ type Status struct {
 	Log           replstream.LogStats
 	Snapshot      Snapshot
 	SyncPending   bool // a snapshot is arriving from upstream
+	GuardTripped  bool // the empty-master guard holds back a snapshot
 	LinkState     string
 	MasterAddr    string
 	LinkSince     time.Time
@@ -76,7 +77,8 @@ type Status struct {
 	UpstreamPartials   int64
 	BytesFromUpstream  int64
 	BytesToReplicas    int64
-	ReplicasDropped    int64
+	Disconnects        map[CloseReason]int64 // replica sessions ended, by reason
+	Commands           map[string]int64      // commands relayed, by lower-case name (at most maxCommandNames, then "other")
 	Connections        int64
 	RejectedConns      int64
 	ProtocolErrors     int64
@@ -109,7 +111,16 @@ func (r *Relay) Status() Status {
 	st.UpstreamPartials = c.upstreamPartials.Load()
 	st.BytesFromUpstream = c.bytesFromUpstream.Load()
 	st.BytesToReplicas = c.bytesToReplicas.Load()
-	st.ReplicasDropped = c.replicasDropped.Load()
+	st.Disconnects = make(map[CloseReason]int64, len(c.disconnects))
+	for reason, n := range c.disconnects {
+		st.Disconnects[reason] = n.Load()
+	}
+	r.cmdMu.Lock()
+	st.Commands = make(map[string]int64, len(r.commands))
+	for name, n := range r.commands {
+		st.Commands[name] = n
+	}
+	r.cmdMu.Unlock()
 	st.Connections = c.connections.Load()
 	st.RejectedConns = c.rejectedConns.Load()
 	st.ProtocolErrors = c.protocolErrors.Load()
@@ -181,7 +192,11 @@ func (r *Relay) info(section string) string {
 			kv("snapshot_age_seconds", int(time.Since(st.Snapshot.Created).Seconds()))
 		}
 		kv("snapshot_in_progress", b2i(st.SyncPending))
-		kv("replicas_dropped", st.ReplicasDropped)
+		for _, reason := range closeReasons {
+			if n := st.Disconnects[reason]; n > 0 {
+				kv("replica_disconnects_"+string(reason), n)
+			}
+		}
 		kv("protocol_errors", st.ProtocolErrors)
 	})
 	return b.String()

@@ -81,6 +81,9 @@ type Relay struct {
 
 	upstream upstreamStatus
 	stats    counters
+
+	cmdMu    sync.Mutex
+	commands map[string]int64 // relayed commands by lower-case name, published by the upstream link; guarded by cmdMu
 }
 
 // counters are monotonic and read without locks.
@@ -92,7 +95,7 @@ type counters struct {
 	upstreamPartials   atomic.Int64
 	bytesFromUpstream  atomic.Int64
 	bytesToReplicas    atomic.Int64
-	replicasDropped    atomic.Int64
+	disconnects        map[CloseReason]*atomic.Int64 // keys fixed at start
 	connections        atomic.Int64
 	rejectedConns      atomic.Int64
 	protocolErrors     atomic.Int64
@@ -128,6 +131,10 @@ func New(cfg Config) (*Relay, error) {
 		cfg: cfg, logger: cfg.Logger, lock: lock,
 		changed: make(chan struct{}), sessions: make(map[*session]struct{}),
 		master: cfg.MasterAddr, masterCh: make(chan struct{}),
+	}
+	r.stats.disconnects = make(map[CloseReason]*atomic.Int64, len(closeReasons))
+	for _, reason := range closeReasons {
+		r.stats.disconnects[reason] = new(atomic.Int64)
 	}
 	r.upstream.set(linkDown, "")
 	if err := r.recover(); err != nil {

@@ -33,6 +33,12 @@ const (
 	reasonKilled            CloseReason = "killed"
 )
 
+// closeReasons lists every CloseReason, for metrics.
+var closeReasons = []CloseReason{
+	reasonReplicaClosed, reasonWriteError, reasonTimeout, reasonFellBehind, reasonHistoryReplaced,
+	reasonReplIDChanged, reasonSnapshotAbandoned, reasonProtocol, reasonShutdown, reasonRDBOnlyDone, reasonKilled,
+}
+
 // closeError carries a CloseReason through context cancellation causes.
 type closeError struct {
 	reason CloseReason
@@ -123,9 +129,7 @@ func (s *session) run(parent context.Context) {
 	<-done
 
 	reason := classify(err, parent)
-	if reason != reasonRDBOnlyDone && reason != reasonShutdown {
-		r.stats.replicasDropped.Add(1)
-	}
+	r.stats.disconnects[reason].Add(1)
 	level := slog.LevelWarn
 	switch reason {
 	case reasonShutdown, reasonRDBOnlyDone, reasonReplIDChanged, reasonHistoryReplaced, reasonReplicaClosed:

@@ -20,6 +20,9 @@ type Snapshot struct {
 	Size    int64     `json:"size"`
 	File    string    `json:"file"` // name within the data dir
 	Created time.Time `json:"created"`
+	Keys    int64     `json:"keys"`    // keys in all databases, from the RDB parser; -1 when unknown
+	Expires int64     `json:"expires"` // keys with a TTL; -1 when unknown
+	Version int       `json:"rdb_version"`
 }
 
 // snapshot is an RDB being received from upstream, or a complete one. Any

@@ -151,6 +151,7 @@ type upstream struct {
 	framer    *replstream.Framer // follows the command stream; valid for framerLog
 	framerLog *replstream.Log
 	streamed  bool // the last run reached the streaming phase
+	counts    commandCounts
 }
 
 // conn is one upstream connection.
@@ -436,10 +437,12 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 	buf := make([]byte, 64<<10)
 	getack := false
 	onCmd := func(cmd *replstream.Command) {
+		u.counts.add(cmd.Name)
 		if cmd.IsGetAck() {
 			getack = true
 		}
 	}
+	defer u.counts.publish(r)
 	for {
 		n, err := c.br.Read(buf)
 		if n > 0 {
@@ -448,6 +451,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 				return fmt.Errorf("append to log: %w", aerr)
 			}
 			r.stats.bytesFromUpstream.Add(int64(valid))
+			u.counts.maybePublish(r)
 			if ferr != nil {
 				r.stats.protocolErrors.Add(1)
 				u.forceFull = true

@@ -1,0 +1,60 @@
+package proxy
+
+import "time"
+
+// maxCommandNames bounds how many distinct command names are counted; a
+// hostile or corrupt stream cannot grow the table past it.
+const maxCommandNames = 256
+
+// commandCounts counts relayed commands by lower-case name. It belongs to
+// the upstream goroutine and is copied to the Relay about once a second, so
+// counting costs one map lookup per command and no lock.
+type commandCounts struct {
+	n         map[string]*int64
+	published time.Time
+}
+
+func (c *commandCounts) add(name []byte) {
+	var buf [32]byte
+	k := copy(buf[:], name)
+	for i := range k {
+		if b := buf[i]; 'A' <= b && b <= 'Z' {
+			buf[i] = b + 'a' - 'A'
+		}
+	}
+	key := buf[:k]
+	if p := c.n[string(key)]; p != nil {
+		*p++
+		return
+	}
+	if c.n == nil {
+		c.n = make(map[string]*int64)
+	}
+	if len(c.n) >= maxCommandNames {
+		key = []byte("other")
+		if p := c.n["other"]; p != nil {
+			*p++
+			return
+		}
+	}
+	one := int64(1)
+	c.n[string(key)] = &one
+}
+
+func (c *commandCounts) maybePublish(r *Relay) {
+	if time.Since(c.published) >= time.Second {
+		c.publish(r)
+	}
+}
+
+func (c *commandCounts) publish(r *Relay) {
+	c.published = time.Now()
+	r.cmdMu.Lock()
+	defer r.cmdMu.Unlock()
+	if r.commands == nil {
+		r.commands = make(map[string]int64, len(c.n))
+	}
+	for name, n := range c.n {
+		r.commands[name] = *n
+	}
+}
