@@ -1,15 +1,16 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -43,6 +44,11 @@ func (r *Relay) beginFullSync(replid string, offset int64) (*snapshot, error) {
 		return nil, err
 	}
 	s.meta.File = name
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		s.parse()
+	}()
 	r.mu.Lock()
 	r.pending = s
 	r.broadcast()
@@ -54,7 +60,7 @@ func (r *Relay) beginFullSync(replid string, offset int64) (*snapshot, error) {
 // streaming it are cut.
 func (r *Relay) abortFullSync(s *snapshot, why error) {
 	s.finish(nil, why)
-	os.Remove(s.path)
+	removeSnapshotFiles(s.path)
 	r.mu.Lock()
 	if r.pending == s {
 		r.pending = nil
@@ -65,21 +71,62 @@ func (r *Relay) abortFullSync(s *snapshot, why error) {
 
 // commitFullSync checks a fully received snapshot and makes it the relay's
 // history: a new log starts after it, state.json names both, and the old
-// history is dropped (its sessions end when its log closes).
+// history is dropped (its sessions end when its log closes). A snapshot that
+// trips the empty-master guard is held back instead (errGuardTripped).
 func (r *Relay) commitFullSync(s *snapshot) (*replstream.Log, error) {
-	written, _, _, _, _ := s.state()
-	if err := r.checkSnapshotFile(s.path, s.meta.ReplID, s.meta.Offset); err != nil {
+	s.markReceived()
+	if err := r.validate(s); err != nil {
+		r.stats.snapshotsRejected.Add(1)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
 	}
-	if err := s.f.Sync(); err != nil {
-		return nil, fmt.Errorf("sync snapshot: %w", err)
+	if why := r.guardCheck(s); why != "" {
+		r.holdSnapshot(s, why)
+		return nil, fmt.Errorf("%w: %s", errGuardTripped, why)
+	}
+	return r.install(s)
+}
+
+// validate checks a received snapshot before any replica may load it: an
+// RDB magic, the EOF opcode and a matching CRC-64 (computed as the bytes
+// arrived), and repl-id/repl-offset aux fields that agree with the
+// +FULLRESYNC reply. Without a checksum (rdbchecksum no) the parser must
+// have framed the whole file.
+func (r *Relay) validate(s *snapshot) error {
+	res := s.check.Result()
+	switch {
+	case !res.Magic:
+		return errors.New("not an RDB (bad magic)")
+	case !res.Trailer:
+		return fmt.Errorf("no EOF opcode and checksum at the end of %d bytes", res.Size)
+	case res.Status == rdbparse.ChecksumMismatch:
+		return fmt.Errorf("checksum mismatch: stored %016x, computed %016x", res.Stored, res.Computed)
+	}
+	if err := r.checkSnapshotFile(s.path, s.meta.ReplID, s.meta.Offset); err != nil {
+		return err
+	}
+	if res.Status == rdbparse.ChecksumDisabled {
+		<-s.parsed
+		if s.parseErr != nil {
+			return fmt.Errorf("snapshot without checksum does not parse: %w", s.parseErr)
+		}
+	}
+	return nil
+}
+
+// install makes an accepted snapshot the relay's history.
+func (r *Relay) install(s *snapshot) (*replstream.Log, error) {
+	written, _, _, _, _ := s.state()
+	if s.f != nil {
+		if err := s.f.Sync(); err != nil {
+			return nil, fmt.Errorf("sync snapshot: %w", err)
+		}
 	}
 	logDir := newLogDirName()
 	log, err := replstream.CreateLog(r.path(logDir), s.meta.Offset+1, r.logOptions())
 	if err != nil {
 		return nil, err
 	}
-	meta := s.meta
+	meta := s.metaCopy()
 	meta.Size = written
 	id := replstream.NewIdentity(s.meta.ReplID)
 	if err := r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDir}); err != nil {
@@ -100,26 +147,75 @@ func (r *Relay) commitFullSync(s *snapshot) (*replstream.Log, error) {
 	if oldLog != nil {
 		oldLog.Remove()
 	}
-	if oldSnap != nil {
-		os.Remove(oldSnap.path)
+	if oldSnap != nil && oldSnap.path != s.path {
+		removeSnapshotFiles(oldSnap.path)
 	}
+	r.afterParse(s)
 	return log, nil
 }
 
+// afterParse records the parser's summary of s once it is ready: keys and
+// version in state.json and INFO, the full summary in a JSON file beside the
+// snapshot.
+func (r *Relay) afterParse(s *snapshot) {
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		<-s.parsed
+		if s.parseErr != nil {
+			r.stats.parseErrors.Add(1)
+			r.logger.Warn("snapshot summary incomplete", "path", s.path, "err", s.parseErr)
+		}
+		sum := s.summary
+		if sum == nil {
+			return
+		}
+		if sum.Unparsed != "" {
+			r.logger.Info("snapshot partly understood", "path", s.path, "unparsed", sum.Unparsed)
+		}
+		if raw, err := json.MarshalIndent(sum, "", "  "); err == nil {
+			os.WriteFile(s.path+".json", raw, 0o644)
+		}
+		r.mu.Lock()
+		current := r.snap == s
+		s.mu.Lock()
+		if s.parseErr == nil {
+			s.meta.Keys, s.meta.Expires = sum.Keys, sum.Expires
+		}
+		s.meta.Version = sum.Version
+		meta := s.meta
+		s.mu.Unlock()
+		var st diskState
+		if current {
+			st = diskState{Identity: r.id, Snapshot: meta, LogDir: filepath.Base(r.log.Dir())}
+		}
+		r.mu.Unlock()
+		if current {
+			if err := r.writeState(st); err != nil {
+				r.logger.Warn("record snapshot summary", "err", err)
+			}
+		}
+	}()
+}
+
 // checkSnapshotFile makes sure an RDB file is what the +FULLRESYNC reply (or
-// state.json) says it is.
+// state.json) says it is: an RDB whose repl-id and repl-offset aux fields,
+// when present, name that history and offset.
 func (r *Relay) checkSnapshotFile(path, replid string, offset int64) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	magic := make([]byte, 9)
-	if _, err := io.ReadFull(f, magic); err != nil {
-		return fmt.Errorf("read rdb magic: %w", err)
+	h, err := rdbparse.ReadHeader(f)
+	if err != nil {
+		return fmt.Errorf("read rdb header: %w", err)
 	}
-	if !bytes.HasPrefix(magic, []byte("REDIS")) && !bytes.HasPrefix(magic, []byte("VALKEY")) {
-		return fmt.Errorf("not an RDB file: magic %q", magic)
+	if id := h.ReplID(); id != "" && !strings.EqualFold(id, replid) {
+		return fmt.Errorf("rdb repl-id %s contradicts replid %s", id, replid)
+	}
+	if off, ok := h.ReplOffset(); ok && off != offset {
+		return fmt.Errorf("rdb repl-offset %d contradicts offset %d", off, offset)
 	}
 	return nil
 }
@@ -132,7 +228,7 @@ func (r *Relay) shiftReplID(newID string) error {
 	r.mu.Lock()
 	_, next := r.log.Range()
 	id := r.id.Shift(newID, next)
-	st := diskState{Identity: id, Snapshot: r.snap.meta, LogDir: filepath.Base(r.log.Dir())}
+	st := diskState{Identity: id, Snapshot: r.snap.metaCopy(), LogDir: filepath.Base(r.log.Dir())}
 	r.mu.Unlock()
 	if err := r.writeState(st); err != nil {
 		return err
@@ -222,3 +318,9 @@ func (r *Relay) syncSource(ctx context.Context, keepalive func() error) (*snapsh
 }
 
 var errNoHistory = errors.New("no history")
+
+// removeSnapshotFiles deletes a snapshot and its summary file.
+func removeSnapshotFiles(path string) {
+	os.Remove(path)
+	os.Remove(path + ".json")
+}

@@ -60,6 +60,8 @@ type Status struct {
 	Snapshot      Snapshot
 	SyncPending   bool // a snapshot is arriving from upstream
 	GuardTripped  bool // the empty-master guard holds back a snapshot
+	GuardReason   string
+	GuardSince    time.Time
 	LinkState     string
 	MasterAddr    string
 	LinkSince     time.Time
@@ -82,6 +84,8 @@ type Status struct {
 	Connections        int64
 	RejectedConns      int64
 	ProtocolErrors     int64
+	SnapshotsRejected  int64 // snapshots from upstream that failed validation
+	GuardTrips         int64
 }
 
 // Status reports the relay's state.
@@ -92,9 +96,12 @@ func (r *Relay) Status() Status {
 	if r.log != nil {
 		st.HasHistory = true
 		st.Log = r.log.Stats()
-		st.Snapshot = r.snap.meta
+		st.Snapshot = r.snap.metaCopy()
 	}
 	st.SyncPending = r.pending != nil
+	st.GuardTripped = r.guard.held != nil
+	st.GuardReason = r.guard.reason
+	st.GuardSince = r.guard.since
 	st.MasterAddr = r.master
 	r.mu.Unlock()
 	st.LinkState, _, st.LinkSince, st.LastError, st.SyncTotal, st.SyncStart = r.upstream.get()
@@ -124,6 +131,8 @@ func (r *Relay) Status() Status {
 	st.Connections = c.connections.Load()
 	st.RejectedConns = c.rejectedConns.Load()
 	st.ProtocolErrors = c.protocolErrors.Load()
+	st.SnapshotsRejected = c.snapshotsRejected.Load()
+	st.GuardTrips = c.guardTrips.Load()
 	return st
 }
 
@@ -191,7 +200,17 @@ func (r *Relay) info(section string) string {
 		if !st.Snapshot.Created.IsZero() {
 			kv("snapshot_age_seconds", int(time.Since(st.Snapshot.Created).Seconds()))
 		}
+		kv("snapshot_keys", st.Snapshot.Keys)
+		kv("snapshot_expires", st.Snapshot.Expires)
+		kv("snapshot_rdb_version", st.Snapshot.Version)
 		kv("snapshot_in_progress", b2i(st.SyncPending))
+		kv("snapshots_rejected", st.SnapshotsRejected)
+		kv("guard_tripped", b2i(st.GuardTripped))
+		if st.GuardTripped {
+			kv("guard_reason", strconv.Quote(st.GuardReason))
+			kv("guard_since_seconds", int(time.Since(st.GuardSince).Seconds()))
+		}
+		kv("guard_trips", st.GuardTrips)
 		for _, reason := range closeReasons {
 			if n := st.Disconnects[reason]; n > 0 {
 				kv("replica_disconnects_"+string(reason), n)

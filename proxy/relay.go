@@ -35,6 +35,10 @@ type Config struct {
 	ReplTimeout time.Duration // repl-timeout, both directions; default 60 s
 	WaitAhead   time.Duration // how long a replica ahead of the relay may wait to be caught up; default 5 s
 	MaxClients  int           // downstream connections; default 10000
+
+	// The empty-master guard (see guard.go): on by default.
+	DisableGuard      bool
+	GuardMinKeysRatio float64 // also trip when a new history has fewer than this fraction of the current keys; 0: only when empty
 	Limits      replstream.Limits
 
 	Logger *slog.Logger
@@ -81,6 +85,8 @@ type Relay struct {
 
 	upstream upstreamStatus
 	stats    counters
+	bg       sync.WaitGroup // background work: snapshot parsers
+	guard    guardState     // guarded by mu
 
 	cmdMu    sync.Mutex
 	commands map[string]int64 // relayed commands by lower-case name, published by the upstream link; guarded by cmdMu
@@ -99,6 +105,9 @@ type counters struct {
 	connections        atomic.Int64
 	rejectedConns      atomic.Int64
 	protocolErrors     atomic.Int64
+	snapshotsRejected  atomic.Int64
+	parseErrors        atomic.Int64
+	guardTrips         atomic.Int64
 }
 
 // diskState is state.json: which files in the data dir form the history.
@@ -216,7 +225,7 @@ func (r *Relay) removeStrays(keepSnap, keepLog string) {
 	ents, _ := os.ReadDir(r.cfg.DataDir)
 	for _, e := range ents {
 		name := e.Name()
-		if name == keepSnap || name == keepLog {
+		if name == keepSnap || name == keepSnap+".json" || name == keepLog {
 			continue
 		}
 		if strings.HasPrefix(name, "snapshot-") || strings.HasPrefix(name, "log-") || name == stateFile+".tmp" {
@@ -271,6 +280,7 @@ func (r *Relay) broadcast() {
 
 // Close releases the data dir. Call it after Run has returned.
 func (r *Relay) Close() error {
+	r.bg.Wait()
 	r.mu.Lock()
 	log := r.log
 	r.mu.Unlock()

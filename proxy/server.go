@@ -193,6 +193,8 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		}
 	case "client":
 		c.clientCommand(args)
+	case "relay":
+		c.relayCommand(args)
 	default:
 		var b strings.Builder
 		for _, a := range args[1:] {
@@ -300,4 +302,24 @@ func (c *client) clientCommand(args [][]byte) {
 
 func constantTimeEqual(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// relayCommand runs the relay's own admin commands:
+//
+//	RELAY GUARD RELEASE   accept the snapshot held by the empty-master guard
+func (c *client) relayCommand(args [][]byte) {
+	sub := ""
+	for _, a := range args[1:] {
+		sub += strings.ToLower(string(a)) + " "
+	}
+	switch strings.TrimSpace(sub) {
+	case "guard release":
+		if err := c.r.ReleaseGuard(); err != nil {
+			c.out = appendError(c.out, "ERR "+err.Error())
+			return
+		}
+		c.out = appendSimple(c.out, "OK")
+	default:
+		c.out = appendError(c.out, "ERR unknown RELAY subcommand; try RELAY GUARD RELEASE")
+	}
 }

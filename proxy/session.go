@@ -210,7 +210,7 @@ func (s *session) fullSync(ctx context.Context) error {
 		return err
 	}
 	defer f.Close()
-	meta := snap.meta
+	meta := snap.metaCopy()
 	s.logger.Info("full resync", "replid", meta.ReplID, "offset", meta.Offset, "reason_replid", s.replid, "reason_offset", s.off)
 	if !s.legacy {
 		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n", meta.ReplID, meta.Offset)); err != nil {

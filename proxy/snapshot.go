@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -41,10 +42,17 @@ type snapshot struct {
 	err     error // why the transfer failed; nil when done and accepted
 	wake    chan struct{}
 	log     *replstream.Log // the log of this history, set when accepted
+	// received: every byte is in, the transfer awaits acceptance; guarded by mu
+	received bool
+
+	check    *rdbparse.Checker // CRC of the bytes written; used by the writer goroutine only
+	parsed   chan struct{}     // closed when the parser is done with the file
+	summary  *rdbparse.Summary // set before parsed is closed
+	parseErr error             // set before parsed is closed
 }
 
 func completeSnapshot(meta Snapshot, path string) *snapshot {
-	return &snapshot{meta: meta, path: path, written: meta.Size, size: meta.Size, done: true, wake: make(chan struct{})}
+	return &snapshot{meta: meta, path: path, written: meta.Size, size: meta.Size, done: true, received: true, wake: make(chan struct{}), parsed: make(chan struct{})}
 }
 
 func newSnapshot(replid string, offset int64, path string) (*snapshot, error) {
@@ -53,9 +61,18 @@ func newSnapshot(replid string, offset int64, path string) (*snapshot, error) {
 		return nil, fmt.Errorf("create snapshot file: %w", err)
 	}
 	return &snapshot{
-		meta: Snapshot{ReplID: replid, Offset: offset, Created: time.Now()},
+		meta: Snapshot{ReplID: replid, Offset: offset, Created: time.Now(), Keys: -1, Expires: -1},
 		path: path, f: f, size: -1, wake: make(chan struct{}),
+		check: rdbparse.NewChecker(), parsed: make(chan struct{}),
 	}, nil
+}
+
+// metaCopy returns the metadata; Size and the parser's counts change after
+// creation, the other fields never do.
+func (s *snapshot) metaCopy() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.meta
 }
 
 func (s *snapshot) notify() {
@@ -73,6 +90,7 @@ func (s *snapshot) setSize(n int64) {
 // Write appends RDB bytes from upstream; it implements io.Writer.
 func (s *snapshot) Write(p []byte) (int, error) {
 	n, err := s.f.Write(p)
+	s.check.Write(p[:n])
 	s.mu.Lock()
 	s.written += int64(n)
 	s.notify()
@@ -81,6 +99,16 @@ func (s *snapshot) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("write snapshot: %w", err)
 	}
 	return n, nil
+}
+
+// markReceived records that every byte is in. The parser may now reach the
+// end of the file; replicas still wait for acceptance.
+func (s *snapshot) markReceived() {
+	s.mu.Lock()
+	s.received = true
+	s.size = s.written
+	s.notify()
+	s.mu.Unlock()
 }
 
 // finish marks the transfer over: accepted with the log of its history, or
@@ -179,4 +207,49 @@ func (s *snapshot) copyTo(ctx context.Context, w io.Writer, f *os.File) (int64, 
 			return pos, fmt.Errorf("read snapshot %s at %d: %w", s.path, pos, rerr)
 		}
 	}
+}
+
+// follower reads the snapshot file as it grows, for the parser. It ends at
+// the last byte once all are received, or with the transfer's error.
+type follower struct {
+	s   *snapshot
+	f   *os.File
+	pos int64
+}
+
+func (fl *follower) Read(p []byte) (int, error) {
+	for {
+		fl.s.mu.Lock()
+		written, received, done, err, wake := fl.s.written, fl.s.received, fl.s.done, fl.s.err, fl.s.wake
+		fl.s.mu.Unlock()
+		if fl.pos < written {
+			n, rerr := fl.f.ReadAt(p[:min(int64(len(p)), written-fl.pos)], fl.pos)
+			fl.pos += int64(n)
+			if n > 0 {
+				return n, nil
+			}
+			return 0, rerr
+		}
+		switch {
+		case done && err != nil:
+			return 0, err
+		case received || done:
+			return 0, io.EOF
+		}
+		<-wake
+	}
+}
+
+// parse summarises the snapshot with rdbparse while it arrives (or, for a
+// complete one, from disk), then closes parsed. The relay never waits for it
+// except where a check needs its verdict.
+func (s *snapshot) parse() {
+	defer close(s.parsed)
+	f, err := os.Open(s.path)
+	if err != nil {
+		s.parseErr = err
+		return
+	}
+	defer f.Close()
+	s.summary, s.parseErr = rdbparse.Parse(&follower{s: s, f: f})
 }

@@ -95,6 +95,18 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 			}
 			continue
 		}
+		select {
+		case <-r.guardHold():
+		default:
+			r.upstream.set(linkNone, addr)
+			select {
+			case <-r.guardHold():
+			case <-moved:
+				r.discardHeld()
+			case <-ctx.Done():
+			}
+			continue
+		}
 		linkCtx, cancel := context.WithCancel(ctx)
 		go func() {
 			select {
@@ -120,7 +132,7 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 		default:
 		}
 		switch {
-		case up.streamed:
+		case up.streamed, errors.Is(err, errGuardTripped):
 			backoff = 0
 		case backoff == 0:
 			backoff = 250 * time.Millisecond
@@ -359,6 +371,9 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 		return err
 	}
 	if _, err := r.commitFullSync(s); err != nil {
+		if errors.Is(err, errGuardTripped) {
+			return err
+		}
 		r.abortFullSync(s, err)
 		u.forceFull = true
 		return err

@@ -17,8 +17,8 @@ type Limits struct {
 var DefaultLimits = Limits{MaxArgs: 1 << 31, MaxBulk: 1 << 34}
 
 // Command describes one complete command seen by the Framer. Name and Arg1
-// hold at most the first nameCap bytes of the first two arguments and are
-// only valid during the callback.
+// hold at most the first nameCap bytes of the first two arguments. The
+// Command is reused: it is only valid during the callback.
 type Command struct {
 	Offset Offset // offset of the '*' that starts it
 	Len    int64  // bytes, including all framing
@@ -59,6 +59,7 @@ type Framer struct {
 	nlen  int
 	arg1  [nameCap]byte
 	alen  int
+	cmd   Command // passed to the callback; reused so that framing does not allocate
 }
 
 type fstate uint8
@@ -198,13 +199,14 @@ func (f *Framer) capture(b []byte) {
 
 func (f *Framer) report(i int, fn func(*Command)) {
 	end := f.next + Offset(i)
-	fn(&Command{
+	f.cmd = Command{
 		Offset: f.start,
 		Len:    end - f.start,
 		Args:   f.args,
 		Name:   f.name[:f.nlen],
 		Arg1:   f.arg1[:f.alen],
-	})
+	}
+	fn(&f.cmd)
 }
 
 func (f *Framer) errf(i int, format string, args ...any) error {

@@ -205,8 +205,12 @@ func (l *Log) addSegment(first Offset) error {
 		return fmt.Errorf("create segment: %w", err)
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed { // Close has closed the other files; don't leak this one
+		f.Close()
+		return ErrClosed
+	}
 	l.segs = append(l.segs, &segment{first: first, f: f})
-	l.mu.Unlock()
 	return nil
 }
 
@@ -226,9 +230,16 @@ func (l *Log) Append(p []byte, atBoundary bool) error {
 		return ErrClosed
 	}
 	if _, err := seg.f.Write(p); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return ErrClosed
+		}
 		return fmt.Errorf("append to segment %d: %w", seg.first, err)
 	}
 	l.mu.Lock()
+	if l.closed { // Close ran during the write and already closed wake
+		l.mu.Unlock()
+		return ErrClosed
+	}
 	seg.size += int64(len(p))
 	l.copyToRing(p)
 	l.next += Offset(len(p))
@@ -238,6 +249,9 @@ func (l *Log) Append(p []byte, atBoundary bool) error {
 	l.mu.Unlock()
 	if full && atBoundary {
 		if err := seg.f.Sync(); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return ErrClosed
+			}
 			return fmt.Errorf("sync segment %d: %w", seg.first, err)
 		}
 		l.setSynced(seg.first + seg.size)
@@ -275,8 +289,18 @@ func (l *Log) Sync() (Offset, error) {
 	l.mu.RLock()
 	seg, upto := l.segs[len(l.segs)-1], l.next
 	l.mu.RUnlock()
-	if err := seg.f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
-		return 0, fmt.Errorf("sync segment %d: %w", seg.first, err)
+	if err := seg.f.Sync(); err != nil {
+		if !errors.Is(err, os.ErrClosed) {
+			return 0, fmt.Errorf("sync segment %d: %w", seg.first, err)
+		}
+		// A segment trimmed after it was rolled (and synced) is fine; a
+		// closed log has synced nothing.
+		l.mu.RLock()
+		closed := l.closed
+		l.mu.RUnlock()
+		if closed {
+			return 0, ErrClosed
+		}
 	}
 	l.setSynced(upto)
 	l.mu.RLock()

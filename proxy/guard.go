@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The empty-master guard. A master that runs without persistence and
+// restarts comes back empty under a new replication ID, and every replica
+// that follows it loses its data. When a full sync from upstream brings a
+// new history whose snapshot is empty (or smaller than GuardMinKeysRatio of
+// the current one), the relay holds the snapshot back: replicas keep their
+// data and are served the old history, the upstream link pauses, and an
+// operator releases the snapshot with RELAY GUARD RELEASE.
+
+var errGuardTripped = errors.New("empty-master guard tripped")
+
+// guardState is guarded by Relay.mu.
+type guardState struct {
+	held     *snapshot // the snapshot held back; nil while the guard is not tripped
+	reason   string
+	since    time.Time
+	released chan struct{} // closed when the held snapshot is released or discarded
+}
+
+// guardCheck returns why s must be held back, or "".
+func (r *Relay) guardCheck(s *snapshot) string {
+	if r.cfg.DisableGuard {
+		return ""
+	}
+	r.mu.Lock()
+	cur := r.snap
+	id := r.id
+	r.mu.Unlock()
+	if cur == nil || strings.EqualFold(s.meta.ReplID, id.ReplID) || strings.EqualFold(s.meta.ReplID, id.ReplID2) {
+		return "" // first sync, or the same history
+	}
+	cur.mu.Lock()
+	oldKeys := cur.meta.Keys
+	cur.mu.Unlock()
+	if oldKeys <= 0 {
+		return "" // nothing to protect, or not known
+	}
+	<-s.parsed
+	if s.summary == nil || s.parseErr != nil {
+		return fmt.Sprintf("new history %s could not be counted (%v) while the current one holds %d keys", s.meta.ReplID, s.parseErr, oldKeys)
+	}
+	newKeys := s.summary.Keys
+	if newKeys == 0 {
+		return fmt.Sprintf("new history %s is empty while the current one holds %d keys", s.meta.ReplID, oldKeys)
+	}
+	if float64(newKeys) < r.cfg.GuardMinKeysRatio*float64(oldKeys) {
+		return fmt.Sprintf("new history %s holds %d keys, under %.2f of the current %d", s.meta.ReplID, newKeys, r.cfg.GuardMinKeysRatio, oldKeys)
+	}
+	return ""
+}
+
+// holdSnapshot quarantines s: replicas streaming it are cut before its
+// last byte, and the upstream link waits for a release.
+func (r *Relay) holdSnapshot(s *snapshot, why string) {
+	written, _, _, _, _ := s.state()
+	s.finish(nil, errGuardTripped)
+	held := completeSnapshot(s.metaCopy(), s.path)
+	held.meta.Size = written
+	held.written, held.size = written, written
+	held.summary, held.parseErr = s.summary, s.parseErr
+	close(held.parsed)
+	r.mu.Lock()
+	r.guard = guardState{held: held, reason: why, since: time.Now(), released: make(chan struct{})}
+	if r.pending == s {
+		r.pending = nil
+	}
+	r.broadcast()
+	r.mu.Unlock()
+	r.stats.guardTrips.Add(1)
+	r.logger.Error("EMPTY-MASTER GUARD TRIPPED: not propagating the new master's snapshot; replicas keep their data. Release with RELAY GUARD RELEASE once the master is known good", "reason", why, "replid", s.meta.ReplID, "path", s.path)
+}
+
+// guardHold returns a channel that is closed when the guard is not (or no
+// longer) tripped.
+func (r *Relay) guardHold() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.guard.held == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return r.guard.released
+}
+
+// ReleaseGuard makes the held snapshot the relay's history: replicas then
+// full-sync to it and follow the new master.
+func (r *Relay) ReleaseGuard() error {
+	r.mu.Lock()
+	g := r.guard
+	r.guard = guardState{}
+	r.mu.Unlock()
+	if g.held == nil {
+		return errors.New("the guard is not tripped")
+	}
+	defer close(g.released)
+	if _, err := r.install(g.held); err != nil {
+		return fmt.Errorf("install released snapshot: %w", err)
+	}
+	r.logger.Warn("empty-master guard released by operator", "replid", g.held.meta.ReplID, "offset", g.held.meta.Offset)
+	return nil
+}
+
+// discardHeld drops a held snapshot (the upstream was re-pointed).
+func (r *Relay) discardHeld() {
+	r.mu.Lock()
+	g := r.guard
+	r.guard = guardState{}
+	r.mu.Unlock()
+	if g.held != nil {
+		removeSnapshotFiles(g.held.path)
+		close(g.released)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package rdbparse
+
+const raceEnabled = false
