@@ -39,7 +39,7 @@ type Config struct {
 	// The empty-master guard (see guard.go): on by default.
 	DisableGuard      bool
 	GuardMinKeysRatio float64 // also trip when a new history has fewer than this fraction of the current keys; 0: only when empty
-	Limits      replstream.Limits
+	Limits            replstream.Limits
 
 	Logger *slog.Logger
 }
