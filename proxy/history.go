@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -187,7 +186,7 @@ func (r *Relay) afterParse(s *snapshot) {
 		s.mu.Unlock()
 		var st diskState
 		if current {
-			st = diskState{Identity: r.id, Snapshot: meta, LogDir: filepath.Base(r.log.Dir())}
+			st = diskState{Identity: r.id, Snapshot: meta, LogDir: logDirName(r.log)}
 		}
 		r.mu.Unlock()
 		if current {
@@ -228,7 +227,7 @@ func (r *Relay) shiftReplID(newID string) error {
 	r.mu.Lock()
 	_, next := r.log.Range()
 	id := r.id.Shift(newID, next)
-	st := diskState{Identity: id, Snapshot: r.snap.metaCopy(), LogDir: filepath.Base(r.log.Dir())}
+	st := diskState{Identity: id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log)}
 	r.mu.Unlock()
 	if err := r.writeState(st); err != nil {
 		return err

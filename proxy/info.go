@@ -86,6 +86,8 @@ type Status struct {
 	ProtocolErrors     int64
 	SnapshotsRejected  int64 // snapshots from upstream that failed validation
 	GuardTrips         int64
+	Refreshes          int64 // snapshots refreshed over a second connection
+	RefreshFailures    int64
 }
 
 // Status reports the relay's state.
@@ -133,6 +135,8 @@ func (r *Relay) Status() Status {
 	st.ProtocolErrors = c.protocolErrors.Load()
 	st.SnapshotsRejected = c.snapshotsRejected.Load()
 	st.GuardTrips = c.guardTrips.Load()
+	st.Refreshes = c.refreshes.Load()
+	st.RefreshFailures = c.refreshFailures.Load()
 	return st
 }
 
@@ -205,6 +209,8 @@ func (r *Relay) info(section string) string {
 		kv("snapshot_rdb_version", st.Snapshot.Version)
 		kv("snapshot_in_progress", b2i(st.SyncPending))
 		kv("snapshots_rejected", st.SnapshotsRejected)
+		kv("snapshot_refreshes", st.Refreshes)
+		kv("snapshot_refresh_failures", st.RefreshFailures)
 		kv("guard_tripped", b2i(st.GuardTripped))
 		if st.GuardTripped {
 			kv("guard_reason", strconv.Quote(st.GuardReason))

@@ -36,6 +36,13 @@ type Config struct {
 	WaitAhead   time.Duration // how long a replica ahead of the relay may wait to be caught up; default 5 s
 	MaxClients  int           // downstream connections; default 10000
 
+	// Snapshot refresh (see refresh.go) and log retention beyond the snapshot.
+	RefreshRatio    float64       // refresh when the log since the snapshot exceeds this many times its size; default 1, negative: never
+	RefreshMinBytes int64         // but never for less log than this; default 64 MiB (a fork per refresh is not free)
+	RefreshMaxAge   time.Duration // refresh a snapshot older than this; 0: no age limit
+	RetainBytes     int64         // keep at least this many bytes of log before the head, even older than the snapshot
+	RetainAge       time.Duration // keep log segments written within this long, even older than the snapshot
+
 	// The empty-master guard (see guard.go): on by default.
 	DisableGuard      bool
 	GuardMinKeysRatio float64 // also trip when a new history has fewer than this fraction of the current keys; 0: only when empty
@@ -56,6 +63,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.WaitAhead <= 0 {
 		c.WaitAhead = 5 * time.Second
+	}
+	if c.RefreshRatio == 0 {
+		c.RefreshRatio = 1
+	}
+	if c.RefreshMinBytes == 0 {
+		c.RefreshMinBytes = 64 << 20
 	}
 	if c.MaxClients <= 0 {
 		c.MaxClients = 10000
@@ -108,6 +121,8 @@ type counters struct {
 	snapshotsRejected  atomic.Int64
 	parseErrors        atomic.Int64
 	guardTrips         atomic.Int64
+	refreshes          atomic.Int64
+	refreshFailures    atomic.Int64
 }
 
 // diskState is state.json: which files in the data dir form the history.
@@ -272,6 +287,8 @@ func syncDirectory(dir string) error {
 
 func newLogDirName() string { return "log-" + replstream.RandomHex40()[:12] }
 
+func logDirName(l *replstream.Log) string { return filepath.Base(l.Dir()) }
+
 // broadcast wakes everyone waiting for a change. Caller holds mu.
 func (r *Relay) broadcast() {
 	close(r.changed)
@@ -298,10 +315,14 @@ func (r *Relay) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.runUpstream(ctx, listenerPort(ln))
+	}()
+	go func() {
+		defer wg.Done()
+		r.refreshLoop(ctx)
 	}()
 	err := r.serve(ctx, ln)
 	cancel()

@@ -137,3 +137,58 @@ func TestBadSnapshotsRejected(t *testing.T) {
 		}
 	})
 }
+
+func TestSnapshotRefresh(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 20000)
+	relay := startRelay(t, master.Addr(), func(c *Config) {
+		c.RefreshRatio = 0.5
+		c.RefreshMinBytes = 1
+		c.SegmentSize = 64 << 10
+	})
+	first := replicaOf(t, relay.HostPort)
+	inSync(t, 20*time.Second, master, first)
+	snapSize := relay.Status().Snapshot.Size
+
+	load := startLoad(t, master)
+	redistest.Eventually(t, 60*time.Second, func() error {
+		if n := relay.Status().Refreshes; n < 2 {
+			return fmt.Errorf("%d refreshes so far", n)
+		}
+		return nil
+	})
+	load.Stop(t)
+	inSync(t, 30*time.Second, master, first)
+
+	st := relay.Status()
+	// One master full sync for the relay's link, plus one per refresh; none
+	// per replica.
+	if got, want := master.InfoInt(t, "sync_full"), 1+st.Refreshes; got != want {
+		t.Errorf("master sync_full = %d, want %d (1 + %d refreshes)", got, want, st.Refreshes)
+	}
+	// Disk stays bounded: the log is trimmed to the newest snapshot.
+	if st.Log.First > st.Snapshot.Offset+1 {
+		t.Errorf("log starts at %d, after the snapshot's offset %d", st.Log.First, st.Snapshot.Offset)
+	}
+	limit := int64(float64(max(st.Snapshot.Size, snapSize))*0.5) + 4*(64<<10) + 1<<20
+	if st.Log.DiskBytes > limit {
+		t.Errorf("log holds %d bytes on disk, want at most about %d", st.Log.DiskBytes, limit)
+	}
+	ents, _ := os.ReadDir(relay.cfg.DataDir)
+	var snaps int
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".rdb") {
+			snaps++
+		}
+	}
+	if snaps != 1 {
+		t.Errorf("%d snapshot files in the data dir, want 1", snaps)
+	}
+
+	// A late replica gets the refreshed snapshot and the log after it.
+	late := replicaOf(t, relay.HostPort)
+	inSync(t, 30*time.Second, master, first, late)
+	if got, want := master.InfoInt(t, "sync_full"), 1+relay.Status().Refreshes; got != want {
+		t.Errorf("after the late replica: master sync_full = %d, want %d", got, want)
+	}
+}

@@ -168,10 +168,28 @@ type upstream struct {
 
 // conn is one upstream connection.
 type upConn struct {
-	nc  net.Conn
-	br  *bufio.Reader
-	wmu sync.Mutex
-	r   *Relay
+	nc   net.Conn
+	br   *bufio.Reader
+	wmu  sync.Mutex
+	r    *Relay
+	stop func() bool
+}
+
+// dial connects to an upstream; the connection closes when ctx ends.
+func (r *Relay) dial(ctx context.Context, addr string, status *upstreamStatus) (*upConn, error) {
+	d := net.Dialer{Timeout: handshakeTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	c := &upConn{nc: nc, r: r, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: r.cfg.ReplTimeout, status: status}, 64<<10)}
+	c.stop = context.AfterFunc(ctx, func() { nc.Close() })
+	return c, nil
+}
+
+func (c *upConn) close() {
+	c.stop()
+	c.nc.Close()
 }
 
 func (c *upConn) write(p []byte) error {
@@ -213,18 +231,14 @@ func (u *upstream) run(ctx context.Context, addr string) error {
 	r := u.r
 	u.streamed = false
 	r.upstream.set(linkConnecting, addr)
-	d := net.Dialer{Timeout: handshakeTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	c, err := r.dial(ctx, addr, &r.upstream)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
-	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	defer stop()
-	c := &upConn{nc: nc, r: r, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: r.cfg.ReplTimeout, status: &r.upstream}, 64<<10)}
+	defer c.close()
 
 	r.upstream.set(linkHandshake, addr)
-	if err := u.handshake(c); err != nil {
+	if _, err := r.handshake(c, []string{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, []string{"REPLCONF", "capa", "eof", "capa", "psync2"}); err != nil {
 		return err
 	}
 	id, next, ok := r.position()
@@ -235,7 +249,7 @@ func (u *upstream) run(ctx context.Context, addr string) error {
 	if err := c.write(appendCommand(nil, psync...)); err != nil {
 		return fmt.Errorf("send PSYNC: %w", err)
 	}
-	line, err := u.readReply(c)
+	line, err := c.readReply()
 	if err != nil {
 		return fmt.Errorf("read PSYNC reply: %w", err)
 	}
@@ -278,48 +292,56 @@ func (u *upstream) run(ctx context.Context, addr string) error {
 	return fmt.Errorf("unexpected PSYNC reply %q", truncateText(line, 100))
 }
 
-// handshake sends PING, AUTH, REPLCONF as a stock replica does.
-func (u *upstream) handshake(c *upConn) error {
-	r := u.r
+// handshake sends PING, AUTH and the given REPLCONF commands as a stock
+// replica does, and returns the replies to the REPLCONFs (errors to them are
+// not fatal, as for a stock replica).
+func (r *Relay) handshake(c *upConn, replconfs ...[]string) ([][]byte, error) {
 	if err := c.write(appendCommand(nil, "PING")); err != nil {
-		return fmt.Errorf("send PING: %w", err)
+		return nil, fmt.Errorf("send PING: %w", err)
 	}
 	line, err := c.readLine(handshakeTimeout)
 	if err != nil {
-		return fmt.Errorf("read PING reply: %w", err)
+		return nil, fmt.Errorf("read PING reply: %w", err)
 	}
 	if len(line) > 0 && line[0] == '-' && !isAuthError(line) {
-		return fmt.Errorf("PING answered %s", truncateText(line, 200))
+		return nil, fmt.Errorf("PING answered %s", truncateText(line, 200))
 	}
 	var batch []byte
-	replies := 2 // REPLCONF listening-port, REPLCONF capa
-	if r.cfg.MasterAuth != "" {
+	auth := r.cfg.MasterAuth != ""
+	if auth {
 		if r.cfg.MasterUser != "" {
 			batch = appendCommand(batch, "AUTH", r.cfg.MasterUser, r.cfg.MasterAuth)
 		} else {
 			batch = appendCommand(batch, "AUTH", r.cfg.MasterAuth)
 		}
-		replies++
 	}
-	batch = appendCommand(batch, "REPLCONF", "listening-port", strconv.Itoa(u.port))
-	batch = appendCommand(batch, "REPLCONF", "capa", "eof", "capa", "psync2")
+	for _, cmd := range replconfs {
+		batch = appendCommand(batch, cmd...)
+	}
 	if err := c.write(batch); err != nil {
-		return fmt.Errorf("send handshake: %w", err)
+		return nil, fmt.Errorf("send handshake: %w", err)
 	}
-	for i := range replies {
+	if auth {
 		line, err := c.readLine(handshakeTimeout)
 		if err != nil {
-			return fmt.Errorf("read handshake reply: %w", err)
+			return nil, fmt.Errorf("read AUTH reply: %w", err)
 		}
-		switch {
-		case i == 0 && r.cfg.MasterAuth != "" && (len(line) == 0 || line[0] != '+'):
-			return fmt.Errorf("%w: AUTH answered %s", errAuth, truncateText(line, 200))
-		case isAuthError(line):
-			return fmt.Errorf("%w: master requires a password (set masterauth)", errAuth)
+		if len(line) == 0 || line[0] != '+' {
+			return nil, fmt.Errorf("%w: AUTH answered %s", errAuth, truncateText(line, 200))
 		}
-		// Other REPLCONF errors are not fatal, as for a stock replica.
 	}
-	return nil
+	replies := make([][]byte, len(replconfs))
+	for i := range replconfs {
+		line, err := c.readLine(handshakeTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("read handshake reply: %w", err)
+		}
+		if isAuthError(line) {
+			return nil, fmt.Errorf("%w: master requires a password (set masterauth)", errAuth)
+		}
+		replies[i] = line
+	}
+	return replies, nil
 }
 
 func isAuthError(line []byte) bool {
@@ -329,9 +351,9 @@ func isAuthError(line []byte) bool {
 
 // readReply reads the reply to PSYNC, skipping newline keepalives (each one
 // refreshes the timeout).
-func (u *upstream) readReply(c *upConn) ([]byte, error) {
+func (c *upConn) readReply() ([]byte, error) {
 	for {
-		line, err := c.readLine(u.r.cfg.ReplTimeout)
+		line, err := c.readLine(c.r.cfg.ReplTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -351,7 +373,7 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 	if err != nil {
 		return err
 	}
-	p, err := u.readPayloadHeader(c)
+	p, err := c.readPayloadHeader()
 	if err != nil {
 		r.abortFullSync(s, err)
 		return err
@@ -404,9 +426,9 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 
 // readPayloadHeader reads the $<len> or $EOF:<mark> line, skipping
 // keepalives.
-func (u *upstream) readPayloadHeader(c *upConn) (replstream.Payload, error) {
+func (c *upConn) readPayloadHeader() (replstream.Payload, error) {
 	for {
-		line, err := c.readLine(u.r.cfg.ReplTimeout)
+		line, err := c.readLine(c.r.cfg.ReplTimeout)
 		if err != nil {
 			return replstream.Payload{}, fmt.Errorf("read transfer preamble: %w", err)
 		}

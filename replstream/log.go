@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 var (
@@ -514,4 +515,30 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync dir: %w", err)
 	}
 	return nil
+}
+
+// SegmentInfo describes one segment file.
+type SegmentInfo struct {
+	First   Offset
+	Size    int64
+	ModTime time.Time // when its last byte was written
+}
+
+// Segments describes the segments, oldest first.
+func (l *Log) Segments() []SegmentInfo {
+	l.mu.RLock()
+	segs := append([]*segment(nil), l.segs...)
+	sizes := make([]int64, len(segs))
+	for i, s := range segs {
+		sizes[i] = s.size
+	}
+	l.mu.RUnlock()
+	out := make([]SegmentInfo, len(segs))
+	for i, s := range segs {
+		out[i] = SegmentInfo{First: s.first, Size: sizes[i]}
+		if fi, err := s.f.Stat(); err == nil {
+			out[i].ModTime = fi.ModTime()
+		}
+	}
+	return out
 }

@@ -600,7 +600,7 @@ func TestLogReopen(t *testing.T) {
 			t.Fatalf("clean log repaired: %s", repaired)
 		}
 		st := l.Stats()
-		if st.First != m.base || st.Next != m.next() || st.Synced != m.next() || st.DiskBytes != int64(len(m.data)) {
+		if st.First != m.base || st.Next != m.next() || st.Synced != m.next() || st.DiskBytes != int64(len(m.data)) || st.RingBytes != 0 {
 			t.Fatalf("reopened stats %+v, want [%d, %d)", st, m.base, m.next())
 		}
 		m.check()

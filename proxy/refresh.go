@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// Snapshot refresh. The log since the snapshot grows with every write; once
+// it passes RefreshRatio times the snapshot's size (or the snapshot is older
+// than RefreshMaxAge) the relay fetches a fresh snapshot of the same history
+// over a second connection (never for less than RefreshMinBytes of log) (REPLCONF rdb-only 1 where the master knows it),
+// swaps it in, and drops log segments older than it that retention does not
+// keep. One master fork per refresh, however many replicas there are.
+
+// refreshLoop checks once a second whether a refresh is due, until ctx ends.
+func (r *Relay) refreshLoop(ctx context.Context) {
+	if r.cfg.RefreshRatio < 0 && r.cfg.RefreshMaxAge <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var notBefore time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Now().Before(notBefore) || !r.refreshDue() {
+			continue
+		}
+		if err := r.refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.stats.refreshFailures.Add(1)
+			r.logger.Warn("snapshot refresh failed", "err", err)
+			notBefore = time.Now().Add(30 * time.Second)
+		}
+	}
+}
+
+// refreshDue reports whether the snapshot should be replaced.
+func (r *Relay) refreshDue() bool {
+	st := r.Status()
+	if !st.HasHistory || st.LinkState != linkConnected || st.SyncPending || st.GuardTripped {
+		return false
+	}
+	since := st.Log.Next - 1 - st.Snapshot.Offset
+	if since <= 0 {
+		return false
+	}
+	if r.cfg.RefreshRatio >= 0 && since >= r.cfg.RefreshMinBytes && float64(since) > r.cfg.RefreshRatio*float64(max(st.Snapshot.Size, 1)) {
+		return true
+	}
+	return r.cfg.RefreshMaxAge > 0 && time.Since(st.Snapshot.Created) > r.cfg.RefreshMaxAge
+}
+
+// refresh fetches a snapshot of the current history and swaps it in.
+func (r *Relay) refresh(ctx context.Context) error {
+	addr, _ := r.masterAddr()
+	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
+	defer cancel()
+	var status upstreamStatus
+	c, err := r.dial(ctx, addr, &status)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	replies, err := r.handshake(c, []string{"REPLCONF", "capa", "eof", "capa", "psync2"}, []string{"REPLCONF", "rdb-only", "1"})
+	if err != nil {
+		return err
+	}
+	if len(replies[1]) > 0 && replies[1][0] == '-' {
+		r.logger.Info("upstream does not know REPLCONF rdb-only; refreshing with a full PSYNC closed after the snapshot", "upstream", addr)
+	}
+	if err := c.write(appendCommand(nil, "PSYNC", "?", "-1")); err != nil {
+		return fmt.Errorf("send PSYNC: %w", err)
+	}
+	line, err := c.readReply()
+	if err != nil {
+		return fmt.Errorf("read PSYNC reply: %w", err)
+	}
+	fields := strings.Fields(string(line))
+	if len(fields) != 3 || fields[0] != "+FULLRESYNC" {
+		return fmt.Errorf("unexpected reply %q", truncateText(line, 100))
+	}
+	offset, err := strconv.ParseInt(fields[2], 10, 64)
+	if err != nil {
+		return fmt.Errorf("bad FULLRESYNC offset %q", fields[2])
+	}
+	r.mu.Lock()
+	same := r.log != nil && strings.EqualFold(fields[1], r.id.ReplID)
+	r.mu.Unlock()
+	if !same {
+		return fmt.Errorf("upstream answered with history %s, not the relay's; the main link will deal with it", fields[1])
+	}
+	start := time.Now()
+	r.logger.Info("snapshot refresh started", "upstream", addr, "replid", fields[1], "offset", offset)
+	s, err := r.beginFullSync(fields[1], offset)
+	if err != nil {
+		return err
+	}
+	p, err := c.readPayloadHeader()
+	if err == nil {
+		if p.Mark == nil {
+			s.setSize(p.Size)
+		}
+		_, err = replstream.CopyPayload(s, c.br, p)
+	}
+	if err == nil {
+		c.close() // rdb-only: the master closes too; without it, we want no stream here
+		err = r.commitRefresh(ctx, s)
+	}
+	if err != nil {
+		r.abortFullSync(s, err)
+		return err
+	}
+	r.stats.refreshes.Add(1)
+	meta := s.metaCopy()
+	r.logger.Info("snapshot refreshed", "offset", meta.Offset, "bytes", meta.Size, "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// commitRefresh validates a refreshed snapshot and swaps it in: same
+// history, same log, newer starting point.
+func (r *Relay) commitRefresh(ctx context.Context, s *snapshot) error {
+	s.markReceived()
+	if err := r.validate(s); err != nil {
+		r.stats.snapshotsRejected.Add(1)
+		return fmt.Errorf("snapshot rejected: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("sync snapshot: %w", err)
+	}
+	// The main link may be a little behind the refresh's fork point; serve
+	// the new snapshot only once the log holds the byte just before the
+	// stream it continues with.
+	log := r.currentLog()
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.ReplTimeout)
+	err := log.WaitFor(wctx, s.meta.Offset)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("log did not reach the snapshot's offset %d: %w", s.meta.Offset, err)
+	}
+	written, _, _, _, _ := s.state()
+	r.mu.Lock()
+	if r.log != log || r.pending != s || !strings.EqualFold(r.id.ReplID, s.meta.ReplID) {
+		r.mu.Unlock()
+		return errors.New("history changed during the refresh")
+	}
+	if first, _ := log.Range(); first > s.meta.Offset+1 {
+		r.mu.Unlock()
+		return fmt.Errorf("log starts at %d, after the snapshot's offset %d", first, s.meta.Offset)
+	}
+	meta := s.metaCopy()
+	meta.Size = written
+	st := diskState{Identity: r.id, Snapshot: meta, LogDir: logDirName(log)}
+	r.mu.Unlock()
+	if err := r.writeState(st); err != nil {
+		return err
+	}
+	s.finish(log, nil)
+	r.mu.Lock()
+	old := r.snap
+	r.snap = s
+	r.pending = nil
+	r.broadcast()
+	r.mu.Unlock()
+	if old != nil && old.path != s.path {
+		removeSnapshotFiles(old.path)
+	}
+	r.afterParse(s)
+	return r.trimLog()
+}
+
+// trimLog drops log segments that hold only bytes before the snapshot and
+// outside the retention window (RetainBytes before the head, RetainAge).
+func (r *Relay) trimLog() error {
+	r.mu.Lock()
+	log, snap := r.log, r.snap
+	r.mu.Unlock()
+	if log == nil {
+		return nil
+	}
+	keep := snap.meta.Offset + 1
+	_, next := log.Range()
+	if r.cfg.RetainBytes > 0 {
+		keep = min(keep, next-r.cfg.RetainBytes)
+	}
+	if r.cfg.RetainAge > 0 {
+		cutoff := time.Now().Add(-r.cfg.RetainAge)
+		for _, seg := range log.Segments() {
+			if seg.ModTime.After(cutoff) {
+				keep = min(keep, seg.First)
+				break
+			}
+		}
+	}
+	return log.TrimBefore(keep)
+}
