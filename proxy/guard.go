@@ -27,7 +27,8 @@ type guardState struct {
 
 // guardCheck returns why s must be held back, or "".
 func (r *Relay) guardCheck(s *snapshot) string {
-	if r.cfg.DisableGuard {
+	cfg := r.conf()
+	if cfg.DisableGuard {
 		return ""
 	}
 	r.mu.Lock()
@@ -51,8 +52,8 @@ func (r *Relay) guardCheck(s *snapshot) string {
 	if newKeys == 0 {
 		return fmt.Sprintf("new history %s is empty while the current one holds %d keys", s.meta.ReplID, oldKeys)
 	}
-	if float64(newKeys) < r.cfg.GuardMinKeysRatio*float64(oldKeys) {
-		return fmt.Sprintf("new history %s holds %d keys, under %.2f of the current %d", s.meta.ReplID, newKeys, r.cfg.GuardMinKeysRatio, oldKeys)
+	if float64(newKeys) < cfg.GuardMinKeysRatio*float64(oldKeys) {
+		return fmt.Sprintf("new history %s holds %d keys, under %.2f of the current %d", s.meta.ReplID, newKeys, cfg.GuardMinKeysRatio, oldKeys)
 	}
 	return ""
 }

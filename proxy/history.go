@@ -273,7 +273,7 @@ func (r *Relay) waitAhead(ctx context.Context, off int64) {
 	if log == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.WaitAhead)
+	ctx, cancel := context.WithTimeout(ctx, r.conf().WaitAhead)
 	defer cancel()
 	_ = log.WaitFor(ctx, off-1)
 }

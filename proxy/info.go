@@ -175,7 +175,29 @@ func (r *Relay) info(section string) string {
 		kv("uptime_in_seconds", int(time.Since(startTime).Seconds()))
 	})
 	add("clients", func() {
-		kv("connected_clients", len(r.Replicas()))
+		r.clientsMu.Lock()
+		n := len(r.clients)
+		r.clientsMu.Unlock()
+		kv("connected_clients", n)
+		kv("maxclients", r.conf().MaxClients)
+		kv("blocked_clients", 0)
+	})
+	add("persistence", func() {
+		kv("loading", 0)
+		kv("async_loading", 0)
+		kv("rdb_changes_since_last_save", max(st.MasterOffset()-st.Snapshot.Offset, 0))
+		kv("rdb_bgsave_in_progress", b2i(st.SyncPending))
+		saved := int64(0)
+		if !st.Snapshot.Created.IsZero() {
+			saved = st.Snapshot.Created.Unix()
+		}
+		kv("rdb_last_save_time", saved)
+		kv("rdb_last_bgsave_status", "ok")
+		kv("rdb_last_cow_size", 0)
+		kv("aof_enabled", 0)
+		kv("relay_snapshot_file", st.Snapshot.File)
+		kv("relay_snapshot_offset", st.Snapshot.Offset)
+		kv("relay_snapshot_bytes", st.Snapshot.Size)
 	})
 	add("stats", func() {
 		kv("sync_full", st.FullSyncsServed)

@@ -20,9 +20,6 @@ import (
 
 // refreshLoop checks once a second whether a refresh is due, until ctx ends.
 func (r *Relay) refreshLoop(ctx context.Context) {
-	if r.cfg.RefreshRatio < 0 && r.cfg.RefreshMaxAge <= 0 {
-		return
-	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var notBefore time.Time
@@ -52,14 +49,15 @@ func (r *Relay) refreshDue() bool {
 	if !st.HasHistory || st.LinkState != linkConnected || st.SyncPending || st.GuardTripped {
 		return false
 	}
+	cfg := r.conf()
 	since := st.Log.Next - 1 - st.Snapshot.Offset
 	if since <= 0 {
 		return false
 	}
-	if r.cfg.RefreshRatio >= 0 && since >= r.cfg.RefreshMinBytes && float64(since) > r.cfg.RefreshRatio*float64(max(st.Snapshot.Size, 1)) {
+	if cfg.RefreshRatio >= 0 && since >= cfg.RefreshMinBytes && float64(since) > cfg.RefreshRatio*float64(max(st.Snapshot.Size, 1)) {
 		return true
 	}
-	return r.cfg.RefreshMaxAge > 0 && time.Since(st.Snapshot.Created) > r.cfg.RefreshMaxAge
+	return cfg.RefreshMaxAge > 0 && time.Since(st.Snapshot.Created) > cfg.RefreshMaxAge
 }
 
 // refresh fetches a snapshot of the current history and swaps it in.
@@ -143,7 +141,7 @@ func (r *Relay) commitRefresh(ctx context.Context, s *snapshot) error {
 	// the new snapshot only once the log holds the byte just before the
 	// stream it continues with.
 	log := r.currentLog()
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.ReplTimeout)
+	wctx, cancel := context.WithTimeout(ctx, r.timeout())
 	err := log.WaitFor(wctx, s.meta.Offset)
 	cancel()
 	if err != nil {
@@ -191,11 +189,12 @@ func (r *Relay) trimLog() error {
 	}
 	keep := snap.meta.Offset + 1
 	_, next := log.Range()
-	if r.cfg.RetainBytes > 0 {
-		keep = min(keep, next-r.cfg.RetainBytes)
+	cfg := r.conf()
+	if cfg.RetainBytes > 0 {
+		keep = min(keep, next-cfg.RetainBytes)
 	}
-	if r.cfg.RetainAge > 0 {
-		cutoff := time.Now().Add(-r.cfg.RetainAge)
+	if cfg.RetainAge > 0 {
+		cutoff := time.Now().Add(-cfg.RetainAge)
 		for _, seg := range log.Segments() {
 			if seg.ModTime.After(cutoff) {
 				keep = min(keep, seg.First)

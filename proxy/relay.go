@@ -49,6 +49,10 @@ type Config struct {
 	Limits            replstream.Limits
 
 	Logger *slog.Logger
+
+	// Rewrite, when set, persists the runtime settings (CONFIG REWRITE):
+	// directive name to value as written in a config file.
+	Rewrite func(settings map[string]string) error
 }
 
 func (c *Config) setDefaults() {
@@ -82,7 +86,9 @@ func (c *Config) setDefaults() {
 // newest accepted snapshot, and the log of bytes after it. The upstream link
 // is its only writer; downstream sessions read it.
 type Relay struct {
-	cfg    Config
+	cfgMu  sync.RWMutex
+	cfg    Config // guarded by cfgMu; the fields CONFIG SET changes are read through conf()
+	replTO atomic.Int64 // cfg.ReplTimeout, for the hot path
 	logger *slog.Logger
 	lock   *os.File // flock on the data dir
 
@@ -100,6 +106,11 @@ type Relay struct {
 	stats    counters
 	bg       sync.WaitGroup // background work: snapshot parsers
 	guard    guardState     // guarded by mu
+
+	clientsMu    sync.Mutex
+	clients      map[*client]struct{} // every downstream connection; guarded by clientsMu
+	nextClientID atomic.Int64
+	shutdown     context.CancelFunc // ends Run (SHUTDOWN); set by Run
 
 	cmdMu    sync.Mutex
 	commands map[string]int64 // relayed commands by lower-case name, published by the upstream link; guarded by cmdMu
@@ -153,9 +164,10 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r := &Relay{
 		cfg: cfg, logger: cfg.Logger, lock: lock,
-		changed: make(chan struct{}), sessions: make(map[*session]struct{}),
+		changed: make(chan struct{}), sessions: make(map[*session]struct{}), clients: make(map[*client]struct{}),
 		master: cfg.MasterAddr, masterCh: make(chan struct{}),
 	}
+	r.replTO.Store(int64(cfg.ReplTimeout))
 	r.stats.disconnects = make(map[CloseReason]*atomic.Int64, len(closeReasons))
 	for _, reason := range closeReasons {
 		r.stats.disconnects[reason] = new(atomic.Int64)
@@ -167,6 +179,16 @@ func New(cfg Config) (*Relay, error) {
 	}
 	return r, nil
 }
+
+// conf returns the current configuration.
+func (r *Relay) conf() Config {
+	r.cfgMu.RLock()
+	defer r.cfgMu.RUnlock()
+	return r.cfg
+}
+
+// timeout is repl-timeout.
+func (r *Relay) timeout() time.Duration { return time.Duration(r.replTO.Load()) }
 
 func (r *Relay) path(name string) string { return filepath.Join(r.cfg.DataDir, name) }
 
@@ -314,6 +336,9 @@ func (r *Relay) Close() error {
 func (r *Relay) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.mu.Lock()
+	r.shutdown = cancel
+	r.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {

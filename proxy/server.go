@@ -48,7 +48,7 @@ func (r *Relay) serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		if open.Load() >= int64(r.cfg.MaxClients) {
+		if open.Load() >= int64(r.conf().MaxClients) {
 			r.stats.rejectedConns.Add(1)
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
 			nc.Write([]byte("-ERR max number of clients reached\r\n"))
@@ -81,6 +81,15 @@ type client struct {
 	capaEOF       bool
 	capaPSYNC2    bool
 	rdbOnly       bool
+
+	id      int64
+	created time.Time
+	name    atomic.Value // string, CLIENT SETNAME
+	lastCmd atomic.Value // string
+	lastAt  atomic.Int64 // unix nanoseconds
+	replica atomic.Bool  // became a replica session
+	multi   [][][]byte   // commands queued after MULTI; nil outside a transaction
+	inMulti bool
 }
 
 func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
@@ -89,9 +98,19 @@ func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
 	defer stop()
 	c := &client{
 		r: r, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
-		addr:   nc.RemoteAddr().String(),
-		authed: r.cfg.RequirePass == "",
+		addr:    nc.RemoteAddr().String(),
+		authed:  r.conf().RequirePass == "",
+		id:      r.nextClientID.Add(1),
+		created: time.Now(),
 	}
+	r.clientsMu.Lock()
+	r.clients[c] = struct{}{}
+	r.clientsMu.Unlock()
+	defer func() {
+		r.clientsMu.Lock()
+		delete(r.clients, c)
+		r.clientsMu.Unlock()
+	}()
 	for {
 		nc.SetReadDeadline(time.Now().Add(clientIdleTimeout))
 		if _, err := c.br.Peek(1); err != nil {
@@ -112,11 +131,14 @@ func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
 		if len(args) == 0 {
 			continue
 		}
-		sess, quit := c.dispatch(args)
+		c.lastCmd.Store(strings.ToLower(string(args[0])))
+		c.lastAt.Store(time.Now().UnixNano())
+		sess, quit := c.execute(args)
 		if err := c.flush(); err != nil || quit {
 			return
 		}
 		if sess != nil {
+			c.replica.Store(true)
 			sess.run(ctx)
 			return
 		}
@@ -127,20 +149,63 @@ func (c *client) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.r.cfg.ReplTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(c.r.timeout()))
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	return err
+}
+
+// execute runs one command, or queues it inside MULTI.
+func (c *client) execute(args [][]byte) (sess *session, quit bool) {
+	name := strings.ToLower(string(args[0]))
+	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
+		c.out = appendError(c.out, "NOAUTH Authentication required.")
+		return nil, false
+	}
+	if c.inMulti {
+		switch name {
+		case "exec":
+			queued := c.multi
+			c.multi, c.inMulti = nil, false
+			c.out = appendArray(c.out, len(queued))
+			for _, q := range queued {
+				if _, quit := c.dispatch(q); quit {
+					return nil, true
+				}
+			}
+		case "discard":
+			c.multi, c.inMulti = nil, false
+			c.out = appendSimple(c.out, "OK")
+		case "multi":
+			c.out = appendError(c.out, "ERR MULTI calls can not be nested")
+		case "psync", "sync", "shutdown", "quit":
+			c.out = appendError(c.out, "ERR Command not allowed inside a transaction")
+		default:
+			if len(c.multi) >= maxClientArgs {
+				c.out = appendError(c.out, "ERR too many commands in the transaction")
+				return nil, false
+			}
+			c.multi = append(c.multi, args)
+			c.out = appendSimple(c.out, "QUEUED")
+		}
+		return nil, false
+	}
+	switch name {
+	case "multi":
+		c.inMulti = true
+		c.out = appendSimple(c.out, "OK")
+		return nil, false
+	case "exec", "discard":
+		c.out = appendError(c.out, fmt.Sprintf("ERR %s without MULTI", strings.ToUpper(name)))
+		return nil, false
+	}
+	return c.dispatch(args)
 }
 
 // dispatch runs one command. It returns a session when the connection
 // became a replica, and quit when it must be closed.
 func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
-	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
-		c.out = appendError(c.out, "NOAUTH Authentication required.")
-		return nil, false
-	}
 	switch name {
 	case "ping":
 		switch len(args) {
@@ -195,6 +260,23 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		c.clientCommand(args)
 	case "relay":
 		c.relayCommand(args)
+	case "replicaof", "slaveof":
+		c.replicaof(args)
+	case "config":
+		c.configCommand(args)
+	case "shutdown":
+		return nil, c.shutdown(args)
+	case "echo":
+		if len(args) != 2 {
+			c.wrongArgs(name)
+		} else {
+			c.out = appendBulk(c.out, string(args[1]))
+		}
+	case "time":
+		now := time.Now()
+		c.out = appendArray(c.out, 2)
+		c.out = appendBulk(c.out, strconv.FormatInt(now.Unix(), 10))
+		c.out = appendBulk(c.out, strconv.Itoa(now.Nanosecond()/1000))
 	default:
 		var b strings.Builder
 		for _, a := range args[1:] {
@@ -220,7 +302,7 @@ func (c *client) auth(args [][]byte) {
 		c.wrongArgs("auth")
 		return
 	}
-	cfg := c.r.cfg
+	cfg := c.r.conf()
 	if cfg.RequirePass == "" {
 		c.out = appendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		return
@@ -283,21 +365,6 @@ func (c *client) replconf(args [][]byte) {
 		}
 	}
 	c.out = appendSimple(c.out, "OK")
-}
-
-func (c *client) clientCommand(args [][]byte) {
-	if len(args) < 2 {
-		c.wrongArgs("client")
-		return
-	}
-	switch strings.ToLower(string(args[1])) {
-	case "setname", "setinfo":
-		c.out = appendSimple(c.out, "OK")
-	case "getname":
-		c.out = appendNull(c.out)
-	default:
-		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'.", truncateText(args[1], 64)))
-	}
 }
 
 func constantTimeEqual(a, b string) bool {

@@ -163,7 +163,7 @@ func classify(err error, parent context.Context) CloseReason {
 
 // write sends p to the replica, failing after ReplTimeout without progress.
 func (s *session) write(p []byte) error {
-	s.c.nc.SetWriteDeadline(time.Now().Add(s.r.cfg.ReplTimeout))
+	s.c.nc.SetWriteDeadline(time.Now().Add(s.r.timeout()))
 	n, err := s.c.nc.Write(p)
 	s.r.stats.bytesToReplicas.Add(int64(n))
 	return err
@@ -231,7 +231,13 @@ func (s *session) fullSync(ctx context.Context) error {
 	if err := s.write(p.Preamble()); err != nil {
 		return err
 	}
-	if _, err := snap.copyTo(ctx, writerFunc(s.write), f); err != nil {
+	var sent atomic.Int64
+	pw := &progressWriter{w: writerFunc(s.write), n: &sent, total: p.Size, logger: s.logger, what: "sending snapshot"}
+	if p.Size < 0 {
+		_, size, _, _, _ := snap.state()
+		pw.total = size
+	}
+	if _, err := snap.copyTo(ctx, pw, f); err != nil {
 		return err
 	}
 	if p.Mark != nil {
@@ -254,7 +260,7 @@ func (s *session) fullSync(ctx context.Context) error {
 	if p.Mark != nil && !s.legacy {
 		// A stock replica finds the mark in the last 40 bytes it read:
 		// nothing may follow it until the replica has ACKed.
-		t := time.NewTimer(r.cfg.ReplTimeout)
+		t := time.NewTimer(r.timeout())
 		defer t.Stop()
 		select {
 		case <-s.firstAck:
@@ -282,7 +288,7 @@ func (s *session) setOnline() {
 	s.ackTime.Store(time.Now().UnixNano())
 	if !s.legacy {
 		// From now on the replica must ACK at least every ReplTimeout.
-		s.c.nc.SetReadDeadline(time.Now().Add(s.r.cfg.ReplTimeout))
+		s.c.nc.SetReadDeadline(time.Now().Add(s.r.timeout()))
 	}
 }
 
@@ -327,7 +333,7 @@ func (s *session) readAcks(ctx context.Context) {
 		now := time.Now()
 		s.ackTime.Store(now.UnixNano())
 		if s.state.Load() == stateOnline && !s.legacy {
-			s.c.nc.SetReadDeadline(now.Add(s.r.cfg.ReplTimeout))
+			s.c.nc.SetReadDeadline(now.Add(s.r.timeout()))
 		}
 		if len(args) == 0 {
 			continue // keepalive

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -182,7 +183,7 @@ func (r *Relay) dial(ctx context.Context, addr string, status *upstreamStatus) (
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	c := &upConn{nc: nc, r: r, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: r.cfg.ReplTimeout, status: status}, 64<<10)}
+	c := &upConn{nc: nc, r: r, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: r.timeout, status: status}, 64<<10)}
 	c.stop = context.AfterFunc(ctx, func() { nc.Close() })
 	return c, nil
 }
@@ -195,7 +196,7 @@ func (c *upConn) close() {
 func (c *upConn) write(p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.r.cfg.ReplTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(c.r.timeout()))
 	_, err := c.nc.Write(p)
 	return err
 }
@@ -210,12 +211,12 @@ func (c *upConn) readLine(timeout time.Duration) ([]byte, error) {
 // fails after ReplTimeout of silence, and records the time of the last byte.
 type activityReader struct {
 	nc      net.Conn
-	timeout time.Duration
+	timeout func() time.Duration
 	status  *upstreamStatus
 }
 
 func (a *activityReader) Read(p []byte) (int, error) {
-	a.nc.SetReadDeadline(time.Now().Add(a.timeout))
+	a.nc.SetReadDeadline(time.Now().Add(a.timeout()))
 	n, err := a.nc.Read(p)
 	if n > 0 {
 		a.status.lastIO.Store(time.Now().UnixNano())
@@ -307,12 +308,13 @@ func (r *Relay) handshake(c *upConn, replconfs ...[]string) ([][]byte, error) {
 		return nil, fmt.Errorf("PING answered %s", truncateText(line, 200))
 	}
 	var batch []byte
-	auth := r.cfg.MasterAuth != ""
+	cfg := r.conf()
+	auth := cfg.MasterAuth != ""
 	if auth {
-		if r.cfg.MasterUser != "" {
-			batch = appendCommand(batch, "AUTH", r.cfg.MasterUser, r.cfg.MasterAuth)
+		if cfg.MasterUser != "" {
+			batch = appendCommand(batch, "AUTH", cfg.MasterUser, cfg.MasterAuth)
 		} else {
-			batch = appendCommand(batch, "AUTH", r.cfg.MasterAuth)
+			batch = appendCommand(batch, "AUTH", cfg.MasterAuth)
 		}
 	}
 	for _, cmd := range replconfs {
@@ -353,7 +355,7 @@ func isAuthError(line []byte) bool {
 // refreshes the timeout).
 func (c *upConn) readReply() ([]byte, error) {
 	for {
-		line, err := c.readLine(c.r.cfg.ReplTimeout)
+		line, err := c.readLine(c.r.timeout())
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +388,8 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 	r.upstream.mu.Unlock()
 	r.upstream.syncRead.Store(0)
 	start := time.Now()
-	n, err := replstream.CopyPayload(&progressWriter{w: s, n: &r.upstream.syncRead}, c.br, p)
+	pw := &progressWriter{w: s, n: &r.upstream.syncRead, total: p.Size, logger: r.logger.With("upstream", addr), what: "receiving snapshot"}
+	n, err := replstream.CopyPayload(pw, c.br, p)
 	if err != nil {
 		err = fmt.Errorf("receive snapshot after %d bytes: %w", n, err)
 		r.abortFullSync(s, err)
@@ -412,15 +415,37 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 	return u.stream(ctx, c, addr, ackNow)
 }
 
-// progressWriter counts bytes written through it.
+// progressWriter counts bytes written through it and logs the progress of
+// a long transfer every progressEvery: bytes done and total, rate and ETA.
 type progressWriter struct {
-	w io.Writer
-	n *atomic.Int64
+	w      io.Writer
+	n      *atomic.Int64
+	total  int64 // -1 when unknown (EOF-framed transfer)
+	logger *slog.Logger
+	what   string
+	start  time.Time
+	last   time.Time
 }
+
+const progressEvery = 5 * time.Second
 
 func (p *progressWriter) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
-	p.n.Add(int64(n))
+	done := p.n.Add(int64(n))
+	if now := time.Now(); now.Sub(p.last) >= progressEvery {
+		if p.last.IsZero() {
+			p.start, p.last = now, now
+			return n, err
+		}
+		p.last = now
+		rate := float64(done) / now.Sub(p.start).Seconds()
+		args := []any{"bytes", done, "rate_mb_s", fmt.Sprintf("%.1f", rate/1e6)}
+		if p.total > 0 && rate > 0 {
+			eta := time.Duration(float64(p.total-done) / rate * float64(time.Second))
+			args = append(args, "total", p.total, "percent", fmt.Sprintf("%.1f", 100*float64(done)/float64(p.total)), "eta", eta.Round(time.Second))
+		}
+		p.logger.Info(p.what, args...)
+	}
 	return n, err
 }
 
@@ -428,7 +453,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 // keepalives.
 func (c *upConn) readPayloadHeader() (replstream.Payload, error) {
 	for {
-		line, err := c.readLine(c.r.cfg.ReplTimeout)
+		line, err := c.readLine(c.r.timeout())
 		if err != nil {
 			return replstream.Payload{}, fmt.Errorf("read transfer preamble: %w", err)
 		}

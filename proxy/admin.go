@@ -1,0 +1,470 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Runtime commands an operator (or Redis Sentinel) sends to the relay's
+// port: REPLICAOF, CONFIG, CLIENT, SHUTDOWN.
+
+// replicaof re-points the upstream: REPLICAOF host port. The relay keeps
+// its history and asks the new upstream for a partial resync.
+func (c *client) replicaof(args [][]byte) {
+	if len(args) != 3 {
+		c.wrongArgs(strings.ToLower(string(args[0])))
+		return
+	}
+	host, port := string(args[1]), string(args[2])
+	if strings.EqualFold(host, "no") && strings.EqualFold(port, "one") {
+		c.out = appendError(c.out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port")
+		return
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		c.out = appendError(c.out, "ERR Invalid master port")
+		return
+	}
+	addr := net.JoinHostPort(host, port)
+	if cur, _ := c.r.masterAddr(); cur == addr {
+		c.out = appendSimple(c.out, "OK Already connected to specified master")
+		return
+	}
+	c.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", c.addr)
+	c.r.setMaster(addr)
+	c.out = appendSimple(c.out, "OK")
+}
+
+// setting is one CONFIG GET/SET parameter.
+type setting struct {
+	get func(*Config) string
+	set func(*Config, string) error // nil: read-only
+}
+
+var settings = map[string]setting{
+	"repl-timeout": {
+		get: func(c *Config) string { return strconv.Itoa(int(c.ReplTimeout / time.Second)) },
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return errors.New("argument must be a positive number of seconds")
+			}
+			c.ReplTimeout = time.Duration(n) * time.Second
+			return nil
+		},
+	},
+	"requirepass": stringSetting(func(c *Config) *string { return &c.RequirePass }),
+	"masterauth":  stringSetting(func(c *Config) *string { return &c.MasterAuth }),
+	"masteruser":  stringSetting(func(c *Config) *string { return &c.MasterUser }),
+	"maxclients": {
+		get: func(c *Config) string { return strconv.Itoa(c.MaxClients) },
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return errors.New("argument must be a positive integer")
+			}
+			c.MaxClients = n
+			return nil
+		},
+	},
+	"refresh-ratio":        floatSetting(func(c *Config) *float64 { return &c.RefreshRatio }),
+	"guard-min-keys-ratio": floatSetting(func(c *Config) *float64 { return &c.GuardMinKeysRatio }),
+	"refresh-min-size":     sizeSetting(func(c *Config) *int64 { return &c.RefreshMinBytes }),
+	"retain-size":          sizeSetting(func(c *Config) *int64 { return &c.RetainBytes }),
+	"refresh-max-age":      durationSetting(func(c *Config) *time.Duration { return &c.RefreshMaxAge }),
+	"retain-age":           durationSetting(func(c *Config) *time.Duration { return &c.RetainAge }),
+	"wait-ahead":           durationSetting(func(c *Config) *time.Duration { return &c.WaitAhead }),
+	"empty-master-guard": {
+		get: func(c *Config) string { return yesNo(!c.DisableGuard) },
+		set: func(c *Config, v string) error {
+			on, err := parseYesNo(v)
+			c.DisableGuard = !on
+			return err
+		},
+	},
+	"dir":                   {get: func(c *Config) string { return c.DataDir }},
+	"repl-backlog-size":     {get: func(c *Config) string { return strconv.Itoa(c.RingSize) }},
+	"segment-size":          {get: func(c *Config) string { return strconv.FormatInt(c.SegmentSize, 10) }},
+	"replica-announce-port": {get: func(c *Config) string { return strconv.Itoa(c.AnnouncePort) }},
+	"replica-priority":      {get: func(*Config) string { return "0" }},
+	"slave-priority":        {get: func(*Config) string { return "0" }},
+	"replica-read-only":     {get: func(*Config) string { return "yes" }},
+}
+
+func stringSetting(field func(*Config) *string) setting {
+	return setting{
+		get: func(c *Config) string { return *field(c) },
+		set: func(c *Config, v string) error { *field(c) = v; return nil },
+	}
+}
+
+func floatSetting(field func(*Config) *float64) setting {
+	return setting{
+		get: func(c *Config) string { return strconv.FormatFloat(*field(c), 'g', -1, 64) },
+		set: func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return errors.New("argument must be a number")
+			}
+			*field(c) = f
+			return nil
+		},
+	}
+}
+
+func sizeSetting(field func(*Config) *int64) setting {
+	return setting{
+		get: func(c *Config) string { return strconv.FormatInt(*field(c), 10) },
+		set: func(c *Config, v string) error {
+			n, err := ParseSize(v)
+			*field(c) = n
+			return err
+		},
+	}
+}
+
+func durationSetting(field func(*Config) *time.Duration) setting {
+	return setting{
+		get: func(c *Config) string { return field(c).String() },
+		set: func(c *Config, v string) error {
+			d, err := ParseDuration(v)
+			*field(c) = d
+			return err
+		},
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func parseYesNo(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "yes":
+		return true, nil
+	case "no":
+		return false, nil
+	}
+	return false, errors.New("argument must be 'yes' or 'no'")
+}
+
+// ParseSize reads a memory size as redis.conf writes it: bytes, or a number
+// with a unit k, kb, m, mb, g, gb (k = 1000, kb = 1024).
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1e3}, {"m", 1e6}, {"g", 1e9}, {"b", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (use bytes or a unit such as 64mb)", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
+
+// ParseDuration reads a Go duration ("90s", "2h") or a number of seconds.
+func ParseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration (use seconds or a unit such as 90s or 2h)", s)
+	}
+	return d, nil
+}
+
+// Settings returns every CONFIG parameter with its current value, as a
+// config file would hold them, including replicaof.
+func (r *Relay) Settings() map[string]string {
+	cfg := r.conf()
+	out := make(map[string]string, len(settings)+1)
+	for name, s := range settings {
+		if s.set != nil || name == "dir" || name == "repl-backlog-size" {
+			out[name] = s.get(&cfg)
+		}
+	}
+	if addr, _ := r.masterAddr(); addr != "" {
+		host, port, _ := net.SplitHostPort(addr)
+		out["replicaof"] = host + " " + port
+	}
+	return out
+}
+
+func (c *client) configCommand(args [][]byte) {
+	if len(args) < 2 {
+		c.wrongArgs("config")
+		return
+	}
+	r := c.r
+	switch strings.ToLower(string(args[1])) {
+	case "get":
+		if len(args) < 3 {
+			c.wrongArgs("config|get")
+			return
+		}
+		cfg := r.conf()
+		found := map[string]string{}
+		for _, pat := range args[2:] {
+			p := strings.ToLower(string(pat))
+			for name, s := range settings {
+				if ok, _ := path.Match(p, name); ok {
+					found[name] = s.get(&cfg)
+				}
+			}
+			if ok, _ := path.Match(p, "replicaof"); ok {
+				addr, _ := r.masterAddr()
+				host, port, _ := net.SplitHostPort(addr)
+				found["replicaof"] = strings.TrimSpace(host + " " + port)
+			}
+		}
+		names := make([]string, 0, len(found))
+		for n := range found {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		c.out = appendArray(c.out, 2*len(names))
+		for _, n := range names {
+			c.out = appendBulk(c.out, n)
+			c.out = appendBulk(c.out, found[n])
+		}
+	case "set":
+		if len(args) < 4 || len(args)%2 != 0 {
+			c.wrongArgs("config|set")
+			return
+		}
+		r.cfgMu.Lock()
+		next := r.cfg
+		for i := 2; i < len(args); i += 2 {
+			name := strings.ToLower(string(args[i]))
+			s, ok := settings[name]
+			if !ok {
+				r.cfgMu.Unlock()
+				c.out = appendError(c.out, fmt.Sprintf("ERR Unknown option or number of arguments for CONFIG SET - '%s'", truncateText(args[i], 64)))
+				return
+			}
+			if s.set == nil {
+				r.cfgMu.Unlock()
+				c.out = appendError(c.out, fmt.Sprintf("ERR CONFIG SET failed (possibly related to argument '%s') - can't set immutable config", name))
+				return
+			}
+			if err := s.set(&next, string(args[i+1])); err != nil {
+				r.cfgMu.Unlock()
+				c.out = appendError(c.out, fmt.Sprintf("ERR CONFIG SET failed (possibly related to argument '%s') - %v", name, err))
+				return
+			}
+		}
+		r.cfg = next
+		r.replTO.Store(int64(next.ReplTimeout))
+		r.cfgMu.Unlock()
+		c.out = appendSimple(c.out, "OK")
+	case "rewrite":
+		rewrite := r.conf().Rewrite
+		if rewrite == nil {
+			c.out = appendError(c.out, "ERR The server is running without a config file")
+			return
+		}
+		if err := rewrite(r.Settings()); err != nil {
+			r.logger.Warn("CONFIG REWRITE failed", "err", err)
+			c.out = appendError(c.out, "ERR Rewriting config file: "+err.Error())
+			return
+		}
+		c.out = appendSimple(c.out, "OK")
+	case "resetstat":
+		c.out = appendSimple(c.out, "OK")
+	default:
+		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CONFIG GET, SET, REWRITE.", truncateText(args[1], 64)))
+	}
+}
+
+// clientCommand implements the CLIENT subcommands tools use.
+func (c *client) clientCommand(args [][]byte) {
+	if len(args) < 2 {
+		c.wrongArgs("client")
+		return
+	}
+	switch strings.ToLower(string(args[1])) {
+	case "setname":
+		if len(args) != 3 {
+			c.wrongArgs("client|setname")
+			return
+		}
+		c.name.Store(string(args[2]))
+		c.out = appendSimple(c.out, "OK")
+	case "setinfo":
+		c.out = appendSimple(c.out, "OK")
+	case "getname":
+		if n, _ := c.name.Load().(string); n != "" {
+			c.out = appendBulk(c.out, n)
+		} else {
+			c.out = appendNull(c.out)
+		}
+	case "id":
+		c.out = appendInt(c.out, c.id)
+	case "list":
+		var b strings.Builder
+		for _, o := range c.r.clientList() {
+			b.WriteString(o.describe())
+			b.WriteByte('\n')
+		}
+		c.out = appendBulk(c.out, b.String())
+	case "info":
+		c.out = appendBulk(c.out, c.describe()+"\n")
+	case "kill":
+		c.clientKill(args[2:])
+	default:
+		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT LIST, KILL, ID, SETNAME, GETNAME.", truncateText(args[1], 64)))
+	}
+}
+
+func (r *Relay) clientList() []*client {
+	r.clientsMu.Lock()
+	list := make([]*client, 0, len(r.clients))
+	for o := range r.clients {
+		list = append(list, o)
+	}
+	r.clientsMu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
+	return list
+}
+
+// describe renders one CLIENT LIST line.
+func (c *client) describe() string {
+	flags := "N"
+	if c.replica.Load() {
+		flags = "S"
+	}
+	name, _ := c.name.Load().(string)
+	cmd, _ := c.lastCmd.Load().(string)
+	idle := 0
+	if at := c.lastAt.Load(); at > 0 {
+		idle = int(time.Since(time.Unix(0, at)).Seconds())
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 cmd=%s",
+		c.id, c.addr, c.nc.LocalAddr(), name, int(time.Since(c.created).Seconds()), idle, flags, cmd)
+}
+
+// clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...
+// (ID, ADDR, TYPE normal|replica|slave|master|pubsub, SKIPME yes|no).
+func (c *client) clientKill(args [][]byte) {
+	if len(args) == 1 {
+		for _, o := range c.r.clientList() {
+			if o.addr == string(args[0]) {
+				o.nc.Close()
+				c.out = appendSimple(c.out, "OK")
+				return
+			}
+		}
+		c.out = appendError(c.out, "ERR No such client")
+		return
+	}
+	if len(args) == 0 || len(args)%2 != 0 {
+		c.out = appendError(c.out, "ERR syntax error")
+		return
+	}
+	var id int64 = -1
+	addr, typ, skipMe := "", "", true
+	for i := 0; i < len(args); i += 2 {
+		v := string(args[i+1])
+		switch strings.ToLower(string(args[i])) {
+		case "id":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				c.out = appendError(c.out, "ERR client-id should be greater than 0")
+				return
+			}
+			id = n
+		case "addr":
+			addr = v
+		case "type":
+			typ = strings.ToLower(v)
+			switch typ {
+			case "normal", "replica", "slave", "master", "pubsub":
+			default:
+				c.out = appendError(c.out, fmt.Sprintf("ERR Unknown client type '%s'", truncateText(args[i+1], 32)))
+				return
+			}
+		case "skipme":
+			on, err := parseYesNo(v)
+			if err != nil {
+				c.out = appendError(c.out, "ERR syntax error")
+				return
+			}
+			skipMe = on
+		default:
+			c.out = appendError(c.out, "ERR syntax error")
+			return
+		}
+	}
+	killed := 0
+	for _, o := range c.r.clientList() {
+		switch {
+		case o == c && skipMe,
+			id >= 0 && o.id != id,
+			addr != "" && o.addr != addr,
+			(typ == "normal") && o.replica.Load(),
+			(typ == "replica" || typ == "slave") && !o.replica.Load(),
+			typ == "master", typ == "pubsub":
+			continue
+		}
+		if o.replica.Load() {
+			c.r.endSessionOf(o)
+		}
+		o.nc.Close()
+		killed++
+	}
+	c.out = appendInt(c.out, int64(killed))
+}
+
+// endSessionOf records that a replica's session was killed by an operator.
+func (r *Relay) endSessionOf(o *client) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s := range r.sessions {
+		if s.c == o {
+			s.end(reasonKilled)
+		}
+	}
+}
+
+// shutdown stops the relay (SHUTDOWN [NOSAVE|SAVE|NOW|FORCE]).
+func (c *client) shutdown(args [][]byte) bool {
+	for _, a := range args[1:] {
+		switch strings.ToLower(string(a)) {
+		case "nosave", "save", "now", "force":
+		case "abort":
+			c.out = appendError(c.out, "ERR No shutdown in progress.")
+			return false
+		default:
+			c.out = appendError(c.out, "ERR syntax error")
+			return false
+		}
+	}
+	c.r.logger.Warn("SHUTDOWN requested", "client", c.addr)
+	c.r.mu.Lock()
+	stop := c.r.shutdown
+	c.r.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	return true
+}
