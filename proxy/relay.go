@@ -87,7 +87,7 @@ func (c *Config) setDefaults() {
 // is its only writer; downstream sessions read it.
 type Relay struct {
 	cfgMu  sync.RWMutex
-	cfg    Config // guarded by cfgMu; the fields CONFIG SET changes are read through conf()
+	cfg    Config       // guarded by cfgMu; the fields CONFIG SET changes are read through conf()
 	replTO atomic.Int64 // cfg.ReplTimeout, for the hot path
 	logger *slog.Logger
 	lock   *os.File // flock on the data dir
