@@ -22,13 +22,13 @@ type testRedis struct {
 	dir  string
 }
 
-// startRedis launches redis-server (skipping the test when it is not
-// installed) and stops it when the test ends.
+// startRedis launches redis-server (failing the test with the install
+// command when it is missing) and stops it when the test ends.
 func startRedis(tb testing.TB, extra ...string) *testRedis {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		tb.Skip("redis-server not installed")
+		tb.Fatal("redis-server not found: apt-get install -y redis-server")
 	}
 	dir := tb.TempDir()
 	var cmd *exec.Cmd

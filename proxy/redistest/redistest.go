@@ -48,8 +48,9 @@ type Server struct {
 	Dir     string // working directory (--dir), a per-test temporary directory
 	LogPath string // redis log file (--logfile)
 
-	bin   string   // path of the redis-server binary
-	extra []string // caller-supplied arguments, appended after the defaults
+	bin      string   // path of the redis-server binary
+	extra    []string // caller-supplied arguments, appended after the defaults
+	sentinel []string // for a Sentinel: the lines of its config file
 
 	mu     sync.Mutex
 	proc   *process      // current (or last) process; nil before the first launch
@@ -86,6 +87,20 @@ func (p *process) exited() bool {
 // log if the test failed, when the test finishes.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
+	return start(t, args, nil)
+}
+
+// StartSentinel runs redis-server in Sentinel mode on a free loopback port,
+// with a config file made of the given lines (for example
+// "sentinel monitor mymaster 127.0.0.1 7000 2") after port, bind, dir and
+// logfile.
+func StartSentinel(t testing.TB, lines ...string) *Server {
+	t.Helper()
+	return start(t, nil, append([]string{}, lines...))
+}
+
+func start(t testing.TB, args, sentinel []string) *Server {
+	t.Helper()
 	bin, err := findBinary()
 	if err != nil {
 		t.Logf("redistest: %v", err)
@@ -93,11 +108,12 @@ func Start(t testing.TB, args ...string) *Server {
 	}
 	dir := t.TempDir()
 	s := &Server{
-		Host:    "127.0.0.1",
-		Dir:     dir,
-		LogPath: filepath.Join(dir, "redis.log"),
-		bin:     bin,
-		extra:   append([]string(nil), args...),
+		Host:     "127.0.0.1",
+		Dir:      dir,
+		LogPath:  filepath.Join(dir, "redis.log"),
+		bin:      bin,
+		extra:    append([]string(nil), args...),
+		sentinel: sentinel,
 	}
 	// Registered after TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() { s.cleanup(t) })
@@ -133,6 +149,16 @@ func findBinary() (string, error) {
 
 // argv returns the full command line, defaults first and extra arguments last.
 func (s *Server) argv() []string {
+	if s.sentinel != nil {
+		// Sentinel insists on a config file it can rewrite.
+		conf := filepath.Join(s.Dir, "sentinel.conf")
+		lines := append([]string{
+			fmt.Sprintf("port %d", s.Port), "bind " + s.Host, "dir " + s.Dir,
+			"logfile " + s.LogPath, "daemonize no",
+		}, s.sentinel...)
+		os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+		return []string{conf, "--sentinel"}
+	}
 	args := []string{
 		"--port", strconv.Itoa(s.Port),
 		"--bind", s.Host,
