@@ -88,6 +88,14 @@ var settings = map[string]setting{
 			return err
 		},
 	},
+	"ack-policy": {
+		get: func(c *Config) string { return c.AckPolicy.String() },
+		set: func(c *Config, v string) error {
+			p, err := ParseAckPolicy(v)
+			c.AckPolicy = p
+			return err
+		},
+	},
 	"dir":                   {get: func(c *Config) string { return c.DataDir }},
 	"repl-backlog-size":     {get: func(c *Config) string { return strconv.Itoa(c.RingSize) }},
 	"segment-size":          {get: func(c *Config) string { return strconv.FormatInt(c.SegmentSize, 10) }},

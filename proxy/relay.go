@@ -43,6 +43,14 @@ type Config struct {
 	RetainBytes     int64         // keep at least this many bytes of log before the head, even older than the snapshot
 	RetainAge       time.Duration // keep log segments written within this long, even older than the snapshot
 
+	AckPolicy AckPolicy // what the relay ACKs upstream (see ack.go); default received
+
+	// Following Sentinel (see sentinel.go): the master of MasterName as the
+	// Sentinels at these addresses know it.
+	Sentinels        []string
+	MasterName       string
+	SentinelPassword string
+
 	// The empty-master guard (see guard.go): on by default.
 	DisableGuard      bool
 	GuardMinKeysRatio float64 // also trip when a new history has fewer than this fraction of the current keys; 0: only when empty
@@ -112,6 +120,11 @@ type Relay struct {
 	nextClientID atomic.Int64
 	shutdown     context.CancelFunc // ends Run (SHUTDOWN); set by Run
 
+	downstreamAcked chan struct{} // buffered(1): a replica ACKed more
+
+	psMu     sync.Mutex
+	channels map[string]map[*client]struct{} // pub/sub subscribers; guarded by psMu (as is client.subs)
+
 	cmdMu    sync.Mutex
 	commands map[string]int64 // relayed commands by lower-case name, published by the upstream link; guarded by cmdMu
 }
@@ -165,7 +178,9 @@ func New(cfg Config) (*Relay, error) {
 	r := &Relay{
 		cfg: cfg, logger: cfg.Logger, lock: lock,
 		changed: make(chan struct{}), sessions: make(map[*session]struct{}), clients: make(map[*client]struct{}),
-		master: cfg.MasterAddr, masterCh: make(chan struct{}),
+		downstreamAcked: make(chan struct{}, 1),
+		channels:        make(map[string]map[*client]struct{}),
+		master:          cfg.MasterAddr, masterCh: make(chan struct{}),
 	}
 	r.replTO.Store(int64(cfg.ReplTimeout))
 	r.stats.disconnects = make(map[CloseReason]*atomic.Int64, len(closeReasons))
@@ -340,7 +355,11 @@ func (r *Relay) Run(ctx context.Context, ln net.Listener) error {
 	r.shutdown = cancel
 	r.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		r.followSentinels(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		r.runUpstream(ctx, listenerPort(ln))

@@ -90,6 +90,8 @@ type client struct {
 	replica atomic.Bool  // became a replica session
 	multi   [][][]byte   // commands queued after MULTI; nil outside a transaction
 	inMulti bool
+	wmu     sync.Mutex          // serialises writes: replies and published messages
+	subs    map[string]struct{} // channels this client subscribed to
 }
 
 func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
@@ -110,6 +112,7 @@ func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
 		r.clientsMu.Lock()
 		delete(r.clients, c)
 		r.clientsMu.Unlock()
+		r.unsubscribeAll(c)
 	}()
 	for {
 		nc.SetReadDeadline(time.Now().Add(clientIdleTimeout))
@@ -149,6 +152,8 @@ func (c *client) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.r.timeout()))
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
@@ -161,6 +166,20 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
 		c.out = appendError(c.out, "NOAUTH Authentication required.")
 		return nil, false
+	}
+	if len(c.subs) > 0 {
+		switch name {
+		case "subscribe", "unsubscribe", "ping", "quit", "psubscribe", "punsubscribe":
+		default:
+			c.out = appendError(c.out, fmt.Sprintf("ERR Can't execute '%s': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT are allowed in this context", truncateText(args[0], 32)))
+			return nil, false
+		}
+		if name == "ping" {
+			c.out = appendArray(c.out, 2)
+			c.out = appendBulk(c.out, "pong")
+			c.out = appendBulk(c.out, "")
+			return nil, false
+		}
 	}
 	if c.inMulti {
 		switch name {
@@ -260,6 +279,18 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		c.clientCommand(args)
 	case "relay":
 		c.relayCommand(args)
+	case "subscribe":
+		c.subscribe(args[1:])
+	case "unsubscribe":
+		c.unsubscribe(args[1:])
+	case "psubscribe", "punsubscribe":
+		c.out = appendError(c.out, "ERR pattern subscriptions are not supported by the relay")
+	case "publish":
+		if len(args) != 3 {
+			c.wrongArgs(name)
+		} else {
+			c.out = appendInt(c.out, int64(c.r.publish(string(args[1]), string(args[2]))))
+		}
 	case "replicaof", "slaveof":
 		c.replicaof(args)
 	case "config":

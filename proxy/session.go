@@ -347,6 +347,7 @@ func (s *session) readAcks(ctx context.Context) {
 				}
 				if off > s.ack.Load() {
 					s.ack.Store(off)
+					s.r.noteDownstreamAck()
 				}
 				if s.acked.CompareAndSwap(false, true) {
 					close(s.firstAck)

@@ -73,6 +73,9 @@ func (r *Relay) masterAddr() (string, <-chan struct{}) {
 func (r *Relay) setMaster(addr string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.master == addr {
+		return
+	}
 	r.master = addr
 	close(r.masterCh)
 	r.masterCh = make(chan struct{})
@@ -547,27 +550,40 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 	}
 }
 
-// ackLoop sends REPLCONF ACK every second and on request, after making the
-// log durable: the offset ACKed is what the relay has fsynced.
+// ackLoop sends REPLCONF ACK every second, on request (GETACK), and with a
+// downstream ACK policy whenever downstream replicas acknowledge more. The
+// offset is what the policy allows, never more than the relay has fsynced.
 func (u *upstream) ackLoop(ctx context.Context, c *upConn, log *replstream.Log, req <-chan struct{}) error {
+	r := u.r
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	sent := int64(-1)
 	for {
+		periodic := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			periodic = true
 		case <-req:
+		case <-r.downstreamAcked:
+			if pol := r.conf().AckPolicy; pol.Kind == "" || pol.Kind == "received" {
+				continue
+			}
 		}
 		synced, err := log.Sync()
 		if err != nil {
 			c.nc.Close()
 			return fmt.Errorf("sync log: %w", err)
 		}
-		off := synced - 1
+		off := r.ackOffset(synced - 1)
+		if off == sent && !periodic {
+			continue // nothing new to tell; the 1 s ACK keeps the link alive
+		}
 		if err := c.write(appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))); err != nil {
 			return nil // the reader sees the broken connection
 		}
-		u.r.upstream.acked.Store(off)
+		sent = off
+		r.upstream.acked.Store(off)
 	}
 }

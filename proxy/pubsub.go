@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"sort"
+	"time"
+)
+
+// A small local publish/subscribe, so that Redis Sentinel can run its hello
+// protocol (SUBSCRIBE and PUBLISH on __sentinel__:hello) on the relay as on
+// any replica it monitors. Messages stay on the relay: it holds no dataset
+// and is not part of the master's pub/sub.
+
+const maxSubscriptions = 64 // per client
+
+func (c *client) subscribe(channels [][]byte) {
+	if len(channels) == 0 {
+		c.wrongArgs("subscribe")
+		return
+	}
+	r := c.r
+	for _, ch := range channels {
+		name := string(ch)
+		r.psMu.Lock()
+		if len(c.subs) < maxSubscriptions {
+			if c.subs == nil {
+				c.subs = make(map[string]struct{})
+			}
+			c.subs[name] = struct{}{}
+			if r.channels[name] == nil {
+				r.channels[name] = make(map[*client]struct{})
+			}
+			r.channels[name][c] = struct{}{}
+		}
+		n := len(c.subs)
+		r.psMu.Unlock()
+		c.out = appendArray(c.out, 3)
+		c.out = appendBulk(c.out, "subscribe")
+		c.out = appendBulk(c.out, name)
+		c.out = appendInt(c.out, int64(n))
+	}
+}
+
+func (c *client) unsubscribe(channels [][]byte) {
+	r := c.r
+	r.psMu.Lock()
+	var names []string
+	if len(channels) == 0 {
+		for name := range c.subs {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+	} else {
+		for _, ch := range channels {
+			names = append(names, string(ch))
+		}
+	}
+	r.psMu.Unlock()
+	if len(names) == 0 {
+		c.out = appendArray(c.out, 3)
+		c.out = appendBulk(c.out, "unsubscribe")
+		c.out = appendNull(c.out)
+		c.out = appendInt(c.out, 0)
+		return
+	}
+	for _, name := range names {
+		r.psMu.Lock()
+		delete(c.subs, name)
+		delete(r.channels[name], c)
+		if len(r.channels[name]) == 0 {
+			delete(r.channels, name)
+		}
+		n := len(c.subs)
+		r.psMu.Unlock()
+		c.out = appendArray(c.out, 3)
+		c.out = appendBulk(c.out, "unsubscribe")
+		c.out = appendBulk(c.out, name)
+		c.out = appendInt(c.out, int64(n))
+	}
+}
+
+func (r *Relay) unsubscribeAll(c *client) {
+	r.psMu.Lock()
+	defer r.psMu.Unlock()
+	for name := range c.subs {
+		delete(r.channels[name], c)
+		if len(r.channels[name]) == 0 {
+			delete(r.channels, name)
+		}
+	}
+	c.subs = nil
+}
+
+// publish delivers msg to the relay's subscribers of channel and returns
+// how many received it. A subscriber that cannot take it within a second is
+// disconnected.
+func (r *Relay) publish(channel, msg string) int {
+	r.psMu.Lock()
+	targets := make([]*client, 0, len(r.channels[channel]))
+	for c := range r.channels[channel] {
+		targets = append(targets, c)
+	}
+	r.psMu.Unlock()
+	out := appendArray(nil, 3)
+	out = appendBulk(out, "message")
+	out = appendBulk(out, channel)
+	out = appendBulk(out, msg)
+	n := 0
+	for _, c := range targets {
+		c.wmu.Lock()
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, err := c.nc.Write(out)
+		c.wmu.Unlock()
+		if err != nil {
+			c.nc.Close()
+			continue
+		}
+		n++
+	}
+	return n
+}
