@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,11 @@ type Config struct {
 	Limits            replstream.Limits
 
 	Logger *slog.Logger
+
+	// UpstreamTLS, when set, makes the relay connect to its master with TLS
+	// (as a replica with tls-replication yes). Downstream TLS is a TLS
+	// listener passed to Run.
+	UpstreamTLS *tls.Config
 
 	// Rewrite, when set, persists the runtime settings (CONFIG REWRITE):
 	// directive name to value as written in a config file.
@@ -346,9 +352,13 @@ func (r *Relay) Close() error {
 	return errors.Join(err, r.lock.Close())
 }
 
-// Run runs the upstream link and serves downstream connections on ln until
-// ctx ends.
-func (r *Relay) Run(ctx context.Context, ln net.Listener) error {
+// Run runs the upstream link and serves downstream connections on the
+// listeners (plain TCP, or TLS from tls.NewListener) until ctx ends. The
+// first listener's port is announced upstream unless AnnouncePort is set.
+func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
+	if len(lns) == 0 {
+		return errors.New("no listener")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.mu.Lock()
@@ -362,13 +372,23 @@ func (r *Relay) Run(ctx context.Context, ln net.Listener) error {
 	}()
 	go func() {
 		defer wg.Done()
-		r.runUpstream(ctx, listenerPort(ln))
+		r.runUpstream(ctx, listenerPort(lns[0]))
 	}()
 	go func() {
 		defer wg.Done()
 		r.refreshLoop(ctx)
 	}()
-	err := r.serve(ctx, ln)
+	errs := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errs <- r.serve(ctx, ln) }()
+	}
+	var err error
+	for range lns {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+			cancel()
+		}
+	}
 	cancel()
 	wg.Wait()
 	return err

@@ -21,10 +21,9 @@ const (
 )
 
 func listenerPort(ln net.Listener) int {
-	if a, ok := ln.Addr().(*net.TCPAddr); ok {
-		return a.Port
-	}
-	return 0
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	return p
 }
 
 // serve accepts downstream connections until ctx ends, then waits for their

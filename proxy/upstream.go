@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -182,7 +183,14 @@ type upConn struct {
 // dial connects to an upstream; the connection closes when ctx ends.
 func (r *Relay) dial(ctx context.Context, addr string, status *upstreamStatus) (*upConn, error) {
 	d := net.Dialer{Timeout: handshakeTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if tc := r.conf().UpstreamTLS; tc != nil {
+		td := tls.Dialer{NetDialer: &d, Config: tc}
+		nc, err = td.DialContext(ctx, "tcp", addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
