@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -92,13 +93,8 @@ func (r *Relay) commitFullSync(s *snapshot) (*replstream.Log, error) {
 // have framed the whole file.
 func (r *Relay) validate(s *snapshot) error {
 	res := s.check.Result()
-	switch {
-	case !res.Magic:
-		return errors.New("not an RDB (bad magic)")
-	case !res.Trailer:
-		return fmt.Errorf("no EOF opcode and checksum at the end of %d bytes", res.Size)
-	case res.Status == rdbparse.ChecksumMismatch:
-		return fmt.Errorf("checksum mismatch: stored %016x, computed %016x", res.Stored, res.Computed)
+	if err := checksumError(res); err != nil {
+		return err
 	}
 	if err := r.checkSnapshotFile(s.path, s.meta.ReplID, s.meta.Offset); err != nil {
 		return err
@@ -195,6 +191,39 @@ func (r *Relay) afterParse(s *snapshot) {
 			}
 		}
 	}()
+}
+
+// checksumError says why the bytes a Checker saw are not a sound RDB.
+func checksumError(res rdbparse.CheckResult) error {
+	switch {
+	case !res.Magic:
+		return errors.New("not an RDB (bad magic)")
+	case !res.Trailer:
+		return fmt.Errorf("no EOF opcode and checksum at the end of %d bytes", res.Size)
+	case res.Status == rdbparse.ChecksumMismatch:
+		return fmt.Errorf("checksum mismatch: stored %016x, computed %016x", res.Stored, res.Computed)
+	}
+	return nil
+}
+
+// verifySnapshotFile reads a stored snapshot through the CRC-64 check and
+// the header check; a snapshot that fails either is never served.
+func (r *Relay) verifySnapshotFile(path, replid string, offset int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	start := time.Now()
+	c := rdbparse.NewChecker()
+	if _, err := io.Copy(c, f); err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	if err := checksumError(c.Result()); err != nil {
+		return err
+	}
+	r.logger.Info("snapshot verified", "path", path, "bytes", c.Size(), "elapsed", time.Since(start).Round(time.Millisecond))
+	return r.checkSnapshotFile(path, replid, offset)
 }
 
 // checkSnapshotFile makes sure an RDB file is what the +FULLRESYNC reply (or

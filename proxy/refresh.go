@@ -202,5 +202,29 @@ func (r *Relay) trimLog() error {
 			}
 		}
 	}
-	return log.TrimBefore(keep)
+	if err := log.TrimBefore(keep); err != nil {
+		return err
+	}
+	r.dropFellBehind(log)
+	return nil
+}
+
+// dropFellBehind ends the sessions whose next byte is no longer retained
+// (a replica that stopped reading); they will full-sync from the relay's
+// snapshot when they come back. Their cursors would find out at their next
+// read, which a replica that stopped reading may never ask for.
+func (r *Relay) dropFellBehind(log *replstream.Log) {
+	first, _ := log.Range()
+	r.mu.Lock()
+	var behind []*session
+	for s := range r.sessions {
+		if s.state.Load() == stateOnline && s.sent.Load() > 0 && s.sent.Load() < first {
+			behind = append(behind, s)
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range behind {
+		r.logger.Warn("replica fell out of the retained log", "replica", s.c.addr, "sent", s.sent.Load(), "first", first)
+		s.end(reasonFellBehind)
+	}
 }

@@ -36,6 +36,9 @@ type Config struct {
 	ReplTimeout time.Duration // repl-timeout, both directions; default 60 s
 	WaitAhead   time.Duration // how long a replica ahead of the relay may wait to be caught up; default 5 s
 	MaxClients  int           // downstream connections; default 10000
+	// CommandTimeout bounds how long a client may take to send one command
+	// once it has started (slow-loris clients); default 10 s.
+	CommandTimeout time.Duration
 
 	// Snapshot refresh (see refresh.go) and log retention beyond the snapshot.
 	RefreshRatio    float64       // refresh when the log since the snapshot exceeds this many times its size; default 1, negative: never
@@ -87,6 +90,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RefreshMinBytes == 0 {
 		c.RefreshMinBytes = 64 << 20
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = 10 * time.Second
 	}
 	if c.MaxClients <= 0 {
 		c.MaxClients = 10000
@@ -241,7 +247,7 @@ func (r *Relay) recover() error {
 		r.removeStrays("", "")
 		return nil
 	}
-	if err := r.checkSnapshotFile(snapPath, st.Snapshot.ReplID, st.Snapshot.Offset); err != nil {
+	if err := r.verifySnapshotFile(snapPath, st.Snapshot.ReplID, st.Snapshot.Offset); err != nil {
 		r.logger.Warn("snapshot rejected, starting without history", "path", snapPath, "err", err)
 		r.removeStrays("", "")
 		return nil

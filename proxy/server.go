@@ -14,11 +14,10 @@ import (
 	"time"
 )
 
-// Timeouts for downstream clients that are not (yet) replicas.
-const (
-	clientIdleTimeout    = 5 * time.Minute  // between commands
-	clientCommandTimeout = 10 * time.Second // from the first byte of a command to its last
-)
+// clientIdleTimeout bounds the silence between two commands of a client
+// that is not (yet) a replica; Config.CommandTimeout bounds one command
+// from its first byte to its last.
+const clientIdleTimeout = 5 * time.Minute
 
 func listenerPort(ln net.Listener) int {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -118,7 +117,7 @@ func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
-		nc.SetReadDeadline(time.Now().Add(clientCommandTimeout))
+		nc.SetReadDeadline(time.Now().Add(r.conf().CommandTimeout))
 		args, err := readCommand(c.br)
 		if err != nil {
 			var pe errProtocol

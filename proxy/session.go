@@ -76,6 +76,7 @@ type session struct {
 	state    atomic.Value // string
 	ack      atomic.Int64 // last ACKed offset
 	ackTime  atomic.Int64 // unix nanoseconds of the last ACK or keepalive
+	sent     atomic.Int64 // offset of the next stream byte to send, once streaming
 	firstAck chan struct{}
 	acked    atomic.Bool
 	started  time.Time
@@ -295,6 +296,7 @@ func (s *session) setOnline() {
 // stream copies the log to the replica from the cursor on.
 func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 	buf := make([]byte, 64<<10)
+	s.sent.Store(cur.Offset())
 	for {
 		n, err := cur.Read(ctx, buf)
 		if err != nil {
@@ -306,6 +308,7 @@ func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 		if err := s.write(buf[:n]); err != nil {
 			return err
 		}
+		s.sent.Store(cur.Offset())
 	}
 }
 

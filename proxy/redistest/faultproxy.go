@@ -40,6 +40,7 @@ type FaultProxy struct {
 	hold     chan struct{} // non-nil while black-holed; closed to resume
 	rate     int           // downstream bytes per second per connection; 0 = unlimited
 	cutAfter int64         // for the next connection; 0 = off
+	mangle   func([]byte) []byte
 	links    map[*link]struct{}
 	closed   bool
 }
@@ -286,6 +287,14 @@ func (p *FaultProxy) pump(l *link, dst, src net.Conn, downstream bool) {
 // rate limit and the byte cut. *sent counts the bytes written downstream. It
 // returns false when the link is closed and the pump should stop.
 func (p *FaultProxy) forward(l *link, dst net.Conn, data []byte, downstream bool, sent *int64) bool {
+	if downstream {
+		p.mu.Lock()
+		m := p.mangle
+		p.mu.Unlock()
+		if m != nil {
+			data = m(data)
+		}
+	}
 	for len(data) > 0 {
 		piece := data
 		if downstream {
@@ -317,6 +326,15 @@ func (p *FaultProxy) forward(l *link, dst net.Conn, data []byte, downstream bool
 		data = data[len(piece):]
 	}
 	return true
+}
+
+// SetMangle installs f to rewrite every chunk flowing target->client (to
+// corrupt a stream on the wire); nil removes it. f runs on the proxy's
+// goroutine, one chunk at a time, and may return a different slice.
+func (p *FaultProxy) SetMangle(f func([]byte) []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mangle = f
 }
 
 // currentRate returns the downstream rate limit in bytes per second.
