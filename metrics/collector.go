@@ -118,11 +118,11 @@ func Names() []string {
 	return names
 }
 
-// linkStates are the upstream link states, as ROLE names them.
-var linkStates = []string{"none", "connect", "connecting", "handshake", "sync", "connected"}
-
-// replicaStates are a downstream session's states, as INFO names them.
-var replicaStates = []string{"wait_bgsave", "send_bulk", "online"}
+// linkStates and replicaStates are the values the state labels take.
+var (
+	linkStates    = proxy.LinkStates
+	replicaStates = proxy.ReplicaStates
+)
 
 // collector turns a Source into metrics on every scrape.
 type collector struct {

@@ -21,6 +21,12 @@ var runID = replstream.RandomHex40()
 
 var startTime = time.Now()
 
+// LinkStates are the upstream link's states, as ROLE names them.
+var LinkStates = []string{linkNone, linkDown, linkConnecting, linkHandshake, linkSync, linkConnected}
+
+// ReplicaStates are a downstream session's states, as INFO names them.
+var ReplicaStates = []string{stateWaitBgsave, stateSendBulk, stateOnline}
+
 // ReplicaInfo describes one downstream replica session.
 type ReplicaInfo struct {
 	Addr      string // remote address
@@ -93,6 +99,7 @@ type Status struct {
 // Status reports the relay's state.
 func (r *Relay) Status() Status {
 	var st Status
+	st.Log.RingSize = int64(r.cfg.RingSize) // immutable after New
 	r.mu.Lock()
 	st.Identity = r.id
 	if r.log != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis-relay/redis-relay/replstream"
@@ -110,7 +111,8 @@ func (r *Relay) refresh(ctx context.Context) error {
 		if p.Mark == nil {
 			s.setSize(p.Size)
 		}
-		_, err = replstream.CopyPayload(s, c.br, p)
+		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &r.stats.bytesFromUpstream, total: p.Size, logger: r.logger.With("upstream", addr), what: "receiving refreshed snapshot"}
+		_, err = replstream.CopyPayload(pw, c.br, p)
 	}
 	if err == nil {
 		c.close() // rdb-only: the master closes too; without it, we want no stream here

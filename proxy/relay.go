@@ -200,6 +200,7 @@ func New(cfg Config) (*Relay, error) {
 		r.stats.disconnects[reason] = new(atomic.Int64)
 	}
 	r.upstream.set(linkDown, "")
+	r.upstream.syncTotal = -1
 	if err := r.recover(); err != nil {
 		lock.Close()
 		return nil, err

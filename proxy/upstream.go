@@ -399,7 +399,7 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 	r.upstream.mu.Unlock()
 	r.upstream.syncRead.Store(0)
 	start := time.Now()
-	pw := &progressWriter{w: s, n: &r.upstream.syncRead, total: p.Size, logger: r.logger.With("upstream", addr), what: "receiving snapshot"}
+	pw := &progressWriter{w: s, n: &r.upstream.syncRead, also: &r.stats.bytesFromUpstream, total: p.Size, logger: r.logger.With("upstream", addr), what: "receiving snapshot"}
 	n, err := replstream.CopyPayload(pw, c.br, p)
 	if err != nil {
 		err = fmt.Errorf("receive snapshot after %d bytes: %w", n, err)
@@ -415,7 +415,6 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 		return err
 	}
 	r.stats.upstreamFullSyncs.Add(1)
-	r.stats.bytesFromUpstream.Add(n)
 	u.forceFull = false
 	r.logger.Info("snapshot received", "upstream", addr, "replid", replid, "offset", offset, "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond))
 	var ackNow []byte
@@ -431,7 +430,8 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 type progressWriter struct {
 	w      io.Writer
 	n      *atomic.Int64
-	total  int64 // -1 when unknown (EOF-framed transfer)
+	also   *atomic.Int64 // optional second counter
+	total  int64         // -1 when unknown (EOF-framed transfer)
 	logger *slog.Logger
 	what   string
 	start  time.Time
@@ -443,6 +443,9 @@ const progressEvery = 5 * time.Second
 func (p *progressWriter) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
 	done := p.n.Add(int64(n))
+	if p.also != nil {
+		p.also.Add(int64(n))
+	}
 	if now := time.Now(); now.Sub(p.last) >= progressEvery {
 		if p.last.IsZero() {
 			p.start, p.last = now, now
