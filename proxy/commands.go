@@ -7,8 +7,9 @@ import "time"
 const maxCommandNames = 256
 
 // commandCounts counts relayed commands by lower-case name. It belongs to
-// the upstream goroutine and is copied to the Relay about once a second, so
-// counting costs one map lookup per command and no lock.
+// the upstream goroutine and is copied to the Relay when the link goes idle
+// and at least once a second, so counting costs one map lookup per command
+// and no lock.
 type commandCounts struct {
 	n         map[string]*int64
 	published time.Time
@@ -41,8 +42,10 @@ func (c *commandCounts) add(name []byte) {
 	c.n[string(key)] = &one
 }
 
-func (c *commandCounts) maybePublish(r *Relay) {
-	if time.Since(c.published) >= time.Second {
+// maybePublish copies the counts to the Relay when the link is about to
+// wait for more data (idle), and at least once a second under load.
+func (c *commandCounts) maybePublish(r *Relay, idle bool) {
+	if idle || time.Since(c.published) >= time.Second {
 		c.publish(r)
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -338,5 +341,69 @@ func TestRoleAndInfo(t *testing.T) {
 		if got := relay.InfoField(t, field); got != want {
 			t.Errorf("INFO %s = %q, want %q", field, got, want)
 		}
+	}
+}
+
+// TestRedisCliRDB: `redis-cli --rdb` (REPLCONF rdb-only 1 + SYNC) gets the
+// relay's snapshot and the connection ends after it.
+func TestRedisCliRDB(t *testing.T) {
+	_, relay := syncedRelay(t)
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-cli not found: apt-get install -y redis-tools")
+	}
+	out := filepath.Join(t.TempDir(), "dump.rdb")
+	h, p := relay.HostPort()
+	if msg, err := exec.Command(cli, "-h", h, "-p", p, "--rdb", out).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --rdb: %v\n%s", err, msg)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := relay.Status()
+	want, err := os.ReadFile(relay.path(st.Snapshot.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("redis-cli got %d bytes, the relay's snapshot has %d", len(got), len(want))
+	}
+}
+
+// TestLegacySync: a replica speaking SYNC (no PSYNC) gets the payload
+// without a +FULLRESYNC line, then the stream.
+func TestLegacySync(t *testing.T) {
+	master, relay := syncedRelay(t)
+	c := dialRaw(t, relay.Addr())
+	c.send("SYNC")
+	size := relay.Status().Snapshot.Size
+	if got := c.line(); got != fmt.Sprintf("$%d", size) {
+		t.Fatalf("SYNC answered %q, want $%d", got, size)
+	}
+	c.read(int(size))
+	master.Do(t, "SET", "legacy", "yes")
+	var got []byte
+	for !bytes.Contains(got, []byte("legacy")) {
+		got = append(got, c.read(1)...)
+	}
+}
+
+func TestACLUsers(t *testing.T) {
+	master := redistest.Start(t, "--user", "repl", "on", ">replpass", "+@all", "~*", "&*")
+	relay := startRelay(t, master.Addr(), func(c *Config) {
+		c.MasterUser, c.MasterAuth = "repl", "replpass"
+		c.RequireUser, c.RequirePass = "sub", "subpass"
+	})
+	c := dialRaw(t, relay.Addr())
+	c.expect("-WRONGPASS invalid username-password pair or user is disabled.", "AUTH", "nobody", "subpass")
+	c.expect("+OK", "AUTH", "sub", "subpass")
+	c.expect("+PONG", "PING")
+	replica := replicaOf(t, relay.HostPort, "--masteruser", "sub", "--masterauth", "subpass")
+	inSync(t, 20*time.Second, master, replica)
+	// The relay's link to the master is authenticated as user repl.
+	list := master.Do(t, "CLIENT", "LIST", "TYPE", "replica").(string)
+	if !strings.Contains(list, "user=repl") {
+		t.Errorf("the relay did not authenticate as repl:\n%s", list)
 	}
 }

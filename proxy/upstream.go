@@ -527,7 +527,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 				return fmt.Errorf("append to log: %w", aerr)
 			}
 			r.stats.bytesFromUpstream.Add(int64(valid))
-			u.counts.maybePublish(r)
+			u.counts.maybePublish(r, c.br.Buffered() == 0)
 			if ferr != nil {
 				r.stats.protocolErrors.Add(1)
 				u.forceFull = true
