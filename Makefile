@@ -26,7 +26,11 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzFramer -fuzztime=$(FUZZTIME) ./replstream/
 	$(GO) test -run='^$$' -fuzz=FuzzPayloadLine -fuzztime=$(FUZZTIME) ./replstream/
+	$(GO) test -run='^$$' -fuzz=FuzzCopyPayloadEOF -fuzztime=$(FUZZTIME) ./replstream/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./rdbparse/
+	$(GO) test -run='^$$' -fuzz=FuzzReadHeader -fuzztime=$(FUZZTIME) ./rdbparse/
+	$(GO) test -run='^$$' -fuzz=FuzzClientCommands -fuzztime=$(FUZZTIME) ./proxy/
+	$(GO) test -run='^$$' -fuzz=FuzzConfigParse -fuzztime=$(FUZZTIME) ./cmd/redis-relay/
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./replstream/

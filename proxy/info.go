@@ -99,7 +99,7 @@ type Status struct {
 // Status reports the relay's state.
 func (r *Relay) Status() Status {
 	var st Status
-	st.Log.RingSize = int64(r.cfg.RingSize) // immutable after New
+	st.Log.RingSize = int64(r.fixed.RingSize)
 	r.mu.Lock()
 	st.Identity = r.id
 	if r.log != nil {

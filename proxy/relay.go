@@ -107,7 +107,8 @@ func (c *Config) setDefaults() {
 // is its only writer; downstream sessions read it.
 type Relay struct {
 	cfgMu  sync.RWMutex
-	cfg    Config       // guarded by cfgMu; the fields CONFIG SET changes are read through conf()
+	cfg    Config       // guarded by cfgMu: read it through conf(); CONFIG SET replaces it
+	fixed  Config       // a copy taken at New, for the fields that never change (DataDir, RingSize, SegmentSize, Limits, AnnouncePort)
 	replTO atomic.Int64 // cfg.ReplTimeout, for the hot path
 	logger *slog.Logger
 	lock   *os.File // flock on the data dir
@@ -194,6 +195,7 @@ func New(cfg Config) (*Relay, error) {
 		channels:        make(map[string]map[*client]struct{}),
 		master:          cfg.MasterAddr, masterCh: make(chan struct{}),
 	}
+	r.fixed = cfg
 	r.replTO.Store(int64(cfg.ReplTimeout))
 	r.stats.disconnects = make(map[CloseReason]*atomic.Int64, len(closeReasons))
 	for _, reason := range closeReasons {
@@ -218,10 +220,10 @@ func (r *Relay) conf() Config {
 // timeout is repl-timeout.
 func (r *Relay) timeout() time.Duration { return time.Duration(r.replTO.Load()) }
 
-func (r *Relay) path(name string) string { return filepath.Join(r.cfg.DataDir, name) }
+func (r *Relay) path(name string) string { return filepath.Join(r.fixed.DataDir, name) }
 
 func (r *Relay) logOptions() replstream.LogOptions {
-	return replstream.LogOptions{RingSize: r.cfg.RingSize, SegmentSize: r.cfg.SegmentSize, Limits: r.cfg.Limits}
+	return replstream.LogOptions{RingSize: r.fixed.RingSize, SegmentSize: r.fixed.SegmentSize, Limits: r.fixed.Limits}
 }
 
 // recover loads state.json and the files it names. Anything it cannot trust
@@ -287,7 +289,7 @@ func (r *Relay) recover() error {
 
 // removeStrays deletes snapshot files and log dirs other than the ones named.
 func (r *Relay) removeStrays(keepSnap, keepLog string) {
-	ents, _ := os.ReadDir(r.cfg.DataDir)
+	ents, _ := os.ReadDir(r.fixed.DataDir)
 	for _, e := range ents {
 		name := e.Name()
 		if name == keepSnap || name == keepSnap+".json" || name == keepLog {
@@ -323,7 +325,7 @@ func (r *Relay) writeState(st diskState) error {
 	if err := os.Rename(tmp, r.path(stateFile)); err != nil {
 		return fmt.Errorf("rename state: %w", err)
 	}
-	return syncDirectory(r.cfg.DataDir)
+	return syncDirectory(r.fixed.DataDir)
 }
 
 func syncDirectory(dir string) error {

@@ -85,8 +85,8 @@ func (r *Relay) setMaster(addr string) {
 // runUpstream keeps a link to the master until ctx ends: connect, handshake,
 // PSYNC, stream; on failure retry with backoff, partial resync first.
 func (r *Relay) runUpstream(ctx context.Context, port int) {
-	if r.cfg.AnnouncePort > 0 {
-		port = r.cfg.AnnouncePort
+	if r.fixed.AnnouncePort > 0 {
+		port = r.fixed.AnnouncePort
 	}
 	up := &upstream{r: r, port: port}
 	backoff := time.Duration(0)
@@ -485,7 +485,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 	log := r.currentLog()
 	_, next := log.Range()
 	if u.framer == nil || u.framerLog != log || u.framer.Next() != next {
-		u.framer = replstream.NewFramer(next, r.cfg.Limits)
+		u.framer = replstream.NewFramer(next, r.fixed.Limits)
 		u.framerLog = log
 	}
 	r.upstream.set(linkConnected, addr)

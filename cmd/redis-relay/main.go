@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
 	"github.com/redis-relay/redis-relay/proxy"
@@ -16,6 +17,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	redis.SetLogger(quietRedisLogger{})
 	if err := newApp().RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "redis-relay:", err)
 		os.Exit(1)
@@ -29,6 +31,9 @@ func newApp() *cli.App {
 		Version: proxy.Version,
 		Commands: []*cli.Command{
 			runCommand(),
+			statusCommand(),
+			guardCommand(),
+			rdbCommand(),
 			demoCommand(),
 			{
 				Name:  "version",

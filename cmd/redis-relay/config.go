@@ -1,0 +1,495 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/redis-relay/redis-relay/proxy"
+)
+
+// The relay reads a redis.conf-style file: one directive per line, the
+// directive name first (case-insensitive), then its arguments separated by
+// spaces. Arguments may be quoted as Redis's config loader allows:
+//
+//	"double quoted" with \n \r \t \b \a \\ \" and \xHH escapes
+//	'single quoted' with \' as the only escape
+//
+// Lines are trimmed; empty lines and lines starting with # are skipped.
+// Every directive has a flag of the same name on `run` and an environment
+// twin, REDIS_RELAY_<NAME>. Settings are applied in the order built-in
+// default, config file, environment, command line; the last one wins.
+
+// Settings is the relay's configuration as the run command assembles it.
+type Settings struct {
+	ReplicaOf   string // master as host:port; "" when none is configured
+	MasterAuth  string
+	MasterUser  string
+	Port        int
+	Bind        string
+	RequirePass string
+	Dir         string
+
+	ReplBacklogSize       int64
+	ReplTimeout           time.Duration
+	ReplPingReplicaPeriod time.Duration // validated, then ignored
+	ReplDisklessSyncDelay time.Duration // validated, then ignored
+	MaxClients            int
+	AnnouncePort          int
+	AckPolicy             string // received, downstream-min or downstream-quorum:K
+
+	MetricsAddr string // "" disables the metrics server
+	LogLevel    string
+	LogFormat   string
+
+	SegmentSize       int64
+	RefreshRatio      float64 // negative: never refresh
+	RefreshMinSize    int64
+	RefreshMaxAge     time.Duration
+	RetainSize        int64
+	RetainAge         time.Duration
+	EmptyMasterGuard  bool
+	GuardMinKeysRatio float64
+	WaitAhead         time.Duration
+
+	// origin says where each directive's value came from: "relay.conf:12",
+	// "--port" or "REDIS_RELAY_PORT". Directives left at their default are
+	// absent.
+	origin map[string]string
+}
+
+// defaultSettings returns the built-in defaults.
+func defaultSettings() Settings {
+	return Settings{
+		Port:                  6380,
+		Bind:                  "127.0.0.1",
+		Dir:                   "./relay-data",
+		ReplBacklogSize:       64 << 20,
+		ReplTimeout:           60 * time.Second,
+		ReplPingReplicaPeriod: 10 * time.Second,
+		ReplDisklessSyncDelay: 5 * time.Second,
+		MaxClients:            10000,
+		AckPolicy:             "received",
+		LogLevel:              "info",
+		LogFormat:             "text",
+		SegmentSize:           64 << 20,
+		RefreshRatio:          1,
+		RefreshMinSize:        64 << 20,
+		EmptyMasterGuard:      true,
+		WaitAhead:             5 * time.Second,
+	}
+}
+
+// ConfigError is a config file line that could not be used.
+type ConfigError struct {
+	File      string
+	Line      int    // 1-based
+	Directive string // "" when the line could not be split into arguments
+	Err       error
+}
+
+func (e *ConfigError) Error() string {
+	if e.Directive == "" {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s:%d: %s: %v", e.File, e.Line, e.Directive, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+var (
+	errUnbalancedQuotes = errors.New("unbalanced quotes")
+	errQuoteNotEnded    = errors.New("a closing quote must be followed by a space or the end of the line")
+	errNUL              = errors.New("line holds a NUL byte")
+)
+
+// isSpace is C's isspace in the "C" locale, which Redis uses to skip the
+// blanks between arguments.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+// splitArgs splits a line into arguments by the rules of Redis's
+// sdssplitargs. A quote inside an unquoted argument opens a quoted part of
+// the same argument (ab"c d" is one argument, "abc d"); a closing quote must
+// be followed by a blank or the end of the line.
+func splitArgs(line string) ([]string, error) {
+	if strings.IndexByte(line, 0) >= 0 {
+		return nil, errNUL
+	}
+	var args []string
+	i, n := 0, len(line)
+	for {
+		for i < n && isSpace(line[i]) {
+			i++
+		}
+		if i == n {
+			return args, nil
+		}
+		var arg strings.Builder
+		inDouble, inSingle := false, false
+	token:
+		for {
+			switch {
+			case inDouble:
+				if i == n {
+					return nil, errUnbalancedQuotes
+				}
+				c := line[i]
+				switch {
+				case c == '\\' && i+3 < n && line[i+1] == 'x' && isHex(line[i+2]) && isHex(line[i+3]):
+					arg.WriteByte(unhex(line[i+2])<<4 | unhex(line[i+3]))
+					i += 4
+				case c == '\\' && i+1 < n:
+					i++
+					switch e := line[i]; e {
+					case 'n':
+						arg.WriteByte('\n')
+					case 'r':
+						arg.WriteByte('\r')
+					case 't':
+						arg.WriteByte('\t')
+					case 'b':
+						arg.WriteByte('\b')
+					case 'a':
+						arg.WriteByte('\a')
+					default:
+						arg.WriteByte(e)
+					}
+					i++
+				case c == '"':
+					if i+1 < n && !isSpace(line[i+1]) {
+						return nil, errQuoteNotEnded
+					}
+					i++
+					break token
+				default:
+					arg.WriteByte(c)
+					i++
+				}
+			case inSingle:
+				if i == n {
+					return nil, errUnbalancedQuotes
+				}
+				c := line[i]
+				switch {
+				case c == '\\' && i+1 < n && line[i+1] == '\'':
+					arg.WriteByte('\'')
+					i += 2
+				case c == '\'':
+					if i+1 < n && !isSpace(line[i+1]) {
+						return nil, errQuoteNotEnded
+					}
+					i++
+					break token
+				default:
+					arg.WriteByte(c)
+					i++
+				}
+			default:
+				if i == n {
+					break token
+				}
+				switch c := line[i]; c {
+				case ' ', '\n', '\r', '\t':
+					break token
+				case '"':
+					inDouble = true
+				case '\'':
+					inSingle = true
+				default:
+					arg.WriteByte(c)
+				}
+				i++
+			}
+		}
+		args = append(args, arg.String())
+	}
+}
+
+// quoteArg returns a so that splitArgs reads it back as one argument:
+// unchanged when it is plain, otherwise in double quotes with escapes.
+func quoteArg(a string) string {
+	plain := a != ""
+	for i := 0; plain && i < len(a); {
+		r, size := utf8.DecodeRuneInString(a[i:])
+		if r == utf8.RuneError && size <= 1 || r == '"' || r == '\'' || r == '\\' || !unicode.IsGraphic(r) || unicode.IsSpace(r) {
+			plain = false
+		}
+		i += size
+	}
+	if plain {
+		return a
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(a); {
+		r, size := utf8.DecodeRuneInString(a[i:])
+		switch {
+		case r == '\\' || r == '"':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\b':
+			b.WriteString(`\b`)
+		case r == '\a':
+			b.WriteString(`\a`)
+		case r == utf8.RuneError && size <= 1, !unicode.IsPrint(r) && r != ' ':
+			for _, c := range []byte(a[i : i+size]) {
+				fmt.Fprintf(&b, `\x%02x`, c)
+			}
+		default:
+			b.WriteString(a[i : i+size])
+		}
+		i += size
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// formatDirective writes one config line.
+func formatDirective(name string, args []string) string {
+	var b strings.Builder
+	b.WriteString(name)
+	for _, a := range args {
+		b.WriteByte(' ')
+		b.WriteString(quoteArg(a))
+	}
+	return b.String()
+}
+
+// loadConfigFile applies the directives of the file at path to s.
+func loadConfigFile(path string, s *Settings) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	return parseConfig(path, data, s)
+}
+
+// parseConfig applies the directives in data to s, stopping at the first
+// line it cannot use. name is the file name errors carry.
+func parseConfig(name string, data []byte, s *Settings) error {
+	for i, line := range strings.Split(string(data), "\n") {
+		args, err := configLineArgs(line)
+		if err != nil {
+			return &ConfigError{File: name, Line: i + 1, Err: err}
+		}
+		if len(args) == 0 {
+			continue
+		}
+		d := lookupDirective(args[0])
+		if d == nil {
+			return &ConfigError{File: name, Line: i + 1, Directive: args[0], Err: errors.New("unknown directive")}
+		}
+		if err := d.apply(s, args[1:]); err != nil {
+			return &ConfigError{File: name, Line: i + 1, Directive: d.name, Err: err}
+		}
+		s.setOrigin(d.name, fmt.Sprintf("%s:%d", name, i+1))
+	}
+	return nil
+}
+
+// configLineArgs splits one line of a config file: nothing for a blank line
+// or a comment.
+func configLineArgs(line string) ([]string, error) {
+	line = strings.Trim(line, " \t\r\n")
+	if line == "" || line[0] == '#' {
+		return nil, nil
+	}
+	return splitArgs(line)
+}
+
+func (s *Settings) setOrigin(name, where string) {
+	if s.origin == nil {
+		s.origin = make(map[string]string)
+	}
+	s.origin[name] = where
+}
+
+// where names the origin of a directive's value for an error message.
+func (s *Settings) where(name string) string {
+	if w, ok := s.origin[name]; ok {
+		if strings.HasPrefix(w, "--") || strings.HasPrefix(w, "REDIS_RELAY_") {
+			return w
+		}
+		return w + ": " + name
+	}
+	return name
+}
+
+// directiveFlags returns a flag for every directive, with its env twin.
+func directiveFlags() []cli.Flag {
+	def := defaultSettings()
+	flags := make([]cli.Flag, 0, len(directives))
+	for i := range directives {
+		d := &directives[i]
+		usage := d.usage
+		if d.ignored != "" {
+			usage += " (accepted and ignored: " + d.ignored + ")"
+		}
+		flags = append(flags, &cli.StringFlag{
+			Name:        d.name,
+			Aliases:     d.aliases,
+			Category:    d.category,
+			Usage:       usage,
+			EnvVars:     []string{d.envVar()},
+			DefaultText: strings.Join(d.format(&def), " "),
+		})
+	}
+	return flags
+}
+
+// applyFlags applies every directive flag set on the command line or in the
+// environment.
+func (s *Settings) applyFlags(c *cli.Context) error {
+	for i := range directives {
+		d := &directives[i]
+		if !c.IsSet(d.name) {
+			continue
+		}
+		v := c.String(d.name)
+		where := "--" + d.name
+		if ev, ok := os.LookupEnv(d.envVar()); ok && ev == v {
+			where = d.envVar()
+		}
+		args, err := d.argsFromValue(v)
+		if err == nil {
+			err = d.apply(s, args)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		s.setOrigin(d.name, where)
+	}
+	return nil
+}
+
+// settingsFromContext assembles the run command's settings: defaults, then
+// the config file, then the environment and the command line.
+func settingsFromContext(c *cli.Context) (Settings, error) {
+	s := defaultSettings()
+	if path := c.String("config"); path != "" {
+		if err := loadConfigFile(path, &s); err != nil {
+			return s, err
+		}
+	}
+	if err := s.applyFlags(c); err != nil {
+		return s, err
+	}
+	return s, s.Validate()
+}
+
+// Validate checks every value against its directive's rules (ranges,
+// host:port forms, known levels and formats). Each error names where the
+// value came from: "relay.conf:12: port: ...", "--port: ..." or
+// "REDIS_RELAY_PORT: ...".
+func (s *Settings) Validate() error {
+	var errs []error
+	for i := range directives {
+		d := &directives[i]
+		if d.check == nil {
+			continue
+		}
+		if err := d.check(s); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.where(d.name), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ListenAddr is where replicas connect.
+func (s *Settings) ListenAddr() string { return net.JoinHostPort(s.Bind, strconv.Itoa(s.Port)) }
+
+// proxyConfig maps the settings onto the daemon's Config.
+func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
+	ack, _ := proxy.ParseAckPolicy(s.AckPolicy) // checked by Validate
+	refreshMin := s.RefreshMinSize
+	if refreshMin == 0 {
+		// The proxy reads 0 as "default" (64 MiB); a one-byte minimum is
+		// the same as none.
+		refreshMin = 1
+	}
+	return proxy.Config{
+		MasterAddr:        s.ReplicaOf,
+		MasterUser:        s.MasterUser,
+		MasterAuth:        s.MasterAuth,
+		DataDir:           s.Dir,
+		AnnouncePort:      s.AnnouncePort,
+		RequirePass:       s.RequirePass,
+		RingSize:          int(s.ReplBacklogSize),
+		SegmentSize:       s.SegmentSize,
+		ReplTimeout:       s.ReplTimeout,
+		WaitAhead:         s.WaitAhead,
+		MaxClients:        s.MaxClients,
+		AckPolicy:         ack,
+		RefreshRatio:      s.RefreshRatio,
+		RefreshMinBytes:   refreshMin,
+		RefreshMaxAge:     s.RefreshMaxAge,
+		RetainBytes:       s.RetainSize,
+		RetainAge:         s.RetainAge,
+		DisableGuard:      !s.EmptyMasterGuard,
+		GuardMinKeysRatio: s.GuardMinKeysRatio,
+		Logger:            logger,
+	}
+}
+
+// logIgnored reports the directives that were set but have no effect.
+func (s *Settings) logIgnored(logger *slog.Logger) {
+	for i := range directives {
+		d := &directives[i]
+		if where, ok := s.origin[d.name]; ok && d.ignored != "" {
+			logger.Info("directive accepted but ignored", "directive", d.name, "value", strings.Join(d.format(s), " "), "from", where, "reason", d.ignored)
+		}
+	}
+}
+
+// writeConfig writes the settings as a config file, one directive per line
+// in the order of the directives table. Passwords are left out.
+func (s *Settings) writeConfig(w io.Writer) error {
+	var b strings.Builder
+	for i := range directives {
+		d := &directives[i]
+		args := d.format(s)
+		switch {
+		case args == nil || len(args) == 1 && args[0] == "":
+			fmt.Fprintf(&b, "# %s is not set\n", d.name)
+		case d.secret:
+			fmt.Fprintf(&b, "# %s is set (not shown)\n", d.name)
+		default:
+			b.WriteString(formatDirective(d.name, args))
+			b.WriteByte('\n')
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

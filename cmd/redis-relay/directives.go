@@ -1,0 +1,378 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/redis-relay/redis-relay/proxy"
+)
+
+// directive is one config file directive and its flag.
+type directive struct {
+	name     string
+	aliases  []string // older names Redis still accepts, such as slaveof
+	synopsis string   // the arguments, for help: "<host> <port>"
+	category string   // groups the flags in --help
+	usage    string
+	ignored  string // non-empty: accepted for compatibility but not used, and why
+	secret   bool   // a password: never printed
+	nargs    int    // arguments after the name
+
+	// parse stores the arguments in s, or says why they are not a value.
+	parse func(s *Settings, args []string) error
+	// format returns the value in s as the arguments parse reads; nil
+	// when there is nothing to write.
+	format func(s *Settings) []string
+	// check holds the rules on a parsed value (ranges); nil when every
+	// value parse accepts is fine.
+	check func(s *Settings) error
+	// flagArgs turns a flag's single value into arguments; nil: the value
+	// is the one argument.
+	flagArgs func(v string) ([]string, error)
+}
+
+// apply parses args into s and checks the result.
+func (d *directive) apply(s *Settings, args []string) error {
+	if len(args) != d.nargs {
+		return fmt.Errorf("wrong number of arguments (want %d: %s %s; got %d)", d.nargs, d.name, d.synopsis, len(args))
+	}
+	if err := d.parse(s, args); err != nil {
+		return err
+	}
+	if d.check != nil {
+		return d.check(s)
+	}
+	return nil
+}
+
+// argsFromValue turns one value, as a flag, the environment or CONFIG
+// REWRITE gives it, into the directive's arguments.
+func (d *directive) argsFromValue(v string) ([]string, error) {
+	if d.flagArgs != nil {
+		return d.flagArgs(v)
+	}
+	return []string{v}, nil
+}
+
+func (d *directive) envVar() string {
+	return "REDIS_RELAY_" + strings.ToUpper(strings.ReplaceAll(d.name, "-", "_"))
+}
+
+const (
+	catUpstream   = "upstream"
+	catDownstream = "downstream"
+	catStorage    = "storage"
+	catRefresh    = "snapshot refresh and retention"
+	catGuard      = "empty-master guard"
+	catOps        = "logging and metrics"
+)
+
+// directives lists every directive in the order --help and --check-config
+// show them. It is never modified.
+var directives = []directive{
+	{
+		name: "replicaof", aliases: []string{"slaveof"}, synopsis: "<host> <port>", category: catUpstream, nargs: 2,
+		usage: `upstream master as host:port ("host port" and "no one" work too); empty: wait for REPLICAOF`,
+		parse: func(s *Settings, a []string) error {
+			addr, err := replicaOfAddr(a[0], a[1])
+			s.ReplicaOf = addr
+			return err
+		},
+		format: func(s *Settings) []string {
+			host, port, err := net.SplitHostPort(s.ReplicaOf)
+			if err != nil {
+				return nil
+			}
+			return []string{host, port}
+		},
+		check: func(s *Settings) error {
+			if s.ReplicaOf == "" {
+				return nil
+			}
+			host, port, err := net.SplitHostPort(s.ReplicaOf)
+			if err != nil {
+				return fmt.Errorf("%q is not host:port", s.ReplicaOf)
+			}
+			_, err = replicaOfAddr(host, port)
+			return err
+		},
+		flagArgs: replicaOfArgs,
+	},
+	stringDirective("masteruser", "<user>", catUpstream, "ACL user to AUTH with at the master", func(s *Settings) *string { return &s.MasterUser }, nil),
+	secret(stringDirective("masterauth", "<password>", catUpstream, "password to AUTH with at the master", func(s *Settings) *string { return &s.MasterAuth }, nil)),
+	secondsDirective("repl-timeout", catUpstream, "seconds of silence after which a link is dropped, both directions", func(s *Settings) *time.Duration { return &s.ReplTimeout }, time.Second),
+	ignored(secondsDirective("repl-ping-replica-period", catUpstream, "Redis's replica ping period", func(s *Settings) *time.Duration { return &s.ReplPingReplicaPeriod }, time.Second),
+		"the relay forwards the master's own PINGs", "repl-ping-slave-period"),
+	ignored(secondsDirective("repl-diskless-sync-delay", catDownstream, "Redis's delay before a diskless full sync", func(s *Settings) *time.Duration { return &s.ReplDisklessSyncDelay }, 0),
+		"the relay starts every full sync at once"),
+
+	stringDirective("bind", "<addr>", catDownstream, "address to listen on for replicas (one)", func(s *Settings) *string { return &s.Bind }, notEmpty),
+	intDirective("port", catDownstream, "port to listen on for replicas", func(s *Settings) *int { return &s.Port }, 0, 65535),
+	secret(stringDirective("requirepass", "<password>", catDownstream, "password replicas and clients must AUTH with", func(s *Settings) *string { return &s.RequirePass }, nil)),
+	intDirective("maxclients", catDownstream, "most downstream connections at once", func(s *Settings) *int { return &s.MaxClients }, 1, math.MaxInt32),
+	withAliases(intDirective("replica-announce-port", catUpstream, "listening port announced to the master (0: the port listened on)", func(s *Settings) *int { return &s.AnnouncePort }, 0, 65535),
+		"slave-announce-port"),
+	{
+		name: "ack-policy", synopsis: "received|downstream-min|downstream-quorum:<k>", category: catUpstream, nargs: 1,
+		usage: "offset the relay acknowledges to its master: what it received, the lowest replica ACK, or the k-th highest",
+		parse: func(s *Settings, a []string) error {
+			p, err := proxy.ParseAckPolicy(a[0])
+			if err != nil {
+				return fmt.Errorf("%q is not received, downstream-min or downstream-quorum:<k>", a[0])
+			}
+			s.AckPolicy = p.String()
+			return nil
+		},
+		format: func(s *Settings) []string { return []string{s.AckPolicy} },
+		check: func(s *Settings) error {
+			if _, err := proxy.ParseAckPolicy(s.AckPolicy); err != nil {
+				return fmt.Errorf("%q is not received, downstream-min or downstream-quorum:<k>", s.AckPolicy)
+			}
+			return nil
+		},
+	},
+	durationDirective("wait-ahead", catDownstream, "how long a replica ahead of the relay may wait for it to catch up", func(s *Settings) *time.Duration { return &s.WaitAhead }, time.Millisecond),
+
+	stringDirective("dir", "<path>", catStorage, "data directory: snapshot, log segments, state", func(s *Settings) *string { return &s.Dir }, notEmpty),
+	sizeDirective("repl-backlog-size", catStorage, "memory ring of the newest stream bytes (older bytes are read from disk)", func(s *Settings) *int64 { return &s.ReplBacklogSize }, 16<<10, math.MaxInt),
+	sizeDirective("segment-size", catStorage, "size at which a log segment file is closed", func(s *Settings) *int64 { return &s.SegmentSize }, 4<<10, math.MaxInt64),
+
+	floatDirective("refresh-ratio", catRefresh, "refresh the snapshot when the log after it passes this many times its size; negative: never", func(s *Settings) *float64 { return &s.RefreshRatio }, func(f float64) error {
+		if f == 0 {
+			return errors.New("0 is not a ratio: use a positive number, or a negative one to never refresh")
+		}
+		return nil
+	}),
+	sizeDirective("refresh-min-size", catRefresh, "never refresh for less log than this", func(s *Settings) *int64 { return &s.RefreshMinSize }, 0, math.MaxInt64),
+	durationDirective("refresh-max-age", catRefresh, "refresh a snapshot older than this; 0: no age limit", func(s *Settings) *time.Duration { return &s.RefreshMaxAge }, 0),
+	sizeDirective("retain-size", catRefresh, "keep at least this much log before the head, even older than the snapshot", func(s *Settings) *int64 { return &s.RetainSize }, 0, math.MaxInt64),
+	durationDirective("retain-age", catRefresh, "keep log written within this long, even older than the snapshot", func(s *Settings) *time.Duration { return &s.RetainAge }, 0),
+
+	boolDirective("empty-master-guard", catGuard, "hold back a new history that is empty (or much smaller) until released", func(s *Settings) *bool { return &s.EmptyMasterGuard }),
+	floatDirective("guard-min-keys-ratio", catGuard, "also hold back a new history with fewer than this fraction of the current keys; 0: only when empty", func(s *Settings) *float64 { return &s.GuardMinKeysRatio }, func(f float64) error {
+		if f < 0 || f > 1 {
+			return fmt.Errorf("%s is outside 0-1", formatFloat(f))
+		}
+		return nil
+	}),
+
+	stringDirective("metrics-addr", "<host:port>", catOps, "serve Prometheus metrics on this address; empty: off", func(s *Settings) *string { return &s.MetricsAddr }, checkListenAddr),
+	stringDirective("log-level", "<level>", catOps, "debug, info, warn or error", func(s *Settings) *string { return &s.LogLevel }, func(v string) error {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(v)); err != nil {
+			return fmt.Errorf("%q is not a level (debug, info, warn or error)", v)
+		}
+		return nil
+	}),
+	stringDirective("log-format", "<format>", catOps, "text or json", func(s *Settings) *string { return &s.LogFormat }, func(v string) error {
+		if v != "text" && v != "json" {
+			return fmt.Errorf("%q is neither text nor json", v)
+		}
+		return nil
+	}),
+}
+
+// directiveIndex finds a directive by its lower-case name or alias.
+var directiveIndex = func() map[string]*directive {
+	m := make(map[string]*directive)
+	for i := range directives {
+		d := &directives[i]
+		for _, n := range append([]string{d.name}, d.aliases...) {
+			if m[n] != nil {
+				panic("directive " + n + " defined twice")
+			}
+			m[n] = d
+		}
+	}
+	return m
+}()
+
+func lookupDirective(name string) *directive { return directiveIndex[strings.ToLower(name)] }
+
+func secret(d directive) directive { d.secret = true; return d }
+
+func withAliases(d directive, aliases ...string) directive {
+	d.aliases = append(d.aliases, aliases...)
+	return d
+}
+
+func ignored(d directive, why string, aliases ...string) directive {
+	d.ignored = why
+	return withAliases(d, aliases...)
+}
+
+func notEmpty(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+func stringDirective(name, synopsis, cat, usage string, field func(*Settings) *string, check func(string) error) directive {
+	d := directive{
+		name: name, synopsis: synopsis, category: cat, usage: usage, nargs: 1,
+		parse:  func(s *Settings, a []string) error { *field(s) = a[0]; return nil },
+		format: func(s *Settings) []string { return []string{*field(s)} },
+	}
+	if check != nil {
+		d.check = func(s *Settings) error { return check(*field(s)) }
+	}
+	return d
+}
+
+func intDirective(name, cat, usage string, field func(*Settings) *int, lo, hi int) directive {
+	return directive{
+		name: name, synopsis: "<n>", category: cat, usage: usage, nargs: 1,
+		parse: func(s *Settings, a []string) error {
+			n, err := parseInt(a[0])
+			*field(s) = n
+			return err
+		},
+		format: func(s *Settings) []string { return []string{strconv.Itoa(*field(s))} },
+		check: func(s *Settings) error {
+			if n := *field(s); n < lo || n > hi {
+				return fmt.Errorf("%d is outside %d-%d", n, lo, hi)
+			}
+			return nil
+		},
+	}
+}
+
+func sizeDirective(name, cat, usage string, field func(*Settings) *int64, lo, hi int64) directive {
+	return directive{
+		name: name, synopsis: "<size>", category: cat, usage: usage, nargs: 1,
+		parse: func(s *Settings, a []string) error {
+			n, err := parseSize(a[0])
+			*field(s) = n
+			return err
+		},
+		format: func(s *Settings) []string { return []string{formatSize(*field(s))} },
+		check: func(s *Settings) error {
+			if n := *field(s); n < lo {
+				return fmt.Errorf("%s is below the minimum of %s", formatSize(n), formatSize(lo))
+			} else if n > hi {
+				return fmt.Errorf("%s is above the maximum of %s", formatSize(n), formatSize(hi))
+			}
+			return nil
+		},
+	}
+}
+
+func secondsDirective(name, cat, usage string, field func(*Settings) *time.Duration, lo time.Duration) directive {
+	return directive{
+		name: name, synopsis: "<seconds>", category: cat, usage: usage, nargs: 1,
+		parse: func(s *Settings, a []string) error {
+			d, err := parseSeconds(a[0])
+			*field(s) = d
+			return err
+		},
+		format: func(s *Settings) []string { return []string{formatSeconds(*field(s))} },
+		check: func(s *Settings) error {
+			if d := *field(s); d < lo {
+				return fmt.Errorf("%s is below the minimum of %s", formatSeconds(d), formatSeconds(lo))
+			}
+			return nil
+		},
+	}
+}
+
+func durationDirective(name, cat, usage string, field func(*Settings) *time.Duration, lo time.Duration) directive {
+	return directive{
+		name: name, synopsis: "<duration>", category: cat, usage: usage, nargs: 1,
+		parse: func(s *Settings, a []string) error {
+			d, err := parseDuration(a[0])
+			*field(s) = d
+			return err
+		},
+		format: func(s *Settings) []string { return []string{formatDuration(*field(s))} },
+		check: func(s *Settings) error {
+			if d := *field(s); d < lo {
+				return fmt.Errorf("%s is below the minimum of %s", formatDuration(d), lo)
+			}
+			return nil
+		},
+	}
+}
+
+func floatDirective(name, cat, usage string, field func(*Settings) *float64, check func(float64) error) directive {
+	return directive{
+		name: name, synopsis: "<number>", category: cat, usage: usage, nargs: 1,
+		parse: func(s *Settings, a []string) error {
+			f, err := parseFloat(a[0])
+			*field(s) = f
+			return err
+		},
+		format: func(s *Settings) []string { return []string{formatFloat(*field(s))} },
+		check: func(s *Settings) error {
+			f := *field(s)
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("%v is not a number", f)
+			}
+			return check(f)
+		},
+	}
+}
+
+func boolDirective(name, cat, usage string, field func(*Settings) *bool) directive {
+	return directive{
+		name: name, synopsis: "yes|no", category: cat, usage: usage + " (yes or no)", nargs: 1,
+		parse: func(s *Settings, a []string) error {
+			b, err := parseYesNo(a[0])
+			*field(s) = b
+			return err
+		},
+		format: func(s *Settings) []string { return []string{formatYesNo(*field(s))} },
+	}
+}
+
+// replicaOfAddr joins the arguments of replicaof; "no one" is no master.
+func replicaOfAddr(host, port string) (string, error) {
+	if strings.EqualFold(host, "no") && strings.EqualFold(port, "one") {
+		return "", nil
+	}
+	if host == "" || strings.IndexFunc(host, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) >= 0 {
+		return "", fmt.Errorf("%q is not a host name or address", host)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("%q is not a port (1-65535)", port)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+// replicaOfArgs reads the flag form of replicaof: host:port, [v6]:port,
+// "host port" or "no one".
+func replicaOfArgs(v string) ([]string, error) {
+	f := strings.Fields(v)
+	switch len(f) {
+	case 2:
+		return f, nil
+	case 1:
+		if host, port, err := net.SplitHostPort(f[0]); err == nil {
+			return []string{host, port}, nil
+		}
+	}
+	return nil, fmt.Errorf("%q is not host:port", v)
+}
+
+// checkListenAddr accepts "" or host:port with a numeric port.
+func checkListenAddr(v string) error {
+	if v == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", v)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q does not end in a port number", v)
+	}
+	return nil
+}
