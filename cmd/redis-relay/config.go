@@ -62,6 +62,20 @@ type Settings struct {
 	GuardMinKeysRatio float64
 	WaitAhead         time.Duration
 
+	RequireUser    string        // ACL-style user accepted with requirepass, besides "default"
+	CommandTimeout time.Duration // a client's single command must arrive within this
+
+	Sentinels          string // comma-separated Sentinel addresses to follow; "" disables
+	SentinelMasterName string
+	SentinelPassword   string
+
+	TLSPort        int    // also listen for replicas with TLS on this port; 0: off
+	TLSCertFile    string // certificate and key for the TLS port, and the client certificate upstream
+	TLSKeyFile     string
+	TLSCACertFile  string // CA that signs the master's certificate and (with tls-auth-clients) clients'
+	TLSReplication bool   // connect to the master with TLS
+	TLSAuthClients string // yes, no or optional: client certificates on the TLS port
+
 	// origin says where each directive's value came from: "relay.conf:12",
 	// "--port" or "REDIS_RELAY_PORT". Directives left at their default are
 	// absent.
@@ -87,6 +101,8 @@ func defaultSettings() Settings {
 		RefreshMinSize:        64 << 20,
 		EmptyMasterGuard:      true,
 		WaitAhead:             5 * time.Second,
+		CommandTimeout:        10 * time.Second,
+		TLSAuthClients:        "yes",
 	}
 }
 
@@ -459,8 +475,23 @@ func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
 		RetainAge:         s.RetainAge,
 		DisableGuard:      !s.EmptyMasterGuard,
 		GuardMinKeysRatio: s.GuardMinKeysRatio,
+		RequireUser:       s.RequireUser,
+		CommandTimeout:    s.CommandTimeout,
+		Sentinels:         splitList(s.Sentinels),
+		MasterName:        s.SentinelMasterName,
+		SentinelPassword:  s.SentinelPassword,
 		Logger:            logger,
 	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // logIgnored reports the directives that were set but have no effect.

@@ -103,6 +103,10 @@ func TestParseConfigFile(t *testing.T) {
 		RefreshRatio: 2.5, RefreshMinSize: 1 << 30, RefreshMaxAge: 6 * time.Hour, RetainSize: 512 << 20,
 		RetainAge: time.Hour, EmptyMasterGuard: false, GuardMinKeysRatio: 0.5,
 		MetricsAddr: "0.0.0.0:9121", LogLevel: "debug", LogFormat: "json",
+		RequireUser: "sub", CommandTimeout: 3 * time.Second,
+		Sentinels: "10.0.0.7:26379,10.0.0.8:26379", SentinelMasterName: "mymaster", SentinelPassword: "s3nt",
+		TLSPort: 7443, TLSCertFile: "/etc/redis-relay/relay.crt", TLSKeyFile: "/etc/redis-relay/relay.key",
+		TLSCACertFile: "/etc/redis-relay/ca.crt", TLSReplication: true, TLSAuthClients: "optional",
 	}
 	if got, exp := settingsText(&s), settingsText(&want); got != exp {
 		t.Fatalf("settings differ:\ngot:\n%s\nwant:\n%s", got, exp)

@@ -72,6 +72,7 @@ const (
 	catRefresh    = "snapshot refresh and retention"
 	catGuard      = "empty-master guard"
 	catOps        = "logging and metrics"
+	catTLS        = "tls"
 )
 
 // directives lists every directive in the order --help and --check-config
@@ -159,6 +160,25 @@ var directives = []directive{
 	floatDirective("guard-min-keys-ratio", catGuard, "also hold back a new history with fewer than this fraction of the current keys; 0: only when empty", func(s *Settings) *float64 { return &s.GuardMinKeysRatio }, func(f float64) error {
 		if f < 0 || f > 1 {
 			return fmt.Errorf("%s is outside 0-1", formatFloat(f))
+		}
+		return nil
+	}),
+
+	stringDirective("requireuser", "<user>", catDownstream, "ACL-style user accepted with requirepass, besides default", func(s *Settings) *string { return &s.RequireUser }, nil),
+	durationDirective("command-timeout", catDownstream, "a client must send a whole command within this once it started (slow-loris clients)", func(s *Settings) *time.Duration { return &s.CommandTimeout }, time.Millisecond),
+
+	stringDirective("sentinel-addrs", "<host:port,...>", catUpstream, "follow the master that these Sentinels name (with sentinel-master-name)", func(s *Settings) *string { return &s.Sentinels }, checkAddrList),
+	stringDirective("sentinel-master-name", "<name>", catUpstream, "the master's name in Sentinel", func(s *Settings) *string { return &s.SentinelMasterName }, nil),
+	secret(stringDirective("sentinel-password", "<password>", catUpstream, "password for the Sentinels", func(s *Settings) *string { return &s.SentinelPassword }, nil)),
+
+	intDirective("tls-port", catTLS, "also accept replicas over TLS on this port; 0: off", func(s *Settings) *int { return &s.TLSPort }, 0, 65535),
+	stringDirective("tls-cert-file", "<path>", catTLS, "certificate for the TLS port, and the client certificate sent upstream", func(s *Settings) *string { return &s.TLSCertFile }, nil),
+	stringDirective("tls-key-file", "<path>", catTLS, "private key of tls-cert-file", func(s *Settings) *string { return &s.TLSKeyFile }, nil),
+	stringDirective("tls-ca-cert-file", "<path>", catTLS, "CA certificates that sign the master's and clients' certificates", func(s *Settings) *string { return &s.TLSCACertFile }, nil),
+	boolDirective("tls-replication", catTLS, "connect to the master with TLS", func(s *Settings) *bool { return &s.TLSReplication }),
+	stringDirective("tls-auth-clients", "<yes|no|optional>", catTLS, "require client certificates on the TLS port", func(s *Settings) *string { return &s.TLSAuthClients }, func(v string) error {
+		if v != "yes" && v != "no" && v != "optional" {
+			return fmt.Errorf("%q is not yes, no or optional", v)
 		}
 		return nil
 	}),
@@ -373,6 +393,16 @@ func checkListenAddr(v string) error {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return fmt.Errorf("%q does not end in a port number", v)
+	}
+	return nil
+}
+
+// checkAddrList accepts a comma-separated list of host:port addresses.
+func checkAddrList(v string) error {
+	for _, a := range splitList(v) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%q is not host:port", a)
+		}
 	}
 	return nil
 }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -67,28 +71,107 @@ func runAction(c *cli.Context) error {
 			return nil
 		}
 	}
-	if cfg.MasterAddr == "" {
+	tlsServer, err := s.tlsConfigs(&cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.MasterAddr == "" && len(cfg.Sentinels) == 0 {
 		logger.Warn("no master configured: waiting for REPLICAOF host port")
 	}
-	return serveRelay(c.Context, cfg, s.ListenAddr(), s.MetricsAddr, logger)
+	var tlsAddr string
+	if s.TLSPort > 0 {
+		tlsAddr = net.JoinHostPort(s.Bind, strconv.Itoa(s.TLSPort))
+	}
+	listenAddr := s.ListenAddr()
+	if s.Port == 0 { // as in redis.conf: no plain TCP listener
+		listenAddr = ""
+	}
+	return serveRelay(c.Context, cfg, listenAddr, tlsAddr, tlsServer, s.MetricsAddr, logger)
+}
+
+// tlsConfigs builds the TLS settings: the client side of the master link
+// (into cfg.UpstreamTLS) and the server side of the TLS port (returned).
+func (s *Settings) tlsConfigs(cfg *proxy.Config) (*tls.Config, error) {
+	if !s.TLSReplication && s.TLSPort == 0 {
+		return nil, nil
+	}
+	var certs []tls.Certificate
+	if s.TLSCertFile != "" || s.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls-cert-file/tls-key-file: %w", err)
+		}
+		certs = []tls.Certificate{cert}
+	}
+	var pool *x509.CertPool
+	if s.TLSCACertFile != "" {
+		pem, err := os.ReadFile(s.TLSCACertFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls-ca-cert-file: %w", err)
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls-ca-cert-file: no certificate in %s", s.TLSCACertFile)
+		}
+	}
+	if s.TLSReplication {
+		cfg.UpstreamTLS = &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}
+	}
+	if s.TLSPort == 0 {
+		return nil, nil
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("tls-port needs tls-cert-file and tls-key-file")
+	}
+	server := &tls.Config{Certificates: certs, ClientCAs: pool, MinVersion: tls.VersionTLS12}
+	switch s.TLSAuthClients {
+	case "yes":
+		server.ClientAuth = tls.RequireAndVerifyClientCert
+	case "optional":
+		server.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	if server.ClientAuth != tls.NoClientCert && pool == nil {
+		return nil, errors.New("tls-auth-clients needs tls-ca-cert-file (or set it to no)")
+	}
+	return server, nil
 }
 
 // serveRelay runs the relay on listenAddr, and the metrics server on
 // metricsAddr unless it is empty, until ctx ends or either fails. The
 // metrics server stops last.
-func serveRelay(ctx context.Context, cfg proxy.Config, listenAddr, metricsAddr string, logger *slog.Logger) error {
+func serveRelay(ctx context.Context, cfg proxy.Config, listenAddr, tlsAddr string, tlsServer *tls.Config, metricsAddr string, logger *slog.Logger) error {
 	relay, err := proxy.New(cfg)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", listenAddr)
-	if err != nil {
-		return errors.Join(err, relay.Close())
+	var lns []net.Listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	if listenAddr != "" {
+		ln, err := net.Listen("tcp", listenAddr)
+		if err != nil {
+			return errors.Join(err, relay.Close())
+		}
+		lns = append(lns, ln)
+	}
+	if tlsAddr != "" {
+		ln, err := net.Listen("tcp", tlsAddr)
+		if err != nil {
+			closeAll()
+			return errors.Join(fmt.Errorf("listen for TLS: %w", err), relay.Close())
+		}
+		lns = append(lns, tls.NewListener(ln, tlsServer))
+	}
+	if len(lns) == 0 {
+		return errors.Join(errors.New("port and tls-port are both 0: nowhere to listen"), relay.Close())
 	}
 	var mln net.Listener
 	if metricsAddr != "" {
 		if mln, err = net.Listen("tcp", metricsAddr); err != nil {
-			ln.Close()
+			closeAll()
 			return errors.Join(fmt.Errorf("listen for metrics: %w", err), relay.Close())
 		}
 	}
@@ -110,8 +193,10 @@ func serveRelay(ctx context.Context, cfg proxy.Config, listenAddr, metricsAddr s
 		metricsDone <- nil
 	}
 
-	logger.Info("relay listening", "addr", ln.Addr().String(), "upstream", cfg.MasterAddr, "path", cfg.DataDir)
-	err = relay.Run(runCtx, ln)
+	for _, ln := range lns {
+		logger.Info("relay listening", "addr", ln.Addr().String(), "upstream", cfg.MasterAddr, "path", cfg.DataDir)
+	}
+	err = relay.Run(runCtx, lns...)
 	err = errors.Join(err, relay.Close())
 	stopMetrics()
 	return errors.Join(err, <-metricsDone)

@@ -144,7 +144,9 @@ func TestRunStartupErrors(t *testing.T) {
 		want string
 	}{
 		{"listen", []string{"--bind", "127.0.0.1", "--port", fmt.Sprint(busy.Port)}, "address already in use"},
-		{"metrics listen", []string{"--port", "0", "--metrics-addr", busy.Addr()}, "listen for metrics"},
+		{"metrics listen", []string{"--port", fmt.Sprint(redistest.FreePort(t)), "--metrics-addr", busy.Addr()}, "listen for metrics"},
+		{"no listener", []string{"--port", "0"}, "nowhere to listen"},
+		{"tls without a certificate", []string{"--port", fmt.Sprint(redistest.FreePort(t)), "--tls-port", fmt.Sprint(redistest.FreePort(t))}, "tls-port needs tls-cert-file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
