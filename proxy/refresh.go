@@ -96,9 +96,18 @@ func (r *Relay) refresh(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	same := r.log != nil && strings.EqualFold(fields[1], r.id.ReplID)
+	current := int64(-1)
+	if r.snap != nil {
+		current = r.snap.meta.Offset
+	}
 	r.mu.Unlock()
 	if !same {
 		return fmt.Errorf("upstream answered with history %s, not the relay's; the main link will deal with it", fields[1])
+	}
+	if offset <= current {
+		// An upstream relay serves its own snapshot, which may be no newer
+		// than ours; fetching it would gain nothing.
+		return fmt.Errorf("upstream offers a snapshot at offset %d, no newer than the relay's at %d", offset, current)
 	}
 	start := time.Now()
 	r.logger.Info("snapshot refresh started", "upstream", addr, "replid", fields[1], "offset", offset)
