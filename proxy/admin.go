@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"path"
 	"sort"
@@ -189,16 +190,26 @@ func ParseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// ParseDuration reads a Go duration ("90s", "2h") or a number of seconds.
+// ParseDuration reads a Go duration ("90s", "2h") or a plain number of
+// seconds, which may have a fraction.
 func ParseDuration(s string) (time.Duration, error) {
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, nil
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return 0, fmt.Errorf("%q is negative", s)
+		}
+		return d, nil
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a duration (use seconds or a unit such as 90s or 2h)", s)
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("%q is not a duration (use 90s, 2h or a number of seconds)", s)
 	}
-	return d, nil
+	if f < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	if f*float64(time.Second) >= math.MaxInt64 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return time.Duration(f * float64(time.Second)), nil
 }
 
 // Settings returns every CONFIG parameter with its current value, as a

@@ -345,7 +345,6 @@ func (r *Relay) syncSource(ctx context.Context, keepalive func() error) (*snapsh
 	}
 }
 
-var errNoHistory = errors.New("no history")
 
 // removeSnapshotFiles deletes a snapshot and its summary file.
 func removeSnapshotFiles(path string) {

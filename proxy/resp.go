@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/redis-relay/redis-relay/replstream"
 )
 
 // Limits on what a downstream client may send. They bound memory per
@@ -85,25 +87,13 @@ func readCommand(br *bufio.Reader) ([][]byte, error) {
 	return args, nil
 }
 
-var errLineTooLong = errProtocol{"line too long"}
-
+// readClientLine reads a line of at most max bytes without its "\r\n".
 func readClientLine(br *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := br.ReadSlice('\n')
-		if len(line)+len(frag) > max {
-			return nil, errLineTooLong
-		}
-		line = append(line, frag...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return nil, err
-		}
+	line, err := replstream.ReadLine(br, max)
+	if errors.Is(err, replstream.ErrLineTooLong) {
+		return nil, errProtocol{"line too long"}
 	}
-	line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
-	return line, nil
+	return line, err
 }
 
 func truncateText(b []byte, n int) string {

@@ -6,33 +6,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis-relay/redis-relay/proxy"
 )
 
-// parseSize reads a memory size the way redis.conf does: a plain number of
-// bytes, or a number with one of the units k, kb, m, mb, g, gb (case
-// insensitive; k = 1000, kb = 1024).
-func parseSize(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1000}, {"m", 1000 * 1000}, {"g", 1000 * 1000 * 1000}, {"b", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size (use bytes or a unit such as 64mb)", s)
-	}
-	if n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	return n * mult, nil
-}
+// parseSize reads a memory size the way redis.conf does (see
+// proxy.ParseSize); CONFIG SET reads sizes with the same rules.
+func parseSize(s string) (int64, error) { return proxy.ParseSize(s) }
 
 // formatSize writes n in the largest binary unit that divides it exactly,
 // so that parseSize reads it back unchanged: 67108864 is "64mb".
@@ -77,27 +57,9 @@ func formatSeconds(d time.Duration) string {
 	return d.String()
 }
 
-// parseDuration reads a Go duration ("90s", "2h") or a plain number of
-// seconds, which may have a fraction.
-func parseDuration(s string) (time.Duration, error) {
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return 0, fmt.Errorf("%q is negative", s)
-		}
-		return d, nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("%q is not a duration (use 90s, 2h or a number of seconds)", s)
-	}
-	if f < 0 {
-		return 0, fmt.Errorf("%q is negative", s)
-	}
-	if f*float64(time.Second) >= math.MaxInt64 {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	return time.Duration(f * float64(time.Second)), nil
-}
+// parseDuration reads a Go duration ("90s", "2h") or a number of seconds
+// (see proxy.ParseDuration).
+func parseDuration(s string) (time.Duration, error) { return proxy.ParseDuration(s) }
 
 // formatDuration writes d for parseDuration in its largest whole unit:
 // "2h", "90m", "45s", else Go's own form.
