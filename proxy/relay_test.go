@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,4 +207,24 @@ func TestRelayRestartResumesBothLinks(t *testing.T) {
 	if n := relay.InfoInt(t, "sync_full"); n != 0 {
 		t.Errorf("restarted relay served %d full syncs, want 0", n)
 	}
+}
+
+// TestUpstreamNoMasterLink: an upstream that is itself a replica without a
+// master answers -NOMASTERLINK; the relay retries until it can sync.
+func TestUpstreamNoMasterLink(t *testing.T) {
+	dead := redistest.FreePort(t)
+	mid := redistest.Start(t, "--replicaof", "127.0.0.1", fmt.Sprint(dead))
+	relay := startRelay(t, mid.Addr())
+	redistest.Eventually(t, 10*time.Second, func() error {
+		if e := relay.Status().LastError; !strings.Contains(e, "NOMASTERLINK") {
+			return fmt.Errorf("last upstream error %q", e)
+		}
+		return nil
+	})
+	master := redistest.Start(t)
+	populate(t, master, 0, 1000)
+	mh, mp := master.HostPort()
+	mid.Do(t, "REPLICAOF", mh, mp)
+	replica := replicaOf(t, relay.HostPort)
+	inSync(t, 30*time.Second, master, mid, replica)
 }
