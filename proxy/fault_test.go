@@ -76,6 +76,12 @@ func TestFaultRelayKilledDuringDownstreamFullSync(t *testing.T) {
 	master := redistest.Start(t)
 	populate(t, master, 0, 200000)
 	relay := startRelayProcess(t, master.Addr())
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if relay.InfoInt(t, "snapshot_bytes") == 0 || relay.InfoInt(t, "master_sync_in_progress") != 0 {
+			return fmt.Errorf("relay has not got its own snapshot yet")
+		}
+		return nil
+	})
 	link := redistest.NewFaultProxy(t, relay.Addr())
 	link.SetRate(4 << 20)
 	replica := replicaOf(t, link.HostPort)

@@ -228,3 +228,22 @@ func TestUpstreamNoMasterLink(t *testing.T) {
 	replica := replicaOf(t, relay.HostPort)
 	inSync(t, 30*time.Second, master, mid, replica)
 }
+
+// TestLongFullSyncOutlivesCommandTimeout: a replica is silent while it
+// receives a snapshot; a transfer longer than the command timeout (and than
+// the replica's own ACK interval) must not be cut.
+func TestLongFullSyncOutlivesCommandTimeout(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 50000)
+	relay := startRelay(t, master.Addr(), func(c *Config) { c.CommandTimeout = time.Second })
+	link := redistest.NewFaultProxy(t, relay.Addr())
+	link.SetRate(512 << 10)
+	replica := replicaOf(t, link.HostPort)
+	inSync(t, 60*time.Second, master, replica)
+	if n := relay.Status().Disconnects[reasonTimeout]; n != 0 {
+		t.Errorf("%d sessions timed out during the transfer", n)
+	}
+	if n := relay.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("relay served %d full syncs, want 1", n)
+	}
+}

@@ -117,6 +117,10 @@ func (s *session) run(parent context.Context) {
 
 	stop := context.AfterFunc(ctx, func() { s.c.nc.Close() })
 	defer stop()
+	// The deadline of the PSYNC command itself must not outlive it: a
+	// replica sends nothing while it receives and loads a snapshot. Once it
+	// is online, setOnline gives it repl-timeout between ACKs.
+	s.c.nc.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
