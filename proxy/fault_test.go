@@ -22,7 +22,9 @@ import (
 // The longest ones are named TestFaultSlow*, so -run can select or skip them.
 
 func TestFaultRelayKilledUnderLoad(t *testing.T) {
-	master := redistest.Start(t)
+	// The master's backlog must hold what it writes while the relay is down
+	// (the default 1 MB does not, under this load on a slow machine).
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
 	populate(t, master, 0, 20000)
 	relay := startRelayProcess(t, master.Addr())
 	reps := []*redistest.Server{replicaOf(t, relay.HostPort), replicaOf(t, relay.HostPort)}

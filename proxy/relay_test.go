@@ -114,7 +114,7 @@ func TestReplicaReconnectGetsContinue(t *testing.T) {
 }
 
 func TestUpstreamLinkCutResumesPartially(t *testing.T) {
-	master := redistest.Start(t)
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
 	populate(t, master, 0, 5000)
 	link := redistest.NewFaultProxy(t, master.Addr())
 	relay := startRelay(t, link.Addr())
