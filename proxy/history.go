@@ -345,7 +345,6 @@ func (r *Relay) syncSource(ctx context.Context, keepalive func() error) (*snapsh
 	}
 }
 
-
 // removeSnapshotFiles deletes a snapshot and its summary file.
 func removeSnapshotFiles(path string) {
 	os.Remove(path)

@@ -89,7 +89,7 @@ func (c *Config) setDefaults() {
 		c.RefreshRatio = 1
 	}
 	if c.RefreshMinBytes == 0 {
-		c.RefreshMinBytes = 64 << 20
+		c.RefreshMinBytes = 1 << 30
 	}
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = 10 * time.Second

@@ -68,6 +68,9 @@ const (
 	// ChecksumMissing means the data does not end in an EOF opcode followed by
 	// eight checksum bytes (too short, cut off, or an RDB older than version 5).
 	ChecksumMissing = "missing"
+	// ChecksumUnchecked means the trailer is there but the CRC was not
+	// computed (Options.SkipChecksum: the caller checks it elsewhere).
+	ChecksumUnchecked = "unchecked"
 )
 
 // Checker verifies an RDB checksum while the file streams past. Feed it every
@@ -87,6 +90,7 @@ type Checker struct {
 	last  byte // the latest byte folded into crc: the EOF opcode at the end
 	head  [9]byte
 	nhead int
+	noCRC bool // frame the trailer but do not compute the CRC
 }
 
 // NewChecker returns a Checker with nothing written yet.
@@ -110,12 +114,16 @@ func (c *Checker) Write(p []byte) (int, error) {
 	excess := c.ntail + n - len(c.tail)
 	fromTail := min(excess, c.ntail)
 	if fromTail > 0 {
-		c.crc = updateCRC(c.crc, c.tail[:fromTail])
+		if !c.noCRC {
+			c.crc = updateCRC(c.crc, c.tail[:fromTail])
+		}
 		c.last = c.tail[fromTail-1]
 		c.ntail = copy(c.tail[:], c.tail[fromTail:c.ntail])
 	}
 	if fromP := excess - fromTail; fromP > 0 {
-		c.crc = updateCRC(c.crc, p[:fromP])
+		if !c.noCRC {
+			c.crc = updateCRC(c.crc, p[:fromP])
+		}
 		c.last = p[fromP-1]
 		p = p[fromP:]
 	}
@@ -164,6 +172,8 @@ func (c *Checker) Result() CheckResult {
 	r.Stored = binary.LittleEndian.Uint64(c.tail[:])
 	r.Computed = c.crc
 	switch {
+	case c.noCRC:
+		r.Status = ChecksumUnchecked
 	case r.Stored == 0:
 		r.Status = ChecksumDisabled
 	case r.Stored == r.Computed:

@@ -106,7 +106,25 @@ func Parse(r io.Reader) (*Summary, error) {
 // such as the $<length> of a disk-based full sync. A negative size means
 // unknown.
 func ParseSized(r io.Reader, size int64) (*Summary, error) {
-	p := &parser{check: NewChecker(), dbs: map[int]*DBSummary{}}
+	return ParseWith(r, size, Options{Decode: true})
+}
+
+// Options select how much work a parse does.
+type Options struct {
+	// Decode hands every record to the hdt3213/rdb decoder, for element
+	// counts and memory estimates per type. Without it the records are only
+	// framed and counted (keys, expiries, databases, functions, bytes per
+	// type), at a fraction of the CPU and allocation.
+	Decode bool
+	// SkipChecksum frames the trailer but leaves the CRC-64 to the caller
+	// (who computed it already); Summary.Checksum is then ChecksumUnchecked.
+	SkipChecksum bool
+}
+
+// ParseWith is ParseSized with a choice of work; see Options.
+func ParseWith(r io.Reader, size int64, opt Options) (*Summary, error) {
+	p := &parser{check: NewChecker(), dbs: map[int]*DBSummary{}, decode: opt.Decode}
+	p.check.noCRC = opt.SkipChecksum
 	src := bufio.NewReaderSize(io.TeeReader(r, p.check), 64<<10)
 	p.w = newWalker(src, size)
 	return p.run(size)
@@ -122,6 +140,7 @@ type parser struct {
 	dbs   map[int]*DBSummary
 	db    int
 
+	decode  bool      // use the decoder at all (Options.Decode)
 	forward bool      // records go on to the decoder
 	out     []byte    // framed bytes the decoder has yet to read
 	pending []keyInfo // keys forwarded but not yet delivered, from head on
@@ -172,7 +191,10 @@ func (p *parser) run(size int64) (sum *Summary, err error) {
 		Types:        map[string]TypeSummary{},
 		Modules:      map[string]int64{},
 	}
-	if decoderSupports(h) {
+	switch {
+	case !p.decode:
+		// Framing and counting only.
+	case decoderSupports(h):
 		p.forward = true
 		p.out = p.w.rec
 		libErr := core.NewDecoder(feed{p}).Parse(p.onObject)
@@ -180,7 +202,7 @@ func (p *parser) run(size int64) (sum *Summary, err error) {
 			p.noteDecoderFailure(libErr)
 		}
 		p.forward, p.out = false, nil
-	} else {
+	default:
 		p.addUnparsed(fmt.Sprintf("the decoder does not read %s version %d; keys were framed and counted but not decoded", h.Magic, h.Version))
 	}
 	for !p.done && p.fatal == nil && p.stop == "" {

@@ -60,6 +60,8 @@ type Log struct {
 	synced Offset     // bytes before this offset are fsynced; guarded by mu
 	wake   chan struct{}
 	closed bool
+
+	freeRing func() // releases ring's memory; called by Close under mu
 }
 
 type segment struct {
@@ -86,13 +88,19 @@ func CreateLog(dir string, start Offset, opt LogOptions) (*Log, error) {
 	}
 	l := newLog(dir, opt, start)
 	if err := l.addSegment(start); err != nil {
+		l.Close()
 		return nil, err
 	}
-	return l, syncDir(dir)
+	if err := syncDir(dir); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 func newLog(dir string, opt LogOptions, start Offset) *Log {
-	return &Log{dir: dir, opt: opt, ring: make([]byte, opt.RingSize), ringLo: start, first: start, next: start, synced: start, wake: make(chan struct{})}
+	ring, free := allocRing(opt.RingSize)
+	return &Log{dir: dir, opt: opt, ring: ring, freeRing: free, ringLo: start, first: start, next: start, synced: start, wake: make(chan struct{})}
 }
 
 // OpenLog recovers a log written by an earlier process. Segments must be
@@ -340,6 +348,10 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	close(l.wake)
+	// Every ring access checks closed under mu first, so nobody touches
+	// the ring after this.
+	l.freeRing()
+	l.ring = nil
 	segs := l.segs
 	l.mu.Unlock()
 	var err error
@@ -367,7 +379,7 @@ type LogStats struct {
 func (l *Log) Stats() LogStats {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	s := LogStats{First: l.first, Next: l.next, Synced: l.synced, RingSize: int64(len(l.ring)), Segments: len(l.segs)}
+	s := LogStats{First: l.first, Next: l.next, Synced: l.synced, RingSize: int64(l.opt.RingSize), Segments: len(l.segs)}
 	s.RingBytes = l.next - l.ringStart()
 	for _, seg := range l.segs {
 		s.DiskBytes += seg.size

@@ -98,7 +98,7 @@ func defaultSettings() Settings {
 		LogFormat:             "text",
 		SegmentSize:           64 << 20,
 		RefreshRatio:          1,
-		RefreshMinSize:        64 << 20,
+		RefreshMinSize:        1 << 30,
 		EmptyMasterGuard:      true,
 		WaitAhead:             5 * time.Second,
 		CommandTimeout:        10 * time.Second,
