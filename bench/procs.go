@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// env owns every process and directory the benchmark creates. Everything it
+// starts lives in a process group of its own under root, and killAll (run
+// on every exit path) kills each group and removes root.
+type env struct {
+	root     string // temporary directory holding every data dir
+	redisBin string
+	relayBin string
+	// relayProfDir, when set, runs the relay through the profiling wrapper
+	// and collects one CPU profile per relay process there.
+	relayProfDir string
+	relayArgs    []string // appended to "redis-relay run"
+	logf         func(format string, args ...any)
+
+	mu     sync.Mutex
+	procs  map[*proc]struct{}
+	ports  map[int]bool // ports handed out in this run, never reused
+	closed bool
+	seq    int
+}
+
+func newEnv(redisBin, relayBin string, logf func(string, ...any)) (*env, error) {
+	removeStale()
+	root, err := os.MkdirTemp("", "relay-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(root, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(root)
+		return nil, err
+	}
+	return &env{root: root, redisBin: redisBin, relayBin: relayBin, logf: logf, procs: map[*proc]struct{}{}, ports: map[int]bool{}}, nil
+}
+
+// ownerFile in a benchmark's temporary directory holds the benchmark's pid.
+const ownerFile = "owner.pid"
+
+// removeStale deletes the temporary directories of benchmarks that were
+// killed outright (SIGKILL leaves no chance to clean up; their children die
+// with them through Pdeathsig). Directories of live benchmarks are kept.
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "relay-bench-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue // not ours, or still being set up
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
+}
+
+// killAll kills every process still running and removes the temporary
+// directory. It is safe to call more than once and from a signal handler
+// goroutine.
+func (e *env) killAll() {
+	e.mu.Lock()
+	e.closed = true
+	list := make([]*proc, 0, len(e.procs))
+	for p := range e.procs {
+		list = append(list, p)
+	}
+	e.mu.Unlock()
+	for _, p := range list {
+		p.stop()
+	}
+	os.RemoveAll(e.root)
+}
+
+// freePort returns a loopback port nobody listens on now, never 6379 and
+// never one handed out before in this run.
+func (e *env) freePort() (int, error) {
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		e.mu.Lock()
+		used := e.ports[port]
+		if !used && port != 6379 {
+			e.ports[port] = true
+		}
+		e.mu.Unlock()
+		if !used && port != 6379 {
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free loopback port")
+}
+
+// proc is one child process: a redis-server or a relay.
+type proc struct {
+	e    *env
+	name string
+	kind string // "redis" or "relay"
+	port int
+	dir  string
+	log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	c    *redis.Client
+
+	stopOnce sync.Once
+}
+
+func (p *proc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
+func (p *proc) pid() int     { return p.cmd.Process.Pid }
+
+// newClient returns a go-redis client that speaks RESP2 and skips the
+// handshakes (HELLO, CLIENT SETINFO, maintenance notifications) that neither
+// Redis 7.0 nor the relay needs.
+func newClient(addr string, poolSize int) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		Protocol:              2,
+		DisableIdentity:       true,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		PoolSize:              poolSize,
+		DialTimeout:           2 * time.Second,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	})
+}
+
+// redisArgs are the settings every redis-server of the benchmark gets; extra
+// follow and may override them.
+func redisArgs(port int, dir string, extra []string) []string {
+	args := []string{
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--dir", dir,
+		"--save", "",
+		"--appendonly", "no",
+		"--logfile", filepath.Join(dir, "redis.log"),
+		"--enable-debug-command", "local",
+		"--daemonize", "no",
+		// DEBUG POPULATE values are mostly zeros; without this the RDB is a
+		// few percent of the dataset and the transfer measures nothing.
+		"--rdbcompression", "no",
+	}
+	return append(args, extra...)
+}
+
+// startRedis runs redis-server with the common settings plus extra.
+func (e *env) startRedis(ctx context.Context, name string, extra ...string) (*proc, error) {
+	return e.start(ctx, name, "redis", func(port int, dir string) []string {
+		return append([]string{e.redisBin}, redisArgs(port, dir, extra)...)
+	})
+}
+
+// startRelay runs redis-relay as a replica of master with a 64 MiB-style
+// ring of ringBytes.
+func (e *env) startRelay(ctx context.Context, name, master string, ringBytes int64) (*proc, error) {
+	return e.start(ctx, name, "relay", func(port int, dir string) []string {
+		args := []string{"run",
+			"--replicaof", master,
+			"--bind", "127.0.0.1",
+			"--port", strconv.Itoa(port),
+			"--dir", filepath.Join(dir, "data"),
+			"--repl-backlog-size", strconv.FormatInt(ringBytes, 10),
+		}
+		if e.relayProfDir != "" {
+			// The wrapper takes the same flags and writes a CPU profile
+			// on SIGTERM.
+			e.mu.Lock()
+			e.seq++
+			n := e.seq
+			e.mu.Unlock()
+			prof := filepath.Join(e.relayProfDir, fmt.Sprintf("%s-%03d.cpu.pprof", name, n))
+			return append(append([]string{e.relayBin, "--cpuprofile", prof}, args[1:]...), e.relayArgs...)
+		}
+		return append(append([]string{e.relayBin}, args...), e.relayArgs...)
+	})
+}
+
+// start launches a process on a fresh port in a fresh directory and waits
+// until it answers PING. A port lost to a race is retried with another.
+func (e *env) start(ctx context.Context, name, kind string, argv func(port int, dir string) []string) (*proc, error) {
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		e.mu.Lock()
+		closed := e.closed
+		e.mu.Unlock()
+		if closed || ctx.Err() != nil {
+			return nil, errors.Join(errors.New("benchmark stopping"), ctx.Err())
+		}
+		port, err := e.freePort()
+		if err != nil {
+			return nil, err
+		}
+		dir, err := os.MkdirTemp(e.root, name+"-")
+		if err != nil {
+			return nil, err
+		}
+		p := &proc{e: e, name: name, kind: kind, port: port, dir: dir, log: filepath.Join(dir, "stdout.log"), done: make(chan struct{})}
+		args := argv(port, dir)
+		out, err := os.Create(p.log)
+		if err != nil {
+			return nil, err
+		}
+		p.cmd = exec.Command(args[0], args[1:]...)
+		p.cmd.Dir = dir
+		p.cmd.Stdout, p.cmd.Stderr = out, out
+		// Own process group (killed as a whole, with any fork child), and
+		// killed by the kernel should this process die without cleaning up.
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := p.cmd.Start(); err != nil {
+			out.Close()
+			return nil, fmt.Errorf("start %s: %w", args[0], err)
+		}
+		out.Close()
+		e.mu.Lock()
+		e.procs[p] = struct{}{}
+		e.mu.Unlock()
+		go func() {
+			p.cmd.Wait()
+			close(p.done)
+		}()
+		p.c = newClient(p.addr(), 4)
+		if lastErr = p.waitReady(ctx, 15*time.Second); lastErr == nil {
+			return p, nil
+		}
+		tail := p.logTail(10)
+		p.stop()
+		lastErr = fmt.Errorf("%s on port %d: %w\n%s", name, port, lastErr, tail)
+	}
+	return nil, lastErr
+}
+
+// waitReady polls PING until it succeeds, the process exits or d passes.
+func (p *proc) waitReady(ctx context.Context, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return errors.New("process exited during start-up")
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		err := p.c.Ping(cctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return errors.New("no answer to PING")
+}
+
+// stop kills the process group and removes the directory.
+func (p *proc) stop() {
+	p.stopOnce.Do(func() {
+		if p.c != nil {
+			p.c.Close()
+		}
+		if p.kind == "relay" && p.e.relayProfDir != "" {
+			// Let the profiling wrapper write its profile, and keep its log
+			// beside it.
+			syscall.Kill(p.pid(), syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+			}
+			if b, err := os.ReadFile(p.log); err == nil {
+				os.WriteFile(filepath.Join(p.e.relayProfDir, filepath.Base(p.dir)+".log"), b, 0o644)
+			}
+		}
+		if err := syscall.Kill(-p.pid(), syscall.SIGKILL); err != nil {
+			p.cmd.Process.Kill()
+		}
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+		p.e.mu.Lock()
+		delete(p.e.procs, p)
+		p.e.mu.Unlock()
+		os.RemoveAll(p.dir)
+	})
+}
+
+// logTail returns the last n lines of the process's log files.
+func (p *proc) logTail(n int) string {
+	var out []string
+	for _, f := range []string{filepath.Join(p.dir, "redis.log"), p.log} {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		out = append(out, lines...)
+	}
+	return strings.Join(out, "\n")
+}
+
+// peakRSS is VmHWM from /proc/PID/status, in bytes.
+func (p *proc) peakRSS() int64 { return procStatusKB(p.pid(), "VmHWM:") * 1024 }
+
+// rss is VmRSS, in bytes.
+func (p *proc) rss() int64 { return procStatusKB(p.pid(), "VmRSS:") * 1024 }
+
+func procStatusKB(pid int, field string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, field) {
+			fs := strings.Fields(line[len(field):])
+			if len(fs) > 0 {
+				v, _ := strconv.ParseInt(fs[0], 10, 64)
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// cpuSeconds is the user+system CPU time the process has used, with that of
+// its children it has waited for (a redis-server's fork for a full sync).
+func (p *proc) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid()))
+	if err != nil {
+		return -1
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return -1
+	}
+	fs := strings.Fields(s[i+1:])
+	// After the command name: state is field 3, utime 14, stime 15,
+	// cutime 16, cstime 17.
+	if len(fs) < 15 {
+		return -1
+	}
+	var ticks float64
+	for _, f := range fs[11:15] {
+		v, _ := strconv.ParseFloat(f, 64)
+		ticks += v
+	}
+	return ticks / 100 // USER_HZ is 100 on Linux
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+)
+
+// topo is one configuration under test: a master, the node in the middle
+// (an intermediate redis-server, the relay, or none for direct) and the
+// leaf replicas.
+type topo struct {
+	kind   string
+	master *proc
+	middle *proc // nil for direct
+	leaves []*proc
+}
+
+// serving is the node the leaves replicate from.
+func (t *topo) serving() *proc {
+	if t.middle != nil {
+		return t.middle
+	}
+	return t.master
+}
+
+func (t *topo) stop() {
+	var wg sync.WaitGroup
+	for _, p := range append([]*proc{t.master, t.middle}, t.leaves...) {
+		if p != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.stop()
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+// masterArgs are the settings of the master and of the intermediate
+// redis-server (both are masters to someone).
+func (o *options) masterArgs() []string {
+	args := []string{"--repl-diskless-sync-delay", strconv.Itoa(o.disklessDelay)}
+	if o.backlog != "" {
+		args = append(args, "--repl-backlog-size", o.backlog)
+	}
+	return args
+}
+
+func (o *options) startMaster(ctx context.Context, e *env) (*proc, error) {
+	return e.startRedis(ctx, "master", o.masterArgs()...)
+}
+
+// startMiddle starts what sits between master and leaves for kind, already
+// replicating from master: nothing, an intermediate redis-server, or the
+// relay.
+func (o *options) startMiddle(ctx context.Context, e *env, kind string, master *proc) (*proc, error) {
+	switch kind {
+	case cfgDirect:
+		return nil, nil
+	case cfgIntermediate:
+		args := append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(master.port)}, o.masterArgs()...)
+		return e.startRedis(ctx, "intermediate", args...)
+	case cfgRelay:
+		return e.startRelay(ctx, "relay", master.addr(), o.ringBytes)
+	}
+	return nil, fmt.Errorf("unknown configuration %q", kind)
+}
+
+// startLeaves starts n empty redis-servers, not yet replicating.
+func (o *options) startLeaves(ctx context.Context, e *env, n int) ([]*proc, error) {
+	var leaves []*proc
+	for i := range n {
+		p, err := e.startRedis(ctx, fmt.Sprintf("replica%d", i))
+		if err != nil {
+			for _, l := range leaves {
+				l.stop()
+			}
+			return nil, err
+		}
+		leaves = append(leaves, p)
+	}
+	return leaves, nil
+}
+
+// attachAll points every leaf at target at once (one goroutine each).
+func attachAll(ctx context.Context, leaves []*proc, target *proc) error {
+	errs := make([]error, len(leaves))
+	var wg sync.WaitGroup
+	for i, l := range leaves {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = replicaofProc(ctx, l, target)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// warmTopo starts a full configuration with nLeaves leaves on a master
+// holding keys keys of valueSize bytes, and waits until all are in sync.
+func (o *options) warmTopo(ctx context.Context, e *env, kind string, nLeaves int, keys, valueSize int64) (*topo, error) {
+	t := &topo{kind: kind}
+	var err error
+	if t.master, err = o.startMaster(ctx, e); err != nil {
+		return nil, err
+	}
+	if keys > 0 {
+		if err := populate(ctx, t.master, keys, valueSize); err != nil {
+			t.stop()
+			return nil, fmt.Errorf("populate: %w", err)
+		}
+	}
+	if t.middle, err = o.startMiddle(ctx, e, kind, t.master); err != nil {
+		t.stop()
+		return nil, err
+	}
+	if t.leaves, err = o.startLeaves(ctx, e, nLeaves); err != nil {
+		t.stop()
+		return nil, err
+	}
+	if err := attachAll(ctx, t.leaves, t.serving()); err != nil {
+		t.stop()
+		return nil, err
+	}
+	if _, err := waitInSync(ctx, t.master, t.leaves, o.syncTimeout); err != nil {
+		t.stop()
+		return nil, err
+	}
+	return t, nil
+}
