@@ -1,7 +1,7 @@
 # Targets a new machine needs: Go is assumed, Redis is installed on demand.
 GO ?= go
 
-.PHONY: demo test race fuzz bench build redis
+.PHONY: demo test race fuzz bench compare build redis
 
 build:
 	$(GO) build -o bin/redis-relay ./cmd/redis-relay
@@ -34,3 +34,7 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./replstream/
+
+# Relay vs direct replicas vs an intermediate redis-server (docs/BENCHMARKS.md).
+compare: redis
+	$(GO) run ./bench
