@@ -110,7 +110,6 @@ func (r *Relay) validate(s *snapshot) error {
 
 // install makes an accepted snapshot the relay's history.
 func (r *Relay) install(s *snapshot) (*replstream.Log, error) {
-	written, _, _, _, _ := s.state()
 	if s.f != nil {
 		if err := s.f.Sync(); err != nil {
 			return nil, fmt.Errorf("sync snapshot: %w", err)
@@ -121,12 +120,23 @@ func (r *Relay) install(s *snapshot) (*replstream.Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta := s.metaCopy()
-	meta.Size = written
-	id := replstream.NewIdentity(s.meta.ReplID)
-	if err := r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDir}); err != nil {
+	if err := r.adopt(s, replstream.NewIdentity(s.meta.ReplID), log); err != nil {
 		log.Remove()
 		return nil, err
+	}
+	return log, nil
+}
+
+// adopt makes an accepted snapshot the relay's, with history id and log:
+// state.json first (so a crash leaves either the old or the new history on
+// disk), then the swap, then the old log (if replaced) and the old snapshot
+// files are removed.
+func (r *Relay) adopt(s *snapshot, id replstream.Identity, log *replstream.Log) error {
+	written, _, _, _, _ := s.state()
+	meta := s.metaCopy()
+	meta.Size = written
+	if err := r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log)}); err != nil {
+		return err
 	}
 	s.finish(log, nil)
 
@@ -139,14 +149,14 @@ func (r *Relay) install(s *snapshot) (*replstream.Log, error) {
 	r.broadcast()
 	r.mu.Unlock()
 
-	if oldLog != nil {
+	if oldLog != nil && oldLog != log {
 		oldLog.Remove()
 	}
 	if oldSnap != nil && oldSnap.path != s.path {
 		removeSnapshotFiles(oldSnap.path)
 	}
 	r.afterParse(s)
-	return log, nil
+	return nil
 }
 
 // afterParse records the parser's summary of s once it is ready: keys and

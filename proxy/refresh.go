@@ -158,34 +158,19 @@ func (r *Relay) commitRefresh(ctx context.Context, s *snapshot) error {
 	if err != nil {
 		return fmt.Errorf("log did not reach the snapshot's offset %d: %w", s.meta.Offset, err)
 	}
-	written, _, _, _, _ := s.state()
 	r.mu.Lock()
-	if r.log != log || r.pending != s || !strings.EqualFold(r.id.ReplID, s.meta.ReplID) {
+	id := r.id
+	if r.log != log || r.pending != s || !strings.EqualFold(id.ReplID, s.meta.ReplID) {
 		r.mu.Unlock()
 		return errors.New("history changed during the refresh")
 	}
+	r.mu.Unlock()
 	if first, _ := log.Range(); first > s.meta.Offset+1 {
-		r.mu.Unlock()
 		return fmt.Errorf("log starts at %d, after the snapshot's offset %d", first, s.meta.Offset)
 	}
-	meta := s.metaCopy()
-	meta.Size = written
-	st := diskState{Identity: r.id, Snapshot: meta, LogDir: logDirName(log)}
-	r.mu.Unlock()
-	if err := r.writeState(st); err != nil {
+	if err := r.adopt(s, id, log); err != nil {
 		return err
 	}
-	s.finish(log, nil)
-	r.mu.Lock()
-	old := r.snap
-	r.snap = s
-	r.pending = nil
-	r.broadcast()
-	r.mu.Unlock()
-	if old != nil && old.path != s.path {
-		removeSnapshotFiles(old.path)
-	}
-	r.afterParse(s)
 	return r.trimLog()
 }
 
