@@ -259,9 +259,11 @@ func (r *Relay) checkSnapshotFile(path, replid string, offset int64) error {
 }
 
 // shiftReplID follows "+CONTINUE <newid>": the current ID becomes replid2,
-// valid up to the current offset, and every downstream session is ended so
-// its replica reconnects and learns the new ID (it will continue via
-// replid2).
+// valid up to the current offset, and every online downstream session is
+// ended so its replica reconnects and learns the new ID (it will continue
+// via replid2). Full syncs in progress go on: their snapshot and offsets
+// are valid under replid2, and goOnline sends them back to reconnect the
+// same way once the transfer is done.
 func (r *Relay) shiftReplID(newID string) error {
 	r.mu.Lock()
 	_, next := r.log.Range()
@@ -276,7 +278,9 @@ func (r *Relay) shiftReplID(newID string) error {
 	r.broadcast()
 	sessions := make([]*session, 0, len(r.sessions))
 	for s := range r.sessions {
-		sessions = append(sessions, s)
+		if s.state.Load() == stateOnline {
+			sessions = append(sessions, s)
+		}
 	}
 	r.mu.Unlock()
 	for _, s := range sessions {
@@ -306,15 +310,61 @@ func (r *Relay) psyncDecision(replid string, off int64) (replstream.Decision, *r
 }
 
 // waitAhead waits up to WaitAhead for the current log to hold offset off-1
-// (a replica asking for off has everything before it).
-func (r *Relay) waitAhead(ctx context.Context, off int64) {
+// (a replica asking for off has everything before it), calling keepalive
+// every second. It gives up at once when the relay has no upstream to
+// resend those bytes. Only a failed keepalive is an error.
+func (r *Relay) waitAhead(ctx context.Context, off int64, keepalive func() error) error {
 	log := r.currentLog()
-	if log == nil {
-		return
+	if addr, _ := r.masterAddr(); log == nil || addr == "" {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.conf().WaitAhead)
 	defer cancel()
-	_ = log.WaitFor(ctx, off-1)
+	done := make(chan error, 1)
+	go func() { done <- log.WaitFor(ctx, off-1) }()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-t.C:
+			if err := keepalive(); err != nil {
+				cancel()
+				<-done
+				return err
+			}
+		}
+	}
+}
+
+// announcedID is the replication ID to announce with +FULLRESYNC for snap.
+// Every snapshot the relay keeps lies on its current history, which may
+// have changed ID since the snapshot was taken (a failover): a stock
+// master in the relay's place announces its current ID, and so must the
+// relay, or the replica's next PSYNC names an ID the relay no longer
+// accepts past second_repl_offset. A snapshot of a new history still
+// arriving is announced with its own ID.
+func (r *Relay) announcedID(snap *snapshot) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if snap == r.snap || r.id.Accepts(snap.meta.ReplID, snap.meta.Offset+1) {
+		return r.id.ReplID
+	}
+	return snap.meta.ReplID
+}
+
+// goOnline marks s online if replid is still the history's current ID. It
+// runs under mu, so that a replid shift ends every session that is online
+// under the old ID and no other.
+func (r *Relay) goOnline(s *session, replid string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !strings.EqualFold(replid, r.id.ReplID) {
+		return false
+	}
+	s.setOnline()
+	return true
 }
 
 // syncSource picks the snapshot a full sync is served from: one still

@@ -160,6 +160,7 @@ type counters struct {
 	guardTrips         atomic.Int64
 	refreshes          atomic.Int64
 	refreshFailures    atomic.Int64
+	tailCuts           atomic.Int64 // unfinished commands dropped after a link loss
 }
 
 // diskState is state.json: which files in the data dir form the history.

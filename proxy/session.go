@@ -31,12 +31,16 @@ const (
 	reasonShutdown          CloseReason = "shutdown"
 	reasonRDBOnlyDone       CloseReason = "rdb_only_done"
 	reasonKilled            CloseReason = "killed"
+	// The replica received part of a command the upstream never finished;
+	// it resumes from its last whole command.
+	reasonStreamCut CloseReason = "stream_cut"
 )
 
 // closeReasons lists every CloseReason, for metrics.
 var closeReasons = []CloseReason{
 	reasonReplicaClosed, reasonWriteError, reasonTimeout, reasonFellBehind, reasonHistoryReplaced,
 	reasonReplIDChanged, reasonSnapshotAbandoned, reasonProtocol, reasonShutdown, reasonRDBOnlyDone, reasonKilled,
+	reasonStreamCut,
 }
 
 // closeError carries a CloseReason through context cancellation causes.
@@ -137,7 +141,7 @@ func (s *session) run(parent context.Context) {
 	r.stats.disconnects[reason].Add(1)
 	level := slog.LevelWarn
 	switch reason {
-	case reasonShutdown, reasonRDBOnlyDone, reasonReplIDChanged, reasonHistoryReplaced, reasonReplicaClosed:
+	case reasonShutdown, reasonRDBOnlyDone, reasonReplIDChanged, reasonHistoryReplaced, reasonReplicaClosed, reasonStreamCut:
 		level = slog.LevelInfo
 	}
 	s.logger.Log(context.Background(), level, "replica disconnected", "reason", reason, "acked", s.ack.Load(), "err", err)
@@ -154,6 +158,8 @@ func classify(err error, parent context.Context) CloseReason {
 		return reasonFellBehind
 	case errors.Is(err, replstream.ErrClosed):
 		return reasonHistoryReplaced
+	case errors.Is(err, replstream.ErrTruncated):
+		return reasonStreamCut
 	case errors.Is(err, errSnapshotAbandoned):
 		return reasonSnapshotAbandoned
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
@@ -181,8 +187,14 @@ func (s *session) serve(ctx context.Context) error {
 	if !s.legacy {
 		d, cur, replid := r.psyncDecision(s.replid, s.off)
 		if d == replstream.WaitAhead {
+			// The replica holds bytes the relay cut or lost (a partial
+			// command, a crash); the upstream resends them. Newlines keep
+			// the replica waiting for the PSYNC reply, as Redis's replica
+			// skips them there (slaveTryPartialResynchronization).
 			s.logger.Info("replica is ahead of the relay, waiting for upstream", "offset", s.off)
-			r.waitAhead(ctx, s.off)
+			if err := r.waitAhead(ctx, s.off, s.keepalive); err != nil {
+				return err
+			}
 			if d, cur, replid = r.psyncDecision(s.replid, s.off); d == replstream.WaitAhead {
 				d = replstream.FullResync
 			}
@@ -192,7 +204,9 @@ func (s *session) serve(ctx context.Context) error {
 			if s.c.capaPSYNC2 {
 				reply = "+CONTINUE " + replid + "\r\n"
 			}
-			s.setOnline()
+			if !r.goOnline(s, replid) {
+				return &closeError{reason: reasonReplIDChanged}
+			}
 			if err := s.write([]byte(reply)); err != nil {
 				return err
 			}
@@ -216,9 +230,10 @@ func (s *session) fullSync(ctx context.Context) error {
 	}
 	defer f.Close()
 	meta := snap.metaCopy()
-	s.logger.Info("full resync", "replid", meta.ReplID, "offset", meta.Offset, "reason_replid", s.replid, "reason_offset", s.off)
+	replid := r.announcedID(snap)
+	s.logger.Info("full resync", "replid", replid, "offset", meta.Offset, "reason_replid", s.replid, "reason_offset", s.off)
 	if !s.legacy {
-		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n", meta.ReplID, meta.Offset)); err != nil {
+		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n", replid, meta.Offset)); err != nil {
 			return err
 		}
 	}
@@ -262,21 +277,44 @@ func (s *session) fullSync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p.Mark != nil && !s.legacy {
-		// A stock replica finds the mark in the last 40 bytes it read:
-		// nothing may follow it until the replica has ACKed.
-		t := time.NewTimer(r.timeout())
-		defer t.Stop()
+	if p.Mark != nil {
+		if err := s.waitFirstAck(ctx); err != nil {
+			return err
+		}
+	}
+	if !r.goOnline(s, replid) {
+		// The history moved to a new ID during the transfer. The replica
+		// comes back with PSYNC <replid> <offset+1>, which the new ID
+		// accepts through replid2, and learns the new ID.
+		return &closeError{reason: reasonReplIDChanged}
+	}
+	return s.stream(ctx, cur)
+}
+
+// waitFirstAck holds the stream back after an EOF-marked snapshot until the
+// replica's first ACK: a replica (redis-server, redis-cli --replica) finds
+// the mark in the last 40 bytes it read, so nothing may follow it before
+// then. Redis does the same for every EOF transfer
+// (repl_start_cmd_stream_on_ack, released in replconfCommand). A replica
+// that loads a large snapshot sends "\n" meanwhile; like Redis
+// (processInlineBuffer refreshes repl_ack_time on an empty line), the relay
+// takes it as a sign of life and only gives up after repl-timeout of silence.
+func (s *session) waitFirstAck(ctx context.Context) error {
+	s.ackTime.Store(time.Now().UnixNano())
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
 		select {
 		case <-s.firstAck:
+			return nil
 		case <-t.C:
-			return &closeError{reason: reasonTimeout, err: errors.New("no ACK after the snapshot")}
+			if time.Since(time.Unix(0, s.ackTime.Load())) > s.r.timeout() {
+				return &closeError{reason: reasonTimeout, err: errors.New("no ACK after the snapshot")}
+			}
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
 	}
-	s.setOnline()
-	return s.stream(ctx, cur)
 }
 
 type writerFunc func([]byte) error

@@ -123,6 +123,7 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 		err := up.run(linkCtx, addr)
 		cancel()
 		r.upstream.set(linkDown, addr)
+		up.cutPartialTail()
 		if ctx.Err() != nil {
 			return
 		}
@@ -166,6 +167,7 @@ type upstream struct {
 	port      int
 	forceFull bool               // next PSYNC must be "? -1" (after a protocol error)
 	framer    *replstream.Framer // follows the command stream; valid for framerLog
+	resume    replstream.ResumePoint
 	framerLog *replstream.Log
 	streamed  bool // the last run reached the streaming phase
 	counts    commandCounts
@@ -492,7 +494,10 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 	log := r.currentLog()
 	_, next := log.Range()
 	if u.framer == nil || u.framerLog != log || u.framer.Next() != next {
+		// The log always ends on a resume point here: a full sync starts
+		// after its snapshot, and cutPartialTail runs after every link.
 		u.framer = replstream.NewFramer(next, r.fixed.Limits)
+		u.resume = replstream.NewResumePoint(next)
 		u.framerLog = log
 	}
 	r.upstream.set(linkConnected, addr)
@@ -520,6 +525,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 	buf := make([]byte, 64<<10)
 	getack := false
 	onCmd := func(cmd *replstream.Command) {
+		u.resume.Add(cmd)
 		u.counts.add(cmd.Name)
 		if cmd.IsGetAck() {
 			getack = true
@@ -530,7 +536,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 		n, err := c.br.Read(buf)
 		if n > 0 {
 			valid, ferr := u.framer.Feed(buf[:n], onCmd)
-			if aerr := log.Append(buf[:valid], u.framer.AtBoundary()); aerr != nil {
+			if aerr := log.Append(buf[:valid], u.resume.At() == u.framer.Next()); aerr != nil {
 				return fmt.Errorf("append to log: %w", aerr)
 			}
 			r.stats.bytesFromUpstream.Add(int64(valid))
@@ -565,6 +571,33 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 			}
 			return fmt.Errorf("read stream: %w", err)
 		}
+	}
+}
+
+// cutPartialTail drops what the log holds after its last resume point once
+// the link is gone: the part of a command, or of a MULTI/EXEC block, that the
+// master did not finish sending. A stock replica drops it too and resumes
+// from its applied offset (replicationCacheMaster keeps only
+// master->reploff), which is also where a promoted replica's history
+// branches (its second_repl_offset), so the next PSYNC can continue on any
+// of them. Replicas that already received some of the cut bytes are
+// disconnected by their cursors and come back from a resume point.
+func (u *upstream) cutPartialTail() {
+	r := u.r
+	log := r.currentLog()
+	if log == nil {
+		return
+	}
+	cut, err := log.CutToResumePoint()
+	switch {
+	case errors.Is(err, replstream.ErrClosed):
+	case err != nil:
+		r.logger.Error("cannot cut the partial command at the end of the log; the next sync will be a full one", "err", err)
+		u.forceFull = true
+	case cut > 0:
+		r.stats.tailCuts.Add(1)
+		_, next := log.Range()
+		r.logger.Info("dropped an unfinished command from the end of the log", "bytes", cut, "next", next)
 	}
 }
 

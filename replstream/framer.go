@@ -219,3 +219,43 @@ func (f *Framer) errf(i int, format string, args ...any) error {
 func (c *Command) IsGetAck() bool {
 	return c.Args == 3 && bytes.EqualFold(c.Name, []byte("replconf")) && bytes.EqualFold(c.Arg1, []byte("getack"))
 }
+
+// IsMulti reports whether c is MULTI.
+func (c *Command) IsMulti() bool { return c.Args == 1 && bytes.EqualFold(c.Name, []byte("multi")) }
+
+// endsTransaction reports whether c is EXEC or DISCARD.
+func (c *Command) endsTransaction() bool {
+	return c.Args == 1 && (bytes.EqualFold(c.Name, []byte("exec")) || bytes.EqualFold(c.Name, []byte("discard")))
+}
+
+// ResumePoint follows a command stream the way a stock replica applies it
+// and remembers where such a replica would resume after losing its link: the
+// offset just after the last whole command that is not inside MULTI/EXEC.
+// Redis moves a replica's replication offset only there (commandProcessed in
+// networking.c skips the update while the master client is in MULTI, and the
+// partial command in its query buffer is dropped with the link), so a
+// promoted replica's second_repl_offset always falls on such a point.
+type ResumePoint struct {
+	at   Offset // offset of the first byte after the last applied command
+	inTx bool   // between MULTI and EXEC
+}
+
+// NewResumePoint starts at offset at, which must be such a point.
+func NewResumePoint(at Offset) ResumePoint { return ResumePoint{at: at} }
+
+// Add takes the next complete command of the stream.
+func (r *ResumePoint) Add(c *Command) {
+	end := c.Offset + c.Len
+	switch {
+	case c.IsMulti():
+		r.inTx = true
+	case c.endsTransaction():
+		r.inTx = false
+		r.at = end
+	case !r.inTx:
+		r.at = end
+	}
+}
+
+// At is the offset a replica that saw everything so far would resume from.
+func (r *ResumePoint) At() Offset { return r.at }

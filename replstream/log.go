@@ -21,6 +21,10 @@ var (
 	ErrFuture = errors.New("replstream: offset beyond the end of the log")
 	// ErrClosed: the log was closed (shut down, or replaced by a new history).
 	ErrClosed = errors.New("replstream: log closed")
+	// ErrTruncated: bytes the cursor already returned were cut from the log
+	// (a partial command the upstream never finished); what follows them may
+	// differ, so the reader must resume from a resume point.
+	ErrTruncated = errors.New("replstream: log truncated behind the cursor")
 )
 
 // LogOptions configure a Log.
@@ -44,9 +48,14 @@ func (o *LogOptions) setDefaults() {
 // written to segment files in its directory (named by the offset of their
 // first byte, %020d.seg); the newest RingSize bytes are also kept in a memory
 // ring, so that readers near the head never touch the disk. Segments are cut
-// only at command boundaries, so each starts with a whole command.
+// only at resume points (see ResumePoint), so each starts with a whole
+// command outside any transaction.
 //
-// There is one writer (Append, Sync, TrimBefore) and any number of Cursors.
+// Bytes are written at explicit file offsets: a write that fails half way
+// leaves the log's size unchanged, and the retry overwrites the torn bytes.
+//
+// There is one writer (Append, Sync, Truncate, CutToResumePoint, TrimBefore)
+// and any number of Cursors.
 type Log struct {
 	dir string
 	opt LogOptions
@@ -58,6 +67,7 @@ type Log struct {
 	first  Offset     // offset of the oldest byte held; guarded by mu
 	next   Offset     // master_repl_offset+1; guarded by mu
 	synced Offset     // bytes before this offset are fsynced; guarded by mu
+	cuts   []Offset   // the new Next of every Truncate, oldest first; guarded by mu
 	wake   chan struct{}
 	closed bool
 
@@ -67,7 +77,19 @@ type Log struct {
 type segment struct {
 	first Offset
 	size  int64 // guarded by Log.mu
-	f     *os.File
+	f     segmentFile
+}
+
+// segmentFile is what the log needs of a segment's *os.File (tests wrap it
+// to inject faults).
+type segmentFile interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+	Truncate(size int64) error
+	Close() error
+	Name() string
+	Stat() (os.FileInfo, error)
 }
 
 func segName(first Offset) string { return fmt.Sprintf("%020d.seg", first) }
@@ -105,7 +127,8 @@ func newLog(dir string, opt LogOptions, start Offset) *Log {
 
 // OpenLog recovers a log written by an earlier process. Segments must be
 // contiguous; the newest one is checked with the RESP framer and cut back to
-// its last whole command, so a torn write is never served. The ring starts
+// its last resume point, so a torn write or half a transaction is never
+// served. The ring starts
 // empty and fills as bytes are appended. Repaired describes what was cut.
 func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 	opt.setDefaults()
@@ -143,7 +166,7 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 		segs = append(segs, s)
 	}
 	last := segs[len(segs)-1]
-	good, what, err := frameSegment(last, opt.Limits)
+	good, what, err := frameSegment(last, last.size, opt.Limits)
 	if err != nil {
 		return nil, "", err
 	}
@@ -154,9 +177,6 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 		repaired = fmt.Sprintf("segment %s cut from %d to %d bytes: %s", last.f.Name(), last.size, good, what)
 		last.size = good
 	}
-	if _, err := last.f.Seek(last.size, io.SeekStart); err != nil {
-		return nil, "", fmt.Errorf("seek segment: %w", err)
-	}
 	l = newLog(dir, opt, segs[0].first)
 	l.segs = segs
 	l.next = last.first + last.size
@@ -165,25 +185,28 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 	return l, repaired, nil
 }
 
-// frameSegment returns the length of the longest prefix of s that is a run of
-// whole commands.
-func frameSegment(s *segment, lim Limits) (good int64, what string, err error) {
+// frameSegment returns the length of the longest prefix of the first size
+// bytes of s that ends on a resume point: whole commands, and no
+// transaction left open. The segment must start on a resume point.
+func frameSegment(s *segment, size int64, lim Limits) (good int64, what string, err error) {
 	fr := NewFramer(s.first, lim)
+	rp := NewResumePoint(s.first)
 	buf := make([]byte, 256<<10)
 	var pos int64
-	for pos < s.size {
-		n, rerr := s.f.ReadAt(buf[:min(int64(len(buf)), s.size-pos)], pos)
+	for pos < size {
+		n, rerr := s.f.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
 		if n == 0 && rerr != nil {
 			return 0, "", fmt.Errorf("read segment %s: %w", s.f.Name(), rerr)
 		}
-		valid, ferr := fr.Feed(buf[:n], func(c *Command) { good = c.Offset + c.Len - s.first })
+		valid, ferr := fr.Feed(buf[:n], rp.Add)
 		if ferr != nil {
-			return good, ferr.Error(), nil
+			return rp.At() - s.first, ferr.Error(), nil
 		}
 		pos += int64(valid)
 	}
-	if good < s.size {
-		what = "incomplete command at the end"
+	good = rp.At() - s.first
+	if good < size {
+		what = "incomplete command or transaction at the end"
 	}
 	return good, what, nil
 }
@@ -227,18 +250,22 @@ func (l *Log) addSegment(first Offset) error {
 func (l *Log) Dir() string { return l.dir }
 
 // Append adds p at offset Next. atBoundary says whether the stream ends on a
-// command boundary after p; only then may a full segment be closed.
+// resume point after p; only then may a full segment be closed.
 func (l *Log) Append(p []byte, atBoundary bool) error {
 	if len(p) == 0 {
 		return nil
 	}
 	l.mu.RLock()
 	closed, seg := l.closed, l.segs[len(l.segs)-1]
+	at := seg.size
 	l.mu.RUnlock()
 	if closed {
 		return ErrClosed
 	}
-	if _, err := seg.f.Write(p); err != nil {
+	// At an explicit offset: after a short write (ENOSPC, EIO) the size is
+	// not moved, so the bytes resent after a reconnect overwrite the torn
+	// ones instead of landing after them.
+	if _, err := seg.f.WriteAt(p, at); err != nil {
 		if errors.Is(err, os.ErrClosed) {
 			return ErrClosed
 		}
@@ -315,6 +342,64 @@ func (l *Log) Sync() (Offset, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.synced, nil
+}
+
+// Truncate drops the bytes at offsets at and after, which must all lie in
+// the newest segment: the tail of a command (or transaction) the upstream
+// never finished. Cursors that have already read past at fail with
+// ErrTruncated; the bytes appended next take the cut offsets.
+func (l *Log) Truncate(at Offset) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	seg := l.segs[len(l.segs)-1]
+	if at < seg.first || at < l.first || at > l.next {
+		l.mu.Unlock()
+		return fmt.Errorf("truncate at %d: outside the newest segment [%d, %d)", at, seg.first, l.next)
+	}
+	if at == l.next {
+		l.mu.Unlock()
+		return nil
+	}
+	seg.size = at - seg.first
+	// The cut bytes overwrote ring slots of older offsets: the ring now
+	// holds only what it held before them.
+	l.ringLo = max(l.ringLo, l.next-Offset(len(l.ring)))
+	l.next = at
+	l.synced = min(l.synced, at)
+	l.cuts = append(l.cuts, at)
+	close(l.wake)
+	l.wake = make(chan struct{})
+	l.mu.Unlock()
+	if err := seg.f.Truncate(at - seg.first); err != nil {
+		return fmt.Errorf("truncate segment %d: %w", seg.first, err)
+	}
+	return nil
+}
+
+// CutToResumePoint truncates the log back to its last resume point (see
+// ResumePoint) and returns how many bytes it cut. A stock replica drops a
+// partial command, or an unfinished MULTI, when its link breaks; the relay
+// does the same before it asks any master to continue.
+func (l *Log) CutToResumePoint() (int64, error) {
+	l.mu.RLock()
+	closed, seg := l.closed, l.segs[len(l.segs)-1]
+	size, next := seg.size, l.next
+	l.mu.RUnlock()
+	if closed {
+		return 0, ErrClosed
+	}
+	good, _, err := frameSegment(seg, size, l.opt.Limits)
+	if err != nil {
+		return 0, err
+	}
+	at := seg.first + good
+	if at == next {
+		return 0, nil
+	}
+	return next - at, l.Truncate(at)
 }
 
 // TrimBefore drops whole segments that hold only offsets before off. The
@@ -412,7 +497,7 @@ func (l *Log) Cursor(from Offset) (*Cursor, error) {
 	case from > l.next:
 		return nil, ErrFuture
 	}
-	return &Cursor{l: l, off: from}, nil
+	return &Cursor{l: l, off: from, cuts: len(l.cuts)}, nil
 }
 
 // WaitFor blocks until Next > off (the log holds offset off), the context
@@ -438,8 +523,21 @@ func (l *Log) WaitFor(ctx context.Context, off Offset) error {
 
 // Cursor reads a Log forward from one offset. It belongs to one goroutine.
 type Cursor struct {
-	l   *Log
-	off Offset
+	l    *Log
+	off  Offset
+	cuts int // len(l.cuts) when the cursor last checked them
+}
+
+// checkCuts fails when a Truncate since the last check cut bytes the cursor
+// has already returned. Caller holds l.mu.
+func (c *Cursor) checkCuts() error {
+	for _, at := range c.l.cuts[c.cuts:] {
+		if c.off > at {
+			return ErrTruncated
+		}
+	}
+	c.cuts = len(c.l.cuts)
+	return nil
 }
 
 // Offset is the offset of the next byte Read will return.
@@ -459,6 +557,10 @@ func (c *Cursor) Read(ctx context.Context, p []byte) (int, error) {
 		if c.off < l.first {
 			l.mu.RUnlock()
 			return 0, ErrNotRetained
+		}
+		if err := c.checkCuts(); err != nil {
+			l.mu.RUnlock()
+			return 0, err
 		}
 		if c.off < l.next {
 			if c.off >= l.ringStart() {

@@ -1,0 +1,512 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-relay/redis-relay/proxy/redistest"
+)
+
+// Failover under a write load of large values: the master is killed while
+// it is in the middle of sending a command (usually a MULTI/EXEC block of
+// several hundred kilobytes) to its replicas, a stock replica is promoted,
+// and the relays are pointed at it. Nothing below the relays may need a
+// full sync, and the promoted replica must see only partial resyncs.
+
+// foValueSpace is the source of the large values: a value is a slice of it.
+var foValueSpace = func() []byte {
+	rng := rand.New(rand.NewPCG(42, 42))
+	b := make([]byte, 600<<10)
+	for i := range b {
+		b[i] = byte('a' + rng.IntN(26))
+	}
+	return b
+}()
+
+// foBigLoad writes large values to one server until stopped: MULTI/EXEC
+// blocks holding two values of 200-500 KB plus small writes, and plain
+// pipelines mixing one large value with small writes.
+type foBigLoad struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ops    atomic.Int64
+	bytes  atomic.Int64
+	mu     sync.Mutex
+	err    error
+}
+
+func foStartBigLoad(s *redistest.Server, writers int, seed uint64) *foBigLoad {
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &foBigLoad{cancel: cancel}
+	for w := range writers {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			c := redis.NewClient(&redis.Options{
+				Addr: s.Addr(), Protocol: 2, DisableIdentity: true,
+				MaxRetries: -1, ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second,
+			})
+			defer c.Close()
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			value := func() []byte {
+				n := 200<<10 + rng.IntN(300<<10)
+				off := rng.IntN(len(foValueSpace) - n)
+				return foValueSpace[off : off+n]
+			}
+			for i := 0; ctx.Err() == nil; i++ {
+				var p redis.Pipeliner
+				if i%3 == 2 {
+					p = c.Pipeline()
+				} else {
+					p = c.TxPipeline()
+					p.Set(ctx, fmt.Sprintf("fo:big:%d:%d", w, rng.IntN(16)), value(), 0)
+				}
+				p.Set(ctx, fmt.Sprintf("fo:big:%d:%d", w, rng.IntN(16)), value(), 0)
+				p.Incr(ctx, fmt.Sprintf("fo:count:%d", w))
+				p.HSet(ctx, fmt.Sprintf("fo:hash:%d", w), strconv.Itoa(rng.IntN(100)), i)
+				p.LPush(ctx, fmt.Sprintf("fo:list:%d", w), i)
+				p.LTrim(ctx, fmt.Sprintf("fo:list:%d", w), 0, 50)
+				p.Set(ctx, fmt.Sprintf("fo:small:%d:%d", w, rng.IntN(500)), i, 0)
+				if _, err := p.Exec(ctx); err != nil {
+					if ctx.Err() == nil {
+						g.fail(err)
+					}
+					return
+				}
+				g.ops.Add(1)
+			}
+		}()
+	}
+	return g
+}
+
+func (g *foBigLoad) fail(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err == nil {
+		g.err = err
+	}
+}
+
+// Stop ends the load and returns the number of batches written. A failed
+// write fails the test unless the server was killed on purpose (dying).
+func (g *foBigLoad) Stop(t testing.TB, dying bool) int64 {
+	t.Helper()
+	g.cancel()
+	g.wg.Wait()
+	g.mu.Lock()
+	err := g.err
+	g.mu.Unlock()
+	if err != nil && !dying {
+		t.Fatalf("load: %v", err)
+	}
+	return g.ops.Load()
+}
+
+// foKillMidStream kills the master while it still has stream bytes to send
+// to every replica, so that its last command reaches them only in part.
+// It gives up waiting for that after a few seconds and kills it anyway.
+func foKillMidStream(t *testing.T, master *redistest.Server, replicas int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		list, err := master.Client().Do(ctx, "CLIENT", "LIST", "TYPE", "replica").Text()
+		cancel()
+		if err != nil {
+			break
+		}
+		busy := 0
+		for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+			for _, f := range strings.Fields(line) {
+				if v, ok := strings.CutPrefix(f, "omem="); ok && v != "0" {
+					busy++
+				}
+			}
+		}
+		if busy >= replicas {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	master.Kill()
+}
+
+// foRelayInfo reads the replication fields of a relay once.
+func foRelayInfo(t testing.TB, r *testRelay) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	text, err := r.Client().Info(ctx, "everything").Result()
+	if err != nil {
+		t.Fatalf("relay INFO: %v", err)
+	}
+	m := make(map[string]string)
+	for _, line := range strings.Split(text, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// foWaitLinkDown waits until neither the promoted-to-be replica nor the
+// relays have a link to the dead master, and logs how far each got: the
+// relay's log may end inside a command the replica never applied.
+func foWaitLinkDown(t *testing.T, spare *redistest.Server, relays ...*testRelay) {
+	t.Helper()
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if s := spare.Info(t, "replication")["master_link_status"]; s != "down" {
+			return fmt.Errorf("replica %s link still %s", spare.Addr(), s)
+		}
+		for _, r := range relays {
+			if s := foRelayInfo(t, r)["master_link_status"]; s != "down" {
+				return fmt.Errorf("relay %s link still %s", r.Addr(), s)
+			}
+		}
+		return nil
+	})
+	si := spare.Info(t, "replication")
+	msg := fmt.Sprintf("after the kill: replica applied up to %s, read up to %s", si["slave_repl_offset"], si["slave_read_repl_offset"])
+	for _, r := range relays {
+		msg += fmt.Sprintf("; relay %s holds up to %s", r.Addr(), foRelayInfo(t, r)["master_repl_offset"])
+	}
+	t.Log(msg)
+}
+
+// foPromote turns a replica into a master, as an operator does by hand.
+func foPromote(t *testing.T, s *redistest.Server) {
+	t.Helper()
+	s.Do(t, "REPLICAOF", "NO", "ONE")
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if role := s.Info(t, "replication")["role"]; role != "master" {
+			return fmt.Errorf("%s is still %s", s.Addr(), role)
+		}
+		return nil
+	})
+}
+
+// foRepoint sends REPLICAOF host port to a relay.
+func foRepoint(t *testing.T, r *testRelay, to *redistest.Server) {
+	t.Helper()
+	h, p := to.HostPort()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Client().Do(ctx, "REPLICAOF", h, p).Err(); err != nil {
+		t.Fatalf("relay %s REPLICAOF %s %s: %v", r.Addr(), h, p, err)
+	}
+}
+
+// foWaitRelayLinked waits until a relay streams from the given upstream.
+func foWaitRelayLinked(t *testing.T, r *testRelay, host, port string) {
+	t.Helper()
+	redistest.Eventually(t, 60*time.Second, func() error {
+		info := foRelayInfo(t, r)
+		if info["master_host"] != host || info["master_port"] != port || info["master_link_status"] != "up" {
+			return fmt.Errorf("relay %s follows %s:%s, link %s (last error %s)", r.Addr(),
+				info["master_host"], info["master_port"], info["master_link_status"], info["upstream_last_error"])
+		}
+		return nil
+	})
+}
+
+// foWaitOffsets waits until every relay and every leaf has the master's
+// replid and master_repl_offset.
+func foWaitOffsets(t *testing.T, master *redistest.Server, relays []*testRelay, leaves ...*redistest.Server) {
+	t.Helper()
+	redistest.Eventually(t, 60*time.Second, func() error {
+		mi := master.Info(t, "replication")
+		want, id := mi["master_repl_offset"], mi["master_replid"]
+		for _, r := range relays {
+			info := foRelayInfo(t, r)
+			if info["master_replid"] != id || info["master_repl_offset"] != want {
+				return fmt.Errorf("relay %s at %s/%s, master %s/%s", r.Addr(), info["master_replid"], info["master_repl_offset"], id, want)
+			}
+		}
+		for _, l := range leaves {
+			li := l.Info(t, "replication")
+			if li["master_replid"] != id || li["slave_repl_offset"] != want || li["master_repl_offset"] != want {
+				return fmt.Errorf("replica %s at %s/%s, master %s/%s", l.Addr(), li["master_replid"], li["slave_repl_offset"], id, want)
+			}
+		}
+		return nil
+	})
+}
+
+// foWaitLinkUp waits until a stock replica's link to its master is up.
+func foWaitLinkUp(t *testing.T, s *redistest.Server) {
+	t.Helper()
+	redistest.Eventually(t, 60*time.Second, func() error {
+		info := s.Info(t, "replication")
+		if info["master_link_status"] != "up" || info["master_sync_in_progress"] != "0" {
+			return fmt.Errorf("replica %s link %s, sync in progress %s", s.Addr(), info["master_link_status"], info["master_sync_in_progress"])
+		}
+		return nil
+	})
+}
+
+// foCheckLateReplica attaches a new replica to the relay after the failover
+// and breaks its link once: it must come back with a partial resync, because
+// the full sync it got first named the new master's history.
+func foCheckLateReplica(t *testing.T, primary *redistest.Server, relay *testRelay, others ...*redistest.Server) {
+	t.Helper()
+	fullBefore := relay.InfoInt(t, "sync_full")
+	late := replicaOf(t, relay.HostPort)
+	inSync(t, 60*time.Second, primary, append(others, late)...)
+	foWaitLinkUp(t, late)
+	if got, want := late.Info(t, "replication")["master_replid"], primary.Info(t, "replication")["master_replid"]; got != want {
+		t.Errorf("new replica was given replid %s, the master's is %s", got, want)
+	}
+	writeKeys(t, primary, 5, 300)
+	inSync(t, 60*time.Second, primary, append(others, late)...)
+
+	syncsBefore := relay.InfoInt(t, "sync_full") + relay.InfoInt(t, "sync_partial_ok")
+	partialBefore := relay.InfoInt(t, "sync_partial_ok")
+	late.Do(t, "CLIENT", "KILL", "TYPE", "master")
+	redistest.Eventually(t, 60*time.Second, func() error {
+		if n := relay.InfoInt(t, "sync_full") + relay.InfoInt(t, "sync_partial_ok"); n <= syncsBefore {
+			return fmt.Errorf("relay has not served the replica's reconnect yet")
+		}
+		return nil
+	})
+	foWaitLinkUp(t, late)
+	writeKeys(t, primary, 6, 100)
+	inSync(t, 60*time.Second, primary, append(others, late)...)
+
+	if n := relay.InfoInt(t, "sync_full"); n != fullBefore+1 {
+		t.Errorf("relay sync_full went from %d to %d, want +1 (the new replica's first sync only)", fullBefore, n)
+	}
+	if n := relay.InfoInt(t, "sync_partial_ok"); n <= partialBefore {
+		t.Errorf("relay sync_partial_ok stayed at %d: the new replica's reconnect was not a partial resync", n)
+	}
+	if n := late.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("new replica served %d full syncs", n)
+	}
+}
+
+func TestFailoverUnderLoadNoFullSync(t *testing.T) {
+	backlog := []string{"--repl-backlog-size", "256mb"}
+	master := redistest.Start(t, backlog...)
+	populate(t, master, 0, 5000)
+	spare := replicaOf(t, master.HostPort, backlog...)
+	relay := startRelay(t, master.Addr())
+	leaf := replicaOf(t, relay.HostPort)
+	inSync(t, 60*time.Second, master, spare, leaf)
+	foWaitLinkUp(t, leaf)
+	relayFull := relay.InfoInt(t, "sync_full")
+	relayUpFull := relay.InfoInt(t, "upstream_full_syncs")
+
+	load := foStartBigLoad(master, 3, 1)
+	time.Sleep(2 * time.Second) // let the load fill the stream
+	foKillMidStream(t, master, 2)
+	t.Logf("%d batches written to the old master", load.Stop(t, true))
+	foWaitLinkDown(t, spare, relay)
+
+	foPromote(t, spare)
+	foRepoint(t, relay, spare)
+	load = foStartBigLoad(spare, 3, 2)
+	time.Sleep(3 * time.Second)
+	t.Logf("%d batches written to the new master", load.Stop(t, false))
+	sh, sp := spare.HostPort()
+	foWaitRelayLinked(t, relay, sh, sp)
+	inSync(t, 60*time.Second, spare, leaf)
+	foWaitOffsets(t, spare, []*testRelay{relay}, leaf)
+
+	if n := spare.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("promoted replica served %d full syncs, want 0: the relay should have resumed partially", n)
+	}
+	if n := spare.InfoInt(t, "sync_partial_ok"); n < 1 {
+		t.Errorf("promoted replica sync_partial_ok = %d, want >= 1", n)
+	}
+	if n := relay.InfoInt(t, "upstream_full_syncs"); n != relayUpFull {
+		t.Errorf("relay full-synced %d times from its upstream after the failover", n-relayUpFull)
+	}
+	if n := relay.InfoInt(t, "sync_full"); n != relayFull {
+		t.Errorf("relay sync_full went from %d to %d: its replica had to full-sync after the failover", relayFull, n)
+	}
+	if got, want := leaf.Info(t, "replication")["master_replid"], spare.Info(t, "replication")["master_replid"]; got != want {
+		t.Errorf("replica behind the relay has replid %s, new master %s", got, want)
+	}
+
+	foCheckLateReplica(t, spare, relay, leaf)
+}
+
+// TestFailoverLateReplicaResumesPartially: a replica that first attaches to
+// the relay after a failover gets the relay's snapshot, which predates the
+// failover; the full sync must still name the new master's history, so that
+// the replica's next reconnect is a partial resync.
+func TestFailoverLateReplicaResumesPartially(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 5000)
+	spare := replicaOf(t, master.HostPort)
+	relay := startRelay(t, master.Addr())
+	leaf := replicaOf(t, relay.HostPort)
+	writeKeys(t, master, 1, 500)
+	inSync(t, 60*time.Second, master, spare, leaf)
+	foWaitOffsets(t, master, []*testRelay{relay}, spare, leaf)
+	relayFull := relay.InfoInt(t, "sync_full")
+
+	master.Kill()
+	foWaitLinkDown(t, spare, relay)
+	foPromote(t, spare)
+	foRepoint(t, relay, spare)
+	sh, sp := spare.HostPort()
+	foWaitRelayLinked(t, relay, sh, sp)
+	writeKeys(t, spare, 2, 500)
+	inSync(t, 60*time.Second, spare, leaf)
+	foWaitOffsets(t, spare, []*testRelay{relay}, leaf)
+	if n := relay.InfoInt(t, "sync_full"); n != relayFull {
+		t.Errorf("relay sync_full went from %d to %d during the failover", relayFull, n)
+	}
+	if n := spare.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("promoted replica served %d full syncs, want 0", n)
+	}
+
+	foCheckLateReplica(t, spare, relay, leaf)
+}
+
+// TestFailoverChainedRelaysUnderLoad: relay R2 follows relay R1, which
+// follows the master. After the master is killed under load and a replica
+// is promoted, R1 is pointed at it and then restarted while the new master
+// still takes writes. Every level ends with the new master's data, replid
+// and offset, and only partial resyncs happened anywhere.
+func TestFailoverChainedRelaysUnderLoad(t *testing.T) {
+	backlog := []string{"--repl-backlog-size", "256mb"}
+	master := redistest.Start(t, backlog...)
+	populate(t, master, 0, 5000)
+	spare := replicaOf(t, master.HostPort, backlog...)
+	r1 := startRelay(t, master.Addr())
+	r2 := startRelay(t, r1.Addr())
+	leaf1 := replicaOf(t, r1.HostPort)
+	leaf2 := replicaOf(t, r2.HostPort)
+	inSync(t, 60*time.Second, master, spare, leaf1, leaf2)
+	foWaitLinkUp(t, leaf1)
+	foWaitLinkUp(t, leaf2)
+	r1Full, r2Full := r1.InfoInt(t, "sync_full"), r2.InfoInt(t, "sync_full")
+
+	load := foStartBigLoad(master, 3, 3)
+	time.Sleep(2 * time.Second) // let the load fill the stream
+	foKillMidStream(t, master, 2)
+	t.Logf("%d batches written to the old master", load.Stop(t, true))
+	foWaitLinkDown(t, spare, r1)
+
+	foPromote(t, spare)
+	foRepoint(t, r1, spare)
+	load = foStartBigLoad(spare, 3, 4)
+	time.Sleep(2 * time.Second)
+	if n := r1.InfoInt(t, "sync_full"); n != r1Full {
+		t.Errorf("relay R1 sync_full went from %d to %d after the failover", r1Full, n)
+	}
+	r1.Restart() // same port, same data dir; the load goes on
+	time.Sleep(2 * time.Second)
+	t.Logf("%d batches written to the new master", load.Stop(t, false))
+
+	sh, sp := spare.HostPort()
+	foWaitRelayLinked(t, r1, sh, sp)
+	inSync(t, 60*time.Second, spare, leaf1, leaf2)
+	foWaitOffsets(t, spare, []*testRelay{r1, r2}, leaf1, leaf2)
+
+	if n := spare.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("promoted replica served %d full syncs, want 0", n)
+	}
+	if n := spare.InfoInt(t, "sync_partial_ok"); n < 1 {
+		t.Errorf("promoted replica sync_partial_ok = %d, want >= 1", n)
+	}
+	if n := r1.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("restarted relay R1 served %d full syncs, want 0", n)
+	}
+	if n := r1.InfoInt(t, "upstream_full_syncs"); n != 0 {
+		t.Errorf("restarted relay R1 full-synced %d times from the new master, want 0", n)
+	}
+	if n := r2.InfoInt(t, "sync_full"); n != r2Full {
+		t.Errorf("relay R2 sync_full went from %d to %d after the failover", r2Full, n)
+	}
+	if n := r2.InfoInt(t, "upstream_full_syncs"); n != 1 {
+		t.Errorf("relay R2 full-synced %d times from R1, want 1 (its first sync only)", n)
+	}
+}
+
+// foOutput collects a child process's output safely across goroutines.
+type foOutput struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *foOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *foOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// TestRedisCliReplica: `redis-cli --replica` against the relay receives the
+// snapshot, then prints the commands the master writes afterwards.
+func TestRedisCliReplica(t *testing.T) {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("redis-cli not installed")
+	}
+	master := redistest.Start(t)
+	populate(t, master, 0, 1000)
+	relay := startRelay(t, master.Addr())
+	leaf := replicaOf(t, relay.HostPort)
+	inSync(t, 60*time.Second, master, leaf)
+	// Commands after the snapshot, so the relay's log is not empty when
+	// redis-cli asks for a sync.
+	writeKeys(t, master, 1, 200)
+	foWaitOffsets(t, master, []*testRelay{relay}, leaf)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	h, p := relay.HostPort()
+	cmd := exec.CommandContext(ctx, cli, "-h", h, "-p", p, "--replica")
+	out := &foOutput{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start redis-cli: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("redis-cli output:\n%s", tail(out.String(), 4000))
+		}
+	})
+
+	// Written after redis-cli asked for its sync: they reach it through the
+	// stream that follows the snapshot.
+	var lines []string
+	for i := range 5 {
+		k, v := fmt.Sprintf("fo:cli:%d", i), fmt.Sprintf("value-%d", i)
+		master.Do(t, "SET", k, v)
+		lines = append(lines, fmt.Sprintf(`"SET","%s","%s"`, k, v))
+	}
+	redistest.Eventually(t, 15*time.Second, func() error {
+		text := out.String()
+		for _, line := range lines {
+			if !strings.Contains(text, line) {
+				return fmt.Errorf("redis-cli has not printed %s; its output ends with %q", line, tail(text, 300))
+			}
+		}
+		return nil
+	})
+	if text := out.String(); !strings.Contains(text, "sync done") {
+		t.Errorf("redis-cli never finished its sync: %q", tail(text, 300))
+	}
+}
