@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis-relay/redis-relay/rdbparse"
@@ -57,16 +58,22 @@ func (r *Relay) beginFullSync(replid string, offset int64) (*snapshot, error) {
 }
 
 // abortFullSync drops a snapshot that failed or was rejected; sessions
-// streaming it are cut.
+// streaming it are cut. A snapshot that became the relay's history is
+// never dropped here.
 func (r *Relay) abortFullSync(s *snapshot, why error) {
-	s.finish(nil, why)
-	removeSnapshotFiles(s.path)
 	r.mu.Lock()
+	current := r.snap == s
 	if r.pending == s {
 		r.pending = nil
 		r.broadcast()
 	}
 	r.mu.Unlock()
+	if current {
+		r.logger.Error("refusing to drop the current snapshot", "path", s.path, "err", why)
+		return
+	}
+	s.finish(nil, why)
+	removeSnapshotFiles(s.path)
 }
 
 // commitFullSync checks a fully received snapshot and makes it the relay's
@@ -108,38 +115,74 @@ func (r *Relay) validate(s *snapshot) error {
 	return nil
 }
 
-// install makes an accepted snapshot the relay's history.
+// install makes an accepted snapshot the relay's history, with a new log.
 func (r *Relay) install(s *snapshot) (*replstream.Log, error) {
-	if s.f != nil {
-		if err := s.f.Sync(); err != nil {
-			return nil, fmt.Errorf("sync snapshot: %w", err)
-		}
+	if err := r.syncSnapshot(s); err != nil {
+		return nil, err
 	}
 	logDir := newLogDirName()
 	log, err := replstream.CreateLog(r.path(logDir), s.meta.Offset+1, r.logOptions())
 	if err != nil {
 		return nil, err
 	}
-	if err := r.adopt(s, replstream.NewIdentity(s.meta.ReplID), log); err != nil {
+	if err := r.adopt(s, log, nil); err != nil {
 		log.Remove()
 		return nil, err
 	}
 	return log, nil
 }
 
-// adopt makes an accepted snapshot the relay's, with history id and log:
-// state.json first (so a crash leaves either the old or the new history on
-// disk), then the swap, then the old log (if replaced) and the old snapshot
-// files are removed.
-func (r *Relay) adopt(s *snapshot, id replstream.Identity, log *replstream.Log) error {
+// syncSnapshot makes a snapshot's file durable before anything names it:
+// through the writer's handle while it is open, else by path (a snapshot
+// the guard held back and an operator released).
+func (r *Relay) syncSnapshot(s *snapshot) error {
+	s.mu.Lock()
+	f := s.f
+	s.mu.Unlock()
+	if f == nil {
+		var err error
+		if f, err = os.Open(s.path); err != nil {
+			return fmt.Errorf("open snapshot to sync: %w", err)
+		}
+		defer f.Close()
+	}
+	if err := r.fsyncFile(f); err != nil {
+		return fmt.Errorf("sync snapshot: %w", err)
+	}
+	return nil
+}
+
+// adopt makes an accepted snapshot the relay's. With a new log it starts a
+// new history named by the snapshot's replid; with the current log
+// (refresh) it keeps the current identity, and check, when set, runs under
+// mu to confirm nothing changed meanwhile. state.json is written first (so
+// a crash leaves either the old or the new history on disk), then the
+// swap, then the old log (if replaced) and the old snapshot files are
+// removed.
+func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) error {
 	written, _, _, _, _ := s.state()
 	meta := s.metaCopy()
 	meta.Size = written
-	if err := r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log)}); err != nil {
+
+	r.stateMu.Lock()
+	r.mu.Lock()
+	id := replstream.NewIdentity(meta.ReplID)
+	if log == r.log {
+		id = r.id
+	}
+	var err error
+	if check != nil {
+		err = check()
+	}
+	r.mu.Unlock()
+	if err == nil {
+		err = r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log)})
+	}
+	if err != nil {
+		r.stateMu.Unlock()
 		return err
 	}
 	s.finish(log, nil)
-
 	r.mu.Lock()
 	oldSnap, oldLog := r.snap, r.log
 	r.id, r.snap, r.log = id, s, log
@@ -148,6 +191,7 @@ func (r *Relay) adopt(s *snapshot, id replstream.Identity, log *replstream.Log) 
 	}
 	r.broadcast()
 	r.mu.Unlock()
+	r.stateMu.Unlock()
 
 	if oldLog != nil && oldLog != log {
 		oldLog.Remove()
@@ -181,6 +225,8 @@ func (r *Relay) afterParse(s *snapshot) {
 		if raw, err := json.MarshalIndent(sum, "", "  "); err == nil {
 			os.WriteFile(s.path+".json", raw, 0o644)
 		}
+		r.stateMu.Lock()
+		defer r.stateMu.Unlock()
 		r.mu.Lock()
 		current := r.snap == s
 		s.mu.Lock()
@@ -265,6 +311,8 @@ func (r *Relay) checkSnapshotFile(path, replid string, offset int64) error {
 // are valid under replid2, and goOnline sends them back to reconnect the
 // same way once the transfer is done.
 func (r *Relay) shiftReplID(newID string) error {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
 	r.mu.Lock()
 	_, next := r.log.Range()
 	id := r.id.Shift(newID, next)
@@ -364,14 +412,18 @@ func (r *Relay) goOnline(s *session, replid string) bool {
 		return false
 	}
 	s.setOnline()
+	s.pin.Store(0) // an online session's cursor is held by the retention rule
 	return true
 }
 
 // syncSource picks the snapshot a full sync is served from: one still
 // arriving from upstream (pipelined), else the newest accepted one. With
 // neither, it waits, calling keepalive every second. The returned file is
-// open on the snapshot so it survives a concurrent replacement.
-func (r *Relay) syncSource(ctx context.Context, keepalive func() error) (*snapshot, *os.File, error) {
+// open on the snapshot so it survives a concurrent replacement. pin is set,
+// under the same lock, to the offset the session will stream from after
+// the snapshot: trimLog keeps the log from there until the session is
+// online, so a refresh during the transfer cannot trim what it needs.
+func (r *Relay) syncSource(ctx context.Context, keepalive func() error, pin *atomic.Int64) (*snapshot, *os.File, error) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -383,7 +435,9 @@ func (r *Relay) syncSource(ctx context.Context, keepalive func() error) (*snapsh
 		var f *os.File
 		var err error
 		if s != nil {
-			f, err = os.Open(s.path)
+			if f, err = os.Open(s.path); err == nil {
+				pin.Store(s.meta.Offset + 1)
+			}
 		}
 		changed := r.changed
 		r.mu.Unlock()

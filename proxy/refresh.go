@@ -145,8 +145,8 @@ func (r *Relay) commitRefresh(ctx context.Context, s *snapshot) error {
 		r.stats.snapshotsRejected.Add(1)
 		return fmt.Errorf("snapshot rejected: %w", err)
 	}
-	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("sync snapshot: %w", err)
+	if err := r.syncSnapshot(s); err != nil {
+		return err
 	}
 	// The main link may be a little behind the refresh's fork point; serve
 	// the new snapshot only once the log holds the byte just before the
@@ -158,32 +158,45 @@ func (r *Relay) commitRefresh(ctx context.Context, s *snapshot) error {
 	if err != nil {
 		return fmt.Errorf("log did not reach the snapshot's offset %d: %w", s.meta.Offset, err)
 	}
-	r.mu.Lock()
-	id := r.id
-	if r.log != log || r.pending != s || !strings.EqualFold(id.ReplID, s.meta.ReplID) {
-		r.mu.Unlock()
-		return errors.New("history changed during the refresh")
-	}
-	r.mu.Unlock()
-	if first, _ := log.Range(); first > s.meta.Offset+1 {
-		return fmt.Errorf("log starts at %d, after the snapshot's offset %d", first, s.meta.Offset)
-	}
-	if err := r.adopt(s, id, log); err != nil {
+	err = r.adopt(s, log, func() error { // under mu
+		if r.log != log || r.pending != s || !r.id.Accepts(s.meta.ReplID, s.meta.Offset+1) {
+			return errors.New("history changed during the refresh")
+		}
+		if first, _ := log.Range(); first > s.meta.Offset+1 {
+			return fmt.Errorf("log starts at %d, after the snapshot's offset %d", first, s.meta.Offset)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	return r.trimLog()
+	// The new snapshot is the relay's now: a failed trim only keeps old
+	// segments for longer, it must not undo the refresh.
+	if err := r.trimLog(); err != nil {
+		r.logger.Warn("trim log after refresh", "err", err)
+	}
+	return nil
 }
 
 // trimLog drops log segments that hold only bytes before the snapshot and
-// outside the retention window (RetainBytes before the head, RetainAge).
+// outside the retention window (RetainBytes before the head, RetainAge),
+// and never what a full sync in progress will stream after its snapshot.
 func (r *Relay) trimLog() error {
 	r.mu.Lock()
 	log, snap := r.log, r.snap
+	keep := int64(0)
+	if snap != nil {
+		keep = snap.meta.Offset + 1
+	}
+	for s := range r.sessions {
+		if pin := s.pin.Load(); pin > 0 {
+			keep = min(keep, pin)
+		}
+	}
 	r.mu.Unlock()
 	if log == nil {
 		return nil
 	}
-	keep := snap.meta.Offset + 1
 	_, next := log.Range()
 	cfg := r.conf()
 	if cfg.RetainBytes > 0 {

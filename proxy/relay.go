@@ -34,7 +34,7 @@ type Config struct {
 	RingSize    int           // bytes of the in-memory backlog ring; default 1 MiB
 	SegmentSize int64         // log segment size; default 64 MiB
 	ReplTimeout time.Duration // repl-timeout, both directions; default 60 s
-	WaitAhead   time.Duration // how long a replica ahead of the relay may wait to be caught up; default 5 s
+	WaitAhead   time.Duration // how long a replica ahead of the relay may wait (with keepalives) for the upstream to resend what it lacks; default 60 s
 	MaxClients  int           // downstream connections; default 10000
 	// CommandTimeout bounds how long a client may take to send one command
 	// once it has started (slow-loris clients); default 10 s.
@@ -83,7 +83,7 @@ func (c *Config) setDefaults() {
 		c.ReplTimeout = 60 * time.Second
 	}
 	if c.WaitAhead <= 0 {
-		c.WaitAhead = 5 * time.Second
+		c.WaitAhead = 60 * time.Second
 	}
 	if c.RefreshRatio == 0 {
 		c.RefreshRatio = 1
@@ -105,6 +105,9 @@ func (c *Config) setDefaults() {
 // Relay owns the replication history the relay serves: its identity, the
 // newest accepted snapshot, and the log of bytes after it. The upstream link
 // is its only writer; downstream sessions read it.
+//
+// Locks, in the order they nest: stateMu, then mu, then a snapshot's or the
+// log's own. cfgMu, clientsMu, psMu and cmdMu are leaves.
 type Relay struct {
 	cfgMu  sync.RWMutex
 	cfg    Config       // guarded by cfgMu: read it through conf(); CONFIG SET replaces it
@@ -112,6 +115,14 @@ type Relay struct {
 	replTO atomic.Int64 // cfg.ReplTimeout, for the hot path
 	logger *slog.Logger
 	lock   *os.File // flock on the data dir
+
+	// stateMu makes every change of the history's identity, snapshot or
+	// log one step: compute the new state.json under mu, write it, then
+	// apply it under mu. Held across the file write, never across network
+	// I/O. Only its holder changes id, snap and log.
+	stateMu sync.Mutex
+	// fsyncFile makes a file durable (tests wrap it to observe or slow it).
+	fsyncFile func(*os.File) error
 
 	mu       sync.Mutex
 	id       replstream.Identity // guarded by mu; ReplID empty before the first sync
@@ -195,6 +206,7 @@ func New(cfg Config) (*Relay, error) {
 		downstreamAcked: make(chan struct{}, 1),
 		channels:        make(map[string]map[*client]struct{}),
 		master:          cfg.MasterAddr, masterCh: make(chan struct{}),
+		fsyncFile:       (*os.File).Sync,
 	}
 	r.fixed = cfg
 	r.replTO.Store(int64(cfg.ReplTimeout))
@@ -272,7 +284,10 @@ func (r *Relay) recover() error {
 			return err
 		}
 		st.LogDir = logDir
-		if err := r.writeState(st); err != nil {
+		r.stateMu.Lock()
+		err := r.writeState(st)
+		r.stateMu.Unlock()
+		if err != nil {
 			return err
 		}
 	} else if repaired != "" {
@@ -296,7 +311,7 @@ func (r *Relay) removeStrays(keepSnap, keepLog string) {
 		if name == keepSnap || name == keepSnap+".json" || name == keepLog {
 			continue
 		}
-		if strings.HasPrefix(name, "snapshot-") || strings.HasPrefix(name, "log-") || name == stateFile+".tmp" {
+		if strings.HasPrefix(name, "snapshot-") || strings.HasPrefix(name, "log-") || strings.HasPrefix(name, stateFile+".tmp") {
 			if err := os.RemoveAll(r.path(name)); err != nil {
 				r.logger.Warn("remove stale file", "path", r.path(name), "err", err)
 			}
@@ -304,26 +319,31 @@ func (r *Relay) removeStrays(keepSnap, keepLog string) {
 	}
 }
 
+// writeState replaces state.json with st: a temporary file, fsynced, renamed
+// over it, and the directory fsynced. Caller holds stateMu.
 func (r *Relay) writeState(st diskState) error {
 	raw, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := r.path(stateFile + ".tmp")
-	f, err := os.Create(tmp)
+	f, err := os.CreateTemp(r.fixed.DataDir, stateFile+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
+	tmp := f.Name()
 	if _, err := f.Write(raw); err != nil {
 		f.Close()
+		os.Remove(tmp)
 		return fmt.Errorf("write state: %w", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := r.fsyncFile(f); err != nil {
 		f.Close()
+		os.Remove(tmp)
 		return fmt.Errorf("sync state: %w", err)
 	}
 	f.Close()
 	if err := os.Rename(tmp, r.path(stateFile)); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("rename state: %w", err)
 	}
 	return syncDirectory(r.fixed.DataDir)

@@ -81,6 +81,7 @@ type session struct {
 	ack      atomic.Int64 // last ACKed offset
 	ackTime  atomic.Int64 // unix nanoseconds of the last ACK or keepalive
 	sent     atomic.Int64 // offset of the next stream byte to send, once streaming
+	pin      atomic.Int64 // during a full sync: the log offset it streams from next; 0 otherwise
 	firstAck chan struct{}
 	acked    atomic.Bool
 	started  time.Time
@@ -224,7 +225,7 @@ func (s *session) serve(ctx context.Context) error {
 // fullSync sends a snapshot and then the log from just after it.
 func (s *session) fullSync(ctx context.Context) error {
 	r := s.r
-	snap, f, err := r.syncSource(ctx, s.keepalive)
+	snap, f, err := r.syncSource(ctx, s.keepalive, &s.pin)
 	if err != nil {
 		return err
 	}

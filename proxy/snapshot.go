@@ -46,6 +46,7 @@ type snapshot struct {
 	received bool
 
 	check    *rdbparse.Checker // CRC of the bytes written; used by the writer goroutine only
+	flushed  int64             // bytes handed to startWriteback; used by the writer goroutine only
 	parsed   chan struct{}     // closed when the parser is done with the file
 	summary  *rdbparse.Summary // set before parsed is closed
 	parseErr error             // set before parsed is closed
@@ -87,14 +88,23 @@ func (s *snapshot) setSize(n int64) {
 	s.mu.Unlock()
 }
 
+// writebackEvery is how many bytes of a snapshot may be written before the
+// relay starts writing them to disk (REPL_MAX_WRITTEN_BEFORE_FSYNC in Redis).
+const writebackEvery = 8 << 20
+
 // Write appends RDB bytes from upstream; it implements io.Writer.
 func (s *snapshot) Write(p []byte) (int, error) {
 	n, err := s.f.Write(p)
 	s.check.Write(p[:n])
 	s.mu.Lock()
 	s.written += int64(n)
+	written := s.written
 	s.notify()
 	s.mu.Unlock()
+	if written-s.flushed >= writebackEvery {
+		startWriteback(s.f, s.flushed, written-s.flushed)
+		s.flushed = written
+	}
 	if err != nil {
 		return n, fmt.Errorf("write snapshot: %w", err)
 	}

@@ -415,7 +415,11 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 		r.abortFullSync(s, err)
 		return err
 	}
-	if _, err := r.commitFullSync(s); err != nil {
+	err = keepAliveWhile(c, func() error {
+		_, err := r.commitFullSync(s)
+		return err
+	})
+	if err != nil {
 		if errors.Is(err, errGuardTripped) {
 			return err
 		}
@@ -432,6 +436,26 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 		ackNow = appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(offset, 10))
 	}
 	return u.stream(ctx, c, addr, ackNow)
+}
+
+// keepAliveWhile runs commit (fsync of the snapshot, checks that may wait
+// for the parser) while sending the master a newline every second, as a
+// Redis replica does while it loads a snapshot
+// (replicationSendNewlineToMaster): the master counts it as a sign of life
+// and does not drop a replica whose commit outlasts repl-timeout.
+func keepAliveWhile(c *upConn, commit func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- commit() }()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+			c.write([]byte("\n")) // a broken link shows up on the next read
+		}
+	}
 }
 
 // progressWriter counts bytes written through it and logs the progress of

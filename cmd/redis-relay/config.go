@@ -100,7 +100,7 @@ func defaultSettings() Settings {
 		RefreshRatio:          1,
 		RefreshMinSize:        1 << 30,
 		EmptyMasterGuard:      true,
-		WaitAhead:             5 * time.Second,
+		WaitAhead:             60 * time.Second,
 		CommandTimeout:        10 * time.Second,
 		TLSAuthClients:        "yes",
 	}

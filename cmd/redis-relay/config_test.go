@@ -371,7 +371,7 @@ func TestPrecedence(t *testing.T) {
 		{"refresh-ratio (flag over env and file)", s.RefreshRatio, 4.0},
 		{"replicaof (flag over file)", s.ReplicaOf, "10.0.0.2:6380"},
 		{"log-level (flag over default)", s.LogLevel, "warn"},
-		{"wait-ahead (default)", s.WaitAhead, 5 * time.Second},
+		{"wait-ahead (default)", s.WaitAhead, 60 * time.Second},
 		{"bind (default)", s.Bind, "127.0.0.1"},
 	}
 	for _, c := range checks {

@@ -139,7 +139,7 @@ var directives = []directive{
 			return nil
 		},
 	},
-	durationDirective("wait-ahead", catDownstream, "how long a replica ahead of the relay may wait for it to catch up", func(s *Settings) *time.Duration { return &s.WaitAhead }, time.Millisecond),
+	durationDirective("wait-ahead", catDownstream, "how long a replica ahead of the relay may wait, kept alive with newlines, for the upstream to resend what it lacks", func(s *Settings) *time.Duration { return &s.WaitAhead }, time.Millisecond),
 
 	stringDirective("dir", "<path>", catStorage, "data directory: snapshot, log segments, state", func(s *Settings) *string { return &s.Dir }, notEmpty),
 	sizeDirective("repl-backlog-size", catStorage, "memory ring of the newest stream bytes (older bytes are read from disk)", func(s *Settings) *int64 { return &s.ReplBacklogSize }, 16<<10, math.MaxInt),
