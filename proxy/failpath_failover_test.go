@@ -34,16 +34,34 @@ var foValueSpace = func() []byte {
 	return b
 }()
 
+// foValue returns a value of 200-500 KB.
+func foValue(rng *rand.Rand) []byte {
+	n := 200<<10 + rng.IntN(300<<10)
+	off := rng.IntN(len(foValueSpace) - n)
+	return foValueSpace[off : off+n]
+}
+
 // foBigLoad writes large values to one server until stopped: MULTI/EXEC
 // blocks holding two values of 200-500 KB plus small writes, and plain
-// pipelines mixing one large value with small writes.
+// pipelines mixing one large value with small writes. Each writer pauses a
+// little between batches, so that replicas and relays keep up with it.
 type foBigLoad struct {
+	gate   sync.RWMutex // held by writers during a batch
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	ops    atomic.Int64
-	bytes  atomic.Int64
 	mu     sync.Mutex
 	err    error
+}
+
+// foLoadPause is how long each writer waits between two batches.
+const foLoadPause = 20 * time.Millisecond
+
+func foClient(s *redistest.Server) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr: s.Addr(), Protocol: 2, DisableIdentity: true,
+		MaxRetries: -1, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+	})
 }
 
 func foStartBigLoad(s *redistest.Server, writers int, seed uint64) *foBigLoad {
@@ -53,38 +71,37 @@ func foStartBigLoad(s *redistest.Server, writers int, seed uint64) *foBigLoad {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			c := redis.NewClient(&redis.Options{
-				Addr: s.Addr(), Protocol: 2, DisableIdentity: true,
-				MaxRetries: -1, ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second,
-			})
+			c := foClient(s)
 			defer c.Close()
 			rng := rand.New(rand.NewPCG(seed, uint64(w)))
-			value := func() []byte {
-				n := 200<<10 + rng.IntN(300<<10)
-				off := rng.IntN(len(foValueSpace) - n)
-				return foValueSpace[off : off+n]
-			}
 			for i := 0; ctx.Err() == nil; i++ {
 				var p redis.Pipeliner
 				if i%3 == 2 {
 					p = c.Pipeline()
 				} else {
 					p = c.TxPipeline()
-					p.Set(ctx, fmt.Sprintf("fo:big:%d:%d", w, rng.IntN(16)), value(), 0)
+					p.Set(ctx, fmt.Sprintf("fo:big:%d:%d", w, rng.IntN(16)), foValue(rng), 0)
 				}
-				p.Set(ctx, fmt.Sprintf("fo:big:%d:%d", w, rng.IntN(16)), value(), 0)
+				p.Set(ctx, fmt.Sprintf("fo:big:%d:%d", w, rng.IntN(16)), foValue(rng), 0)
 				p.Incr(ctx, fmt.Sprintf("fo:count:%d", w))
 				p.HSet(ctx, fmt.Sprintf("fo:hash:%d", w), strconv.Itoa(rng.IntN(100)), i)
 				p.LPush(ctx, fmt.Sprintf("fo:list:%d", w), i)
 				p.LTrim(ctx, fmt.Sprintf("fo:list:%d", w), 0, 50)
 				p.Set(ctx, fmt.Sprintf("fo:small:%d:%d", w, rng.IntN(500)), i, 0)
-				if _, err := p.Exec(ctx); err != nil {
+				g.gate.RLock()
+				_, err := p.Exec(ctx)
+				g.gate.RUnlock()
+				if err != nil {
 					if ctx.Err() == nil {
 						g.fail(err)
 					}
 					return
 				}
 				g.ops.Add(1)
+				select {
+				case <-ctx.Done():
+				case <-time.After(foLoadPause):
+				}
 			}
 		}()
 	}
@@ -114,31 +131,84 @@ func (g *foBigLoad) Stop(t testing.TB, dying bool) int64 {
 	return g.ops.Load()
 }
 
-// foKillMidStream kills the master while it still has stream bytes to send
-// to every replica, so that its last command reaches them only in part.
-// It gives up waiting for that after a few seconds and kills it anyway.
-func foKillMidStream(t *testing.T, master *redistest.Server, replicas int) {
+// foKillMidTransaction kills the master while it is sending its replicas a
+// MULTI/EXEC block of 160 SETs of 400-500 KB (64 MB or more), so that the
+// block, and one of its large commands, reaches them only in part. The
+// other writers are held meanwhile, and the block is sent once the replica
+// and every relay have caught up with the master, so it starts right after
+// their offsets. The master is killed once each of them has read more than
+// 64 KB and less than 8 MB of the block: what is still in the socket
+// buffers (at most 36 MB here) reaches them after the kill, but not the
+// whole block. If a block goes by too fast, another one is sent; after 30 s
+// the master is killed anyway.
+func foKillMidTransaction(t *testing.T, master *redistest.Server, load *foBigLoad, spare *redistest.Server, relays ...*testRelay) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		list, err := master.Client().Do(ctx, "CLIENT", "LIST", "TYPE", "replica").Text()
-		cancel()
+	load.gate.Lock()
+	defer load.gate.Unlock()
+	c := foClient(master)
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	readOffsets := func() []int64 {
+		read, err := strconv.ParseInt(spare.Info(t, "replication")["slave_read_repl_offset"], 10, 64)
 		if err != nil {
-			break
+			t.Fatalf("replica %s slave_read_repl_offset: %v", spare.Addr(), err)
 		}
-		busy := 0
-		for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
-			for _, f := range strings.Fields(line) {
-				if v, ok := strings.CutPrefix(f, "omem="); ok && v != "0" {
-					busy++
+		offs := []int64{read}
+		for _, r := range relays {
+			offs = append(offs, r.InfoInt(t, "master_repl_offset"))
+		}
+		return offs
+	}
+	var start int64
+	done := make(chan error, 1)
+	send := func(round int) {
+		redistest.Eventually(t, 60*time.Second, func() error {
+			start = master.InfoInt(t, "master_repl_offset")
+			for _, off := range readOffsets() {
+				if off != start {
+					return fmt.Errorf("a replica is at %d, the master at %d", off, start)
 				}
 			}
+			return nil
+		})
+		rng := rand.New(rand.NewPCG(99, uint64(round)))
+		go func() {
+			tx := c.TxPipeline()
+			for i := range 160 {
+				n := 400<<10 + rng.IntN(100<<10)
+				off := rng.IntN(len(foValueSpace) - n)
+				tx.Set(ctx, fmt.Sprintf("fo:tx:%d", i), foValueSpace[off:off+n], 0)
+				tx.Incr(ctx, "fo:tx:count")
+			}
+			_, err := tx.Exec(ctx)
+			done <- err
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	round := 0
+	send(round)
+	for time.Now().Before(deadline) {
+		offs := readOffsets()
+		inside := true
+		for i := range offs {
+			offs[i] -= start
+			inside = inside && offs[i] > 64<<10 && offs[i] < 8<<20
 		}
-		if busy >= replicas {
+		if inside {
+			t.Logf("killing the master %v bytes into a transaction (replica, relays; round %d)", offs, round)
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("transaction on the master: %v", err)
+			}
+			round++
+			send(round)
+		default:
+			time.Sleep(time.Millisecond)
+		}
 	}
 	master.Kill()
 }
@@ -244,6 +314,27 @@ func foWaitOffsets(t *testing.T, master *redistest.Server, relays []*testRelay, 
 	})
 }
 
+// foWaitReplID waits until relays and replicas have the given replid and
+// their link to their master is up.
+func foWaitReplID(t *testing.T, id string, relays []*testRelay, leaves ...*redistest.Server) {
+	t.Helper()
+	redistest.Eventually(t, 60*time.Second, func() error {
+		for _, r := range relays {
+			info := foRelayInfo(t, r)
+			if info["master_replid"] != id || info["master_link_status"] != "up" {
+				return fmt.Errorf("relay %s has replid %s, link %s; want %s", r.Addr(), info["master_replid"], info["master_link_status"], id)
+			}
+		}
+		for _, l := range leaves {
+			info := l.Info(t, "replication")
+			if info["master_replid"] != id || info["master_link_status"] != "up" {
+				return fmt.Errorf("replica %s has replid %s, link %s; want %s", l.Addr(), info["master_replid"], info["master_link_status"], id)
+			}
+		}
+		return nil
+	})
+}
+
 // foWaitLinkUp waits until a stock replica's link to its master is up.
 func foWaitLinkUp(t *testing.T, s *redistest.Server) {
 	t.Helper()
@@ -260,7 +351,6 @@ func foWaitLinkUp(t *testing.T, s *redistest.Server) {
 // and breaks its link once: it must come back with a partial resync, because
 // the full sync it got first named the new master's history.
 func foCheckLateReplica(t *testing.T, primary *redistest.Server, relay *testRelay, others ...*redistest.Server) {
-	t.Helper()
 	fullBefore := relay.InfoInt(t, "sync_full")
 	late := replicaOf(t, relay.HostPort)
 	inSync(t, 60*time.Second, primary, append(others, late)...)
@@ -307,15 +397,15 @@ func TestFailoverUnderLoadNoFullSync(t *testing.T) {
 	relayFull := relay.InfoInt(t, "sync_full")
 	relayUpFull := relay.InfoInt(t, "upstream_full_syncs")
 
-	load := foStartBigLoad(master, 3, 1)
+	load := foStartBigLoad(master, 2, 1)
 	time.Sleep(2 * time.Second) // let the load fill the stream
-	foKillMidStream(t, master, 2)
+	foKillMidTransaction(t, master, load, spare, relay)
 	t.Logf("%d batches written to the old master", load.Stop(t, true))
 	foWaitLinkDown(t, spare, relay)
 
 	foPromote(t, spare)
 	foRepoint(t, relay, spare)
-	load = foStartBigLoad(spare, 3, 2)
+	load = foStartBigLoad(spare, 2, 2)
 	time.Sleep(3 * time.Second)
 	t.Logf("%d batches written to the new master", load.Stop(t, false))
 	sh, sp := spare.HostPort()
@@ -395,24 +485,31 @@ func TestFailoverChainedRelaysUnderLoad(t *testing.T) {
 	foWaitLinkUp(t, leaf2)
 	r1Full, r2Full := r1.InfoInt(t, "sync_full"), r2.InfoInt(t, "sync_full")
 
-	load := foStartBigLoad(master, 3, 3)
+	load := foStartBigLoad(master, 2, 3)
 	time.Sleep(2 * time.Second) // let the load fill the stream
-	foKillMidStream(t, master, 2)
+	foKillMidTransaction(t, master, load, spare, r1)
 	t.Logf("%d batches written to the old master", load.Stop(t, true))
 	foWaitLinkDown(t, spare, r1)
 
 	foPromote(t, spare)
 	foRepoint(t, r1, spare)
-	load = foStartBigLoad(spare, 3, 4)
-	time.Sleep(2 * time.Second)
+	load = foStartBigLoad(spare, 2, 4)
+	sh, sp := spare.HostPort()
+	foWaitRelayLinked(t, r1, sh, sp)
+	foWaitReplID(t, spare.Info(t, "replication")["master_replid"], []*testRelay{r2}, leaf1)
+	time.Sleep(time.Second) // the load goes on through both relays
 	if n := r1.InfoInt(t, "sync_full"); n != r1Full {
 		t.Errorf("relay R1 sync_full went from %d to %d after the failover", r1Full, n)
 	}
-	r1.Restart() // same port, same data dir; the load goes on
+
+	// Same port, same data dir; the load goes on. Like a Redis replica, a
+	// restarted relay starts from its configured master, so it is pointed
+	// at the new one again (as Sentinel or an operator would).
+	r1.Restart()
+	foRepoint(t, r1, spare)
 	time.Sleep(2 * time.Second)
 	t.Logf("%d batches written to the new master", load.Stop(t, false))
 
-	sh, sp := spare.HostPort()
 	foWaitRelayLinked(t, r1, sh, sp)
 	inSync(t, 60*time.Second, spare, leaf1, leaf2)
 	foWaitOffsets(t, spare, []*testRelay{r1, r2}, leaf1, leaf2)
@@ -463,7 +560,7 @@ func TestRedisCliReplica(t *testing.T) {
 		t.Skip("redis-cli not installed")
 	}
 	master := redistest.Start(t)
-	populate(t, master, 0, 1000)
+	populate(t, master, 0, 100000) // a snapshot of a few MB, read by redis-cli in small pieces
 	relay := startRelay(t, master.Addr())
 	leaf := replicaOf(t, relay.HostPort)
 	inSync(t, 60*time.Second, master, leaf)
@@ -506,7 +603,7 @@ func TestRedisCliReplica(t *testing.T) {
 		}
 		return nil
 	})
-	if text := out.String(); !strings.Contains(text, "sync done") {
+	if text := out.String(); !strings.Contains(text, "SYNC done") {
 		t.Errorf("redis-cli never finished its sync: %q", tail(text, 300))
 	}
 }

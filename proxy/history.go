@@ -82,6 +82,7 @@ func (r *Relay) abortFullSync(s *snapshot, why error) {
 // trips the empty-master guard is held back instead (errGuardTripped).
 func (r *Relay) commitFullSync(s *snapshot) (*replstream.Log, error) {
 	s.markReceived()
+	r.at("commit")
 	if err := r.validate(s); err != nil {
 		r.stats.snapshotsRejected.Add(1)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
@@ -182,6 +183,7 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 		r.stateMu.Unlock()
 		return err
 	}
+	r.at("state-written")
 	s.finish(log, nil)
 	r.mu.Lock()
 	oldSnap, oldLog := r.snap, r.log
@@ -321,6 +323,7 @@ func (r *Relay) shiftReplID(newID string) error {
 	if err := r.writeState(st); err != nil {
 		return err
 	}
+	r.at("shift-written")
 	r.mu.Lock()
 	r.id = id
 	r.broadcast()

@@ -158,6 +158,7 @@ func (r *Relay) commitRefresh(ctx context.Context, s *snapshot) error {
 	if err != nil {
 		return fmt.Errorf("log did not reach the snapshot's offset %d: %w", s.meta.Offset, err)
 	}
+	r.at("refresh-commit")
 	err = r.adopt(s, log, func() error { // under mu
 		if r.log != log || r.pending != s || !r.id.Accepts(s.meta.ReplID, s.meta.Offset+1) {
 			return errors.New("history changed during the refresh")

@@ -70,6 +70,10 @@ type Config struct {
 	// Rewrite, when set, persists the runtime settings (CONFIG REWRITE):
 	// directive name to value as written in a config file.
 	Rewrite func(settings map[string]string) error
+
+	// crashPoint, when set, is called at the named steps of a history
+	// change (see Relay.at); fault tests stop or slow the relay there.
+	crashPoint func(point string)
 }
 
 func (c *Config) setDefaults() {
@@ -206,7 +210,7 @@ func New(cfg Config) (*Relay, error) {
 		downstreamAcked: make(chan struct{}, 1),
 		channels:        make(map[string]map[*client]struct{}),
 		master:          cfg.MasterAddr, masterCh: make(chan struct{}),
-		fsyncFile:       (*os.File).Sync,
+		fsyncFile: (*os.File).Sync,
 	}
 	r.fixed = cfg
 	r.replTO.Store(int64(cfg.ReplTimeout))
@@ -228,6 +232,17 @@ func (r *Relay) conf() Config {
 	r.cfgMu.RLock()
 	defer r.cfgMu.RUnlock()
 	return r.cfg
+}
+
+// at marks a step where a crash must leave the data dir consistent:
+// "commit" (a snapshot fully received, before its checks and fsync),
+// "refresh-commit" (a refreshed snapshot checked, before the swap),
+// "state-written" (state.json names a new snapshot or log, before the old
+// files go) and "shift-written" (state.json holds a new replid).
+func (r *Relay) at(point string) {
+	if f := r.fixed.crashPoint; f != nil {
+		f(point)
+	}
 }
 
 // timeout is repl-timeout.

@@ -232,6 +232,9 @@ func (s *session) fullSync(ctx context.Context) error {
 	defer f.Close()
 	meta := snap.metaCopy()
 	replid := r.announcedID(snap)
+	// Counted when it starts, as Redis counts sync_full: a transfer cut
+	// half way costs the replica a full sync all the same.
+	r.stats.fullSyncsServed.Add(1)
 	s.logger.Info("full resync", "replid", replid, "offset", meta.Offset, "reason_replid", s.replid, "reason_offset", s.off)
 	if !s.legacy {
 		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n", replid, meta.Offset)); err != nil {
@@ -266,7 +269,6 @@ func (s *session) fullSync(ctx context.Context) error {
 			return err
 		}
 	}
-	r.stats.fullSyncsServed.Add(1)
 	log, ok := snap.accepted()
 	if !ok {
 		return errSnapshotAbandoned

@@ -414,14 +414,15 @@ func (l *Log) TrimBefore(off Offset) error {
 	}
 	l.first = l.segs[0].first
 	l.mu.Unlock()
+	var err error
 	for _, s := range drop {
 		name := s.f.Name()
 		s.f.Close()
-		if err := os.Remove(name); err != nil {
-			return fmt.Errorf("remove segment: %w", err)
+		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, fmt.Errorf("remove segment: %w", rerr))
 		}
 	}
-	return nil
+	return err
 }
 
 // Close closes the segment files; waiting cursors return ErrClosed.
