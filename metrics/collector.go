@@ -101,6 +101,7 @@ var (
 	mSnapRejected  = define("snapshots_rejected_total", counter, "Snapshots received from upstream that failed validation and were discarded.")
 	mRefreshes     = define("snapshot_refreshes_total", counter, "Snapshots refreshed from upstream over a second connection.")
 	mRefreshFailed = define("snapshot_refresh_failures_total", counter, "Snapshot refreshes that failed.")
+	mTailCuts      = define("upstream_tail_cuts_total", counter, "Times the relay dropped an unfinished command or transaction from the end of its log after its upstream link broke.")
 	mGuard         = define("guard_tripped", gauge, "1 while the empty-master guard holds back a snapshot from upstream.")
 	mGuardTrips    = define("guard_trips_total", counter, "Times the empty-master guard held back a snapshot from upstream.")
 )
@@ -220,6 +221,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mSnapRejected, float64(st.SnapshotsRejected))
 	e.emit(mRefreshes, float64(st.Refreshes))
 	e.emit(mRefreshFailed, float64(st.RefreshFailures))
+	e.emit(mTailCuts, float64(st.TailCuts))
 	e.emit(mGuard, boolean(st.GuardTripped))
 	e.emit(mGuardTrips, float64(st.GuardTrips))
 }

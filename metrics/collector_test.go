@@ -34,6 +34,7 @@ var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 var allReasons = []proxy.CloseReason{
 	"replica_closed", "write_error", "timeout", "fell_behind", "history_replaced",
 	"replid_changed", "snapshot_abandoned", "protocol_error", "shutdown", "rdb_only_done", "killed",
+	"stream_cut",
 }
 
 // busyRelay is a relay streaming from its master with three replicas.
@@ -78,6 +79,7 @@ func busyRelay() *fixedSource {
 			GuardTrips:         2,
 			Refreshes:          6,
 			RefreshFailures:    1,
+			TailCuts:           3,
 		},
 		replicas: []proxy.ReplicaInfo{
 			{Addr: "10.0.0.7:51000", IP: "10.0.0.7", Port: 6379, State: "online", AckOffset: 5000, AckAge: 250 * time.Millisecond},
@@ -188,6 +190,7 @@ redis_relay_replica_disconnects_total{reason="replica_closed"} 0
 redis_relay_replica_disconnects_total{reason="replid_changed"} 0
 redis_relay_replica_disconnects_total{reason="shutdown"} 0
 redis_relay_replica_disconnects_total{reason="snapshot_abandoned"} 0
+redis_relay_replica_disconnects_total{reason="stream_cut"} 0
 redis_relay_replica_disconnects_total{reason="timeout"} 1
 redis_relay_replica_disconnects_total{reason="write_error"} 0
 # HELP redis_relay_net_input_bytes_total Replication bytes read from the upstream, snapshots included.
@@ -249,6 +252,9 @@ redis_relay_snapshot_refreshes_total 6
 # HELP redis_relay_snapshot_refresh_failures_total Snapshot refreshes that failed.
 # TYPE redis_relay_snapshot_refresh_failures_total counter
 redis_relay_snapshot_refresh_failures_total 1
+# HELP redis_relay_upstream_tail_cuts_total Times the relay dropped an unfinished command or transaction from the end of its log after its upstream link broke.
+# TYPE redis_relay_upstream_tail_cuts_total counter
+redis_relay_upstream_tail_cuts_total 3
 # HELP redis_relay_guard_tripped 1 while the empty-master guard holds back a snapshot from upstream.
 # TYPE redis_relay_guard_tripped gauge
 redis_relay_guard_tripped 0

@@ -94,6 +94,7 @@ type Status struct {
 	GuardTrips         int64
 	Refreshes          int64 // snapshots refreshed over a second connection
 	RefreshFailures    int64
+	TailCuts           int64 // unfinished commands dropped from the log after the upstream link broke
 }
 
 // Status reports the relay's state.
@@ -144,6 +145,7 @@ func (r *Relay) Status() Status {
 	st.GuardTrips = c.guardTrips.Load()
 	st.Refreshes = c.refreshes.Load()
 	st.RefreshFailures = c.refreshFailures.Load()
+	st.TailCuts = c.tailCuts.Load()
 	return st
 }
 
@@ -240,6 +242,7 @@ func (r *Relay) info(section string) string {
 		kv("snapshots_rejected", st.SnapshotsRejected)
 		kv("snapshot_refreshes", st.Refreshes)
 		kv("snapshot_refresh_failures", st.RefreshFailures)
+		kv("upstream_tail_cuts", st.TailCuts)
 		kv("guard_tripped", b2i(st.GuardTripped))
 		if st.GuardTripped {
 			kv("guard_reason", strconv.Quote(st.GuardReason))
