@@ -159,9 +159,20 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 			return nil, "", fmt.Errorf("stat segment: %w", err)
 		}
 		s := &segment{first: first, size: st.Size(), f: f}
-		if n := len(segs); n > 0 && segs[n-1].first+segs[n-1].size != first {
+		if n := len(segs); n > 0 && segs[n-1].first+segs[n-1].size > first {
 			f.Close()
-			return nil, "", fmt.Errorf("open log %s: gap before segment %s (previous ends at %d)", dir, name, segs[n-1].first+segs[n-1].size)
+			return nil, "", fmt.Errorf("open log %s: segment %s overlaps the previous one (which ends at %d)", dir, name, segs[n-1].first+segs[n-1].size)
+		}
+		if n := len(segs); n > 0 && segs[n-1].first+segs[n-1].size < first {
+			// Segments are fsynced together, once a second: a power loss
+			// can leave an older one short. What follows the hole cannot
+			// be served; the master resends it.
+			f.Close()
+			repaired = fmt.Sprintf("gap before segment %s (previous ends at %d): dropped it and every later segment", name, segs[n-1].first+segs[n-1].size)
+			if err := removeSegmentsFrom(dir, names, name); err != nil {
+				return nil, "", err
+			}
+			break
 		}
 		segs = append(segs, s)
 	}
@@ -174,7 +185,7 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 		if err := last.f.Truncate(good); err != nil {
 			return nil, "", fmt.Errorf("truncate segment %s: %w", last.f.Name(), err)
 		}
-		repaired = fmt.Sprintf("segment %s cut from %d to %d bytes: %s", last.f.Name(), last.size, good, what)
+		repaired = strings.TrimPrefix(repaired+"; ", "; ") + fmt.Sprintf("segment %s cut from %d to %d bytes: %s", last.f.Name(), last.size, good, what)
 		last.size = good
 	}
 	l = newLog(dir, opt, segs[0].first)
@@ -209,6 +220,19 @@ func frameSegment(s *segment, size int64, lim Limits) (good int64, what string, 
 		what = "incomplete command or transaction at the end"
 	}
 	return good, what, nil
+}
+
+// removeSegmentsFrom deletes the segment files from name on (names is
+// sorted).
+func removeSegmentsFrom(dir string, names []string, name string) error {
+	for _, n := range names {
+		if n >= name {
+			if err := os.Remove(filepath.Join(dir, n)); err != nil {
+				return fmt.Errorf("remove segment after a gap: %w", err)
+			}
+		}
+	}
+	return syncDir(dir)
 }
 
 func segmentFiles(dir string) ([]string, error) {
@@ -284,17 +308,11 @@ func (l *Log) Append(p []byte, atBoundary bool) error {
 	next, full := l.next, seg.size >= l.opt.SegmentSize
 	l.mu.Unlock()
 	if full && atBoundary {
-		if err := seg.f.Sync(); err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return ErrClosed
-			}
-			return fmt.Errorf("sync segment %d: %w", seg.first, err)
-		}
-		l.setSynced(seg.first + seg.size)
-		if err := l.addSegment(next); err != nil {
-			return err
-		}
-		return syncDir(l.dir)
+		// No fsync here: the reader of the upstream link must never wait
+		// for the disk. Sync (every second, from the ACK loop) makes the
+		// rolled segment and the directory durable before any offset in
+		// them is acknowledged.
+		return l.addSegment(next)
 	}
 	return nil
 }
@@ -320,22 +338,37 @@ func (l *Log) setSynced(off Offset) {
 }
 
 // Sync makes every appended byte durable and returns the offset of the next
-// byte after them. It may run concurrently with Append.
+// byte after them: every segment written since the last Sync, oldest first,
+// then the directory that names them. It may run concurrently with Append.
 func (l *Log) Sync() (Offset, error) {
 	l.mu.RLock()
-	seg, upto := l.segs[len(l.segs)-1], l.next
-	l.mu.RUnlock()
-	if err := seg.f.Sync(); err != nil {
-		if !errors.Is(err, os.ErrClosed) {
-			return 0, fmt.Errorf("sync segment %d: %w", seg.first, err)
+	upto, synced := l.next, l.synced
+	var segs []*segment
+	for _, s := range l.segs {
+		if s.first+s.size > synced || s == l.segs[len(l.segs)-1] {
+			segs = append(segs, s)
 		}
-		// A segment trimmed after it was rolled (and synced) is fine; a
-		// closed log has synced nothing.
-		l.mu.RLock()
-		closed := l.closed
-		l.mu.RUnlock()
-		if closed {
-			return 0, ErrClosed
+	}
+	rolled := len(segs) > 1
+	l.mu.RUnlock()
+	for _, seg := range segs {
+		if err := seg.f.Sync(); err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				return 0, fmt.Errorf("sync segment %d: %w", seg.first, err)
+			}
+			// A segment trimmed meanwhile is fine; a closed log has
+			// synced nothing.
+			l.mu.RLock()
+			closed := l.closed
+			l.mu.RUnlock()
+			if closed {
+				return 0, ErrClosed
+			}
+		}
+	}
+	if rolled {
+		if err := syncDir(l.dir); err != nil {
+			return 0, err
 		}
 	}
 	l.setSynced(upto)
