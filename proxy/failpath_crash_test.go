@@ -258,9 +258,9 @@ func cmSettle(t *testing.T, load *cmLoad, master *redistest.Server, relay *relay
 	t.Helper()
 	time.Sleep(2 * time.Second) // the load goes on a while after the restart
 	load.Stop(t, false)
-	inSync(t, 120*time.Second, master, reps...)
+	cmInSync(t, 120*time.Second, master, relay, reps...)
 	cmWaitOffsets(t, master, relay, reps...)
-	inSync(t, 30*time.Second, master, reps...)
+	cmInSync(t, 30*time.Second, master, relay, reps...)
 	c := cmCost{
 		masterFull:      master.InfoInt(t, "sync_full"),
 		masterPartial:   master.InfoInt(t, "sync_partial_ok"),
@@ -281,7 +281,47 @@ func cmSettle(t *testing.T, load *cmLoad, master *redistest.Server, relay *relay
 		c.replicaPartial = append(c.replicaPartial, p)
 	}
 	t.Logf("cost: %v", c)
+	if lines := cmRelayLines(relay, 5, `msg="upstream link down"`); lines != "" {
+		t.Logf("the relay's upstream link went down (last 5 times):\n%s", lines)
+	}
 	return c
+}
+
+// cmInSync waits until every replica's digest equals the master's. While
+// they differ it keeps, for the failure message, where each server stands.
+func cmInSync(t *testing.T, timeout time.Duration, master *redistest.Server, relay *relayProc, reps ...*redistest.Server) {
+	t.Helper()
+	all := append([]*redistest.Server{master}, reps...)
+	redistest.Eventually(t, timeout, func() error {
+		err := redistest.SameDigest(all...)
+		if err == nil {
+			return nil
+		}
+		var where []string
+		for _, s := range all {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			text, ierr := s.Client().Info(ctx, "replication", "persistence").Result()
+			cancel()
+			if ierr != nil {
+				where = append(where, fmt.Sprintf("%s: INFO: %v", s.Addr(), ierr))
+				continue
+			}
+			f := map[string]string{}
+			for _, line := range strings.Split(text, "\r\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok {
+					f[k] = v
+				}
+			}
+			where = append(where, fmt.Sprintf("%s: role=%s link=%s sync_in_progress=%s loading=%s offset=%s", s.Addr(),
+				f["role"], f["master_link_status"], f["master_sync_in_progress"], f["loading"], f["master_repl_offset"]))
+		}
+		if ri, rerr := cmRelayInfo(relay); rerr != nil {
+			where = append(where, "relay: "+rerr.Error())
+		} else {
+			where = append(where, fmt.Sprintf("relay: link=%s offset=%s last_error=%s", ri["upstream_link_state"], ri["master_repl_offset"], ri["upstream_last_error"]))
+		}
+		return fmt.Errorf("%w [%s]", err, strings.Join(where, "; "))
+	})
 }
 
 // cmEachReplicaLoadedOnce checks that every replica loaded exactly one

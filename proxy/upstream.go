@@ -122,8 +122,8 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 		}()
 		err := up.run(linkCtx, addr)
 		cancel()
+		up.cutPartialTail() // before INFO shows the link down, so its offset never goes back
 		r.upstream.set(linkDown, addr)
-		up.cutPartialTail()
 		if ctx.Err() != nil {
 			return
 		}
