@@ -931,14 +931,14 @@ func TestLogConcurrentReaders(t *testing.T) {
 // middle of a command), trims, and close/reopen cycles, and checks the log
 // against a model after each step.
 func TestLogModel(t *testing.T) {
-	for seed := uint64(0); seed < 8; seed++ {
+	for seed := uint64(0); seed < 16; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 77))
 			opt := LogOptions{RingSize: 32 + rng.IntN(200), SegmentSize: int64(50 + rng.IntN(400))}
 			m := newMirror(t, Offset(1+rng.IntN(1000)), opt)
 			whole := 0 // len(m.data) at the end of the last whole command
 			for step := 0; step < 40; step++ {
-				switch op := rng.IntN(10); {
+				switch op := rng.IntN(11); {
 				case op < 5:
 					if whole != len(m.data) { // finish the torn command first
 						break
@@ -983,6 +983,32 @@ func TestLogModel(t *testing.T) {
 						t.Fatalf("torn command trimmed away")
 					}
 					m.data = m.data[:whole]
+				case op == 8:
+					// The link dropped: cut back to the last whole command.
+					// Readers past the cut fail, the others go on.
+					first, next := m.l.Range()
+					c, err := m.l.Cursor(first + Offset(rng.Int64N(int64(next-first)+1)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					for c.Offset() < next {
+						buf := make([]byte, 1+rng.IntN(300))
+						if _, err := c.Read(context.Background(), buf); err != nil {
+							t.Fatal(err)
+						}
+					}
+					cut, err := m.l.CutToResumePoint()
+					if err != nil || cut != int64(len(m.data)-whole) {
+						t.Fatalf("CutToResumePoint = %d, %v; want %d", cut, err, len(m.data)-whole)
+					}
+					m.data = m.data[:whole]
+					buf := make([]byte, 10)
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+					_, err = c.Read(ctx, buf)
+					cancel()
+					if wantCut := cut > 0 && c.Offset() > m.next(); wantCut != errors.Is(err, ErrTruncated) {
+						t.Fatalf("cursor at %d after a cut to %d: %v", c.Offset(), m.next(), err)
+					}
 				default:
 					m.check()
 				}
