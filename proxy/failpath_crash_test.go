@@ -425,13 +425,14 @@ func TestFaultCrashMatrix(t *testing.T) {
 			}
 			return nil
 		})
+		fullBefore := relay.InfoInt(t, "sync_full") // transfers to replicas begun from the arriving snapshot
 		relay.Kill()
 		if _, err := os.Stat(filepath.Join(relay.dir, stateFile)); err == nil {
 			t.Errorf("state.json written before the first snapshot was complete")
 		}
 		link.SetRate(0)
 		relay.start()
-		c := cmSettle(t, load, master, relay, reps, 0)
+		c := cmSettle(t, load, master, relay, reps, fullBefore)
 		if c.masterFull != 2 {
 			t.Errorf("master sync_full = %d, want 2 (the cut first sync, then the one after the restart)", c.masterFull)
 		}
@@ -452,12 +453,13 @@ func TestFaultCrashMatrix(t *testing.T) {
 		relay := startRelayProcess(t, master.Addr(), crashAt("commit", 0)...)
 		reps := cmReplicas(t, relay, 2)
 		relay.WaitCrashPoint(t, "commit", 120*time.Second)
+		fullBefore := relay.InfoInt(t, "sync_full")
 		relay.Kill()
 		if _, err := os.Stat(filepath.Join(relay.dir, stateFile)); err == nil {
 			t.Errorf("state.json written before the first snapshot was committed")
 		}
 		relay.start()
-		c := cmSettle(t, load, master, relay, reps, 0)
+		c := cmSettle(t, load, master, relay, reps, fullBefore)
 		if c.masterFull != 2 {
 			t.Errorf("master sync_full = %d, want 2 (the uncommitted first sync, then the one after the restart)", c.masterFull)
 		}

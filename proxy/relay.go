@@ -315,6 +315,11 @@ func (r *Relay) recover() error {
 	r.removeStrays(st.Snapshot.File, logDir)
 	first, next := log.Range()
 	r.logger.Info("history recovered", "replid", r.id.ReplID, "snapshot_offset", st.Snapshot.Offset, "first", first, "next", next)
+	// A crash between a refresh and its trim leaves segments older than
+	// the snapshot that retention does not keep.
+	if err := r.trimLog(); err != nil {
+		r.logger.Warn("trim log after recovery", "err", err)
+	}
 	return nil
 }
 

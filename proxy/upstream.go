@@ -61,6 +61,9 @@ func (u *upstreamStatus) get() (state, addr string, since time.Time, lastErr str
 var (
 	errTryLater = errors.New("upstream asked to retry later")
 	errAuth     = errors.New("upstream authentication failed")
+	// errLocalWrite: the relay could not store what the master sent (a
+	// full disk). Reconnecting at once would only fail again.
+	errLocalWrite = errors.New("append to log")
 )
 
 // masterAddr returns the upstream address and a channel closed when it changes.
@@ -138,6 +141,8 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 		default:
 		}
 		switch {
+		case errors.Is(err, errLocalWrite):
+			backoff = min(max(2*backoff, time.Second), 5*time.Second)
 		case up.streamed, errors.Is(err, errGuardTripped):
 			backoff = 0
 		case backoff == 0:
@@ -146,7 +151,7 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 		level := r.logger.Warn
-		if errors.Is(err, errAuth) {
+		if errors.Is(err, errAuth) || errors.Is(err, errLocalWrite) {
 			level = r.logger.Error
 		}
 		level("upstream link down", "upstream", addr, "err", err, "retry_in", backoff)
@@ -561,7 +566,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 		if n > 0 {
 			valid, ferr := u.framer.Feed(buf[:n], onCmd)
 			if aerr := log.Append(buf[:valid], u.resume.At() == u.framer.Next()); aerr != nil {
-				return fmt.Errorf("append to log: %w", aerr)
+				return fmt.Errorf("%w: %w", errLocalWrite, aerr)
 			}
 			r.stats.bytesFromUpstream.Add(int64(valid))
 			u.counts.maybePublish(r, c.br.Buffered() == 0)
