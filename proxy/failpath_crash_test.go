@@ -3,19 +3,14 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-relay/redis-relay/proxy/redistest"
 )
@@ -29,146 +24,6 @@ import (
 
 // cmBacklog lets the master keep what it writes while the relay is down.
 var cmBacklog = []string{"--repl-backlog-size", "256mb"}
-
-// cmValueSpace is the source of the large values: a value is a slice of it.
-var cmValueSpace = func() []byte {
-	rng := rand.New(rand.NewPCG(7, 7))
-	b := make([]byte, 512<<10)
-	for i := range b {
-		b[i] = byte('a' + rng.IntN(26))
-	}
-	return b
-}()
-
-// cmBigRate is what each large-value writer writes per second, so that a
-// 256 MB backlog holds well over ten seconds of load.
-const cmBigRate = 4 << 20
-
-// cmLoad writes to one server until stopped: two writers of large values
-// (100-400 KB SETs, alone or in MULTI/EXEC blocks with small writes) paced
-// at cmBigRate each, and one writer of small pipelined writes of several
-// types, expiring keys and deletes included.
-type cmLoad struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	bytes  atomic.Int64
-	ops    atomic.Int64
-	mu     sync.Mutex
-	err    error
-}
-
-func cmStartLoad(s *redistest.Server, seed uint64) *cmLoad {
-	ctx, cancel := context.WithCancel(context.Background())
-	g := &cmLoad{cancel: cancel}
-	client := func() *redis.Client {
-		return redis.NewClient(&redis.Options{
-			Addr: s.Addr(), Protocol: 2, DisableIdentity: true,
-			MaxRetries: -1, ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second,
-		})
-	}
-	for w := range 2 {
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			c := client()
-			defer c.Close()
-			rng := rand.New(rand.NewPCG(seed, uint64(w)))
-			start := time.Now()
-			var written int64
-			for i := 0; ctx.Err() == nil; i++ {
-				n := 100<<10 + rng.IntN(300<<10)
-				off := rng.IntN(len(cmValueSpace) - n)
-				value := cmValueSpace[off : off+n]
-				var p redis.Pipeliner
-				if i%2 == 0 {
-					p = c.TxPipeline()
-				} else {
-					p = c.Pipeline()
-				}
-				p.Set(ctx, fmt.Sprintf("cm:big:%d:%d", w, rng.IntN(16)), value, 0)
-				p.Incr(ctx, fmt.Sprintf("cm:count:%d", w))
-				p.HSet(ctx, fmt.Sprintf("cm:hash:%d", w), strconv.Itoa(rng.IntN(100)), i)
-				p.LPush(ctx, fmt.Sprintf("cm:list:%d", w), i)
-				p.LTrim(ctx, fmt.Sprintf("cm:list:%d", w), 0, 50)
-				if _, err := p.Exec(ctx); err != nil {
-					if ctx.Err() == nil {
-						g.fail(err)
-					}
-					return
-				}
-				g.ops.Add(1)
-				g.bytes.Add(int64(n))
-				written += int64(n)
-				if ahead := time.Duration(written)*time.Second/cmBigRate - time.Since(start); ahead > 0 {
-					select {
-					case <-time.After(ahead):
-					case <-ctx.Done():
-					}
-				}
-			}
-		}()
-	}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		c := client()
-		defer c.Close()
-		rng := rand.New(rand.NewPCG(seed, 99))
-		for i := 0; ctx.Err() == nil; i++ {
-			p := c.Pipeline()
-			for j := range 50 {
-				k := fmt.Sprintf("cm:small:%d", rng.IntN(3000))
-				switch j % 5 {
-				case 0:
-					p.Set(ctx, k, rng.Int64(), 0)
-				case 1:
-					p.SAdd(ctx, k+":set", j, i%100)
-				case 2:
-					p.ZAdd(ctx, k+":z", redis.Z{Score: float64(i), Member: j})
-				case 3:
-					p.Set(ctx, k+":exp", i, time.Duration(100+rng.IntN(400))*time.Millisecond)
-				case 4:
-					p.Del(ctx, k)
-				}
-			}
-			if _, err := p.Exec(ctx); err != nil {
-				if ctx.Err() == nil {
-					g.fail(err)
-				}
-				return
-			}
-			g.ops.Add(1)
-			select {
-			case <-time.After(5 * time.Millisecond):
-			case <-ctx.Done():
-			}
-		}
-	}()
-	return g
-}
-
-func (g *cmLoad) fail(err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.err == nil {
-		g.err = err
-	}
-}
-
-// Stop ends the load. A failed write fails the test unless the server was
-// killed on purpose (dying).
-func (g *cmLoad) Stop(t testing.TB, dying bool) {
-	t.Helper()
-	g.cancel()
-	g.wg.Wait()
-	g.mu.Lock()
-	err := g.err
-	g.mu.Unlock()
-	if err != nil && !dying {
-		t.Fatalf("load: %v", err)
-	}
-	t.Logf("load: %d batches, %d MB of large values", g.ops.Load(), g.bytes.Load()>>20)
-}
 
 // cmRelayInfo reads the relay process's INFO once.
 func cmRelayInfo(p *relayProc) (map[string]string, error) {
@@ -254,7 +109,7 @@ func (c cmCost) String() string {
 
 // cmSettle stops the load, waits until the master, the relay and the
 // replicas hold the same data at the same offset, and returns the cost.
-func cmSettle(t *testing.T, load *cmLoad, master *redistest.Server, relay *relayProc, reps []*redistest.Server, fullBefore int64) cmCost {
+func cmSettle(t *testing.T, load *bigLoad, master *redistest.Server, relay *relayProc, reps []*redistest.Server, fullBefore int64) cmCost {
 	t.Helper()
 	time.Sleep(2 * time.Second) // the load goes on a while after the restart
 	load.Stop(t, false)
@@ -413,7 +268,7 @@ func TestFaultCrashMatrix(t *testing.T) {
 	t.Run("first snapshot receive", func(t *testing.T) {
 		master := redistest.Start(t, cmBacklog...)
 		populate(t, master, 0, 200000)
-		load := cmStartLoad(master, 1)
+		load := startBigLoad(master, bigLoadOptions{Writers: 2, Rate: 4 << 20, Small: true, Seed: 1})
 		time.Sleep(time.Second) // large values in the dataset too
 		link := redistest.NewFaultProxy(t, master.Addr())
 		link.SetRate(4 << 20) // the snapshot takes seconds to arrive
@@ -448,7 +303,7 @@ func TestFaultCrashMatrix(t *testing.T) {
 	t.Run("first snapshot commit", func(t *testing.T) {
 		master := redistest.Start(t, cmBacklog...)
 		populate(t, master, 0, 50000)
-		load := cmStartLoad(master, 2)
+		load := startBigLoad(master, bigLoadOptions{Writers: 2, Rate: 4 << 20, Small: true, Seed: 2})
 		time.Sleep(time.Second)
 		relay := startRelayProcess(t, master.Addr(), crashAt("commit", 0)...)
 		reps := cmReplicas(t, relay, 2)
@@ -488,7 +343,7 @@ func TestFaultCrashMatrix(t *testing.T) {
 			inSync(t, 60*time.Second, master, reps...)
 			cmWaitOffsets(t, master, relay, reps...)
 			fullBefore := relay.InfoInt(t, "sync_full")
-			load := cmStartLoad(master, 3)
+			load := startBigLoad(master, bigLoadOptions{Writers: 2, Rate: 4 << 20, Small: true, Seed: 3})
 			time.Sleep(time.Second)
 			for _, kv := range [][2]string{{"refresh-ratio", "0.001"}, {"refresh-min-size", "1"}} {
 				if err := relay.client.Do(context.Background(), "CONFIG", "SET", kv[0], kv[1]).Err(); err != nil {
@@ -529,7 +384,7 @@ func TestFaultCrashMatrix(t *testing.T) {
 		cmWaitOffsets(t, master, relay, reps...)
 		fullBefore := relay.InfoInt(t, "sync_full")
 
-		load := cmStartLoad(master, 4)
+		load := startBigLoad(master, bigLoadOptions{Writers: 2, Rate: 4 << 20, Small: true, Seed: 4})
 		time.Sleep(2 * time.Second)
 		// The relay lags the replica when the master dies: a relay ahead of
 		// the promoted replica could not continue from it, no more than a
@@ -555,7 +410,7 @@ func TestFaultCrashMatrix(t *testing.T) {
 			}
 			return nil
 		})
-		load = cmStartLoad(spare, 5)
+		load = startBigLoad(spare, bigLoadOptions{Writers: 2, Rate: 4 << 20, Small: true, Seed: 5})
 		h, p := spare.HostPort()
 		if err := relay.client.Do(context.Background(), "REPLICAOF", h, p).Err(); err != nil {
 			t.Fatalf("relay REPLICAOF %s %s: %v", h, p, err)
@@ -592,7 +447,7 @@ func TestFaultCrashMatrix(t *testing.T) {
 		cmWaitOffsets(t, master, relay, reps...)
 		fullBefore := relay.InfoInt(t, "sync_full")
 
-		load := cmStartLoad(master, 6)
+		load := startBigLoad(master, bigLoadOptions{Writers: 2, Rate: 4 << 20, Small: true, Seed: 6})
 		time.Sleep(time.Second)
 		// Leave about 12 MB: the load fills it in a couple of seconds.
 		filler := filepath.Join(dir, "filler")

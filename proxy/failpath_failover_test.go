@@ -9,11 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-relay/redis-relay/proxy/redistest"
 )
@@ -26,113 +23,6 @@ import (
 // Nothing below the relays may need a full sync, and the promoted replica
 // must see only partial resyncs.
 
-// foValueSpace is the source of the large values: a value is a slice of it.
-var foValueSpace = func() []byte {
-	rng := rand.New(rand.NewPCG(42, 42))
-	b := make([]byte, 600<<10)
-	for i := range b {
-		b[i] = byte('a' + rng.IntN(26))
-	}
-	return b
-}()
-
-// foValue returns a value of 200-500 KB.
-func foValue(rng *rand.Rand) []byte {
-	n := 200<<10 + rng.IntN(300<<10)
-	off := rng.IntN(len(foValueSpace) - n)
-	return foValueSpace[off : off+n]
-}
-
-// foBigLoad writes large values to one server until stopped: MULTI/EXEC
-// blocks holding two values of 200-500 KB plus small writes, and plain
-// pipelines mixing one large value with small writes. Each writer pauses a
-// little between batches, so that replicas and relays keep up with it.
-type foBigLoad struct {
-	gate   sync.RWMutex // held by writers during a batch
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	ops    atomic.Int64
-	mu     sync.Mutex
-	err    error
-}
-
-// foLoadPause is how long each writer waits between two batches.
-const foLoadPause = 20 * time.Millisecond
-
-func foClient(s *redistest.Server) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr: s.Addr(), Protocol: 2, DisableIdentity: true,
-		MaxRetries: -1, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
-	})
-}
-
-func foStartBigLoad(s *redistest.Server, writers int, seed uint64) *foBigLoad {
-	ctx, cancel := context.WithCancel(context.Background())
-	g := &foBigLoad{cancel: cancel}
-	for w := range writers {
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			c := foClient(s)
-			defer c.Close()
-			rng := rand.New(rand.NewPCG(seed, uint64(w)))
-			for i := 0; ctx.Err() == nil; i++ {
-				var p redis.Pipeliner
-				if i%3 == 2 {
-					p = c.Pipeline()
-				} else {
-					p = c.TxPipeline()
-					p.Set(ctx, fmt.Sprintf("fo:big:%d:%d", w, rng.IntN(16)), foValue(rng), 0)
-				}
-				p.Set(ctx, fmt.Sprintf("fo:big:%d:%d", w, rng.IntN(16)), foValue(rng), 0)
-				p.Incr(ctx, fmt.Sprintf("fo:count:%d", w))
-				p.HSet(ctx, fmt.Sprintf("fo:hash:%d", w), strconv.Itoa(rng.IntN(100)), i)
-				p.LPush(ctx, fmt.Sprintf("fo:list:%d", w), i)
-				p.LTrim(ctx, fmt.Sprintf("fo:list:%d", w), 0, 50)
-				p.Set(ctx, fmt.Sprintf("fo:small:%d:%d", w, rng.IntN(500)), i, 0)
-				g.gate.RLock()
-				_, err := p.Exec(ctx)
-				g.gate.RUnlock()
-				if err != nil {
-					if ctx.Err() == nil {
-						g.fail(err)
-					}
-					return
-				}
-				g.ops.Add(1)
-				select {
-				case <-ctx.Done():
-				case <-time.After(foLoadPause):
-				}
-			}
-		}()
-	}
-	return g
-}
-
-func (g *foBigLoad) fail(err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.err == nil {
-		g.err = err
-	}
-}
-
-// Stop ends the load and returns the number of batches written. A failed
-// write fails the test unless the server was killed on purpose (dying).
-func (g *foBigLoad) Stop(t testing.TB, dying bool) int64 {
-	t.Helper()
-	g.cancel()
-	g.wg.Wait()
-	g.mu.Lock()
-	err := g.err
-	g.mu.Unlock()
-	if err != nil && !dying {
-		t.Fatalf("load: %v", err)
-	}
-	return g.ops.Load()
-}
-
 // foKillMidTransaction kills the master while it is sending its replicas a
 // MULTI/EXEC block of 160 SETs of 400-500 KB (64 MB or more), so that the
 // block, and one of its large commands, reaches them only in part. The
@@ -143,11 +33,11 @@ func (g *foBigLoad) Stop(t testing.TB, dying bool) int64 {
 // buffers (at most 36 MB with Linux's default tcp_rmem and tcp_wmem
 // limits) reaches them after the kill, but not the whole block. If one of them gets past 12 MB first, another block is sent;
 // after 30 s the master is killed anyway.
-func foKillMidTransaction(t *testing.T, master *redistest.Server, load *foBigLoad, spare *redistest.Server, relays ...*testRelay) {
+func foKillMidTransaction(t *testing.T, master *redistest.Server, load *bigLoad, spare *redistest.Server, relays ...*testRelay) {
 	t.Helper()
 	load.gate.Lock()
 	defer load.gate.Unlock()
-	c := foClient(master)
+	c := loadClient(master)
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -179,8 +69,8 @@ func foKillMidTransaction(t *testing.T, master *redistest.Server, load *foBigLoa
 			tx := c.TxPipeline()
 			for i := range 160 {
 				n := 400<<10 + rng.IntN(100<<10)
-				off := rng.IntN(len(foValueSpace) - n)
-				tx.Set(ctx, fmt.Sprintf("fo:tx:%d", i), foValueSpace[off:off+n], 0)
+				off := rng.IntN(len(bigValueSpace) - n)
+				tx.Set(ctx, fmt.Sprintf("fo:tx:%d", i), bigValueSpace[off:off+n], 0)
 				tx.Incr(ctx, "fo:tx:count")
 			}
 			_, err := tx.Exec(ctx)
@@ -399,7 +289,7 @@ func TestFailoverUnderLoadNoFullSync(t *testing.T) {
 	relayFull := relay.InfoInt(t, "sync_full")
 	relayUpFull := relay.InfoInt(t, "upstream_full_syncs")
 
-	load := foStartBigLoad(master, 2, 1)
+	load := startBigLoad(master, bigLoadOptions{Writers: 2, Pause: 20 * time.Millisecond, Seed: 1})
 	time.Sleep(2 * time.Second) // let the load fill the stream
 	foKillMidTransaction(t, master, load, spare, relay)
 	t.Logf("%d batches written to the old master", load.Stop(t, true))
@@ -407,7 +297,7 @@ func TestFailoverUnderLoadNoFullSync(t *testing.T) {
 
 	foPromote(t, spare)
 	foRepoint(t, relay, spare)
-	load = foStartBigLoad(spare, 2, 2)
+	load = startBigLoad(spare, bigLoadOptions{Writers: 2, Pause: 20 * time.Millisecond, Seed: 2})
 	time.Sleep(3 * time.Second)
 	t.Logf("%d batches written to the new master", load.Stop(t, false))
 	sh, sp := spare.HostPort()
@@ -487,7 +377,7 @@ func TestFailoverChainedRelaysUnderLoad(t *testing.T) {
 	foWaitLinkUp(t, leaf2)
 	r1Full, r2Full := r1.InfoInt(t, "sync_full"), r2.InfoInt(t, "sync_full")
 
-	load := foStartBigLoad(master, 2, 3)
+	load := startBigLoad(master, bigLoadOptions{Writers: 2, Pause: 20 * time.Millisecond, Seed: 3})
 	time.Sleep(2 * time.Second) // let the load fill the stream
 	foKillMidTransaction(t, master, load, spare, r1)
 	t.Logf("%d batches written to the old master", load.Stop(t, true))
@@ -495,7 +385,7 @@ func TestFailoverChainedRelaysUnderLoad(t *testing.T) {
 
 	foPromote(t, spare)
 	foRepoint(t, r1, spare)
-	load = foStartBigLoad(spare, 2, 4)
+	load = startBigLoad(spare, bigLoadOptions{Writers: 2, Pause: 20 * time.Millisecond, Seed: 4})
 	sh, sp := spare.HostPort()
 	foWaitRelayLinked(t, r1, sh, sp)
 	foWaitReplID(t, spare.Info(t, "replication")["master_replid"], []*testRelay{r2}, leaf1)
