@@ -36,6 +36,8 @@ type ReplicaInfo struct {
 	AckOffset int64
 	AckAge    time.Duration // since the last ACK (0 while not online)
 	Since     time.Time
+	BulkSent  int64 // during a full sync: snapshot bytes sent so far
+	BulkTotal int64 // during a full sync: the snapshot's size; -1 while unknown
 }
 
 // Replicas lists the downstream replica sessions, sorted by address.
@@ -47,7 +49,8 @@ func (r *Relay) Replicas() []ReplicaInfo {
 		if ip == "" {
 			ip, _, _ = net.SplitHostPort(s.c.addr)
 		}
-		ri := ReplicaInfo{Addr: s.c.addr, IP: ip, Port: s.c.listeningPort, State: s.state.Load().(string), AckOffset: s.ack.Load(), Since: s.started}
+		ri := ReplicaInfo{Addr: s.c.addr, IP: ip, Port: s.c.listeningPort, State: s.state.Load().(string), AckOffset: s.ack.Load(), Since: s.started,
+			BulkSent: s.bulkSent.Load(), BulkTotal: s.bulkTotal.Load()}
 		if ri.State == stateOnline {
 			ri.AckAge = time.Since(time.Unix(0, s.ackTime.Load()))
 		}

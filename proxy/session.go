@@ -82,6 +82,10 @@ type session struct {
 	ackTime  atomic.Int64 // unix nanoseconds of the last ACK or keepalive
 	sent     atomic.Int64 // offset of the next stream byte to send, once streaming
 	pin      atomic.Int64 // during a full sync: the log offset it streams from next; 0 otherwise
+	// During a full sync: snapshot bytes sent, and the snapshot's size (-1
+	// while it is still arriving with its size unknown).
+	bulkSent  atomic.Int64
+	bulkTotal atomic.Int64
 	firstAck chan struct{}
 	acked    atomic.Bool
 	started  time.Time
@@ -255,12 +259,12 @@ func (s *session) fullSync(ctx context.Context) error {
 	if err := s.write(p.Preamble()); err != nil {
 		return err
 	}
-	var sent atomic.Int64
-	pw := &progressWriter{w: writerFunc(s.write), n: &sent, total: p.Size, logger: s.logger, what: "sending snapshot"}
+	pw := &progressWriter{w: writerFunc(s.write), n: &s.bulkSent, total: p.Size, logger: s.logger, what: "sending snapshot"}
 	if p.Size < 0 {
 		_, size, _, _, _ := snap.state()
 		pw.total = size
 	}
+	s.bulkTotal.Store(pw.total)
 	if _, err := snap.copyTo(ctx, pw, f); err != nil {
 		return err
 	}
