@@ -29,7 +29,11 @@ var (
 
 // LogOptions configure a Log.
 type LogOptions struct {
-	RingSize    int   // bytes of the memory ring (the backlog); default 1 MiB
+	// RingSize is the memory ring (the backlog): the newest bytes, served
+	// without touching the disk, and the most the log holds in memory ahead
+	// of its segment files when the disk is slower than the stream; default
+	// 1 MiB.
+	RingSize    int
 	SegmentSize int64 // a segment is closed once it holds at least this many bytes and the stream is at a command boundary; default 64 MiB
 	// Limits for the framing check run over the tail on recovery.
 	Limits Limits
@@ -44,32 +48,50 @@ func (o *LogOptions) setDefaults() {
 	}
 }
 
-// Log holds bytes [First, Next) of one replication history. Every byte is
-// written to segment files in its directory (named by the offset of their
-// first byte, %020d.seg); the newest RingSize bytes are also kept in a memory
-// ring, so that readers near the head never touch the disk. Segments are cut
-// only at resume points (see ResumePoint), so each starts with a whole
-// command outside any transaction.
+// Log holds bytes [First, Next) of one replication history. Append copies
+// bytes into a memory ring and returns: readers see them at once. A
+// goroutine of the log (the write-behind) writes them to segment files in
+// its directory (named by the offset of their first byte, %020d.seg); the
+// ring always holds every byte not yet written, so a disk that falls
+// behind a burst costs ring space, not a stalled Append, until the ring is
+// full of unwritten bytes (then Append waits). Readers near the head read
+// the ring, older ones the files. Segments are cut only at resume points
+// (see ResumePoint), so each starts with a whole command outside any
+// transaction.
 //
 // Bytes are written at explicit file offsets: a write that fails half way
 // leaves the log's size unchanged, and the retry overwrites the torn bytes.
+// After a failed write Append returns the error until a retry succeeds.
 //
-// There is one writer (Append, Sync, Truncate, CutToResumePoint, TrimBefore)
-// and any number of Cursors.
+// There is one appender (Append, Sync, Truncate, CutToResumePoint,
+// TrimBefore) and any number of Cursors. Lock order: wmu, then mu.
 type Log struct {
 	dir string
 	opt LogOptions
 
-	mu     sync.RWMutex
-	ring   []byte     // ring[o % len(ring)] holds offset o for o in [ringStart(), next); guarded by mu
-	ringLo Offset     // the ring holds nothing before this offset (it starts empty); guarded by mu
-	segs   []*segment // oldest first, contiguous; the last one is written to; guarded by mu
-	first  Offset     // offset of the oldest byte held; guarded by mu
-	next   Offset     // master_repl_offset+1; guarded by mu
-	synced Offset     // bytes before this offset are fsynced; guarded by mu
-	cuts   []Offset   // the new Next of every Truncate, oldest first; guarded by mu
-	wake   chan struct{}
-	closed bool
+	// wmu is held by the write-behind while it writes or rolls a segment,
+	// and by Truncate, so that a cut never races a write of the cut bytes.
+	wmu sync.Mutex
+
+	mu      sync.RWMutex
+	ring    []byte     // ring[o % len(ring)] holds offset o for o in [ringStart(), next); guarded by mu
+	ringLo  Offset     // the ring holds nothing before this offset (it starts empty); guarded by mu
+	segs    []*segment // oldest first, contiguous; the last one is written to; guarded by mu
+	first   Offset     // offset of the oldest byte held; guarded by mu
+	next    Offset     // master_repl_offset+1; guarded by mu
+	written Offset     // bytes before this offset are in segment files; next-len(ring) <= written <= next; guarded by mu
+	synced  Offset     // bytes before this offset are fsynced; guarded by mu
+	resume  Offset     // the newest resume point appended; guarded by mu
+	werr    error      // the last write error, until a write succeeds; guarded by mu
+	cuts    []Offset   // the new Next of every Truncate, oldest first; guarded by mu
+	wake    chan struct{} // closed and replaced when next grows or shrinks
+	space   chan struct{} // closed and replaced when written, werr or closed change
+	closed  bool
+
+	started bool          // the write-behind runs; set before any Append
+	work    chan struct{} // buffered(1): there are bytes to write
+	stop chan struct{} // closed by Close: write what is appended, then exit
+	done chan struct{} // closed when the write-behind has exited
 
 	freeRing func() // releases ring's memory; called by Close under mu
 }
@@ -117,12 +139,18 @@ func CreateLog(dir string, start Offset, opt LogOptions) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
+	l.startWriter()
 	return l, nil
 }
 
 func newLog(dir string, opt LogOptions, start Offset) *Log {
 	ring, free := allocRing(opt.RingSize)
-	return &Log{dir: dir, opt: opt, ring: ring, freeRing: free, ringLo: start, first: start, next: start, synced: start, wake: make(chan struct{})}
+	return &Log{
+		dir: dir, opt: opt, ring: ring, freeRing: free,
+		ringLo: start, first: start, next: start, written: start, synced: start, resume: start,
+		wake: make(chan struct{}), space: make(chan struct{}),
+		work: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
 }
 
 // OpenLog recovers a log written by an earlier process. Segments must be
@@ -191,8 +219,8 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 	l = newLog(dir, opt, segs[0].first)
 	l.segs = segs
 	l.next = last.first + last.size
-	l.ringLo = l.next
-	l.synced = l.next
+	l.ringLo, l.written, l.synced, l.resume = l.next, l.next, l.next, l.next
+	l.startWriter()
 	return l, repaired, nil
 }
 
@@ -256,17 +284,31 @@ func segmentFiles(dir string) ([]string, error) {
 }
 
 func (l *Log) addSegment(first Offset) error {
-	f, err := os.OpenFile(filepath.Join(l.dir, segName(first)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	s, err := l.createSegment(first)
 	if err != nil {
-		return fmt.Errorf("create segment: %w", err)
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.attachSegment(s)
+}
+
+// createSegment creates the file of a segment starting at first.
+func (l *Log) createSegment(first Offset) (*segment, error) {
+	f, err := os.OpenFile(filepath.Join(l.dir, segName(first)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("create segment: %w", err)
+	}
+	return &segment{first: first, f: f}, nil
+}
+
+// attachSegment makes s the newest segment. Caller holds mu.
+func (l *Log) attachSegment(s *segment) error {
 	if l.closed { // Close has closed the other files; don't leak this one
-		f.Close()
+		s.f.Close()
 		return ErrClosed
 	}
-	l.segs = append(l.segs, &segment{first: first, f: f})
+	l.segs = append(l.segs, s)
 	return nil
 }
 
@@ -274,45 +316,53 @@ func (l *Log) addSegment(first Offset) error {
 func (l *Log) Dir() string { return l.dir }
 
 // Append adds p at offset Next. atBoundary says whether the stream ends on a
-// resume point after p; only then may a full segment be closed.
+// resume point after p; only there may a full segment be closed. Append
+// waits only when the ring is full of bytes the disk has not taken yet; it
+// returns the write-behind's error while writes fail (a full disk).
 func (l *Log) Append(p []byte, atBoundary bool) error {
-	if len(p) == 0 {
-		return nil
+	limit := max(l.opt.RingSize/2, 1)
+	for len(p) > 0 {
+		n := min(len(p), limit)
+		if err := l.appendChunk(p[:n], atBoundary && n == len(p)); err != nil {
+			return err
+		}
+		p = p[n:]
 	}
-	l.mu.RLock()
-	closed, seg := l.closed, l.segs[len(l.segs)-1]
-	at := seg.size
-	l.mu.RUnlock()
-	if closed {
-		return ErrClosed
-	}
-	// At an explicit offset: after a short write (ENOSPC, EIO) the size is
-	// not moved, so the bytes resent after a reconnect overwrite the torn
-	// ones instead of landing after them.
-	if _, err := seg.f.WriteAt(p, at); err != nil {
-		if errors.Is(err, os.ErrClosed) {
+	return nil
+}
+
+func (l *Log) appendChunk(p []byte, atBoundary bool) error {
+	n := Offset(len(p))
+	l.mu.Lock()
+	for {
+		if l.closed {
+			l.mu.Unlock()
 			return ErrClosed
 		}
-		return fmt.Errorf("append to segment %d: %w", seg.first, err)
-	}
-	l.mu.Lock()
-	if l.closed { // Close ran during the write and already closed wake
+		if l.werr != nil {
+			err := l.werr
+			l.mu.Unlock()
+			return err
+		}
+		if l.next+n-l.written <= Offset(len(l.ring)) {
+			break
+		}
+		space := l.space
 		l.mu.Unlock()
-		return ErrClosed
+		<-space
+		l.mu.Lock()
 	}
-	seg.size += int64(len(p))
 	l.copyToRing(p)
-	l.next += Offset(len(p))
+	l.next += n
+	if atBoundary {
+		l.resume = l.next
+	}
 	close(l.wake)
 	l.wake = make(chan struct{})
-	next, full := l.next, seg.size >= l.opt.SegmentSize
 	l.mu.Unlock()
-	if full && atBoundary {
-		// No fsync here: the reader of the upstream link must never wait
-		// for the disk. Sync (every second, from the ACK loop) makes the
-		// rolled segment and the directory durable before any offset in
-		// them is acknowledged.
-		return l.addSegment(next)
+	select {
+	case l.work <- struct{}{}:
+	default:
 	}
 	return nil
 }
@@ -331,10 +381,31 @@ func (l *Log) copyToRing(p []byte) {
 
 func (l *Log) setSynced(off Offset) {
 	l.mu.Lock()
-	if off > l.synced {
+	if off = min(off, l.written); off > l.synced {
 		l.synced = off
 	}
 	l.mu.Unlock()
+}
+
+// waitWritten blocks until the write-behind has written every byte before
+// off (or before Next, if that is smaller after a Truncate).
+func (l *Log) waitWritten(off Offset) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for {
+		switch {
+		case l.closed:
+			return ErrClosed
+		case l.written >= min(off, l.next):
+			return nil
+		case l.werr != nil:
+			return l.werr
+		}
+		space := l.space
+		l.mu.RUnlock()
+		<-space
+		l.mu.RLock()
+	}
 }
 
 // Sync makes every appended byte durable and returns the offset of the next
@@ -342,7 +413,13 @@ func (l *Log) setSynced(off Offset) {
 // then the directory that names them. It may run concurrently with Append.
 func (l *Log) Sync() (Offset, error) {
 	l.mu.RLock()
-	upto, synced := l.next, l.synced
+	upto := l.next
+	l.mu.RUnlock()
+	if err := l.waitWritten(upto); err != nil {
+		return 0, err
+	}
+	l.mu.RLock()
+	synced := l.synced
 	var segs []*segment
 	for _, s := range l.segs {
 		if s.first+s.size > synced || s == l.segs[len(l.segs)-1] {
@@ -382,6 +459,8 @@ func (l *Log) Sync() (Offset, error) {
 // never finished. Cursors that have already read past at fail with
 // ErrTruncated; the bytes appended next take the cut offsets.
 func (l *Log) Truncate(at Offset) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -396,18 +475,25 @@ func (l *Log) Truncate(at Offset) error {
 		l.mu.Unlock()
 		return nil
 	}
-	seg.size = at - seg.first
 	// The cut bytes overwrote ring slots of older offsets: the ring now
 	// holds only what it held before them.
 	l.ringLo = max(l.ringLo, l.next-Offset(len(l.ring)))
 	l.next = at
+	l.resume = min(l.resume, at)
+	inFile := at < l.written
+	if inFile {
+		seg.size = at - seg.first
+		l.written = at
+	}
 	l.synced = min(l.synced, at)
 	l.cuts = append(l.cuts, at)
 	close(l.wake)
 	l.wake = make(chan struct{})
 	l.mu.Unlock()
-	if err := seg.f.Truncate(at - seg.first); err != nil {
-		return fmt.Errorf("truncate segment %d: %w", seg.first, err)
+	if inFile {
+		if err := seg.f.Truncate(at - seg.first); err != nil {
+			return fmt.Errorf("truncate segment %d: %w", seg.first, err)
+		}
 	}
 	return nil
 }
@@ -415,20 +501,32 @@ func (l *Log) Truncate(at Offset) error {
 // CutToResumePoint truncates the log back to its last resume point (see
 // ResumePoint) and returns how many bytes it cut. A stock replica drops a
 // partial command, or an unfinished MULTI, when its link breaks; the relay
-// does the same before it asks any master to continue.
+// does the same before it asks any master to continue. The newest segment
+// is framed from its start, from the disk and from the ring alike.
 func (l *Log) CutToResumePoint() (int64, error) {
 	l.mu.RLock()
-	closed, seg := l.closed, l.segs[len(l.segs)-1]
-	size, next := seg.size, l.next
+	closed, from, next := l.closed, l.segs[len(l.segs)-1].first, l.next
 	l.mu.RUnlock()
 	if closed {
 		return 0, ErrClosed
 	}
-	good, _, err := frameSegment(seg, size, l.opt.Limits)
+	c, err := l.Cursor(from)
 	if err != nil {
 		return 0, err
 	}
-	at := seg.first + good
+	fr := NewFramer(from, l.opt.Limits)
+	rp := NewResumePoint(from)
+	buf := make([]byte, 256<<10)
+	for c.Offset() < next {
+		n, err := c.Read(context.Background(), buf[:min(int64(len(buf)), next-c.Offset())])
+		if err != nil {
+			return 0, fmt.Errorf("read the log's tail: %w", err)
+		}
+		if _, ferr := fr.Feed(buf[:n], rp.Add); ferr != nil {
+			break // appended bytes are always framed: only the tail can be short
+		}
+	}
+	at := rp.At()
 	if at == next {
 		return 0, nil
 	}
@@ -458,8 +556,25 @@ func (l *Log) TrimBefore(off Offset) error {
 	return err
 }
 
-// Close closes the segment files; waiting cursors return ErrClosed.
+// Close writes what was appended to the segment files (without fsync),
+// stops the write-behind and closes the files; waiting cursors return
+// ErrClosed.
 func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+		if !l.started {
+			close(l.done)
+		}
+	}
+	l.mu.Unlock()
+	<-l.done
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -467,8 +582,9 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	close(l.wake)
-	// Every ring access checks closed under mu first, so nobody touches
-	// the ring after this.
+	close(l.space)
+	// Every ring access checks closed under mu first, and the write-behind
+	// has exited, so nobody touches the ring after this.
 	l.freeRing()
 	l.ring = nil
 	segs := l.segs
@@ -488,6 +604,7 @@ func (l *Log) Remove() error {
 // LogStats is a snapshot of the log's extent.
 type LogStats struct {
 	First, Next, Synced Offset
+	Written             Offset // bytes before it are in segment files; Next-Written wait in the ring
 	RingBytes           int64 // bytes currently served from memory
 	RingSize            int64
 	DiskBytes           int64
@@ -498,7 +615,7 @@ type LogStats struct {
 func (l *Log) Stats() LogStats {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	s := LogStats{First: l.first, Next: l.next, Synced: l.synced, RingSize: int64(l.opt.RingSize), Segments: len(l.segs)}
+	s := LogStats{First: l.first, Next: l.next, Written: l.written, Synced: l.synced, RingSize: int64(l.opt.RingSize), Segments: len(l.segs)}
 	s.RingBytes = l.next - l.ringStart()
 	for _, seg := range l.segs {
 		s.DiskBytes += seg.size

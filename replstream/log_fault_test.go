@@ -71,27 +71,37 @@ func (f *faultyFile) WriteAt(p []byte, off int64) (int, error) {
 	return f.segmentFile.WriteAt(p, off)
 }
 
-// TestLogShortWriteIsOverwritten: a write that fails half way must not
-// shift the bytes written after it. The upstream resends what was not
-// appended; readers from disk and a reopened log must see it once.
+// TestLogShortWriteIsOverwritten: a segment write that fails half way
+// (a full disk) must not shift the bytes written after it. Append goes on
+// into the ring, then reports the error until the write-behind's retry
+// succeeds; readers and a reopened log see every byte once.
 func TestLogShortWriteIsOverwritten(t *testing.T) {
-	m := newMirror(t, 1, smallOpts)
+	m := newMirror(t, 1, LogOptions{RingSize: 4096, SegmentSize: 1 << 20})
 	m.appendRandom(rand.New(rand.NewPCG(3, 3)), 300, 40)
-	seg := m.l.segs[len(m.l.segs)-1]
-	ff := &faultyFile{segmentFile: seg.f, failNext: true}
-	seg.f = ff
-	cmd := encodeCmd("SET", "after-enospc", strings.Repeat("z", 60))
-	if err := m.l.Append(cmd, true); err == nil || !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("Append on a full disk: %v, want ENOSPC", err)
-	}
-	if _, next := m.l.Range(); next != m.next() {
-		t.Fatalf("a failed append moved Next to %d, want %d", next, m.next())
-	}
-	// The link reconnects and the same bytes come again.
-	if err := m.l.Append(cmd, true); err != nil {
+	if _, err := m.l.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	m.l.wmu.Lock()
+	seg := m.l.segs[len(m.l.segs)-1]
+	seg.f = &faultyFile{segmentFile: seg.f, failNext: true}
+	m.l.wmu.Unlock()
+	cmd := encodeCmd("SET", "after-enospc", strings.Repeat("z", 60))
+	if err := m.l.Append(cmd, true); err != nil {
+		t.Fatalf("Append while the disk is full must go to the ring: %v", err)
+	}
 	m.data = append(m.data, cmd...)
+	if _, err := m.l.Sync(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Sync on a full disk: %v, want ENOSPC", err)
+	}
+	if st := m.l.Stats(); st.Written != m.next()-Offset(len(cmd)) {
+		t.Fatalf("a failed write moved Written to %d, want %d", st.Written, m.next()-Offset(len(cmd)))
+	}
+	m.check() // readers are served from the ring meanwhile
+	// The retry succeeds once the disk has room again.
+	redistestEventually(t, 5*time.Second, func() error {
+		_, err := m.l.Sync()
+		return err
+	})
 	m.appendRandom(rand.New(rand.NewPCG(4, 4)), 300, 40)
 	m.check()
 	m.l.Close()
@@ -102,6 +112,22 @@ func TestLogShortWriteIsOverwritten(t *testing.T) {
 	m.l = l
 	t.Cleanup(func() { l.Close() })
 	m.check()
+}
+
+// redistestEventually polls cond until it returns nil or timeout passes.
+func redistestEventually(t *testing.T, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestLogTruncate(t *testing.T) {
@@ -202,7 +228,7 @@ func TestLogFullFilesystem(t *testing.T) {
 	if out, err := exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=1k", fmt.Sprint("count=", 2048-300)).CombinedOutput(); err != nil {
 		t.Fatalf("dd: %v: %s", err, out)
 	}
-	opt := LogOptions{RingSize: 4096, SegmentSize: 64 << 10}
+	opt := LogOptions{RingSize: 32 << 10, SegmentSize: 64 << 10}
 	dir := filepath.Join(mnt, "log")
 	l, err := CreateLog(dir, 1, opt)
 	if err != nil {
@@ -232,10 +258,13 @@ func TestLogFullFilesystem(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Append(failed, true); err != nil {
-		t.Fatalf("append after freeing space: %v", err)
-	}
+	// The link comes back and the master resends what was refused, until
+	// the write-behind's retry has found room.
+	redistestEventually(t, 5*time.Second, func() error { return l.Append(failed, true) })
 	data = append(data, failed...)
+	if _, err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	if got := readUpTo(t, l, 1, Offset(1+len(data)), 4096); string(got) != string(data) {
 		t.Fatalf("log holds %d bytes that differ from the %d appended (first difference at %d)", len(got), len(data), firstDiff(got, data))
 	}

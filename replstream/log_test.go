@@ -171,6 +171,7 @@ func TestLogServesRingFromMemory(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	m := newMirror(t, 1, smallOpts)
 	m.appendRandom(rng, 1000, 40)
+	flushedSegments(t, m.l)
 	names, _ := filepath.Glob(filepath.Join(m.dir, "*.seg"))
 	for _, name := range names {
 		st, err := os.Stat(name)
@@ -218,7 +219,7 @@ func TestLogSegmentsRollOnlyAtBoundary(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.data = append(m.data, big[at:end]...)
-		if want := 1 + btoi(end == len(big)); m.l.Stats().Segments != want {
+		if want := 1 + btoi(end == len(big)); flushedSegments(t, m.l) != want {
 			t.Fatalf("after %d bytes: %d segments, want %d", end, m.l.Stats().Segments, want)
 		}
 	}
@@ -234,13 +235,23 @@ func TestLogSegmentsRollOnlyAtBoundary(t *testing.T) {
 		}
 		m.data = append(m.data, piece...)
 	}
-	if got := m.l.Stats().Segments; got != 3 {
+	if got := flushedSegments(t, m.l); got != 3 {
 		t.Fatalf("%d segments, want 3", got)
 	}
 	rng := rand.New(rand.NewPCG(6, 6))
 	m.appendRandom(rng, 3000, 70)
 	m.check()
 	checkSegmentFiles(t, m.dir, smallOpts.SegmentSize)
+}
+
+// flushedSegments is the number of segments once every appended byte is
+// written.
+func flushedSegments(t testing.TB, l *Log) int {
+	t.Helper()
+	if _, err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	return l.Stats().Segments
 }
 
 func btoi(b bool) int {
@@ -484,6 +495,7 @@ func TestLogWaitFor(t *testing.T) {
 func TestLogTrimBefore(t *testing.T) {
 	m := newMirror(t, 1, smallOpts)
 	m.appendRandom(rand.New(rand.NewPCG(10, 10)), 3000, 60)
+	flushedSegments(t, m.l)
 	names, _ := segmentFiles(m.dir)
 	if len(names) < 5 {
 		t.Fatalf("only %d segments", len(names))
@@ -645,7 +657,7 @@ func TestLogReopenRepairs(t *testing.T) {
 					m.data = append(m.data, big...)
 				}
 				good := m.next()
-				nsegs := m.l.Stats().Segments
+				nsegs := flushedSegments(t, m.l)
 				if c.torn != nil {
 					if err := m.l.Append(c.torn, false); err != nil {
 						t.Fatal(err)
