@@ -74,24 +74,24 @@ type Log struct {
 	wmu sync.Mutex
 
 	mu      sync.RWMutex
-	ring    []byte     // ring[o % len(ring)] holds offset o for o in [ringStart(), next); guarded by mu
-	ringLo  Offset     // the ring holds nothing before this offset (it starts empty); guarded by mu
-	segs    []*segment // oldest first, contiguous; the last one is written to; guarded by mu
-	first   Offset     // offset of the oldest byte held; guarded by mu
-	next    Offset     // master_repl_offset+1; guarded by mu
-	written Offset     // bytes before this offset are in segment files; next-len(ring) <= written <= next; guarded by mu
-	synced  Offset     // bytes before this offset are fsynced; guarded by mu
-	resume  Offset     // the newest resume point appended; guarded by mu
-	werr    error      // the last write error, until a write succeeds; guarded by mu
-	cuts    []Offset   // the new Next of every Truncate, oldest first; guarded by mu
+	ring    []byte        // ring[o % len(ring)] holds offset o for o in [ringStart(), next); guarded by mu
+	ringLo  Offset        // the ring holds nothing before this offset (it starts empty); guarded by mu
+	segs    []*segment    // oldest first, contiguous; the last one is written to; guarded by mu
+	first   Offset        // offset of the oldest byte held; guarded by mu
+	next    Offset        // master_repl_offset+1; guarded by mu
+	written Offset        // bytes before this offset are in segment files; next-len(ring) <= written <= next; guarded by mu
+	synced  Offset        // bytes before this offset are fsynced; guarded by mu
+	resume  Offset        // the newest resume point appended; guarded by mu
+	werr    error         // the last write error, until a write succeeds; guarded by mu
+	cuts    []Offset      // the new Next of every Truncate, oldest first; guarded by mu
 	wake    chan struct{} // closed and replaced when next grows or shrinks
 	space   chan struct{} // closed and replaced when written, werr or closed change
 	closed  bool
 
 	started bool          // the write-behind runs; set before any Append
 	work    chan struct{} // buffered(1): there are bytes to write
-	stop chan struct{} // closed by Close: write what is appended, then exit
-	done chan struct{} // closed when the write-behind has exited
+	stop    chan struct{} // closed by Close: write what is appended, then exit
+	done    chan struct{} // closed when the write-behind has exited
 
 	freeRing func() // releases ring's memory; called by Close under mu
 }
@@ -605,7 +605,7 @@ func (l *Log) Remove() error {
 type LogStats struct {
 	First, Next, Synced Offset
 	Written             Offset // bytes before it are in segment files; Next-Written wait in the ring
-	RingBytes           int64 // bytes currently served from memory
+	RingBytes           int64  // bytes currently served from memory
 	RingSize            int64
 	DiskBytes           int64
 	Segments            int
