@@ -487,3 +487,40 @@ func (c *client) shutdown(args [][]byte) bool {
 	}
 	return true
 }
+
+// latency answers LATENCY as a Redis server with nothing to report does.
+// The relay executes no commands and samples no latency events, so every
+// list is empty; monitoring tools (redis_exporter asks LATENCY LATEST and
+// LATENCY HISTOGRAM on every scrape) get an answer rather than an error.
+func (c *client) latency(args [][]byte) {
+	if len(args) < 2 {
+		c.wrongArgs("latency")
+		return
+	}
+	sub := strings.ToLower(string(args[1]))
+	switch {
+	case sub == "latest" && len(args) == 2,
+		sub == "histogram", // [command ...]: no command has a histogram
+		sub == "history" && len(args) == 3:
+		c.out = appendArray(c.out, 0)
+	case sub == "reset":
+		c.out = appendInt(c.out, 0) // events reset: there were none
+	case sub == "doctor" && len(args) == 2:
+		c.out = appendBulk(c.out, "This is a redis-relay: it executes no commands and samples no latency events, so there is nothing to diagnose. Its replication lag is in INFO replication and in the redis_relay_replica_lag_* metrics.\n")
+	case sub == "graph" && len(args) == 3:
+		c.out = appendError(c.out, fmt.Sprintf("ERR No samples available for event '%s'", truncateText(args[2], 64)))
+	case sub == "help" && len(args) == 2:
+		help := []string{
+			"LATENCY <subcommand> [<arg> ...]. A relay samples no events; every answer is empty.",
+			"LATEST", "HISTORY <event>", "RESET [<event> ...]", "GRAPH <event>", "DOCTOR", "HISTOGRAM [<command> ...]", "HELP",
+		}
+		c.out = appendArray(c.out, len(help))
+		for _, h := range help {
+			c.out = appendSimple(c.out, h)
+		}
+	case sub == "latest" || sub == "history" || sub == "doctor" || sub == "graph" || sub == "help":
+		c.wrongArgs("latency|" + sub)
+	default:
+		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try LATENCY HELP.", truncateText(args[1], 64)))
+	}
+}

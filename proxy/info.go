@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -98,7 +100,29 @@ type Status struct {
 	Refreshes          int64 // snapshots refreshed over a second connection
 	RefreshFailures    int64
 	TailCuts           int64 // unfinished commands dropped from the log after the upstream link broke
+
+	// MasterVersion is the version of the server that wrote the newest
+	// snapshot the relay holds or is receiving (its RDB's redis-ver aux
+	// field); "" before the relay has seen one.
+	MasterVersion string
+	// While a full sync from upstream has an unknown size (SyncTotal -1,
+	// the EOF-marked transfer of a diskless master): an estimate of its
+	// total, or -1, and where the estimate comes from (SyncEstimateSources).
+	SyncEstimate       int64
+	SyncEstimateSource string
 }
+
+// Where an estimate of an upstream snapshot's size comes from, best first:
+// the size of the snapshot it replaces (same dataset, same encoding), or
+// the used_memory the master recorded in the new snapshot's header (its
+// "used-mem" aux field), which overstates an RDB's size but bounds it.
+const (
+	estimateFromPrevious = "previous_snapshot"
+	estimateFromUsedMem  = "master_used_memory"
+)
+
+// SyncEstimateSources lists the values of Status.SyncEstimateSource.
+var SyncEstimateSources = []string{estimateFromPrevious, estimateFromUsedMem}
 
 // Status reports the relay's state.
 func (r *Relay) Status() Status {
@@ -116,9 +140,16 @@ func (r *Relay) Status() Status {
 	st.GuardReason = r.guard.reason
 	st.GuardSince = r.guard.since
 	st.MasterAddr = r.master
+	var current, pending *snapshot
+	if r.log != nil {
+		current = r.snap
+	}
+	pending = r.pending
 	r.mu.Unlock()
 	st.LinkState, _, st.LinkSince, st.LastError, st.SyncTotal, st.SyncStart = r.upstream.get()
 	st.SyncRead = r.upstream.syncRead.Load()
+	st.SyncEstimate = -1
+	readMasterFacts(&st, current, pending)
 	if t := r.upstream.lastIO.Load(); t > 0 {
 		st.LastIO = time.Unix(0, t)
 	}
@@ -152,6 +183,82 @@ func (r *Relay) Status() Status {
 	return st
 }
 
+// readMasterFacts fills in what the relay learns about its master from the
+// snapshots' headers: the master's version, and during a full sync of
+// unknown size an estimate of that size. It reads at most the first few
+// hundred bytes of two files, and only while INFO or a scrape asks.
+//
+// Why the RDB header and not INFO from the master: it costs the master
+// nothing (no command, no second connection), it works with a replication
+// user whose ACL allows only PSYNC and REPLCONF, and it survives a relay
+// restart with no master at all. The cost: after a failover with a partial
+// resync, the version is the old snapshot writer's until the next full
+// sync or refresh.
+func readMasterFacts(st *Status, current, pending *snapshot) {
+	var pendingAux map[string]string
+	if pending != nil {
+		pendingAux = rdbAux(pending.path)
+	}
+	if v := auxVersion(pendingAux); v != "" {
+		st.MasterVersion = v
+	} else if current != nil {
+		st.MasterVersion = auxVersion(rdbAux(current.path))
+	}
+	if st.LinkState != linkSync {
+		return
+	}
+	// Until the master's payload header arrives (a disk-based master is
+	// still saving), the transfer figures are the previous sync's.
+	if pending == nil || st.SyncStart.Before(pending.metaCopy().Created) {
+		st.SyncRead, st.SyncTotal, st.SyncStart = 0, -1, time.Time{}
+	}
+	if st.SyncTotal >= 0 {
+		return
+	}
+	if st.HasHistory && st.Snapshot.Size > st.SyncRead {
+		st.SyncEstimate, st.SyncEstimateSource = st.Snapshot.Size, estimateFromPrevious
+		return
+	}
+	if n, err := strconv.ParseInt(pendingAux["used-mem"], 10, 64); err == nil && n > st.SyncRead {
+		st.SyncEstimate, st.SyncEstimateSource = n, estimateFromUsedMem
+	}
+}
+
+// rdbAux reads the aux fields at the start of the RDB file at path. A file
+// still arriving may hold only some of them; those are returned. nil when
+// the file cannot be read or is not an RDB.
+func rdbAux(path string) map[string]string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	h, _ := rdbparse.ReadHeader(io.LimitReader(f, maxHeaderRead))
+	if h == nil {
+		return nil
+	}
+	return h.Aux
+}
+
+// maxHeaderRead bounds what rdbAux reads: real headers take a few hundred
+// bytes.
+const maxHeaderRead = 64 << 10
+
+// auxVersion is the server version an RDB header names: redis-ver, or
+// valkey-ver when a Valkey server wrote only that. The header comes off
+// the wire, so anything but a plain version string is ignored rather than
+// written into INFO.
+func auxVersion(aux map[string]string) string {
+	v := aux["redis-ver"]
+	if v == "" {
+		v = aux["valkey-ver"]
+	}
+	if len(v) > 32 || strings.Trim(v, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-_+") != "" {
+		return ""
+	}
+	return v
+}
+
 // MasterOffset is master_repl_offset as the relay knows it: the last byte
 // it holds.
 func (st Status) MasterOffset() int64 {
@@ -161,105 +268,146 @@ func (st Status) MasterOffset() int64 {
 	return st.Log.Next - 1
 }
 
-// info renders INFO [section] in Redis's format.
-func (r *Relay) info(section string) string {
-	section = strings.ToLower(section)
-	all := section == "" || section == "all" || section == "everything" || section == "default"
-	st := r.Status()
-	var b strings.Builder
-	add := func(name string, body func()) {
-		if all || section == name {
-			if b.Len() > 0 {
-				b.WriteString("\r\n")
-			}
-			fmt.Fprintf(&b, "# %s\r\n", strings.ToUpper(name[:1])+name[1:])
-			body()
+// infoSections are the sections INFO knows, in the order it writes them
+// (Redis's order, then the relay's own).
+var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "relay"}
+
+// defaultRedisVersion is what INFO reports as redis_version before the
+// relay has seen a snapshot of its master: the oldest Redis whose
+// replication protocol (PSYNC2, EOF-marked transfers) the relay speaks.
+const defaultRedisVersion = "7.0.0"
+
+// info renders INFO [section ...] in Redis's format. Like Redis 7 it takes
+// several sections; "", "all", "default" and "everything" name them all,
+// an unknown name none.
+func (r *Relay) info(args [][]byte) string {
+	want := make(map[string]bool, len(args))
+	all := len(args) == 0
+	for _, a := range args {
+		switch name := strings.ToLower(string(a)); name {
+		case "all", "default", "everything":
+			all = true
+		default:
+			want[name] = true
 		}
 	}
+	st := r.Status()
+	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
-	add("server", func() {
-		kv("redis_version", "7.0.0")
-		kv("relay_version", Version)
-		kv("redis_mode", "relay")
-		kv("os", runtime.GOOS+" "+runtime.GOARCH)
-		kv("process_id", os.Getpid())
-		kv("run_id", runID)
-		kv("uptime_in_seconds", int(time.Since(startTime).Seconds()))
-	})
-	add("clients", func() {
-		r.clientsMu.Lock()
-		n := len(r.clients)
-		r.clientsMu.Unlock()
-		kv("connected_clients", n)
-		kv("maxclients", r.conf().MaxClients)
-		kv("blocked_clients", 0)
-	})
-	add("persistence", func() {
-		kv("loading", 0)
-		kv("async_loading", 0)
-		kv("rdb_changes_since_last_save", max(st.MasterOffset()-st.Snapshot.Offset, 0))
-		kv("rdb_bgsave_in_progress", b2i(st.SyncPending))
-		saved := int64(0)
-		if !st.Snapshot.Created.IsZero() {
-			saved = st.Snapshot.Created.Unix()
-		}
-		kv("rdb_last_save_time", saved)
-		kv("rdb_last_bgsave_status", "ok")
-		kv("rdb_last_cow_size", 0)
-		kv("aof_enabled", 0)
-		kv("relay_snapshot_file", st.Snapshot.File)
-		kv("relay_snapshot_offset", st.Snapshot.Offset)
-		kv("relay_snapshot_bytes", st.Snapshot.Size)
-	})
-	add("stats", func() {
-		kv("sync_full", st.FullSyncsServed)
-		kv("sync_partial_ok", st.PartialSyncsServed)
-		kv("sync_partial_err", st.PartialSyncsErr)
-		kv("total_connections_received", st.Connections)
-		kv("rejected_connections", st.RejectedConns)
-		kv("total_net_repl_input_bytes", st.BytesFromUpstream)
-		kv("total_net_repl_output_bytes", st.BytesToReplicas)
-	})
-	add("replication", func() { r.writeReplication(&b, &st) })
-	add("relay", func() {
-		kv("upstream_link_state", st.LinkState)
-		kv("upstream_last_error", strconv.Quote(st.LastError))
-		kv("upstream_full_syncs", st.UpstreamFullSyncs)
-		kv("upstream_partial_syncs", st.UpstreamPartials)
-		kv("upstream_acked_offset", st.AckedUpstream)
-		kv("log_first_offset", st.Log.First)
-		kv("log_next_offset", st.Log.Next)
-		kv("log_disk_bytes", st.Log.DiskBytes)
-		kv("log_segments", st.Log.Segments)
-		kv("ring_bytes", st.Log.RingBytes)
-		kv("ring_size", st.Log.RingSize)
-		kv("snapshot_offset", st.Snapshot.Offset)
-		kv("snapshot_bytes", st.Snapshot.Size)
-		if !st.Snapshot.Created.IsZero() {
-			kv("snapshot_age_seconds", int(time.Since(st.Snapshot.Created).Seconds()))
-		}
-		kv("snapshot_keys", st.Snapshot.Keys)
-		kv("snapshot_expires", st.Snapshot.Expires)
-		kv("snapshot_rdb_version", st.Snapshot.Version)
-		kv("snapshot_in_progress", b2i(st.SyncPending))
-		kv("snapshots_rejected", st.SnapshotsRejected)
-		kv("snapshot_refreshes", st.Refreshes)
-		kv("snapshot_refresh_failures", st.RefreshFailures)
-		kv("upstream_tail_cuts", st.TailCuts)
-		kv("guard_tripped", b2i(st.GuardTripped))
-		if st.GuardTripped {
-			kv("guard_reason", strconv.Quote(st.GuardReason))
-			kv("guard_since_seconds", int(time.Since(st.GuardSince).Seconds()))
-		}
-		kv("guard_trips", st.GuardTrips)
-		for _, reason := range closeReasons {
-			if n := st.Disconnects[reason]; n > 0 {
-				kv("replica_disconnects_"+string(reason), n)
+	bodies := map[string]func(){
+		"server": func() {
+			version, from := st.MasterVersion, "snapshot"
+			if version == "" {
+				version, from = defaultRedisVersion, "default"
 			}
+			kv("redis_version", version)
+			kv("relay_version", Version)
+			kv("relay_redis_version_source", from)
+			kv("redis_mode", "relay")
+			kv("os", runtime.GOOS+" "+runtime.GOARCH)
+			kv("process_id", os.Getpid())
+			kv("run_id", runID)
+			kv("uptime_in_seconds", int(time.Since(startTime).Seconds()))
+		},
+		"clients": func() {
+			r.clientsMu.Lock()
+			n := len(r.clients)
+			r.clientsMu.Unlock()
+			kv("connected_clients", n)
+			kv("maxclients", r.conf().MaxClients)
+			kv("blocked_clients", 0)
+		},
+		"memory": func() { writeMemory(&b, &st) },
+		"persistence": func() {
+			kv("loading", 0)
+			kv("async_loading", 0)
+			kv("rdb_changes_since_last_save", max(st.MasterOffset()-st.Snapshot.Offset, 0))
+			kv("rdb_bgsave_in_progress", b2i(st.SyncPending))
+			saved := int64(0)
+			if !st.Snapshot.Created.IsZero() {
+				saved = st.Snapshot.Created.Unix()
+			}
+			kv("rdb_last_save_time", saved)
+			kv("rdb_last_bgsave_status", "ok")
+			kv("rdb_last_cow_size", 0)
+			kv("aof_enabled", 0)
+			kv("relay_snapshot_file", st.Snapshot.File)
+			kv("relay_snapshot_offset", st.Snapshot.Offset)
+			kv("relay_snapshot_bytes", st.Snapshot.Size)
+		},
+		"stats": func() {
+			kv("sync_full", st.FullSyncsServed)
+			kv("sync_partial_ok", st.PartialSyncsServed)
+			kv("sync_partial_err", st.PartialSyncsErr)
+			kv("total_connections_received", st.Connections)
+			kv("rejected_connections", st.RejectedConns)
+			kv("total_net_repl_input_bytes", st.BytesFromUpstream)
+			kv("total_net_repl_output_bytes", st.BytesToReplicas)
+		},
+		"replication": func() { r.writeReplication(&b, &st) },
+		"cpu":         func() { writeCPU(&b) },
+		"relay": func() {
+			kv("upstream_link_state", st.LinkState)
+			kv("upstream_last_error", strconv.Quote(st.LastError))
+			kv("upstream_full_syncs", st.UpstreamFullSyncs)
+			kv("upstream_partial_syncs", st.UpstreamPartials)
+			kv("upstream_acked_offset", st.AckedUpstream)
+			kv("log_first_offset", st.Log.First)
+			kv("log_next_offset", st.Log.Next)
+			kv("log_disk_bytes", st.Log.DiskBytes)
+			kv("log_segments", st.Log.Segments)
+			kv("ring_bytes", st.Log.RingBytes)
+			kv("ring_size", st.Log.RingSize)
+			kv("snapshot_offset", st.Snapshot.Offset)
+			kv("snapshot_bytes", st.Snapshot.Size)
+			if !st.Snapshot.Created.IsZero() {
+				kv("snapshot_age_seconds", int(time.Since(st.Snapshot.Created).Seconds()))
+			}
+			kv("snapshot_keys", st.Snapshot.Keys)
+			kv("snapshot_expires", st.Snapshot.Expires)
+			kv("snapshot_rdb_version", st.Snapshot.Version)
+			kv("snapshot_in_progress", b2i(st.SyncPending))
+			kv("snapshots_rejected", st.SnapshotsRejected)
+			kv("snapshot_refreshes", st.Refreshes)
+			kv("snapshot_refresh_failures", st.RefreshFailures)
+			kv("upstream_tail_cuts", st.TailCuts)
+			kv("guard_tripped", b2i(st.GuardTripped))
+			if st.GuardTripped {
+				kv("guard_reason", strconv.Quote(st.GuardReason))
+				kv("guard_since_seconds", int(time.Since(st.GuardSince).Seconds()))
+			}
+			kv("guard_trips", st.GuardTrips)
+			for _, reason := range closeReasons {
+				if n := st.Disconnects[reason]; n > 0 {
+					kv("replica_disconnects_"+string(reason), n)
+				}
+			}
+			kv("protocol_errors", st.ProtocolErrors)
+		},
+	}
+	for _, name := range infoSections {
+		if !all && !want[name] {
+			continue
 		}
-		kv("protocol_errors", st.ProtocolErrors)
-	})
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		title := strings.ToUpper(name[:1]) + name[1:]
+		if name == "cpu" {
+			title = "CPU" // as Redis writes it
+		}
+		fmt.Fprintf(&b, "# %s\r\n", title)
+		bodies[name]()
+	}
 	return b.String()
+}
+
+// percent is 100*n/total, 0 when total is not positive.
+func percent(n, total int64) float64 {
+	if total <= 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(total)
 }
 
 func b2i(v bool) int {
@@ -288,16 +436,32 @@ func (r *Relay) writeReplication(b *strings.Builder, st *Status) {
 	kv("slave_read_repl_offset", off)
 	kv("slave_repl_offset", off)
 	if syncing {
+		// Redis's fields first, with Redis's meaning: total -1 and perc 0
+		// while a diskless master has not said how much it sends.
 		total := max(st.SyncTotal, 0)
 		kv("master_sync_total_bytes", st.SyncTotal)
 		kv("master_sync_read_bytes", st.SyncRead)
 		kv("master_sync_left_bytes", max(total-st.SyncRead, 0))
-		perc := 0.0
-		if total > 0 {
-			perc = 100 * float64(st.SyncRead) / float64(total)
-		}
-		kv("master_sync_perc", fmt.Sprintf("%.2f", perc))
+		kv("master_sync_perc", fmt.Sprintf("%.2f", percent(st.SyncRead, total)))
 		kv("master_sync_last_io_seconds_ago", max(lastIO, 0))
+		// The relay's: elapsed time and mean rate since the transfer began
+		// (0 while the master is still preparing it), and an estimate of
+		// the total when the master announced none.
+		elapsed := 0.0
+		if !st.SyncStart.IsZero() {
+			elapsed = time.Since(st.SyncStart).Seconds()
+		}
+		kv("master_sync_elapsed_seconds", int(elapsed))
+		rate := 0.0
+		if elapsed > 0 {
+			rate = float64(st.SyncRead) / elapsed
+		}
+		kv("master_sync_rate_bytes_per_sec", int64(rate))
+		if st.SyncEstimate >= 0 {
+			kv("master_sync_estimated_total_bytes", st.SyncEstimate)
+			kv("master_sync_estimated_perc", fmt.Sprintf("%.2f", percent(st.SyncRead, st.SyncEstimate)))
+			kv("master_sync_estimate_source", st.SyncEstimateSource)
+		}
 	}
 	if !up {
 		down := -1
@@ -316,7 +480,14 @@ func (r *Relay) writeReplication(b *strings.Builder, st *Status) {
 		if rep.State == stateOnline {
 			lag = int(rep.AckAge.Seconds())
 		}
-		fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=%s,offset=%d,lag=%d\r\n", i, rep.IP, rep.Port, rep.State, rep.AckOffset, lag)
+		// Redis's five fields, then the relay's, appended: Sentinel finds
+		// ip= and port= by search and redis_exporter splits on "," and "="
+		// and ignores keys it does not know. rdb_sent_bytes and
+		// rdb_size_bytes are the snapshot bytes sent to the replica in
+		// this session's full sync and that snapshot's size (-1 while it
+		// is still arriving from upstream, 0 after a partial resync).
+		fmt.Fprintf(b, "slave%d:ip=%s,port=%d,state=%s,offset=%d,lag=%d,rdb_sent_bytes=%d,rdb_size_bytes=%d\r\n",
+			i, rep.IP, rep.Port, rep.State, rep.AckOffset, lag, rep.BulkSent, rep.BulkTotal)
 	}
 	kv("master_failover_state", "no-failover")
 	id := st.Identity

@@ -255,11 +255,9 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	case "sync":
 		return newSession(c, "?", -1, true), false
 	case "info":
-		section := ""
-		if len(args) > 1 {
-			section = string(args[1])
-		}
-		c.out = appendBulk(c.out, c.r.info(section))
+		c.out = appendBulk(c.out, c.r.info(args[1:]))
+	case "latency":
+		c.latency(args)
 	case "role":
 		c.out = c.r.appendRole(c.out)
 	case "quit":

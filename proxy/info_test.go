@@ -1,0 +1,351 @@
+package proxy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis-relay/redis-relay/proxy/redistest"
+)
+
+// infoText runs INFO with args on the relay and returns the raw reply.
+func infoText(t testing.TB, relay *testRelay, args ...any) string {
+	t.Helper()
+	text, err := relay.Client().Do(t.Context(), append([]any{"INFO"}, args...)...).Text()
+	if err != nil {
+		t.Fatalf("INFO %v: %v", args, err)
+	}
+	return text
+}
+
+// infoHeaders lists the "# Section" headers of an INFO reply, in order.
+func infoHeaders(text string) []string {
+	var out []string
+	for _, line := range strings.Split(text, "\r\n") {
+		if h, ok := strings.CutPrefix(line, "# "); ok {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// infoFields parses an INFO reply into its fields.
+func infoFields(text string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(text, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestInfoSections(t *testing.T) {
+	_, relay := syncedRelay(t)
+	all := []string{"Server", "Clients", "Memory", "Persistence", "Stats", "Replication", "CPU", "Relay"}
+	for _, tt := range []struct {
+		name string
+		args []any
+		want []string
+	}{
+		{"none", nil, all},
+		{"all", []any{"all"}, all},
+		{"everything", []any{"everything"}, all},
+		{"default", []any{"default"}, all},
+		{"one", []any{"replication"}, []string{"Replication"}},
+		{"two in Redis's order", []any{"replication", "SERVER"}, []string{"Server", "Replication"}},
+		{"repeated", []any{"cpu", "cpu", "memory"}, []string{"Memory", "CPU"}},
+		{"unknown ones skipped", []any{"keyspace", "stats", "nosuch"}, []string{"Stats"}},
+		{"only unknown", []any{"nosuch"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := infoHeaders(infoText(t, relay, tt.args...))
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("INFO %v sections = %q, want %q", tt.args, got, tt.want)
+			}
+		})
+	}
+}
+
+// The fields redis_exporter maps to its memory and CPU metrics are there,
+// numeric, and plausible for a running process.
+func TestInfoMemoryAndCPU(t *testing.T) {
+	_, relay := syncedRelay(t)
+	f := infoFields(infoText(t, relay, "memory", "cpu"))
+	num := func(k string) float64 {
+		t.Helper()
+		v, err := strconv.ParseFloat(f[k], 64)
+		if err != nil {
+			t.Fatalf("%s = %q: %v", k, f[k], err)
+		}
+		return v
+	}
+	used, rss, peak := num("used_memory"), num("used_memory_rss"), num("used_memory_peak")
+	if used < 1<<20 || used > 1<<30 {
+		t.Errorf("used_memory = %v, want a Go process's worth", used)
+	}
+	if rss <= 0 || peak < used {
+		t.Errorf("used_memory_rss %v, used_memory_peak %v, used_memory %v", rss, peak, used)
+	}
+	if num("used_memory_dataset") != 0 || num("used_memory_overhead") != used {
+		t.Errorf("a relay holds no dataset: dataset %s, overhead %s", f["used_memory_dataset"], f["used_memory_overhead"])
+	}
+	if num("relay_memory_go_runtime")+num("relay_memory_ring") != used {
+		t.Errorf("used_memory %v is not the Go runtime's %s plus the ring's %s", used, f["relay_memory_go_runtime"], f["relay_memory_ring"])
+	}
+	for _, k := range []string{"allocator_allocated", "allocator_active", "allocator_resident", "maxmemory", "mem_fragmentation_ratio", "used_cpu_sys_children", "used_cpu_user_children"} {
+		num(k)
+	}
+	if !strings.HasSuffix(f["used_memory_human"], "M") || f["maxmemory_policy"] != "noeviction" {
+		t.Errorf("used_memory_human %q, maxmemory_policy %q", f["used_memory_human"], f["maxmemory_policy"])
+	}
+	// CPU time only grows, and a relay that has synced has used some.
+	user, sys := num("used_cpu_user"), num("used_cpu_sys")
+	if user+sys <= 0 {
+		t.Errorf("used_cpu_user %v, used_cpu_sys %v", user, sys)
+	}
+	redistest.Eventually(t, 10*time.Second, func() error {
+		infoText(t, relay, "everything") // some work
+		g := infoFields(infoText(t, relay, "cpu"))
+		u, _ := strconv.ParseFloat(g["used_cpu_user"], 64)
+		s, _ := strconv.ParseFloat(g["used_cpu_sys"], 64)
+		if u < user || s < sys || u+s == user+sys {
+			return fmt.Errorf("cpu %v+%v, was %v+%v", u, s, user, sys)
+		}
+		return nil
+	})
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1.00K", 1536: "1.50K", 5 << 20: "5.00M", 3 << 30: "3.00G", 1 << 50: "1.00P", 1 << 62: "4096.00P"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// redis_version is the master's, from its snapshot; the relay's own version
+// is a separate field. Before the first snapshot: a fixed fallback, marked.
+func TestInfoRedisVersion(t *testing.T) {
+	master := redistest.Start(t)
+	masterVersion := master.Info(t, "server")["redis_version"]
+	relay := startRelay(t, "") // no master yet
+	f := infoFields(infoText(t, relay, "server"))
+	if f["redis_version"] != defaultRedisVersion || f["relay_redis_version_source"] != "default" || f["relay_version"] != Version {
+		t.Fatalf("before any snapshot: %v", f)
+	}
+	master.Do(t, "SET", "k", "v")
+	h, p := master.HostPort()
+	if err := relay.Client().Do(t.Context(), "REPLICAOF", h, p).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 20*time.Second, func() error {
+		f = infoFields(infoText(t, relay, "server"))
+		if f["redis_version"] != masterVersion || f["relay_redis_version_source"] != "snapshot" {
+			return fmt.Errorf("redis_version %q (%s), master's %q", f["redis_version"], f["relay_redis_version_source"], masterVersion)
+		}
+		return nil
+	})
+	if f["relay_version"] != Version {
+		t.Errorf("relay_version = %q, want %q", f["relay_version"], Version)
+	}
+	// A restarted relay knows the version from its stored snapshot before
+	// it reaches any master.
+	relay.Client().Do(t.Context(), "REPLICAOF", "127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
+	relay.Restart()
+	if v := relay.InfoField(t, "redis_version"); v != masterVersion {
+		t.Errorf("after a restart redis_version = %q, want %q", v, masterVersion)
+	}
+}
+
+func TestAuxVersionRejectsOddBytes(t *testing.T) {
+	for in, want := range map[string]string{
+		"7.2.4": "7.2.4", "255.255.255": "255.255.255", "8.0.0-rc1": "8.0.0-rc1",
+		"7.0\r\nrole:master": "", "7:0": "", strings.Repeat("9", 40): "",
+	} {
+		if got := auxVersion(map[string]string{"redis-ver": in}); got != want {
+			t.Errorf("auxVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := auxVersion(map[string]string{"valkey-ver": "8.1.0"}); got != "8.1.0" {
+		t.Errorf("valkey-ver alone: %q", got)
+	}
+}
+
+// A diskless master announces no size. The relay reports bytes and rate
+// all along, and an estimate: the master's used_memory from the RDB header
+// on a first sync, the previous snapshot's size on a later one.
+func TestInfoUpstreamSyncProgressDiskless(t *testing.T) {
+	masterA := redistest.Start(t, "--repl-diskless-sync", "yes")
+	populate(t, masterA, 0, 100000)
+	linkA := redistest.NewFaultProxy(t, masterA.Addr())
+	linkA.SetRate(1 << 20)
+	relay := startRelay(t, linkA.Addr())
+
+	var f map[string]string
+	redistest.Eventually(t, 20*time.Second, func() error {
+		f = infoFields(infoText(t, relay, "replication"))
+		if f["master_sync_in_progress"] != "1" || f["master_sync_read_bytes"] == "0" || f["master_sync_rate_bytes_per_sec"] == "0" || f["master_sync_estimate_source"] == "" {
+			return fmt.Errorf("not yet in a diskless transfer with an estimate: %v", f)
+		}
+		return nil
+	})
+	usedMem := masterA.InfoInt(t, "used_memory")
+	read, _ := strconv.ParseInt(f["master_sync_read_bytes"], 10, 64)
+	est, _ := strconv.ParseInt(f["master_sync_estimated_total_bytes"], 10, 64)
+	if f["master_sync_total_bytes"] != "-1" || f["master_sync_perc"] != "0.00" {
+		t.Errorf("Redis's own fields changed meaning: total %s, perc %s", f["master_sync_total_bytes"], f["master_sync_perc"])
+	}
+	if f["master_sync_estimate_source"] != "master_used_memory" || est < usedMem/2 || est > 2*usedMem || est <= read {
+		t.Errorf("first sync estimate %d from %s; master used_memory %d, read %d", est, f["master_sync_estimate_source"], usedMem, read)
+	}
+	if perc, _ := strconv.ParseFloat(f["master_sync_estimated_perc"], 64); perc <= 0 || perc >= 100 {
+		t.Errorf("master_sync_estimated_perc = %s", f["master_sync_estimated_perc"])
+	}
+	linkA.SetRate(0)
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if relay.Status().LinkState != linkConnected {
+			return fmt.Errorf("relay link %s", relay.Status().LinkState)
+		}
+		return nil
+	})
+	snapBytes := relay.InfoInt(t, "snapshot_bytes")
+
+	// A second master with the same dataset: a new history, so a full sync,
+	// estimated from the snapshot it replaces.
+	masterB := redistest.Start(t, "--repl-diskless-sync", "yes")
+	populate(t, masterB, 0, 100000)
+	linkB := redistest.NewFaultProxy(t, masterB.Addr())
+	linkB.SetRate(1 << 20)
+	h, p := linkB.HostPort()
+	if err := relay.Client().Do(t.Context(), "REPLICAOF", h, p).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 20*time.Second, func() error {
+		f = infoFields(infoText(t, relay, "replication"))
+		if f["master_sync_in_progress"] != "1" || f["master_sync_read_bytes"] == "0" {
+			return fmt.Errorf("not yet in the second transfer: %v", f)
+		}
+		return nil
+	})
+	if f["master_sync_estimate_source"] != "previous_snapshot" || f["master_sync_estimated_total_bytes"] != strconv.FormatInt(snapBytes, 10) {
+		t.Errorf("second sync estimate %s from %s, previous snapshot %d bytes", f["master_sync_estimated_total_bytes"], f["master_sync_estimate_source"], snapBytes)
+	}
+	linkB.SetRate(0)
+}
+
+// A replica receiving its snapshot from the relay shows bytes sent and the
+// snapshot's size on its slaveN line, after Redis's five fields, in a form
+// that Sentinel's and redis_exporter's parsing reads unchanged.
+func TestInfoReplicaSyncProgress(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 100000)
+	relay := startRelay(t, master.Addr())
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if relay.Status().LinkState != linkConnected {
+			return fmt.Errorf("relay link %s", relay.Status().LinkState)
+		}
+		return nil
+	})
+	snapBytes := relay.InfoInt(t, "snapshot_bytes")
+	link := redistest.NewFaultProxy(t, relay.Addr())
+	link.SetRate(1 << 20)
+	replica := replicaOf(t, link.HostPort)
+	_, rport := replica.HostPort()
+
+	var line string
+	redistest.Eventually(t, 20*time.Second, func() error {
+		line = infoFields(infoText(t, relay, "replication"))["slave0"]
+		if !strings.Contains(line, "state=send_bulk") || strings.Contains(line, "rdb_sent_bytes=0,") {
+			return fmt.Errorf("slave0:%s", line)
+		}
+		return nil
+	})
+	kv, ok := exporterSlaveFields(line)
+	if !ok {
+		t.Fatalf("redis_exporter would drop slave0:%s", line)
+	}
+	if kv["port"] != rport || kv["rdb_size_bytes"] != strconv.FormatInt(snapBytes, 10) {
+		t.Errorf("slave0:%s; replica port %s, snapshot %d bytes", line, rport, snapBytes)
+	}
+	if sent, _ := strconv.ParseInt(kv["rdb_sent_bytes"], 10, 64); sent <= 0 || sent >= snapBytes {
+		t.Errorf("rdb_sent_bytes = %d of %d", sent, snapBytes)
+	}
+	if ip, port := sentinelSlaveAddr(line); ip != "127.0.0.1" || port != rport {
+		t.Errorf("Sentinel would read %s:%s from slave0:%s", ip, port, line)
+	}
+	link.SetRate(0)
+	inSync(t, 30*time.Second, master, replica)
+}
+
+// exporterSlaveFields splits a slaveN value as redis_exporter does: parts
+// separated by ",", each exactly one "key=value", offset and lag numbers.
+// ok is false where redis_exporter would skip the line.
+func exporterSlaveFields(v string) (map[string]string, bool) {
+	kv := map[string]string{}
+	for _, part := range strings.Split(v, ",") {
+		x := strings.Split(part, "=")
+		if len(x) != 2 {
+			return nil, false
+		}
+		kv[x[0]] = x[1]
+	}
+	if _, err := strconv.ParseFloat(kv["offset"], 64); err != nil {
+		return nil, false
+	}
+	if _, err := strconv.ParseFloat(kv["lag"], 64); err != nil {
+		return nil, false
+	}
+	return kv, true
+}
+
+// sentinelSlaveAddr reads ip and port from a slaveN value as Sentinel does:
+// from the first "ip=" and the first "port=" up to the next comma.
+func sentinelSlaveAddr(v string) (ip, port string) {
+	upTo := func(s string) string { s, _, _ = strings.Cut(s, ","); return s }
+	if i := strings.Index(v, "ip="); i >= 0 {
+		ip = upTo(v[i+3:])
+	}
+	if i := strings.Index(v, "port="); i >= 0 {
+		port = upTo(v[i+5:])
+	}
+	return ip, port
+}
+
+func TestLatency(t *testing.T) {
+	_, relay := syncedRelay(t)
+	ctx := t.Context()
+	cl := relay.Client()
+	for _, args := range [][]any{{"LATENCY", "LATEST"}, {"LATENCY", "HISTOGRAM"}, {"LATENCY", "HISTOGRAM", "set", "get"}, {"LATENCY", "HISTORY", "command"}} {
+		v, err := cl.Do(ctx, args...).Slice()
+		if err != nil || len(v) != 0 {
+			t.Errorf("%v = %v, %v; want an empty array", args, v, err)
+		}
+	}
+	if n, err := cl.Do(ctx, "LATENCY", "RESET").Int(); err != nil || n != 0 {
+		t.Errorf("LATENCY RESET = %v, %v", n, err)
+	}
+	if s, err := cl.Do(ctx, "LATENCY", "DOCTOR").Text(); err != nil || !strings.Contains(s, "relay") {
+		t.Errorf("LATENCY DOCTOR = %q, %v", s, err)
+	}
+	if v, err := cl.Do(ctx, "LATENCY", "HELP").Slice(); err != nil || len(v) < 2 {
+		t.Errorf("LATENCY HELP = %v, %v", v, err)
+	}
+	for args, want := range map[string]string{
+		"LATENCY":               "ERR wrong number of arguments for 'latency' command",
+		"LATENCY LATEST x":      "ERR wrong number of arguments for 'latency|latest' command",
+		"LATENCY HISTORY":       "ERR wrong number of arguments for 'latency|history' command",
+		"LATENCY GRAPH command": "ERR No samples available for event 'command'",
+		"LATENCY NOSUCH":        "ERR unknown subcommand 'NOSUCH'. Try LATENCY HELP.",
+	} {
+		var a []any
+		for _, s := range strings.Fields(args) {
+			a = append(a, s)
+		}
+		if err := cl.Do(ctx, a...).Err(); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", args, err, want)
+		}
+	}
+}
