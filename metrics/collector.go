@@ -58,7 +58,8 @@ const (
 
 // The families. Help texts are short; docs/metrics.md says more.
 var (
-	mInfo = define("info", gauge, "Always 1; labels carry the relay version and the replication ID it serves.", "version", "replid")
+	mInfo  = define("info", gauge, "Always 1; labels carry the relay version and the replication ID it serves.", "version", "replid")
+	mReady = define("ready", gauge, "1 while the relay can serve replicas (it holds a history and the guard is not holding one back), as /readyz answers; else 0.")
 
 	mLinkUp       = define("upstream_link_up", gauge, "1 while the link to the upstream master is streaming, else 0.")
 	mLinkState    = define("upstream_link_state", gauge, "1 for the upstream link's current state, 0 for the others.", "state")
@@ -150,6 +151,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e := emitter{ch}
 
 	e.emit(mInfo, 1, proxy.Version, st.Identity.ReplID)
+	ready, _ := Ready(st)
+	e.emit(mReady, boolean(ready))
 
 	// Upstream link.
 	state := labelValue(st.LinkState)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,29 +30,26 @@ func Handler(reg *prometheus.Registry) http.Handler {
 	}))
 }
 
-// Serve listens on addr and serves /metrics from reg and /healthz (a plain
-// "ok") until ctx ends; it then shuts the server down, letting scrapes in
+// Serve listens on addr and serves /metrics from reg and the health
+// endpoints of src (/livez, /readyz, /healthz: see health.go) until ctx ends; it then shuts the server down, letting scrapes in
 // flight finish for a few seconds. It returns nil after such a shutdown, or
 // the error that stopped it.
-func Serve(ctx context.Context, addr string, reg *prometheus.Registry, logger *slog.Logger) error {
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry, src Source, logger *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
-	return ServeListener(ctx, ln, reg, logger)
+	return ServeListener(ctx, ln, reg, src, logger)
 }
 
 // ServeListener is Serve on a listener the caller opened; it closes ln.
-func ServeListener(ctx context.Context, ln net.Listener, reg *prometheus.Registry, logger *slog.Logger) error {
+func ServeListener(ctx context.Context, ln net.Listener, reg *prometheus.Registry, src Source, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", Handler(reg))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
+	healthHandlers(mux, src)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

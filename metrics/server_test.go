@@ -20,7 +20,7 @@ func TestServe(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
-	go func() { done <- ServeListener(ctx, ln, NewRegistry(busyRelay()), logger) }()
+	go func() { done <- ServeListener(ctx, ln, NewRegistry(busyRelay()), busyRelay(), logger) }()
 	base := "http://" + ln.Addr().String()
 
 	get := func(path string) (int, string, string) {
@@ -80,7 +80,7 @@ func TestServeBadAddress(t *testing.T) {
 	}
 	defer ln.Close()
 	// The port is taken, so Serve must fail at once rather than block.
-	err = Serve(t.Context(), ln.Addr().String(), NewRegistry(&fixedSource{}), slog.New(slog.NewTextHandler(t.Output(), nil)))
+	err = Serve(t.Context(), ln.Addr().String(), NewRegistry(&fixedSource{}), &fixedSource{}, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err == nil {
 		t.Fatal("Serve on a taken port returned nil")
 	}

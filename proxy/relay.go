@@ -39,6 +39,12 @@ type Config struct {
 	// CommandTimeout bounds how long a client may take to send one command
 	// once it has started (slow-loris clients); default 10 s.
 	CommandTimeout time.Duration
+	// IdleTimeout closes a client (not a replica, not a subscriber) silent
+	// for this long between commands, as Redis's timeout; 0: never.
+	IdleTimeout time.Duration
+	// ProtectedMode refuses clients from outside loopback with -DENIED
+	// while RequirePass is empty, as Redis's protected-mode yes.
+	ProtectedMode bool
 
 	// Snapshot refresh (see refresh.go) and log retention beyond the snapshot.
 	RefreshRatio    float64       // refresh when the log since the snapshot exceeds this many times its size; default 1, negative: never
@@ -53,7 +59,9 @@ type Config struct {
 	// Sentinels at these addresses know it.
 	Sentinels        []string
 	MasterName       string
+	SentinelUser     string // ACL user for the Sentinels; empty: default
 	SentinelPassword string
+	SentinelTLS      *tls.Config // connect to the Sentinels with TLS; nil: plain TCP
 
 	// The empty-master guard (see guard.go): on by default.
 	DisableGuard      bool

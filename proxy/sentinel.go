@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -40,7 +41,8 @@ func (r *Relay) followSentinels(ctx context.Context) {
 // watchSentinel follows one Sentinel until it fails or ctx ends.
 func (r *Relay) watchSentinel(ctx context.Context, addr string, cfg Config) error {
 	sc := redis.NewSentinelClient(&redis.Options{
-		Addr: addr, Password: cfg.SentinelPassword, Protocol: 2, DisableIdentity: true,
+		Addr: addr, Username: cfg.SentinelUser, Password: cfg.SentinelPassword, TLSConfig: sentinelTLS(cfg.SentinelTLS, addr),
+		Protocol: 2, DisableIdentity: true,
 		DialTimeout: handshakeTimeout, ReadTimeout: handshakeTimeout, WriteTimeout: handshakeTimeout,
 	})
 	defer sc.Close()
@@ -94,4 +96,19 @@ func (r *Relay) followMaster(addr, source string) {
 		r.logger.Info("following new master", "upstream", addr, "previous", cur, "source", source)
 		r.setMaster(addr)
 	}
+}
+
+// sentinelTLS returns the TLS settings for one Sentinel: base with the
+// host of addr as the server name to verify, unless base names one.
+func sentinelTLS(base *tls.Config, addr string) *tls.Config {
+	if base == nil {
+		return nil
+	}
+	c := base.Clone()
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			c.ServerName = host
+		}
+	}
+	return c
 }

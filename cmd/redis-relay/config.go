@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -36,9 +37,20 @@ type Settings struct {
 	MasterAuth  string
 	MasterUser  string
 	Port        int
-	Bind        string
+	Bind        []string // addresses to listen on; a leading "-" marks one that may be missing
 	RequirePass string
 	Dir         string
+
+	// Files holding a password, read once at start-up (requirepass-file,
+	// masterauth-file); each excludes its plain twin.
+	RequirePassFile string
+	MasterAuthFile  string
+
+	IdleTimeout   time.Duration // timeout: close clients idle this long; 0: never
+	ProtectedMode bool          // protected-mode: loopback clients only while no requirepass
+	TCPKeepAlive  time.Duration // tcp-keepalive on downstream connections; 0: off
+	LogFile       string        // logfile; "": standard error
+	PidFile       string        // pidfile; "": none
 
 	ReplBacklogSize       int64
 	ReplTimeout           time.Duration
@@ -67,7 +79,9 @@ type Settings struct {
 
 	Sentinels          string // comma-separated Sentinel addresses to follow; "" disables
 	SentinelMasterName string
+	SentinelUser       string
 	SentinelPassword   string
+	SentinelTLS        bool // connect to the Sentinels with TLS (tls-ca-cert-file, tls-cert-file)
 
 	TLSPort        int    // also listen for replicas with TLS on this port; 0: off
 	TLSCertFile    string // certificate and key for the TLS port, and the client certificate upstream
@@ -86,7 +100,9 @@ type Settings struct {
 func defaultSettings() Settings {
 	return Settings{
 		Port:                  6380,
-		Bind:                  "127.0.0.1",
+		Bind:                  []string{"127.0.0.1"},
+		ProtectedMode:         true,
+		TCPKeepAlive:          300 * time.Second,
 		Dir:                   "./relay-data",
 		ReplBacklogSize:       64 << 20,
 		ReplTimeout:           60 * time.Second,
@@ -315,12 +331,25 @@ func loadConfigFile(path string, s *Settings) error {
 // parseConfig applies the directives in data to s, stopping at the first
 // line it cannot use. name is the file name errors carry.
 func parseConfig(name string, data []byte, s *Settings) error {
+	return parseConfigDepth(name, data, s, 0)
+}
+
+// maxIncludeDepth bounds nested include lines (and stops include cycles).
+const maxIncludeDepth = 8
+
+func parseConfigDepth(name string, data []byte, s *Settings, depth int) error {
 	for i, line := range strings.Split(string(data), "\n") {
 		args, err := configLineArgs(line)
 		if err != nil {
 			return &ConfigError{File: name, Line: i + 1, Err: err}
 		}
 		if len(args) == 0 {
+			continue
+		}
+		if strings.EqualFold(args[0], "include") {
+			if err := includeFiles(args[1:], s, depth+1); err != nil {
+				return &ConfigError{File: name, Line: i + 1, Directive: "include", Err: err}
+			}
 			continue
 		}
 		d := lookupDirective(args[0])
@@ -331,6 +360,37 @@ func parseConfig(name string, data []byte, s *Settings) error {
 			return &ConfigError{File: name, Line: i + 1, Directive: d.name, Err: err}
 		}
 		s.setOrigin(d.name, fmt.Sprintf("%s:%d", name, i+1))
+	}
+	return nil
+}
+
+// includeFiles applies the files an include line names, as Redis does: a
+// path (relative to the working directory) or a glob pattern, whose
+// matches are read in name order. Later lines of the including file still
+// override what an included file set.
+func includeFiles(args []string, s *Settings, depth int) error {
+	if len(args) != 1 {
+		return fmt.Errorf("wrong number of arguments (want 1: include <path>; got %d)", len(args))
+	}
+	if depth > maxIncludeDepth {
+		return fmt.Errorf("more than %d nested includes (does a file include itself?)", maxIncludeDepth)
+	}
+	paths := []string{args[0]}
+	if strings.ContainsAny(args[0], "*?[") {
+		m, err := filepath.Glob(args[0])
+		if err != nil {
+			return fmt.Errorf("pattern %q: %w", args[0], err)
+		}
+		paths = m // sorted; none is fine, as in Redis
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := parseConfigDepth(p, data, s, depth); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -422,7 +482,50 @@ func settingsFromContext(c *cli.Context) (Settings, error) {
 	if err := s.applyFlags(c); err != nil {
 		return s, err
 	}
-	return s, s.Validate()
+	if err := s.Validate(); err != nil {
+		return s, err
+	}
+	return s, s.readPasswordFiles()
+}
+
+// readPasswordFiles reads requirepass-file and masterauth-file into the
+// passwords they stand for. Each file holds the password on its first line
+// (a trailing newline is not part of it). A file and the plain directive
+// together are refused: which one is meant would depend on the order of
+// sources. The origin of the password becomes the file directive, so
+// CONFIG REWRITE never writes it.
+func (s *Settings) readPasswordFiles() error {
+	var errs []error
+	for _, f := range []struct {
+		file, plain string
+		path        string
+		dst         *string
+	}{
+		{"requirepass-file", "requirepass", s.RequirePassFile, &s.RequirePass},
+		{"masterauth-file", "masterauth", s.MasterAuthFile, &s.MasterAuth},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if *f.dst != "" {
+			errs = append(errs, fmt.Errorf("%s and %s are both set (%s, %s): keep one", f.file, f.plain, s.where(f.file), s.where(f.plain)))
+			continue
+		}
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.where(f.file), err))
+			continue
+		}
+		pw, _, _ := strings.Cut(string(data), "\n")
+		pw = strings.TrimSuffix(pw, "\r")
+		if pw == "" {
+			errs = append(errs, fmt.Errorf("%s: %s holds no password on its first line", s.where(f.file), f.path))
+			continue
+		}
+		*f.dst = pw
+		s.setOrigin(f.plain, f.file)
+	}
+	return errors.Join(errs...)
 }
 
 // Validate checks every value against its directive's rules (ranges,
@@ -440,11 +543,34 @@ func (s *Settings) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", s.where(d.name), err))
 		}
 	}
+	// Rules across directives, checked once every source is applied.
+	switch hasSentinels := len(splitList(s.Sentinels)) > 0; {
+	case hasSentinels && s.SentinelMasterName == "":
+		errs = append(errs, fmt.Errorf("%s: names Sentinels but sentinel-master-name is not set: which master should the relay follow?", s.where("sentinel-addrs")))
+	case !hasSentinels && s.SentinelMasterName != "":
+		errs = append(errs, fmt.Errorf("%s: is set but sentinel-addrs names no Sentinel to ask", s.where("sentinel-master-name")))
+	}
 	return errors.Join(errs...)
 }
 
-// ListenAddr is where replicas connect.
-func (s *Settings) ListenAddr() string { return net.JoinHostPort(s.Bind, strconv.Itoa(s.Port)) }
+// listenAddrs returns bind's addresses joined with port, and whether each
+// may be missing (Redis's "-" prefix). "*" is every IPv4 address and "::*"
+// every IPv6 one, as in redis.conf.
+func (s *Settings) listenAddrs(port int) (addrs []string, optional []bool) {
+	for _, b := range s.Bind {
+		opt := strings.HasPrefix(b, "-")
+		b = strings.TrimPrefix(b, "-")
+		switch b {
+		case "*":
+			b = "0.0.0.0"
+		case "::*":
+			b = "::"
+		}
+		addrs = append(addrs, net.JoinHostPort(b, strconv.Itoa(port)))
+		optional = append(optional, opt)
+	}
+	return addrs, optional
+}
 
 // proxyConfig maps the settings onto the daemon's Config.
 func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
@@ -477,8 +603,11 @@ func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
 		GuardMinKeysRatio: s.GuardMinKeysRatio,
 		RequireUser:       s.RequireUser,
 		CommandTimeout:    s.CommandTimeout,
+		IdleTimeout:       s.IdleTimeout,
+		ProtectedMode:     s.ProtectedMode,
 		Sentinels:         splitList(s.Sentinels),
 		MasterName:        s.SentinelMasterName,
+		SentinelUser:      s.SentinelUser,
 		SentinelPassword:  s.SentinelPassword,
 		Logger:            logger,
 	}

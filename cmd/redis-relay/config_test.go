@@ -98,13 +98,15 @@ func TestParseConfigFile(t *testing.T) {
 	want := Settings{
 		ReplicaOf: "10.0.0.5:6379", MasterUser: "relay", MasterAuth: `pa ss"word`,
 		ReplTimeout: 30 * time.Second, ReplPingReplicaPeriod: 5 * time.Second, ReplDisklessSyncDelay: 0,
-		AnnouncePort: 7380, AckPolicy: "downstream-quorum:2", Bind: "0.0.0.0", Port: 7000, RequirePass: "it's a secret", MaxClients: 500,
+		AnnouncePort: 7380, AckPolicy: "downstream-quorum:2", Bind: []string{"0.0.0.0", "-::1"}, Port: 7000, RequirePass: "it's a secret", MaxClients: 500,
 		WaitAhead: 2 * time.Second, Dir: "/var/lib/redis-relay", ReplBacklogSize: 128 << 20, SegmentSize: 16 << 20,
 		RefreshRatio: 2.5, RefreshMinSize: 1 << 30, RefreshMaxAge: 6 * time.Hour, RetainSize: 512 << 20,
 		RetainAge: time.Hour, EmptyMasterGuard: false, GuardMinKeysRatio: 0.5,
-		MetricsAddr: "0.0.0.0:9121", LogLevel: "debug", LogFormat: "json",
+		MetricsAddr: "0.0.0.0:8380", LogLevel: "debug", LogFormat: "json",
+		LogFile: "/var/log/redis-relay.log", PidFile: "/run/redis-relay.pid",
+		IdleTimeout: 2 * time.Minute, ProtectedMode: false, TCPKeepAlive: time.Minute,
 		RequireUser: "sub", CommandTimeout: 3 * time.Second,
-		Sentinels: "10.0.0.7:26379,10.0.0.8:26379", SentinelMasterName: "mymaster", SentinelPassword: "s3nt",
+		Sentinels: "10.0.0.7:26379,10.0.0.8:26379", SentinelMasterName: "mymaster", SentinelUser: "watcher", SentinelPassword: "s3nt", SentinelTLS: true,
 		TLSPort: 7443, TLSCertFile: "/etc/redis-relay/relay.crt", TLSKeyFile: "/etc/redis-relay/relay.key",
 		TLSCACertFile: "/etc/redis-relay/ca.crt", TLSReplication: true, TLSAuthClients: "optional",
 	}
@@ -114,8 +116,14 @@ func TestParseConfigFile(t *testing.T) {
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	// The example sets every directive, so each has a file origin.
+	// The example sets every directive, so each has a file origin, but
+	// for the password files (each excludes its plain twin, which the
+	// example sets) and replica-announce-ip (refused with a reason).
 	for i := range directives {
+		switch directives[i].name {
+		case "requirepass-file", "masterauth-file", "replica-announce-ip":
+			continue
+		}
 		if o := s.origin[directives[i].name]; !strings.HasPrefix(o, "testdata/relay.conf:") {
 			t.Errorf("%s: origin %q, want a line of testdata/relay.conf", directives[i].name, o)
 		}
@@ -151,6 +159,20 @@ func TestParseConfigForms(t *testing.T) {
 		}},
 		{"empty password", `requirepass ""`, func(s *Settings) bool { return s.RequirePass == "" }},
 		{"metrics off", `metrics-addr ""`, func(s *Settings) bool { return s.MetricsAddr == "" }},
+		{"several bind addresses", "bind 127.0.0.1 -::1 10.0.0.1", func(s *Settings) bool {
+			return slices.Equal(s.Bind, []string{"127.0.0.1", "-::1", "10.0.0.1"})
+		}},
+		{"Redis log levels", "loglevel notice", func(s *Settings) bool { return s.LogLevel == "info" }},
+		{"loglevel warning", "loglevel warning", func(s *Settings) bool { return s.LogLevel == "warn" }},
+		{"loglevel verbose", "LOGLEVEL verbose", func(s *Settings) bool { return s.LogLevel == "debug" }},
+		{"daemonize no", "daemonize no", func(s *Settings) bool { return true }},
+		{"protected-mode no", "protected-mode no", func(s *Settings) bool { return !s.ProtectedMode }},
+		{"timeout", "timeout 300", func(s *Settings) bool { return s.IdleTimeout == 5*time.Minute }},
+		{"tcp-keepalive off", "tcp-keepalive 0", func(s *Settings) bool { return s.TCPKeepAlive == 0 }},
+		{"logfile and pidfile", "logfile /tmp/r.log\npidfile /tmp/r.pid", func(s *Settings) bool {
+			return s.LogFile == "/tmp/r.log" && s.PidFile == "/tmp/r.pid"
+		}},
+		{"sentinel user and TLS", "sentinel-user u\nsentinel-tls yes", func(s *Settings) bool { return s.SentinelUser == "u" && s.SentinelTLS }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,7 +200,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{"too many args", "port 1 2", `relay.conf:1: port: wrong number of arguments (want 1: port <n>; got 2)`},
 		{"too few args", "replicaof 10.0.0.1", `relay.conf:1: replicaof: wrong number of arguments (want 2: replicaof <host> <port>; got 1)`},
 		{"no args", "dir", `relay.conf:1: dir: wrong number of arguments (want 1: dir <path>; got 0)`},
-		{"two bind addresses", "bind 127.0.0.1 ::1", `relay.conf:1: bind: wrong number of arguments (want 1: bind <addr>; got 2)`},
+		{"bind without address", "bind", `relay.conf:1: bind: wrong number of arguments (want 1 or more: bind <addr> [<addr> ...]; got 0)`},
+		{"daemonize yes", "daemonize yes", `relay.conf:1: daemonize: yes does not apply: the relay never forks into the background; run it under systemd (deploy/systemd), a container runtime or a supervisor, which also restart it`},
+		{"replica-announce-ip", "replica-announce-ip 10.1.1.1", `relay.conf:1: replica-announce-ip: is not supported yet: the relay does not send REPLCONF ip-address, so its master (and Sentinel) list it under the address it connects from; remove the line, or announce the address with NAT rules`},
+		{"negative timeout", "timeout -1", `relay.conf:1: timeout: "-1" is negative`},
+		{"include missing", "include /nonexistent/relay.conf", `relay.conf:1: include: open /nonexistent/relay.conf: no such file or directory`},
+		{"include two paths", "include a b", `relay.conf:1: include: wrong number of arguments (want 1: include <path>; got 2)`},
+		{"protected-mode", "protected-mode maybe", `relay.conf:1: protected-mode: "maybe" is neither yes nor no`},
 		{"port not a number", "port http", `relay.conf:1: port: "http" is not an integer`},
 		{"port out of range", "port 70000", `relay.conf:1: port: 70000 is outside 0-65535`},
 		{"replicaof bad port", "replicaof h 0", `relay.conf:1: replicaof: "0" is not a port (1-65535)`},
@@ -199,7 +227,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"log level", "log-level loud", `relay.conf:1: log-level: "loud" is not a level (debug, info, warn or error)`},
 		{"ack policy", "ack-policy downstream-quorum:0", `relay.conf:1: ack-policy: "downstream-quorum:0" is not received, downstream-min or downstream-quorum:<k>`},
 		{"log format", "log-format xml", `relay.conf:1: log-format: "xml" is neither text nor json`},
-		{"metrics addr", "metrics-addr 9121", `relay.conf:1: metrics-addr: "9121" is not host:port`},
+		{"metrics addr", "metrics-addr 8380", `relay.conf:1: metrics-addr: "8380" is not host:port`},
 		{"metrics port", "metrics-addr :http", `relay.conf:1: metrics-addr: ":http" does not end in a port number`},
 		{"empty dir", `dir ""`, `relay.conf:1: dir: must not be empty`},
 		{"ignored ones are still checked", "repl-ping-replica-period 0", `relay.conf:1: repl-ping-replica-period: 0 is below the minimum of 1`},
@@ -372,7 +400,10 @@ func TestPrecedence(t *testing.T) {
 		{"replicaof (flag over file)", s.ReplicaOf, "10.0.0.2:6380"},
 		{"log-level (flag over default)", s.LogLevel, "warn"},
 		{"wait-ahead (default)", s.WaitAhead, 60 * time.Second},
-		{"bind (default)", s.Bind, "127.0.0.1"},
+		{"bind (default)", strings.Join(s.Bind, " "), "127.0.0.1"},
+		{"protected-mode (default)", s.ProtectedMode, true},
+		{"timeout (default: never)", s.IdleTimeout, time.Duration(0)},
+		{"tcp-keepalive (default)", s.TCPKeepAlive, 300 * time.Second},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

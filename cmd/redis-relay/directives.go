@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,8 @@ type directive struct {
 	usage    string
 	ignored  string // non-empty: accepted for compatibility but not used, and why
 	secret   bool   // a password: never printed
-	nargs    int    // arguments after the name
+	nargs    int    // arguments after the name (the least, when variadic)
+	variadic bool   // takes nargs or more arguments
 
 	// parse stores the arguments in s, or says why they are not a value.
 	parse func(s *Settings, args []string) error
@@ -40,8 +42,12 @@ type directive struct {
 
 // apply parses args into s and checks the result.
 func (d *directive) apply(s *Settings, args []string) error {
-	if len(args) != d.nargs {
-		return fmt.Errorf("wrong number of arguments (want %d: %s %s; got %d)", d.nargs, d.name, d.synopsis, len(args))
+	if len(args) != d.nargs && !(d.variadic && len(args) > d.nargs) {
+		want := strconv.Itoa(d.nargs)
+		if d.variadic {
+			want += " or more"
+		}
+		return fmt.Errorf("wrong number of arguments (want %s: %s %s; got %d)", want, d.name, d.synopsis, len(args))
 	}
 	if err := d.parse(s, args); err != nil {
 		return err
@@ -108,15 +114,42 @@ var directives = []directive{
 	},
 	stringDirective("masteruser", "<user>", catUpstream, "ACL user to AUTH with at the master", func(s *Settings) *string { return &s.MasterUser }, nil),
 	secret(stringDirective("masterauth", "<password>", catUpstream, "password to AUTH with at the master", func(s *Settings) *string { return &s.MasterAuth }, nil)),
+	stringDirective("masterauth-file", "<path>", catUpstream, "read masterauth from this file at start-up (one line; instead of masterauth)", func(s *Settings) *string { return &s.MasterAuthFile }, nil),
 	secondsDirective("repl-timeout", catUpstream, "seconds of silence after which a link is dropped, both directions", func(s *Settings) *time.Duration { return &s.ReplTimeout }, time.Second),
 	ignored(secondsDirective("repl-ping-replica-period", catUpstream, "Redis's replica ping period", func(s *Settings) *time.Duration { return &s.ReplPingReplicaPeriod }, time.Second),
 		"the relay forwards the master's own PINGs", "repl-ping-slave-period"),
 	ignored(secondsDirective("repl-diskless-sync-delay", catDownstream, "Redis's delay before a diskless full sync", func(s *Settings) *time.Duration { return &s.ReplDisklessSyncDelay }, 0),
 		"the relay starts every full sync at once"),
 
-	stringDirective("bind", "<addr>", catDownstream, "address to listen on for replicas (one)", func(s *Settings) *string { return &s.Bind }, notEmpty),
+	{
+		name: "bind", synopsis: "<addr> [<addr> ...]", category: catDownstream, nargs: 1, variadic: true,
+		usage: `addresses to listen on for replicas, space-separated; "-" before one lets start-up go on without it, * is every IPv4 address and ::* every IPv6 one`,
+		parse: func(s *Settings, a []string) error {
+			s.Bind = slices.Clone(a)
+			return nil
+		},
+		format: func(s *Settings) []string { return slices.Clone(s.Bind) },
+		check: func(s *Settings) error {
+			if len(s.Bind) == 0 {
+				return errors.New("must name at least one address")
+			}
+			for _, b := range s.Bind {
+				if strings.TrimPrefix(b, "-") == "" {
+					return fmt.Errorf("%q is not an address", b)
+				}
+			}
+			return nil
+		},
+		flagArgs: func(v string) ([]string, error) {
+			return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }), nil
+		},
+	},
+	boolDirective("protected-mode", catDownstream, "while no requirepass is set, refuse clients that are not on loopback with -DENIED, as Redis does", func(s *Settings) *bool { return &s.ProtectedMode }),
+	secondsDirective("timeout", catDownstream, "close a client (not a replica) idle this many seconds; 0: never", func(s *Settings) *time.Duration { return &s.IdleTimeout }, 0),
+	secondsDirective("tcp-keepalive", catDownstream, "TCP keepalive period of replica connections in seconds; 0: off", func(s *Settings) *time.Duration { return &s.TCPKeepAlive }, 0),
 	intDirective("port", catDownstream, "port to listen on for replicas", func(s *Settings) *int { return &s.Port }, 0, 65535),
 	secret(stringDirective("requirepass", "<password>", catDownstream, "password replicas and clients must AUTH with", func(s *Settings) *string { return &s.RequirePass }, nil)),
+	stringDirective("requirepass-file", "<path>", catDownstream, "read requirepass from this file at start-up (one line; instead of requirepass)", func(s *Settings) *string { return &s.RequirePassFile }, nil),
 	intDirective("maxclients", catDownstream, "most downstream connections at once", func(s *Settings) *int { return &s.MaxClients }, 1, math.MaxInt32),
 	withAliases(intDirective("replica-announce-port", catUpstream, "listening port announced to the master (0: the port listened on)", func(s *Settings) *int { return &s.AnnouncePort }, 0, 65535),
 		"slave-announce-port"),
@@ -167,9 +200,11 @@ var directives = []directive{
 	stringDirective("requireuser", "<user>", catDownstream, "ACL-style user accepted with requirepass, besides default", func(s *Settings) *string { return &s.RequireUser }, nil),
 	durationDirective("command-timeout", catDownstream, "a client must send a whole command within this once it started (slow-loris clients)", func(s *Settings) *time.Duration { return &s.CommandTimeout }, time.Millisecond),
 
-	stringDirective("sentinel-addrs", "<host:port,...>", catUpstream, "follow the master that these Sentinels name (with sentinel-master-name)", func(s *Settings) *string { return &s.Sentinels }, checkAddrList),
-	stringDirective("sentinel-master-name", "<name>", catUpstream, "the master's name in Sentinel", func(s *Settings) *string { return &s.SentinelMasterName }, nil),
+	stringDirective("sentinel-addrs", "<host:port,...>", catUpstream, "follow the master that these Sentinels name (needs sentinel-master-name)", func(s *Settings) *string { return &s.Sentinels }, checkAddrList),
+	stringDirective("sentinel-master-name", "<name>", catUpstream, "the master's name in Sentinel (needs sentinel-addrs)", func(s *Settings) *string { return &s.SentinelMasterName }, nil),
+	stringDirective("sentinel-user", "<user>", catUpstream, "ACL user for the Sentinels", func(s *Settings) *string { return &s.SentinelUser }, nil),
 	secret(stringDirective("sentinel-password", "<password>", catUpstream, "password for the Sentinels", func(s *Settings) *string { return &s.SentinelPassword }, nil)),
+	boolDirective("sentinel-tls", catTLS, "connect to the Sentinels with TLS, verified with tls-ca-cert-file, presenting tls-cert-file", func(s *Settings) *bool { return &s.SentinelTLS }),
 
 	intDirective("tls-port", catTLS, "also accept replicas over TLS on this port; 0: off", func(s *Settings) *int { return &s.TLSPort }, 0, 65535),
 	stringDirective("tls-cert-file", "<path>", catTLS, "certificate for the TLS port, and the client certificate sent upstream", func(s *Settings) *string { return &s.TLSCertFile }, nil),
@@ -184,19 +219,61 @@ var directives = []directive{
 	}),
 
 	stringDirective("metrics-addr", "<host:port>", catOps, "serve Prometheus metrics on this address; empty: off", func(s *Settings) *string { return &s.MetricsAddr }, checkListenAddr),
-	stringDirective("log-level", "<level>", catOps, "debug, info, warn or error", func(s *Settings) *string { return &s.LogLevel }, func(v string) error {
-		var lv slog.Level
-		if err := lv.UnmarshalText([]byte(v)); err != nil {
-			return fmt.Errorf("%q is not a level (debug, info, warn or error)", v)
-		}
-		return nil
-	}),
+	{
+		name: "log-level", aliases: []string{"loglevel"}, synopsis: "<level>", category: catOps, nargs: 1,
+		usage: "debug, info, warn or error; Redis's loglevel names work too (verbose is debug, notice is info, warning is warn)",
+		parse: func(s *Settings, a []string) error {
+			s.LogLevel = a[0]
+			if lv, ok := redisLogLevels[strings.ToLower(a[0])]; ok {
+				s.LogLevel = lv
+			}
+			return nil
+		},
+		format: func(s *Settings) []string { return []string{s.LogLevel} },
+		check: func(s *Settings) error {
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(s.LogLevel)); err != nil {
+				return fmt.Errorf("%q is not a level (debug, info, warn or error)", s.LogLevel)
+			}
+			return nil
+		},
+	},
+	stringDirective("logfile", "<path>", catOps, `append the log to this file; "": standard error`, func(s *Settings) *string { return &s.LogFile }, nil),
+	stringDirective("pidfile", "<path>", catOps, "write the process ID to this file while running", func(s *Settings) *string { return &s.PidFile }, nil),
+	{
+		name: "daemonize", synopsis: "no", category: catOps, nargs: 1,
+		usage: "only no: the relay stays in the foreground",
+		parse: func(_ *Settings, a []string) error {
+			on, err := parseYesNo(a[0])
+			if err == nil && on {
+				err = errors.New("yes does not apply: the relay never forks into the background; run it under systemd (deploy/systemd), a container runtime or a supervisor, which also restart it")
+			}
+			return err
+		},
+		format: func(*Settings) []string { return []string{"no"} },
+	},
+	{
+		name: "replica-announce-ip", aliases: []string{"slave-announce-ip"}, synopsis: "<ip>", category: catUpstream, nargs: 1,
+		usage: "not supported: the master lists the relay under the address it connects from",
+		parse: func(*Settings, []string) error {
+			return errors.New("is not supported yet: the relay does not send REPLCONF ip-address, so its master (and Sentinel) list it under the address it connects from; remove the line, or announce the address with NAT rules")
+		},
+		format: func(*Settings) []string { return nil },
+	},
 	stringDirective("log-format", "<format>", catOps, "text or json", func(s *Settings) *string { return &s.LogFormat }, func(v string) error {
 		if v != "text" && v != "json" {
 			return fmt.Errorf("%q is neither text nor json", v)
 		}
 		return nil
 	}),
+}
+
+// redisLogLevels maps Redis's loglevel names onto the relay's levels.
+var redisLogLevels = map[string]string{
+	"verbose": "debug",
+	"notice":  "info",
+	"warning": "warn",
+	"nothing": "error",
 }
 
 // directiveIndex finds a directive by its lower-case name or alias.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,9 +54,24 @@ func runAction(c *cli.Context) error {
 	if c.Bool("check-config") {
 		return s.writeConfig(c.App.Writer)
 	}
-	logger, err := newLogger(c.App.ErrWriter, s.LogLevel, s.LogFormat)
+	logOut := c.App.ErrWriter
+	if s.LogFile != "" {
+		f, err := os.OpenFile(s.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("logfile: %w", err)
+		}
+		defer f.Close()
+		logOut = f
+	}
+	logger, err := newLogger(logOut, s.LogLevel, s.LogFormat)
 	if err != nil {
 		return err
+	}
+	if s.PidFile != "" {
+		if err := os.WriteFile(s.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			return fmt.Errorf("pidfile: %w", err)
+		}
+		defer os.Remove(s.PidFile)
 	}
 	s.logIgnored(logger)
 	cfg := s.proxyConfig(logger)
@@ -64,10 +80,11 @@ func runAction(c *cli.Context) error {
 		cfg.Rewrite = func(settings map[string]string) error {
 			mu.Lock()
 			defer mu.Unlock()
-			if err := rewriteConfigFile(path, settings); err != nil {
+			kept, left := s.persistable(settings)
+			if err := rewriteConfigFile(path, kept); err != nil {
 				return err
 			}
-			logger.Info("config file rewritten", "path", path)
+			logger.Info("config file rewritten", "path", path, "not_written", strings.Join(left, ","))
 			return nil
 		}
 	}
@@ -78,21 +95,113 @@ func runAction(c *cli.Context) error {
 	if cfg.MasterAddr == "" && len(cfg.Sentinels) == 0 {
 		logger.Warn("no master configured: waiting for REPLICAOF host port")
 	}
-	var tlsAddr string
-	if s.TLSPort > 0 {
-		tlsAddr = net.JoinHostPort(s.Bind, strconv.Itoa(s.TLSPort))
+	switch {
+	case !s.ProtectedMode:
+		logger.Warn("protected mode is off: any client that reaches the relay's port can read the master's dataset unless requirepass is set")
+	case s.RequirePass == "":
+		logger.Info("protected mode: no requirepass is set, so only loopback clients are accepted; set requirepass (or requirepass-file), or protected-mode no, to serve replicas on other hosts")
 	}
-	listenAddr := s.ListenAddr()
-	if s.Port == 0 { // as in redis.conf: no plain TCP listener
-		listenAddr = ""
+	var addrs, tlsAddrs []string
+	var optional, tlsOptional []bool
+	if s.Port != 0 { // as in redis.conf: port 0 is no plain TCP listener
+		addrs, optional = s.listenAddrs(s.Port)
 	}
-	return serveRelay(c.Context, cfg, listenAddr, tlsAddr, tlsServer, s.MetricsAddr, logger)
+	if s.TLSPort != 0 {
+		tlsAddrs, tlsOptional = s.listenAddrs(s.TLSPort)
+	}
+	lc := net.ListenConfig{KeepAlive: s.TCPKeepAlive}
+	if s.TCPKeepAlive == 0 {
+		lc.KeepAlive = -1 // off
+	}
+	listeners := listenSpec{lc: lc, addrs: addrs, optional: optional, tlsAddrs: tlsAddrs, tlsOptional: tlsOptional, tls: tlsServer}
+	return serveRelay(c.Context, cfg, listeners, s.MetricsAddr, logger)
+}
+
+// persistable returns the settings CONFIG REWRITE may write, and the names
+// of those it must leave out: a password whose value came from the
+// environment, a flag or a *-file directive stays out of the file, so a
+// rewrite never copies a secret to where it was not written before.
+func (s *Settings) persistable(settings map[string]string) (kept map[string]string, left []string) {
+	kept = make(map[string]string, len(settings))
+	for name, v := range settings {
+		if d := lookupDirective(name); d != nil && d.secret && !s.fromConfigFile(d.name) && v != "" {
+			left = append(left, name)
+			continue
+		}
+		kept[name] = v
+	}
+	slices.Sort(left)
+	return kept, left
+}
+
+// fromConfigFile reports whether the value of the named directive was read
+// from a config file line.
+func (s *Settings) fromConfigFile(name string) bool {
+	o, ok := s.origin[name]
+	return ok && !strings.HasPrefix(o, "--") && !strings.HasPrefix(o, "REDIS_RELAY_") && !strings.HasSuffix(o, "-file")
+}
+
+// listenSpec is where the relay listens: plain and TLS addresses, each
+// perhaps optional (bind's "-" prefix).
+type listenSpec struct {
+	lc          net.ListenConfig
+	addrs       []string
+	optional    []bool
+	tlsAddrs    []string
+	tlsOptional []bool
+	tls         *tls.Config
+}
+
+// listen opens every listener; an optional address that cannot be bound is
+// logged and skipped.
+func (ls listenSpec) listen(ctx context.Context, logger *slog.Logger) ([]net.Listener, error) {
+	var lns []net.Listener
+	open := func(addr string, optional bool, what string) (net.Listener, error) {
+		ln, err := ls.lc.Listen(ctx, "tcp", addr)
+		if err != nil && optional {
+			logger.Warn("optional bind address unavailable, skipped", "addr", addr, "err", err)
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listen %s%s: %w", what, addr, err)
+		}
+		return ln, nil
+	}
+	fail := func(err error) ([]net.Listener, error) {
+		for _, l := range lns {
+			l.Close()
+		}
+		return nil, err
+	}
+	for i, addr := range ls.addrs {
+		ln, err := open(addr, ls.optional[i], "")
+		if err != nil {
+			return fail(err)
+		}
+		if ln != nil {
+			lns = append(lns, ln)
+		}
+	}
+	for i, addr := range ls.tlsAddrs {
+		ln, err := open(addr, ls.tlsOptional[i], "for TLS on ")
+		if err != nil {
+			return fail(err)
+		}
+		if ln != nil {
+			lns = append(lns, tls.NewListener(ln, ls.tls))
+		}
+	}
+	if len(lns) == 0 {
+		return nil, errors.New("nowhere to listen: port and tls-port are both 0, or every bind address is unavailable")
+	}
+	return lns, nil
 }
 
 // tlsConfigs builds the TLS settings: the client side of the master link
-// (into cfg.UpstreamTLS) and the server side of the TLS port (returned).
+// (into cfg.UpstreamTLS) and of the Sentinel links (cfg.SentinelTLS), and
+// the server side of the TLS port (returned).
 func (s *Settings) tlsConfigs(cfg *proxy.Config) (*tls.Config, error) {
-	if !s.TLSReplication && s.TLSPort == 0 {
+	if !s.TLSReplication && s.TLSPort == 0 && !s.SentinelTLS {
 		return nil, nil
 	}
 	var certs []tls.Certificate
@@ -117,6 +226,9 @@ func (s *Settings) tlsConfigs(cfg *proxy.Config) (*tls.Config, error) {
 	if s.TLSReplication {
 		cfg.UpstreamTLS = &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}
 	}
+	if s.SentinelTLS {
+		cfg.SentinelTLS = &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}
+	}
 	if s.TLSPort == 0 {
 		return nil, nil
 	}
@@ -136,42 +248,24 @@ func (s *Settings) tlsConfigs(cfg *proxy.Config) (*tls.Config, error) {
 	return server, nil
 }
 
-// serveRelay runs the relay on listenAddr, and the metrics server on
-// metricsAddr unless it is empty, until ctx ends or either fails. The
+// serveRelay runs the relay on the listeners of ls, and the metrics server
+// on metricsAddr unless it is empty, until ctx ends or either fails. The
 // metrics server stops last.
-func serveRelay(ctx context.Context, cfg proxy.Config, listenAddr, tlsAddr string, tlsServer *tls.Config, metricsAddr string, logger *slog.Logger) error {
+func serveRelay(ctx context.Context, cfg proxy.Config, ls listenSpec, metricsAddr string, logger *slog.Logger) error {
 	relay, err := proxy.New(cfg)
 	if err != nil {
 		return err
 	}
-	var lns []net.Listener
-	closeAll := func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}
-	if listenAddr != "" {
-		ln, err := net.Listen("tcp", listenAddr)
-		if err != nil {
-			return errors.Join(err, relay.Close())
-		}
-		lns = append(lns, ln)
-	}
-	if tlsAddr != "" {
-		ln, err := net.Listen("tcp", tlsAddr)
-		if err != nil {
-			closeAll()
-			return errors.Join(fmt.Errorf("listen for TLS: %w", err), relay.Close())
-		}
-		lns = append(lns, tls.NewListener(ln, tlsServer))
-	}
-	if len(lns) == 0 {
-		return errors.Join(errors.New("port and tls-port are both 0: nowhere to listen"), relay.Close())
+	lns, err := ls.listen(ctx, logger)
+	if err != nil {
+		return errors.Join(err, relay.Close())
 	}
 	var mln net.Listener
 	if metricsAddr != "" {
 		if mln, err = net.Listen("tcp", metricsAddr); err != nil {
-			closeAll()
+			for _, l := range lns {
+				l.Close()
+			}
 			return errors.Join(fmt.Errorf("listen for metrics: %w", err), relay.Close())
 		}
 	}
@@ -183,7 +277,7 @@ func serveRelay(ctx context.Context, cfg proxy.Config, listenAddr, tlsAddr strin
 	metricsDone := make(chan error, 1)
 	if mln != nil {
 		go func() {
-			err := metrics.ServeListener(metricsCtx, mln, metrics.NewRegistry(relay), logger)
+			err := metrics.ServeListener(metricsCtx, mln, metrics.NewRegistry(relay), relay, logger)
 			if err != nil {
 				stopRelay() // the relay does not run unobserved
 			}
