@@ -60,6 +60,25 @@ var settings = map[string]setting{
 			return nil
 		},
 	},
+	"timeout": {
+		get: func(c *Config) string { return strconv.Itoa(int(c.IdleTimeout / time.Second)) },
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return errors.New("argument must be a number of seconds, 0 for never")
+			}
+			c.IdleTimeout = time.Duration(n) * time.Second
+			return nil
+		},
+	},
+	"protected-mode": {
+		get: func(c *Config) string { return yesNo(c.ProtectedMode) },
+		set: func(c *Config, v string) error {
+			on, err := parseYesNo(v)
+			c.ProtectedMode = on
+			return err
+		},
+	},
 	"requirepass": stringSetting(func(c *Config) *string { return &c.RequirePass }),
 	"masterauth":  stringSetting(func(c *Config) *string { return &c.MasterAuth }),
 	"masteruser":  stringSetting(func(c *Config) *string { return &c.MasterUser }),

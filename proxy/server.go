@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,15 +15,44 @@ import (
 	"time"
 )
 
-// clientIdleTimeout bounds the silence between two commands of a client
-// that is not (yet) a replica; Config.CommandTimeout bounds one command
-// from its first byte to its last.
-const clientIdleTimeout = 5 * time.Minute
-
 func listenerPort(ln net.Listener) int {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
 	return p
+}
+
+// deniedReply is what protected mode answers a client from outside loopback
+// before closing it, in the manner of Redis's -DENIED.
+const deniedReply = "-DENIED redis-relay is running in protected mode: no password is set " +
+	"(requirepass), so only clients on the loopback interface may connect, and a replica " +
+	"that connects is handed the master's whole dataset. To let this client in, do one of: " +
+	"1) set a password with requirepass (or requirepass-file) and have replicas send it " +
+	"as masterauth; 2) if every host that can reach the relay may read the dataset, start " +
+	"it with protected-mode no (or CONFIG SET protected-mode no from the loopback " +
+	"interface, then CONFIG REWRITE to keep it); 3) listen on loopback only with bind " +
+	"127.0.0.1 and reach the relay through a tunnel.\r\n"
+
+// protectedModeRefuses reports whether protected mode turns the client at
+// remote away: protected mode is on, no password is set, and remote is
+// neither a loopback address nor a Unix socket.
+func protectedModeRefuses(protected bool, requirePass string, remote net.Addr) bool {
+	if !protected || requirePass != "" {
+		return false
+	}
+	switch a := remote.(type) {
+	case *net.TCPAddr:
+		return !a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return false
+	case nil:
+		return true
+	}
+	host, _, err := net.SplitHostPort(remote.String())
+	if err != nil {
+		host = remote.String()
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.Unmap().IsLoopback()
 }
 
 // serve accepts downstream connections until ctx ends, then waits for their
@@ -96,10 +126,18 @@ func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
+	cfg := r.conf()
+	if protectedModeRefuses(cfg.ProtectedMode, cfg.RequirePass, nc.RemoteAddr()) {
+		r.stats.rejectedConns.Add(1)
+		r.logger.Debug("client refused by protected mode", "replica", nc.RemoteAddr().String())
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		nc.Write([]byte(deniedReply))
+		return
+	}
 	c := &client{
 		r: r, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
 		addr:    nc.RemoteAddr().String(),
-		authed:  r.conf().RequirePass == "",
+		authed:  cfg.RequirePass == "",
 		id:      r.nextClientID.Add(1),
 		created: time.Now(),
 	}
@@ -113,7 +151,14 @@ func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
 		r.unsubscribeAll(c)
 	}()
 	for {
-		nc.SetReadDeadline(time.Now().Add(clientIdleTimeout))
+		// Between commands only timeout (Config.IdleTimeout) applies, and
+		// not to subscribers, as in Redis; CommandTimeout bounds one
+		// command from its first byte to its last.
+		var idleUntil time.Time
+		if idle := r.conf().IdleTimeout; idle > 0 && len(c.subs) == 0 {
+			idleUntil = time.Now().Add(idle)
+		}
+		nc.SetReadDeadline(idleUntil)
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
