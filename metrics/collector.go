@@ -71,12 +71,15 @@ var (
 	mSyncing      = define("upstream_sync_in_progress", gauge, "1 while a snapshot is arriving from the upstream, else 0.")
 	mSyncRead     = define("upstream_sync_bytes_received", gauge, "Snapshot bytes received in the current or most recent upstream full sync.")
 	mSyncExpected = define("upstream_sync_bytes_expected", gauge, "Announced size of the current or most recent upstream snapshot; absent while unknown (EOF-marked transfer).")
+	mSyncEstimate = define("upstream_sync_bytes_estimated", gauge, "While a snapshot of unknown size arrives: an estimate of its size, by where the estimate comes from; absent otherwise.", "source")
 
 	mReplicas      = define("connected_replicas", gauge, "Downstream replica sessions.")
 	mReplicaAck    = define("replica_ack_offset", gauge, "Last offset a downstream replica acknowledged.", "replica")
 	mReplicaLag    = define("replica_lag_bytes", gauge, "Bytes between master_repl_offset and a replica's acknowledged offset.", "replica")
 	mReplicaLagSec = define("replica_lag_seconds", gauge, "Seconds since an online replica's last acknowledgement; 0 while not online.", "replica")
 	mReplicaState  = define("replica_state", gauge, "1 for a replica session's current state, 0 for the others.", "replica", "state")
+	mReplicaSent   = define("replica_sync_bytes_sent", gauge, "Snapshot bytes sent to a replica in its session's full sync; 0 when the session began with a partial resync.", "replica")
+	mReplicaSize   = define("replica_sync_bytes_expected", gauge, "Size of the snapshot a replica's full sync sends; absent while it is still arriving from upstream with its size unknown.", "replica")
 
 	mFullServed     = define("full_syncs_served_total", counter, "Full resyncs served to downstream replicas (INFO sync_full).")
 	mPartialServed  = define("partial_syncs_served_total", counter, "Partial resyncs accepted from downstream replicas (INFO sync_partial_ok).")
@@ -176,6 +179,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if st.SyncTotal >= 0 {
 		e.emit(mSyncExpected, float64(st.SyncTotal))
 	}
+	if st.SyncEstimateSource != "" {
+		e.emit(mSyncEstimate, float64(st.SyncEstimate), labelValue(st.SyncEstimateSource))
+	}
 
 	// Downstream replicas.
 	e.emit(mReplicas, float64(len(reps)))
@@ -184,6 +190,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		e.emit(mReplicaAck, float64(r.AckOffset), label)
 		e.emit(mReplicaLag, float64(max(masterOffset-r.AckOffset, 0)), label)
 		e.emit(mReplicaLagSec, max(r.AckAge.Seconds(), 0), label)
+		e.emit(mReplicaSent, float64(r.BulkSent), label)
+		if r.BulkTotal >= 0 {
+			e.emit(mReplicaSize, float64(r.BulkTotal), label)
+		}
 		rs := labelValue(r.State)
 		for _, s := range withCurrent(replicaStates, rs) {
 			e.emit(mReplicaState, boolean(s == rs), label, s)

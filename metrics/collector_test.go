@@ -62,6 +62,8 @@ func busyRelay() *fixedSource {
 			LastIO:             testNow.Add(-1500 * time.Millisecond),
 			SyncTotal:          123456,
 			SyncRead:           123456,
+			SyncEstimate:       120000,
+			SyncEstimateSource: "previous_snapshot",
 			AckedUpstream:      4990,
 			FullSyncsServed:    3,
 			PartialSyncsServed: 5,
@@ -82,9 +84,9 @@ func busyRelay() *fixedSource {
 			TailCuts:           3,
 		},
 		replicas: []proxy.ReplicaInfo{
-			{Addr: "10.0.0.7:51000", IP: "10.0.0.7", Port: 6379, State: "online", AckOffset: 5000, AckAge: 250 * time.Millisecond},
+			{Addr: "10.0.0.7:51000", IP: "10.0.0.7", Port: 6379, State: "online", AckOffset: 5000, AckAge: 250 * time.Millisecond, BulkSent: 123456, BulkTotal: 123456},
 			{Addr: "10.0.0.8:51001", IP: "10.0.0.8", Port: 6379, State: "online", AckOffset: 4200, AckAge: 3 * time.Second},
-			{Addr: "10.0.0.9:51002", IP: "10.0.0.9", Port: 0, State: "wait_bgsave"},
+			{Addr: "10.0.0.9:51002", IP: "10.0.0.9", Port: 0, State: "send_bulk", BulkSent: 4096, BulkTotal: -1},
 		},
 	}
 }
@@ -137,6 +139,9 @@ redis_relay_upstream_sync_bytes_received 123456
 # HELP redis_relay_upstream_sync_bytes_expected Announced size of the current or most recent upstream snapshot; absent while unknown (EOF-marked transfer).
 # TYPE redis_relay_upstream_sync_bytes_expected gauge
 redis_relay_upstream_sync_bytes_expected 123456
+# HELP redis_relay_upstream_sync_bytes_estimated While a snapshot of unknown size arrives: an estimate of its size, by where the estimate comes from; absent otherwise.
+# TYPE redis_relay_upstream_sync_bytes_estimated gauge
+redis_relay_upstream_sync_bytes_estimated{source="previous_snapshot"} 120000
 `},
 		{"replicas", `
 # HELP redis_relay_connected_replicas Downstream replica sessions.
@@ -166,8 +171,17 @@ redis_relay_replica_state{replica="10.0.0.8:6379",state="online"} 1
 redis_relay_replica_state{replica="10.0.0.8:6379",state="send_bulk"} 0
 redis_relay_replica_state{replica="10.0.0.8:6379",state="wait_bgsave"} 0
 redis_relay_replica_state{replica="10.0.0.9:51002",state="online"} 0
-redis_relay_replica_state{replica="10.0.0.9:51002",state="send_bulk"} 0
-redis_relay_replica_state{replica="10.0.0.9:51002",state="wait_bgsave"} 1
+redis_relay_replica_state{replica="10.0.0.9:51002",state="send_bulk"} 1
+redis_relay_replica_state{replica="10.0.0.9:51002",state="wait_bgsave"} 0
+# HELP redis_relay_replica_sync_bytes_sent Snapshot bytes sent to a replica in its session's full sync; 0 when the session began with a partial resync.
+# TYPE redis_relay_replica_sync_bytes_sent gauge
+redis_relay_replica_sync_bytes_sent{replica="10.0.0.7:6379"} 123456
+redis_relay_replica_sync_bytes_sent{replica="10.0.0.8:6379"} 0
+redis_relay_replica_sync_bytes_sent{replica="10.0.0.9:51002"} 4096
+# HELP redis_relay_replica_sync_bytes_expected Size of the snapshot a replica's full sync sends; absent while it is still arriving from upstream with its size unknown.
+# TYPE redis_relay_replica_sync_bytes_expected gauge
+redis_relay_replica_sync_bytes_expected{replica="10.0.0.7:6379"} 123456
+redis_relay_replica_sync_bytes_expected{replica="10.0.0.8:6379"} 0
 `},
 		{"served", `
 # HELP redis_relay_full_syncs_served_total Full resyncs served to downstream replicas (INFO sync_full).
@@ -335,6 +349,40 @@ func TestSyncInProgress(t *testing.T) {
 			reg := testRegistry(&fixedSource{status: tt.st})
 			if got := gatherValue(t, reg, "redis_relay_upstream_sync_in_progress", nil); got != tt.syncing {
 				t.Errorf("sync_in_progress = %v, want %v", got, tt.syncing)
+			}
+		})
+	}
+}
+
+// A diskless master announces no size: expected is absent and the estimate
+// is there, labelled with its source; once the size is known, the reverse.
+func TestUpstreamSyncEstimate(t *testing.T) {
+	for _, tt := range []struct {
+		name               string
+		st                 proxy.Status
+		expected, estimate bool
+	}{
+		{"diskless, estimated", proxy.Status{LinkState: "sync", SyncTotal: -1, SyncRead: 10, SyncEstimate: 5000, SyncEstimateSource: "master_used_memory"}, false, true},
+		{"diskless, no estimate", proxy.Status{LinkState: "sync", SyncTotal: -1, SyncRead: 10, SyncEstimate: -1}, false, false},
+		{"sized", proxy.Status{LinkState: "sync", SyncTotal: 4000, SyncRead: 10, SyncEstimate: -1}, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mfs, err := testRegistry(&fixedSource{status: tt.st}).Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			for _, mf := range mfs {
+				got[mf.GetName()] = true
+				if mf.GetName() == "redis_relay_upstream_sync_bytes_estimated" {
+					m := mf.GetMetric()[0]
+					if m.GetGauge().GetValue() != float64(tt.st.SyncEstimate) || m.GetLabel()[0].GetValue() != tt.st.SyncEstimateSource {
+						t.Errorf("estimate %v", m)
+					}
+				}
+			}
+			if got["redis_relay_upstream_sync_bytes_expected"] != tt.expected || got["redis_relay_upstream_sync_bytes_estimated"] != tt.estimate {
+				t.Errorf("expected exposed %v, estimated exposed %v", got["redis_relay_upstream_sync_bytes_expected"], got["redis_relay_upstream_sync_bytes_estimated"])
 			}
 		})
 	}

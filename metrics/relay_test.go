@@ -100,6 +100,19 @@ func TestMetricsMatchInfo(t *testing.T) {
 		if v, _ := sample(text, "redis_relay_replica_ack_offset{"+label); v != mustFloat(infoField(info, "master_repl_offset")) {
 			return fmt.Errorf("replica ack offset %v, relay offset %s", v, infoField(info, "master_repl_offset"))
 		}
+		// The replica's full sync came from the relay: bytes sent equal
+		// the snapshot's size, in /metrics as on its slave0 line.
+		slave := map[string]string{}
+		for _, part := range strings.Split(infoField(info, "slave0"), ",") {
+			if k, v, ok := strings.Cut(part, "="); ok {
+				slave[k] = v
+			}
+		}
+		sent, _ := sample(text, "redis_relay_replica_sync_bytes_sent{"+label)
+		size, _ := sample(text, "redis_relay_replica_sync_bytes_expected{"+label)
+		if sent <= 0 || sent != mustFloat(slave["rdb_sent_bytes"]) || size != mustFloat(slave["rdb_size_bytes"]) || sent != mustFloat(infoField(info, "snapshot_bytes")) {
+			return fmt.Errorf("replica sync bytes sent %v of %v; slave0 %v; snapshot_bytes %s", sent, size, slave, infoField(info, "snapshot_bytes"))
+		}
 		if v, _ := sample(text, `redis_relay_commands_relayed_total{command="set"}`); v < 100 {
 			return fmt.Errorf("set commands relayed = %v, want >= 100", v)
 		}

@@ -107,7 +107,7 @@ type Status struct {
 	MasterVersion string
 	// While a full sync from upstream has an unknown size (SyncTotal -1,
 	// the EOF-marked transfer of a diskless master): an estimate of its
-	// total, or -1, and where the estimate comes from (SyncEstimateSources).
+	// total, or -1, and where the estimate comes from (estimateFrom*).
 	SyncEstimate       int64
 	SyncEstimateSource string
 }
@@ -120,9 +120,6 @@ const (
 	estimateFromPrevious = "previous_snapshot"
 	estimateFromUsedMem  = "master_used_memory"
 )
-
-// SyncEstimateSources lists the values of Status.SyncEstimateSource.
-var SyncEstimateSources = []string{estimateFromPrevious, estimateFromUsedMem}
 
 // Status reports the relay's state.
 func (r *Relay) Status() Status {
