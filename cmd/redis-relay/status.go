@@ -76,12 +76,15 @@ type relayInfo struct {
 	replicas []replicaLine
 }
 
-// replicaLine is one slaveN:ip=...,port=...,state=...,offset=...,lag=... line.
+// replicaLine is one slaveN:ip=...,port=...,state=...,offset=...,lag=...
+// line, with the relay's rdb_sent_bytes=...,rdb_size_bytes=... after it.
 type replicaLine struct {
-	addr   string
-	state  string
-	offset int64
-	lag    string // seconds since the last ACK, as the relay reports it
+	addr    string
+	state   string
+	offset  int64
+	lag     string // seconds since the last ACK, as the relay reports it
+	rdbSent int64  // snapshot bytes sent in this session's full sync; -1 when not reported
+	rdbSize int64  // that snapshot's size; -1 while unknown or not reported
 }
 
 func fetchInfo(ctx context.Context, client *redis.Client) (*relayInfo, error) {
@@ -117,8 +120,14 @@ func parseReplicaLine(v string) replicaLine {
 			kv[k] = val
 		}
 	}
-	r := replicaLine{addr: net.JoinHostPort(kv["ip"], kv["port"]), state: kv["state"], lag: kv["lag"]}
+	r := replicaLine{addr: net.JoinHostPort(kv["ip"], kv["port"]), state: kv["state"], lag: kv["lag"], rdbSent: -1, rdbSize: -1}
 	r.offset, _ = strconv.ParseInt(kv["offset"], 10, 64)
+	if n, err := strconv.ParseInt(kv["rdb_sent_bytes"], 10, 64); err == nil {
+		r.rdbSent = n
+	}
+	if n, err := strconv.ParseInt(kv["rdb_size_bytes"], 10, 64); err == nil {
+		r.rdbSize = n
+	}
 	return r
 }
 
@@ -175,7 +184,11 @@ func renderStatus(addr string, in *relayInfo) string {
 	if n, ok := in.int("master_last_io_seconds_ago"); ok && n >= 0 {
 		lastIO = fmt.Sprintf("%d s ago", n)
 	}
-	row("upstream", "%s, link %s, last io %s", master, link, lastIO)
+	upstream := fmt.Sprintf("%s, link %s, last io %s", master, link, lastIO)
+	if in.fields["relay_redis_version_source"] == "snapshot" {
+		upstream += ", redis " + in.str("redis_version")
+	}
+	row("upstream", "%s", upstream)
 	if in.fields["master_link_status"] != "up" {
 		if n, ok := in.int("master_link_down_since_seconds"); ok && n >= 0 {
 			row("", "down for %s", time.Duration(n)*time.Second)
@@ -185,13 +198,7 @@ func renderStatus(addr string, in *relayInfo) string {
 		}
 	}
 	if in.fields["master_sync_in_progress"] == "1" {
-		read, _ := in.int("master_sync_read_bytes")
-		total, _ := in.int("master_sync_total_bytes")
-		size := formatBytes(total)
-		if total < 0 {
-			size = "an unknown size" // diskless: the length comes at the end
-		}
-		row("full sync", "%s%% received, %s of %s", in.str("master_sync_perc"), formatBytes(read), size)
+		row("full sync", "%s", upstreamSync(in))
 	}
 	row("offset", "%s (acked upstream %s)", in.str("master_repl_offset"), in.str("upstream_acked_offset"))
 	row("replid", "%s", in.str("master_replid"))
@@ -230,7 +237,7 @@ func renderStatus(addr string, in *relayInfo) string {
 	}
 	head, haveHead := in.int("master_repl_offset")
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "REPLICA\tSTATE\tACK OFFSET\tLAG (bytes)\tLAG (s)\n")
+	fmt.Fprintf(tw, "REPLICA\tSTATE\tACK OFFSET\tLAG (bytes)\tLAG (s)\tSNAPSHOT\n")
 	for _, r := range in.replicas {
 		lagBytes, lagSec := "-", "-"
 		if r.state == "online" {
@@ -239,10 +246,62 @@ func renderStatus(addr string, in *relayInfo) string {
 				lagBytes = strconv.FormatInt(head-r.offset, 10)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.addr, r.state, r.offset, lagBytes, lagSec)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.addr, r.state, r.offset, lagBytes, lagSec, replicaSync(r))
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// upstreamSync describes the relay's full sync from its upstream: bytes and
+// rate always, progress against the announced size, or against an estimate
+// (marked "~") when a diskless master announces none.
+func upstreamSync(in *relayInfo) string {
+	read, _ := in.int("master_sync_read_bytes")
+	total, _ := in.int("master_sync_total_bytes")
+	elapsed, _ := in.int("master_sync_elapsed_seconds")
+	rate, hasRate := in.int("master_sync_rate_bytes_per_sec")
+	if _, ok := in.fields["master_sync_elapsed_seconds"]; ok && elapsed == 0 && read == 0 {
+		return "waiting for the upstream to start sending its snapshot"
+	}
+	speed := ""
+	if hasRate {
+		speed = " at " + formatBytes(rate) + "/s"
+	}
+	left := func(size int64) string {
+		if rate <= 0 || size <= read {
+			return ""
+		}
+		return fmt.Sprintf(", about %s left", (time.Duration(float64(size-read)/float64(rate)) * time.Second).Round(time.Second))
+	}
+	if total >= 0 {
+		return fmt.Sprintf("%s%% received, %s of %s%s%s", in.str("master_sync_perc"), formatBytes(read), formatBytes(total), speed, left(total))
+	}
+	out := fmt.Sprintf("%s received%s, size not announced (diskless upstream)", formatBytes(read), speed)
+	if est, ok := in.int("master_sync_estimated_total_bytes"); ok {
+		from := in.str("master_sync_estimate_source")
+		switch from {
+		case "previous_snapshot":
+			from = "the previous snapshot"
+		case "master_used_memory":
+			from = "the master's used_memory, which overstates it"
+		}
+		out += fmt.Sprintf("; estimate ~%s from %s: ~%s%%%s", formatBytes(est), from, in.str("master_sync_estimated_perc"), left(est))
+	}
+	return out
+}
+
+// replicaSync describes a replica's snapshot transfer for the SNAPSHOT
+// column: "-" when there is none to show.
+func replicaSync(r replicaLine) string {
+	switch {
+	case r.state == "wait_bgsave":
+		return "waiting"
+	case r.state != "send_bulk" || r.rdbSent < 0:
+		return "-"
+	case r.rdbSize > 0:
+		return fmt.Sprintf("%s of %s sent (%.1f%%)", formatBytes(r.rdbSent), formatBytes(r.rdbSize), 100*float64(r.rdbSent)/float64(r.rdbSize))
+	}
+	return formatBytes(r.rdbSent) + " sent, size not known yet"
 }
 
 // formatBytes writes n in binary units for people: "12.3 MiB".

@@ -148,16 +148,112 @@ func TestParseInfo(t *testing.T) {
 	}
 	rows := map[string][]string{}
 	for line := range strings.Lines(out) {
-		if f := strings.Fields(line); len(f) == 5 {
+		if f := strings.Fields(line); len(f) >= 6 {
 			rows[f[0]] = f
 		}
 	}
 	if f := rows["10.0.0.7:6381"]; f == nil || f[3] != "200" || f[4] != "1" {
 		t.Errorf("online replica row %q:\n%s", f, out)
 	}
-	if f := rows["[::1]:6382"]; f == nil || f[3] != "-" || f[4] != "-" {
+	if f := rows["[::1]:6382"]; f == nil || f[3] != "-" || f[4] != "-" || f[5] != "waiting" {
 		t.Errorf("syncing replica row %q:\n%s", f, out)
 	}
+}
+
+// What status says about transfers: the relay's own from its upstream, with
+// or without an announced size, and each replica's in send_bulk.
+func TestRenderSyncProgress(t *testing.T) {
+	const head = "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.5\r\nmaster_port:6379\r\nmaster_link_status:down\r\nmaster_sync_in_progress:1\r\n"
+	for _, tt := range []struct {
+		name, fields, want string
+	}{
+		{"sized", "master_sync_total_bytes:4194304\r\nmaster_sync_read_bytes:1048576\r\nmaster_sync_perc:25.00\r\nmaster_sync_elapsed_seconds:2\r\nmaster_sync_rate_bytes_per_sec:524288\r\n",
+			"full sync  25.00% received, 1.0 MiB of 4.0 MiB at 512.0 KiB/s, about 6s left\n"},
+		{"diskless, estimated", "master_sync_total_bytes:-1\r\nmaster_sync_read_bytes:1048576\r\nmaster_sync_perc:0.00\r\nmaster_sync_elapsed_seconds:2\r\nmaster_sync_rate_bytes_per_sec:524288\r\n" +
+			"master_sync_estimated_total_bytes:2097152\r\nmaster_sync_estimated_perc:50.00\r\nmaster_sync_estimate_source:previous_snapshot\r\n",
+			"full sync  1.0 MiB received at 512.0 KiB/s, size not announced (diskless upstream); estimate ~2.0 MiB from the previous snapshot: ~50.00%, about 2s left\n"},
+		{"diskless, no estimate", "master_sync_total_bytes:-1\r\nmaster_sync_read_bytes:1048576\r\nmaster_sync_perc:0.00\r\nmaster_sync_elapsed_seconds:2\r\nmaster_sync_rate_bytes_per_sec:524288\r\n",
+			"full sync  1.0 MiB received at 512.0 KiB/s, size not announced (diskless upstream)\n"},
+		{"not started", "master_sync_total_bytes:-1\r\nmaster_sync_read_bytes:0\r\nmaster_sync_perc:0.00\r\nmaster_sync_elapsed_seconds:0\r\nmaster_sync_rate_bytes_per_sec:0\r\n",
+			"full sync  waiting for the upstream to start sending its snapshot\n"},
+		{"older relay", "master_sync_total_bytes:-1\r\nmaster_sync_read_bytes:1048576\r\nmaster_sync_perc:0.00\r\n",
+			"full sync  1.0 MiB received, size not announced (diskless upstream)\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if out := renderStatus("relay:6380", parseInfo(head+tt.fields)); !strings.Contains(out, tt.want) {
+				t.Errorf("status lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+
+	for line, want := range map[string]string{
+		"ip=10.0.0.7,port=6381,state=send_bulk,offset=0,lag=0,rdb_sent_bytes=1048576,rdb_size_bytes=4194304": "1.0 MiB of 4.0 MiB sent (25.0%)",
+		"ip=10.0.0.7,port=6381,state=send_bulk,offset=0,lag=0,rdb_sent_bytes=1048576,rdb_size_bytes=-1":      "1.0 MiB sent, size not known yet",
+		"ip=10.0.0.7,port=6381,state=send_bulk,offset=0,lag=0":                                               "-",
+		"ip=10.0.0.7,port=6381,state=online,offset=9,lag=0,rdb_sent_bytes=4194304,rdb_size_bytes=4194304":    "-",
+	} {
+		if got := replicaSync(parseReplicaLine(line)); got != want {
+			t.Errorf("%s: %q, want %q", line, got, want)
+		}
+	}
+}
+
+// Against a real relay: a diskless master's transfer shows bytes, rate and
+// the used_memory estimate, the master's version shows once known, and a
+// replica in send_bulk shows the bytes it has been sent.
+func TestStatusDuringSyncs(t *testing.T) {
+	master := redistest.Start(t, "--repl-diskless-sync", "yes")
+	if err := master.Client().Do(t.Context(), "DEBUG", "POPULATE", "100000", "k", "32").Err(); err != nil {
+		t.Fatal(err)
+	}
+	link := redistest.NewFaultProxy(t, master.Addr())
+	link.SetRate(1 << 20)
+	relay := startRelay(t, proxy.Config{MasterAddr: link.Addr()})
+	var out string
+	redistest.Eventually(t, 20*time.Second, func() error {
+		var err error
+		out, _, err = runApp(t.Context(), "status", "--addr", relay.addr)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "received at ") || !strings.Contains(out, "estimate ~") {
+			return fmt.Errorf("no diskless transfer with an estimate yet:\n%s", out)
+		}
+		return nil
+	})
+	t.Logf("during the relay's own sync:\n%s", out)
+	if !strings.Contains(out, "size not announced (diskless upstream); estimate ~") || !strings.Contains(out, "from the master's used_memory") {
+		t.Errorf("status during the relay's sync:\n%s", out)
+	}
+	link.SetRate(0)
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if st := relay.Status(); st.LinkState != "connected" {
+			return fmt.Errorf("relay link %s", st.LinkState)
+		}
+		return nil
+	})
+
+	down := redistest.NewFaultProxy(t, relay.addr)
+	down.SetRate(1 << 20)
+	h, p := down.HostPort()
+	replica := redistest.Start(t, "--replicaof", h, p)
+	redistest.Eventually(t, 20*time.Second, func() error {
+		var err error
+		out, _, err = runApp(t.Context(), "status", "--addr", relay.addr)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, " send_bulk ") || !strings.Contains(out, " sent (") {
+			return fmt.Errorf("no replica in send_bulk with bytes sent yet:\n%s", out)
+		}
+		return nil
+	})
+	t.Logf("during a replica's sync:\n%s", out)
+	if v := master.Info(t, "server")["redis_version"]; !strings.Contains(out, ", redis "+v+"\n") {
+		t.Errorf("status does not name the master's version %s:\n%s", v, out)
+	}
+	down.SetRate(0)
+	redistest.Eventually(t, 30*time.Second, func() error { return redistest.SameDigest(master, replica) })
 }
 
 // TestGuardRelease trips the empty-master guard the way it happens in
