@@ -349,3 +349,23 @@ func TestLatency(t *testing.T) {
 		}
 	}
 }
+
+// Status reads the headers of the snapshots it reports on; it runs on every
+// INFO, ROLE, scrape and refresh check.
+func BenchmarkStatus(b *testing.B) {
+	master := redistest.Start(b)
+	populate(b, master, 0, 1000)
+	relay := startRelay(b, master.Addr())
+	redistest.Eventually(b, 20*time.Second, func() error {
+		if relay.Status().LinkState != linkConnected {
+			return fmt.Errorf("relay not synced")
+		}
+		return nil
+	})
+	b.ReportAllocs()
+	for b.Loop() {
+		if relay.Status().MasterVersion == "" {
+			b.Fatal("no master version")
+		}
+	}
+}
