@@ -39,7 +39,7 @@ type ReplicaInfo struct {
 	AckAge    time.Duration // since the last ACK (0 while not online)
 	Since     time.Time
 	BulkSent  int64 // during a full sync: snapshot bytes sent so far
-	BulkTotal int64 // during a full sync: the snapshot's size; -1 while unknown
+	BulkTotal int64 // during a full sync: the snapshot's size; -1 while unknown (online: all that was sent)
 }
 
 // Replicas lists the downstream replica sessions, sorted by address.
@@ -55,6 +55,11 @@ func (r *Relay) Replicas() []ReplicaInfo {
 			BulkSent: s.bulkSent.Load(), BulkTotal: s.bulkTotal.Load()}
 		if ri.State == stateOnline {
 			ri.AckAge = time.Since(time.Unix(0, s.ackTime.Load()))
+			if ri.BulkTotal < 0 {
+				// The snapshot was still arriving when its transfer
+				// began; an online replica has been sent all of it.
+				ri.BulkTotal = ri.BulkSent
+			}
 		}
 		list = append(list, ri)
 	}
