@@ -91,6 +91,7 @@ func (r *Relay) commitFullSync(s *snapshot) (*replstream.Log, error) {
 		r.holdSnapshot(s, why)
 		return nil, fmt.Errorf("%w: %s", errGuardTripped, why)
 	}
+	s.markVerified()
 	return r.install(s)
 }
 

@@ -145,6 +145,7 @@ func (r *Relay) commitRefresh(ctx context.Context, s *snapshot) error {
 		r.stats.snapshotsRejected.Add(1)
 		return fmt.Errorf("snapshot rejected: %w", err)
 	}
+	s.markVerified()
 	if err := r.syncSnapshot(s); err != nil {
 		return err
 	}

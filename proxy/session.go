@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -76,19 +77,20 @@ type session struct {
 	off    int64  // as asked in PSYNC
 	legacy bool   // SYNC: no +FULLRESYNC line, no ACKs expected
 
-	cancel   context.CancelCauseFunc
-	state    atomic.Value // string
-	ack      atomic.Int64 // last ACKed offset
-	ackTime  atomic.Int64 // unix nanoseconds of the last ACK or keepalive
-	sent     atomic.Int64 // offset of the next stream byte to send, once streaming
-	pin      atomic.Int64 // during a full sync: the log offset it streams from next; 0 otherwise
+	cancel  context.CancelCauseFunc
+	state   atomic.Value // string
+	ack     atomic.Int64 // last ACKed offset
+	ackTime atomic.Int64 // unix nanoseconds of the last ACK or keepalive
+	sent    atomic.Int64 // offset of the next stream byte to send, once streaming
+	pin     atomic.Int64 // during a full sync: the log offset it streams from next; 0 otherwise
 	// During a full sync: snapshot bytes sent, and the snapshot's size (-1
 	// while it is still arriving with its size unknown).
 	bulkSent  atomic.Int64
 	bulkTotal atomic.Int64
-	firstAck chan struct{}
-	acked    atomic.Bool
-	started  time.Time
+	buf       []byte // snapshot bytes on their way to a TLS replica; allocated on first use
+	firstAck  chan struct{}
+	acked     atomic.Bool
+	started   time.Time
 }
 
 func newSession(c *client, replid string, off int64, legacy bool) *session {
@@ -259,13 +261,18 @@ func (s *session) fullSync(ctx context.Context) error {
 	if err := s.write(p.Preamble()); err != nil {
 		return err
 	}
-	pw := &progressWriter{w: writerFunc(s.write), n: &s.bulkSent, total: p.Size, logger: s.logger, what: "sending snapshot"}
+	pw := &progressWriter{n: &s.bulkSent, total: p.Size, logger: s.logger, what: "sending snapshot"}
 	if p.Size < 0 {
 		_, size, _, _, _ := snap.state()
 		pw.total = size
 	}
 	s.bulkTotal.Store(pw.total)
-	if _, err := snap.copyTo(ctx, pw, f); err != nil {
+	send := func(f *os.File, pos, n int64) (int64, error) {
+		k, err := s.sendFile(f, pos, n)
+		pw.count(int(k))
+		return k, err
+	}
+	if _, err := snap.copyTo(ctx, send, f); err != nil {
 		return err
 	}
 	if p.Mark != nil {
@@ -273,9 +280,9 @@ func (s *session) fullSync(ctx context.Context) error {
 			return err
 		}
 	}
-	log, ok := snap.accepted()
-	if !ok {
-		return errSnapshotAbandoned
+	log, err := snap.waitAccepted(ctx)
+	if err != nil {
+		return err
 	}
 	if s.c.rdbOnly {
 		return &closeError{reason: reasonRDBOnlyDone}
@@ -322,6 +329,40 @@ func (s *session) waitFirstAck(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// sendChunk bounds one send of snapshot bytes, so that the write deadline
+// (repl-timeout) applies to a bounded amount of data.
+const sendChunk = 4 << 20
+
+// sendFile sends n bytes of f from pos, at most sendChunk: with sendfile
+// on plain TCP (the kernel copies from the page cache to the socket, once
+// for each replica, no user-space copy), through a buffer on TLS.
+func (s *session) sendFile(f *os.File, pos, n int64) (int64, error) {
+	n = min(n, sendChunk)
+	s.c.nc.SetWriteDeadline(time.Now().Add(s.r.timeout()))
+	var k int64
+	var err error
+	if tc, ok := s.c.nc.(*net.TCPConn); ok {
+		if _, err = f.Seek(pos, io.SeekStart); err == nil {
+			k, err = tc.ReadFrom(&io.LimitedReader{R: f, N: n})
+		}
+	} else {
+		if s.buf == nil {
+			s.buf = make([]byte, 256<<10)
+		}
+		var rn int
+		rn, err = f.ReadAt(s.buf[:min(n, int64(len(s.buf)))], pos)
+		if rn > 0 {
+			var wn int
+			wn, err = s.c.nc.Write(s.buf[:rn])
+			k = int64(wn)
+		} else if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	s.r.stats.bytesToReplicas.Add(k)
+	return k, err
 }
 
 type writerFunc func([]byte) error

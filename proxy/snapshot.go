@@ -44,6 +44,9 @@ type snapshot struct {
 	log     *replstream.Log // the log of this history, set when accepted
 	// received: every byte is in, the transfer awaits acceptance; guarded by mu
 	received bool
+	// verified: checksum, header and guard passed; replicas may have the
+	// last byte while the relay makes its own copy durable; guarded by mu
+	verified bool
 
 	check    *rdbparse.Checker // CRC of the bytes written; used by the writer goroutine only
 	flushed  int64             // bytes handed to startWriteback; used by the writer goroutine only
@@ -121,6 +124,15 @@ func (s *snapshot) markReceived() {
 	s.mu.Unlock()
 }
 
+// markVerified releases the last byte to replicas: the snapshot is sound,
+// only the relay's own commit (fsync, state.json) is still to come.
+func (s *snapshot) markVerified() {
+	s.mu.Lock()
+	s.verified = true
+	s.notify()
+	s.mu.Unlock()
+}
+
 // finish marks the transfer over: accepted with the log of its history, or
 // failed with err.
 func (s *snapshot) finish(log *replstream.Log, err error) {
@@ -145,11 +157,25 @@ func (s *snapshot) state() (written, size int64, done bool, err error, wake <-ch
 	return s.written, s.size, s.done, s.err, s.wake
 }
 
-// accepted returns the log once the snapshot is complete and accepted.
-func (s *snapshot) accepted() (*replstream.Log, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log, s.done && s.err == nil
+// waitAccepted returns the log of the snapshot's history once the relay
+// has committed it, or errSnapshotAbandoned.
+func (s *snapshot) waitAccepted(ctx context.Context) (*replstream.Log, error) {
+	for {
+		s.mu.Lock()
+		log, done, err, wake := s.log, s.done, s.err, s.wake
+		s.mu.Unlock()
+		switch {
+		case done && err == nil:
+			return log, nil
+		case done:
+			return nil, fmt.Errorf("%w: %v", errSnapshotAbandoned, err)
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // errSnapshotAbandoned: the upstream transfer failed or was rejected.
@@ -180,20 +206,22 @@ func (s *snapshot) waitSize(ctx context.Context, keepalive func() error) (int64,
 	}
 }
 
-// copyTo writes the snapshot's RDB bytes to w as they become available,
-// holding back the final byte until the snapshot is accepted. f is a handle
-// on the snapshot file opened by the caller.
-func (s *snapshot) copyTo(ctx context.Context, w io.Writer, f *os.File) (int64, error) {
-	buf := make([]byte, 256<<10)
+// copyTo sends the snapshot's RDB bytes as they become available, holding
+// back the final byte until the snapshot is verified. f is a handle on the
+// snapshot file opened by the caller; send sends n bytes of it from pos
+// and returns how many it sent.
+func (s *snapshot) copyTo(ctx context.Context, send func(f *os.File, pos, n int64) (int64, error), f *os.File) (int64, error) {
 	var pos int64
 	for {
-		written, _, done, err, wake := s.state()
+		s.mu.Lock()
+		written, done, err, wake, verified := s.written, s.done, s.err, s.wake, s.verified
+		s.mu.Unlock()
 		if done && err != nil {
 			return pos, fmt.Errorf("%w: %v", errSnapshotAbandoned, err)
 		}
 		limit := written
-		if !done {
-			limit-- // the last byte waits for acceptance
+		if !done && !verified {
+			limit-- // the last byte waits for the checks
 		}
 		if pos >= limit {
 			if done {
@@ -206,15 +234,13 @@ func (s *snapshot) copyTo(ctx context.Context, w io.Writer, f *os.File) (int64, 
 				return pos, ctx.Err()
 			}
 		}
-		n, rerr := f.ReadAt(buf[:min(int64(len(buf)), limit-pos)], pos)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return pos, werr
-			}
-			pos += int64(n)
+		n, err := send(f, pos, limit-pos)
+		pos += n
+		if err != nil {
+			return pos, err
 		}
-		if rerr != nil && (n == 0 || !errors.Is(rerr, io.EOF)) {
-			return pos, fmt.Errorf("read snapshot %s at %d: %w", s.path, pos, rerr)
+		if n == 0 {
+			return pos, fmt.Errorf("read snapshot %s at %d: %w", s.path, pos, io.ErrUnexpectedEOF)
 		}
 	}
 }

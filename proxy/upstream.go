@@ -480,6 +480,12 @@ const progressEvery = 5 * time.Second
 
 func (p *progressWriter) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
+	p.count(n)
+	return n, err
+}
+
+// count records n more bytes, and logs the progress when it is time.
+func (p *progressWriter) count(n int) {
 	done := p.n.Add(int64(n))
 	if p.also != nil {
 		p.also.Add(int64(n))
@@ -487,7 +493,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	if now := time.Now(); now.Sub(p.last) >= progressEvery {
 		if p.last.IsZero() {
 			p.start, p.last = now, now
-			return n, err
+			return
 		}
 		p.last = now
 		rate := float64(done) / now.Sub(p.start).Seconds()
@@ -498,7 +504,6 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 		}
 		p.logger.Info(p.what, args...)
 	}
-	return n, err
 }
 
 // readPayloadHeader reads the $<len> or $EOF:<mark> line, skipping
