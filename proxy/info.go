@@ -211,7 +211,7 @@ func readMasterFacts(st *Status, current, pending *snapshot) {
 	}
 	// Until the master's payload header arrives (a disk-based master is
 	// still saving), the transfer figures are the previous sync's.
-	if pending == nil || st.SyncStart.Before(pending.metaCopy().Created) {
+	if pending != nil && st.SyncStart.Before(pending.metaCopy().Created) {
 		st.SyncRead, st.SyncTotal, st.SyncStart = 0, -1, time.Time{}
 	}
 	if st.SyncTotal >= 0 {

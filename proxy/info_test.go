@@ -384,3 +384,41 @@ func BenchmarkStatus(b *testing.B) {
 		}
 	}
 }
+
+// While a disk-based master is still saving, a new full sync has received
+// nothing: INFO must not show the previous transfer's figures.
+func TestInfoUpstreamSyncWaitingForMaster(t *testing.T) {
+	masterA := redistest.Start(t, "--repl-diskless-sync", "no")
+	populate(t, masterA, 0, 20000)
+	relay := startRelay(t, masterA.Addr())
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if st := relay.Status(); st.LinkState != linkConnected || st.SyncRead == 0 {
+			return fmt.Errorf("relay link %s, %d bytes read", st.LinkState, st.SyncRead)
+		}
+		return nil
+	})
+
+	masterB := redistest.Start(t, "--repl-diskless-sync", "no", "--rdb-key-save-delay", "500")
+	populate(t, masterB, 0, 20000) // 10 s of saving
+	h, p := masterB.HostPort()
+	if err := relay.Client().Do(t.Context(), "REPLICAOF", h, p).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var f map[string]string
+	redistest.Eventually(t, 20*time.Second, func() error {
+		f = infoFields(infoText(t, relay, "replication"))
+		if f["master_sync_in_progress"] != "1" || masterB.Info(t, "persistence")["rdb_bgsave_in_progress"] != "1" {
+			return fmt.Errorf("relay not yet waiting for master B's save: %v", f)
+		}
+		return nil
+	})
+	for k, want := range map[string]string{
+		"master_sync_read_bytes": "0", "master_sync_total_bytes": "-1", "master_sync_elapsed_seconds": "0",
+		"master_sync_rate_bytes_per_sec": "0", "master_sync_estimate_source": "previous_snapshot", "master_sync_estimated_perc": "0.00",
+	} {
+		if f[k] != want {
+			t.Errorf("%s = %q, want %q", k, f[k], want)
+		}
+	}
+	masterB.Do(t, "CONFIG", "SET", "rdb-key-save-delay", "0") // applies to the next save only
+}
