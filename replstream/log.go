@@ -84,6 +84,8 @@ type Log struct {
 	resume  Offset        // the newest resume point appended; guarded by mu
 	werr    error         // the last write error, until a write succeeds; guarded by mu
 	cuts    []Offset      // the new Next of every Truncate, oldest first; guarded by mu
+	times   timeIndex     // when bytes arrived; guarded by mu
+	tmu     sync.Mutex    // serialises writes of the time index file
 	wake    chan struct{} // closed and replaced when next grows or shrinks
 	space   chan struct{} // closed and replaced when written, werr or closed change
 	closed  bool
@@ -220,6 +222,10 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 	l.segs = segs
 	l.next = last.first + last.size
 	l.ringLo, l.written, l.synced, l.resume = l.next, l.next, l.next, l.next
+	if l.times.marks, err = ReadTimeIndex(dir, l.first, l.next); err != nil {
+		return nil, "", err
+	}
+	l.times.written = len(l.times.marks)
 	l.startWriter()
 	return l, repaired, nil
 }
@@ -352,6 +358,7 @@ func (l *Log) appendChunk(p []byte, atBoundary bool) error {
 		<-space
 		l.mu.Lock()
 	}
+	l.times.mark(l.next, time.Now())
 	l.copyToRing(p)
 	l.next += n
 	if atBoundary {
@@ -416,6 +423,9 @@ func (l *Log) Sync() (Offset, error) {
 	upto := l.next
 	l.mu.RUnlock()
 	if err := l.waitWritten(upto); err != nil {
+		return 0, err
+	}
+	if err := l.writeTimeIndex(); err != nil {
 		return 0, err
 	}
 	l.mu.RLock()
@@ -487,6 +497,10 @@ func (l *Log) Truncate(at Offset) error {
 	}
 	l.synced = min(l.synced, at)
 	l.cuts = append(l.cuts, at)
+	k := sort.Search(len(l.times.marks), func(k int) bool { return l.times.marks[k].Offset >= at })
+	marksOnDisk := k < l.times.written
+	l.times.marks = l.times.marks[:k]
+	l.times.written = min(l.times.written, k)
 	close(l.wake)
 	l.wake = make(chan struct{})
 	l.mu.Unlock()
@@ -494,6 +508,9 @@ func (l *Log) Truncate(at Offset) error {
 		if err := seg.f.Truncate(at - seg.first); err != nil {
 			return fmt.Errorf("truncate segment %d: %w", seg.first, err)
 		}
+	}
+	if marksOnDisk {
+		return l.rewriteTimeIndex()
 	}
 	return nil
 }
@@ -552,6 +569,9 @@ func (l *Log) TrimBefore(off Offset) error {
 		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, fmt.Errorf("remove segment: %w", rerr))
 		}
+	}
+	if len(drop) > 0 {
+		err = errors.Join(err, l.rewriteTimeIndex())
 	}
 	return err
 }
