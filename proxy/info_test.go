@@ -422,3 +422,58 @@ func TestInfoUpstreamSyncWaitingForMaster(t *testing.T) {
 	}
 	masterB.Do(t, "CONFIG", "SET", "rdb-key-save-delay", "0") // applies to the next save only
 }
+
+// INFO ALL read the way redis_exporter reads it: lines split on "\n" and
+// trimmed, "# Section" headers, "key:value" fields. Every field it maps to
+// a gauge or counter that the relay reports must parse as a number, or it
+// is dropped from the scrape; redis_version and role become labels.
+func TestInfoParsesAsRedisExporterDoes(t *testing.T) {
+	_, relay := syncedRelay(t)
+	replicaOf(t, relay.HostPort)
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if v := infoFields(infoText(t, relay, "replication"))["slave0"]; !strings.Contains(v, "state=online") {
+			return fmt.Errorf("slave0:%s", v)
+		}
+		return nil
+	})
+	fields := map[string]string{}
+	section := ""
+	for _, line := range strings.Split(infoText(t, relay, "ALL"), "\n") {
+		line = strings.TrimSpace(line)
+		if h, ok := strings.CutPrefix(line, "# "); ok {
+			section = h
+			continue
+		}
+		if len(line) < 2 || !strings.Contains(line, ":") {
+			continue
+		}
+		k, v, _ := strings.Cut(line, ":")
+		fields[k] = v
+		if n, ok := strings.CutPrefix(k, "slave"); ok && section == "Replication" && n != "" && strings.Trim(n, "0123456789") == "" {
+			if _, ok := exporterSlaveFields(v); !ok {
+				t.Errorf("redis_exporter would drop %s:%s", k, v)
+			}
+		}
+	}
+	numeric := []string{
+		"uptime_in_seconds", "process_id", "connected_clients", "blocked_clients",
+		"used_memory", "used_memory_rss", "used_memory_peak", "used_memory_overhead", "used_memory_dataset",
+		"used_memory_lua", "used_memory_scripts", "maxmemory", "mem_fragmentation_ratio", "mem_fragmentation_bytes",
+		"allocator_allocated", "allocator_active", "allocator_resident",
+		"loading", "rdb_changes_since_last_save", "rdb_bgsave_in_progress", "rdb_last_save_time", "rdb_last_cow_size", "aof_enabled",
+		"connected_slaves", "repl_backlog_size", "repl_backlog_active", "repl_backlog_first_byte_offset", "repl_backlog_histlen",
+		"master_repl_offset", "second_repl_offset", "slave_priority", "sync_full", "sync_partial_ok", "sync_partial_err",
+		"total_connections_received", "rejected_connections",
+		"used_cpu_sys", "used_cpu_user", "used_cpu_sys_children", "used_cpu_user_children",
+		"master_last_io_seconds_ago", "master_sync_in_progress", "slave_repl_offset",
+	}
+	for _, k := range numeric {
+		if _, err := strconv.ParseFloat(fields[k], 64); err != nil {
+			t.Errorf("%s = %q is not a number", k, fields[k])
+		}
+	}
+	if fields["role"] != "slave" || fields["master_link_status"] != "up" || fields["redis_version"] == "" || fields["rdb_last_bgsave_status"] != "ok" {
+		t.Errorf("role %q, master_link_status %q, redis_version %q, rdb_last_bgsave_status %q",
+			fields["role"], fields["master_link_status"], fields["redis_version"], fields["rdb_last_bgsave_status"])
+	}
+}
