@@ -33,16 +33,13 @@ func newApp() *cli.App {
 			runCommand(),
 			statusCommand(),
 			guardCommand(),
+			recoverCommand(),
 			rdbCommand(),
 			demoCommand(),
-			{
-				Name:  "version",
-				Usage: "print the version",
-				Action: func(c *cli.Context) error {
-					fmt.Fprintln(c.App.Writer, "redis-relay", proxy.Version)
-					return nil
-				},
-			},
+			versionCommand(),
+			completionCommand(),
 		},
+		// redis-relay completion bash|zsh|fish|powershell prints a script.
+		EnableBashCompletion: true,
 	}
 }

@@ -1,0 +1,442 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// Point-in-time recovery. The data dir holds a snapshot and the exact
+// stream after it, with the time each part arrived (the log's time index).
+// Recover rebuilds the dataset as of a point with the engine that matters:
+// a scratch redis-server is fed the snapshot and the stream up to the point
+// exactly as a replica is fed (+FULLRESYNC, the RDB, the commands), then
+// promoted and saved. The point always falls on a resume point: whole
+// commands, never half a MULTI/EXEC block. The data dir is only read.
+
+// RecoverOptions say which point to go back to and what to leave there.
+// Exactly one of Until, UntilOffset and BeforeCommand is set.
+type RecoverOptions struct {
+	DataDir       string
+	Until         time.Time // the dataset as it was at this time
+	UntilOffset   int64     // the dataset as of this master_repl_offset; -1: unset
+	BeforeCommand string    // just before the first command of this name ...
+	After         time.Time // ... that arrived at or after this time (zero: any)
+
+	Out         string // write the dataset here as an RDB file
+	ServePort   int    // or leave a redis-server with it on this loopback port
+	RedisServer string // redis-server binary; default: from PATH
+	Logger      *slog.Logger
+}
+
+// RecoverResult describes the dataset recovered.
+type RecoverResult struct {
+	ReplID  string    // the history it belongs to
+	Offset  int64     // its master_repl_offset: every command through it is applied
+	Time    time.Time // when the last applied command arrived (zero if unknown)
+	Command string    // with BeforeCommand: the command left out, and its offset
+	CmdAt   int64
+	Digest  string // DEBUG DIGEST of the recovered dataset
+	Keys    int64
+	Pid     int // with ServePort: the redis-server left running
+	Elapsed time.Duration
+}
+
+// ErrOutOfRange: the point asked for is not in what the data dir holds.
+var ErrOutOfRange = errors.New("point not retained")
+
+// Recover rebuilds the dataset at a point, see RecoverOptions.
+func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
+	start := time.Now()
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	h, err := openHistory(o.DataDir)
+	if err != nil {
+		return RecoverResult{}, err
+	}
+	defer h.close()
+	cut, res, err := h.cutPoint(o)
+	if err != nil {
+		return RecoverResult{}, err
+	}
+	o.Logger.Info("recovering", "replid", h.state.Identity.ReplID, "snapshot_offset", h.state.Snapshot.Offset, "offset", cut-1, "log_bytes", cut-h.start())
+	srv, err := startScratch(ctx, o)
+	if err != nil {
+		return RecoverResult{}, err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			srv.stop()
+		}
+	}()
+	if err := h.feed(ctx, srv, cut); err != nil {
+		return RecoverResult{}, err
+	}
+	c := srv.client
+	if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		return RecoverResult{}, fmt.Errorf("promote the scratch server: %w", err)
+	}
+	if res.Digest, err = c.Do(ctx, "DEBUG", "DIGEST").Text(); err != nil {
+		return RecoverResult{}, fmt.Errorf("digest: %w", err)
+	}
+	if res.Keys, err = keyCount(ctx, c); err != nil {
+		return RecoverResult{}, err
+	}
+	if o.Out != "" {
+		if err := c.Do(ctx, "SAVE").Err(); err != nil {
+			return RecoverResult{}, fmt.Errorf("save: %w", err)
+		}
+		if err := copyFile(filepath.Join(srv.dir, "dump.rdb"), o.Out); err != nil {
+			return RecoverResult{}, err
+		}
+	}
+	if o.ServePort > 0 {
+		keep = true
+		res.Pid = srv.cmd.Process.Pid
+	}
+	res.ReplID = h.state.Identity.ReplID
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// history is a read-only view of a data dir: state.json, its snapshot and
+// its log, all opened at once.
+type history struct {
+	state diskState
+	snap  *os.File
+	log   *replstream.LogReader
+	marks []replstream.TimeMark
+}
+
+func openHistory(dir string) (*history, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w (is %s a relay's data dir?)", stateFile, err, dir)
+	}
+	h := &history{}
+	if err := json.Unmarshal(raw, &h.state); err != nil || h.state.Snapshot.File == "" {
+		return nil, fmt.Errorf("%s is not a relay's state: %v", stateFile, err)
+	}
+	if h.snap, err = os.Open(filepath.Join(dir, h.state.Snapshot.File)); err != nil {
+		return nil, fmt.Errorf("open snapshot: %w", err)
+	}
+	logDir := filepath.Join(dir, h.state.LogDir)
+	if h.log, err = replstream.OpenLogReader(logDir); err != nil {
+		h.snap.Close()
+		return nil, err
+	}
+	first, next := h.log.Range()
+	if first > h.start() || next < h.start() {
+		h.close()
+		return nil, fmt.Errorf("log holds [%d, %d), the snapshot needs %d", first, next, h.start())
+	}
+	if h.marks, err = replstream.ReadTimeIndex(logDir, first, next); err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *history) close() {
+	h.snap.Close()
+	h.log.Close()
+}
+
+// start is the offset of the first stream byte after the snapshot.
+func (h *history) start() int64 { return h.state.Snapshot.Offset + 1 }
+
+// span says what the data dir can go back to, for error messages.
+func (h *history) span() string {
+	_, next := h.log.Range()
+	s := fmt.Sprintf("offsets %d to %d", h.start()-1, next-1)
+	if !h.state.Snapshot.Created.IsZero() {
+		s += ", from " + h.state.Snapshot.Created.UTC().Format(time.RFC3339Nano)
+		if n := len(h.marks); n > 0 {
+			s += " to " + h.marks[n-1].Time.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return s
+}
+
+// cutPoint frames the log from the snapshot on and returns the offset of
+// the first byte left out: a resume point.
+func (h *history) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
+	var res RecoverResult
+	_, next := h.log.Range()
+	limit := next
+	switch {
+	case o.UntilOffset >= 0:
+		limit = o.UntilOffset + 1
+		if limit < h.start() || limit > next {
+			return 0, res, fmt.Errorf("%w: offset %d; this data dir holds %s", ErrOutOfRange, o.UntilOffset, h.span())
+		}
+	case !o.Until.IsZero():
+		if o.Until.Before(h.state.Snapshot.Created) {
+			return 0, res, fmt.Errorf("%w: %s is before the snapshot; this data dir holds %s", ErrOutOfRange, o.Until.UTC().Format(time.RFC3339Nano), h.span())
+		}
+		limit = replstream.OffsetAfter(h.marks, o.Until, next)
+	case o.BeforeCommand == "":
+		return 0, res, errors.New("say which point: a time, an offset or a command")
+	}
+	name := []byte(strings.ToLower(o.BeforeCommand))
+	fr := replstream.NewFramer(h.start(), replstream.DefaultLimits)
+	rp := replstream.NewResumePoint(h.start())
+	found := false
+	onCmd := func(c *replstream.Command) {
+		if found {
+			return
+		}
+		if len(name) > 0 && bytes.EqualFold(c.Name, name) {
+			if t, ok := replstream.TimeOf(h.marks, c.Offset); o.After.IsZero() || ok && !t.Before(o.After) {
+				found = true
+				res.Command, res.CmdAt = strings.ToUpper(o.BeforeCommand), c.Offset
+				return
+			}
+		}
+		rp.Add(c)
+	}
+	buf := make([]byte, 256<<10)
+	for off := h.start(); off < limit && !found; {
+		n, err := h.log.ReadAt(buf[:min(int64(len(buf)), limit-off)], off)
+		if n > 0 {
+			if _, ferr := fr.Feed(buf[:n], onCmd); ferr != nil {
+				break // a torn tail: what came before it stands
+			}
+			off += int64(n)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, res, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if len(name) > 0 && !found {
+		after := ""
+		if !o.After.IsZero() {
+			after = " after " + o.After.UTC().Format(time.RFC3339Nano)
+		}
+		return 0, res, fmt.Errorf("%w: no %s%s in the log; this data dir holds %s", ErrOutOfRange, strings.ToUpper(o.BeforeCommand), after, h.span())
+	}
+	cut := rp.At()
+	res.Offset = cut - 1
+	if cut > h.start() {
+		res.Time, _ = replstream.TimeOf(h.marks, cut-1)
+	} else {
+		res.Time = h.state.Snapshot.Created
+	}
+	return cut, res, nil
+}
+
+// scratch is the redis-server a recovery feeds.
+type scratch struct {
+	cmd    *exec.Cmd
+	dir    string
+	port   int
+	client *redis.Client
+}
+
+func startScratch(ctx context.Context, o RecoverOptions) (*scratch, error) {
+	bin := o.RedisServer
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("redis-server"); err != nil {
+			return nil, errors.New("redis-server not found on PATH (install it, or pass its path)")
+		}
+	}
+	port := o.ServePort
+	if port == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	dir, err := os.MkdirTemp("", "redis-relay-recover-")
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no",
+		"--logfile", filepath.Join(dir, "redis.log")}
+	if redisMajor(bin) >= 7 {
+		args = append(args, "--enable-debug-command", "local")
+	}
+	s := &scratch{cmd: exec.Command(bin, args...), dir: dir, port: port}
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	s.client = redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Protocol: 2, DisableIdentity: true, ReadTimeout: time.Minute})
+	deadline := time.Now().Add(10 * time.Second)
+	for s.client.Ping(ctx).Err() != nil {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.stop()
+			return nil, fmt.Errorf("the scratch redis-server on port %d did not start; see its log in %s", port, dir)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s, nil
+}
+
+func (s *scratch) stop() {
+	s.client.Close()
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	os.RemoveAll(s.dir)
+}
+
+var redisVersion = regexp.MustCompile(`v=(\d+)\.`)
+
+// redisMajor is the major version of a redis-server binary, 0 if unknown.
+func redisMajor(bin string) int {
+	out, _ := exec.Command(bin, "--version").Output()
+	m := redisVersion.FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// feed makes the scratch server a replica of a one-shot master that serves
+// the snapshot and the stream up to cut, and waits until it has applied
+// all of it.
+func (h *history) feed(ctx context.Context, srv *scratch, cut int64) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if err := srv.client.Do(ctx, "REPLICAOF", "127.0.0.1", port).Err(); err != nil {
+		return fmt.Errorf("point the scratch server at the recovery: %w", err)
+	}
+	nc, err := ln.Accept()
+	if err != nil {
+		return fmt.Errorf("wait for the scratch server: %w", err)
+	}
+	defer nc.Close()
+	stopConn := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stopConn()
+	br := bufio.NewReader(nc)
+	for {
+		args, err := readCommand(br)
+		if err != nil {
+			return fmt.Errorf("handshake with the scratch server: %w", err)
+		}
+		if len(args) == 0 {
+			continue
+		}
+		switch strings.ToLower(string(args[0])) {
+		case "psync", "sync":
+			return h.serveTo(nc, br, cut)
+		case "ping":
+			nc.Write([]byte("+PONG\r\n"))
+		default: // AUTH, REPLCONF
+			nc.Write([]byte("+OK\r\n"))
+		}
+	}
+}
+
+// serveTo sends +FULLRESYNC, the snapshot and the stream up to cut, then
+// reads ACKs until the replica has applied everything.
+func (h *history) serveTo(nc net.Conn, br *bufio.Reader, cut int64) error {
+	st, err := h.snap.Stat()
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(nc, 256<<10)
+	fmt.Fprintf(w, "+FULLRESYNC %s %d\r\n", h.state.Identity.ReplID, h.state.Snapshot.Offset)
+	w.Write(replstream.Payload{Size: st.Size()}.Preamble())
+	if _, err := io.Copy(w, io.NewSectionReader(h.snap, 0, st.Size())); err != nil {
+		return fmt.Errorf("send the snapshot: %w", err)
+	}
+	buf := make([]byte, 256<<10)
+	for off := h.start(); off < cut; {
+		n, err := h.log.ReadAt(buf[:min(int64(len(buf)), cut-off)], off)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("send the stream: %w", werr)
+			}
+			off += int64(n)
+		}
+		if err != nil && (n == 0 || !errors.Is(err, io.EOF)) {
+			return fmt.Errorf("read the log at %d: %w", off, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	for {
+		args, err := readCommand(br)
+		if err != nil {
+			return fmt.Errorf("wait for the scratch server to apply the stream: %w", err)
+		}
+		if len(args) == 3 && strings.EqualFold(string(args[0]), "replconf") && strings.EqualFold(string(args[1]), "ack") {
+			if acked, _ := strconv.ParseInt(string(args[2]), 10, 64); acked >= cut-1 {
+				return nil
+			}
+		}
+	}
+}
+
+var keysField = regexp.MustCompile(`(?m)^db\d+:keys=(\d+)`)
+
+// keyCount is the number of keys in every database (INFO keyspace).
+func keyCount(ctx context.Context, c *redis.Client) (int64, error) {
+	text, err := c.Info(ctx, "keyspace").Result()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, m := range keysField.FindAllStringSubmatch(text, -1) {
+		k, _ := strconv.ParseInt(m[1], 10, 64)
+		n += k
+	}
+	return n, nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("write %s: %w", to, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
