@@ -169,8 +169,14 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 	r.stateMu.Lock()
 	r.mu.Lock()
 	id := replstream.NewIdentity(meta.ReplID)
+	var older, dropped []Snapshot // kept for recovery to a point; not
 	if log == r.log {
 		id = r.id
+		if r.snap != nil && r.snap.path != s.path {
+			older = append([]Snapshot{r.snap.metaCopy()}, r.older...)
+		}
+	} else {
+		dropped = r.older
 	}
 	var err error
 	if check != nil {
@@ -178,7 +184,7 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 	}
 	r.mu.Unlock()
 	if err == nil {
-		err = r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log)})
+		err = r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log), Older: older})
 	}
 	if err != nil {
 		r.stateMu.Unlock()
@@ -188,7 +194,7 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 	s.finish(log, nil)
 	r.mu.Lock()
 	oldSnap, oldLog := r.snap, r.log
-	r.id, r.snap, r.log = id, s, log
+	r.id, r.snap, r.log, r.older = id, s, log, older
 	if r.pending == s {
 		r.pending = nil
 	}
@@ -199,8 +205,11 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 	if oldLog != nil && oldLog != log {
 		oldLog.Remove()
 	}
-	if oldSnap != nil && oldSnap.path != s.path {
+	if oldSnap != nil && oldSnap.path != s.path && len(older) == 0 {
 		removeSnapshotFiles(oldSnap.path)
+	}
+	for _, o := range dropped {
+		removeSnapshotFiles(r.path(o.File))
 	}
 	r.afterParse(s)
 	return nil
@@ -241,7 +250,7 @@ func (r *Relay) afterParse(s *snapshot) {
 		s.mu.Unlock()
 		var st diskState
 		if current {
-			st = diskState{Identity: r.id, Snapshot: meta, LogDir: logDirName(r.log)}
+			st = diskState{Identity: r.id, Snapshot: meta, LogDir: logDirName(r.log), Older: r.older}
 		}
 		r.mu.Unlock()
 		if current {
@@ -319,7 +328,7 @@ func (r *Relay) shiftReplID(newID string) error {
 	r.mu.Lock()
 	_, next := r.log.Range()
 	id := r.id.Shift(newID, next)
-	st := diskState{Identity: id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log)}
+	st := diskState{Identity: id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log), Older: r.older}
 	r.mu.Unlock()
 	if err := r.writeState(st); err != nil {
 		return err

@@ -77,7 +77,8 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 	if err != nil {
 		return RecoverResult{}, err
 	}
-	o.Logger.Info("recovering", "replid", h.state.Identity.ReplID, "snapshot_offset", h.state.Snapshot.Offset, "offset", cut-1, "log_bytes", cut-h.start())
+	snap, _ := h.base(cut)
+	o.Logger.Info("recovering", "replid", h.state.Identity.ReplID, "snapshot_offset", snap.Offset, "offset", cut-1, "log_bytes", cut-snap.Offset-1)
 	srv, err := startScratch(ctx, o)
 	if err != nil {
 		return RecoverResult{}, err
@@ -118,11 +119,12 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 	return res, nil
 }
 
-// history is a read-only view of a data dir: state.json, its snapshot and
-// its log, all opened at once.
+// history is a read-only view of a data dir: state.json, the snapshots it
+// names that the log still follows, and the log, all opened at once.
 type history struct {
 	state diskState
-	snap  *os.File
+	snaps []Snapshot // newest first; snaps[len-1] is where framing starts
+	files []*os.File // open on snaps
 	log   *replstream.LogReader
 	marks []replstream.TimeMark
 }
@@ -136,18 +138,28 @@ func openHistory(dir string) (*history, error) {
 	if err := json.Unmarshal(raw, &h.state); err != nil || h.state.Snapshot.File == "" {
 		return nil, fmt.Errorf("%s is not a relay's state: %v", stateFile, err)
 	}
-	if h.snap, err = os.Open(filepath.Join(dir, h.state.Snapshot.File)); err != nil {
-		return nil, fmt.Errorf("open snapshot: %w", err)
-	}
 	logDir := filepath.Join(dir, h.state.LogDir)
 	if h.log, err = replstream.OpenLogReader(logDir); err != nil {
-		h.snap.Close()
 		return nil, err
 	}
 	first, next := h.log.Range()
-	if first > h.start() || next < h.start() {
+	for i, s := range append([]Snapshot{h.state.Snapshot}, h.state.Older...) {
+		if s.Offset+1 < first || s.Offset+1 > next {
+			continue // the log no longer (or not yet) holds the stream after it
+		}
+		f, err := os.Open(filepath.Join(dir, s.File))
+		if err != nil {
+			if i == 0 {
+				h.close()
+				return nil, fmt.Errorf("open snapshot: %w", err)
+			}
+			continue // dropped by the relay meanwhile
+		}
+		h.snaps, h.files = append(h.snaps, s), append(h.files, f)
+	}
+	if len(h.snaps) == 0 {
 		h.close()
-		return nil, fmt.Errorf("log holds [%d, %d), the snapshot needs %d", first, next, h.start())
+		return nil, fmt.Errorf("log holds [%d, %d), the snapshot needs %d", first, next, h.state.Snapshot.Offset+1)
 	}
 	if h.marks, err = replstream.ReadTimeIndex(logDir, first, next); err != nil {
 		h.close()
@@ -157,19 +169,34 @@ func openHistory(dir string) (*history, error) {
 }
 
 func (h *history) close() {
-	h.snap.Close()
+	for _, f := range h.files {
+		f.Close()
+	}
 	h.log.Close()
 }
 
-// start is the offset of the first stream byte after the snapshot.
-func (h *history) start() int64 { return h.state.Snapshot.Offset + 1 }
+// oldest is the oldest snapshot the log follows: the start of the reach.
+func (h *history) oldest() Snapshot { return h.snaps[len(h.snaps)-1] }
+
+// start is the offset of the first stream byte after the oldest snapshot.
+func (h *history) start() int64 { return h.oldest().Offset + 1 }
+
+// base is the newest snapshot at or before cut, and its file.
+func (h *history) base(cut int64) (Snapshot, *os.File) {
+	for i, s := range h.snaps {
+		if s.Offset+1 <= cut {
+			return s, h.files[i]
+		}
+	}
+	return h.oldest(), h.files[len(h.files)-1]
+}
 
 // span says what the data dir can go back to, for error messages.
 func (h *history) span() string {
 	_, next := h.log.Range()
 	s := fmt.Sprintf("offsets %d to %d", h.start()-1, next-1)
-	if !h.state.Snapshot.Created.IsZero() {
-		s += ", from " + h.state.Snapshot.Created.UTC().Format(time.RFC3339Nano)
+	if created := h.oldest().Created; !created.IsZero() {
+		s += ", from " + created.UTC().Format(time.RFC3339Nano)
 		if n := len(h.marks); n > 0 {
 			s += " to " + h.marks[n-1].Time.UTC().Format(time.RFC3339Nano)
 		}
@@ -190,7 +217,7 @@ func (h *history) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 			return 0, res, fmt.Errorf("%w: offset %d; this data dir holds %s", ErrOutOfRange, o.UntilOffset, h.span())
 		}
 	case !o.Until.IsZero():
-		if o.Until.Before(h.state.Snapshot.Created) {
+		if o.Until.Before(h.oldest().Created) {
 			return 0, res, fmt.Errorf("%w: %s is before the snapshot; this data dir holds %s", ErrOutOfRange, o.Until.UTC().Format(time.RFC3339Nano), h.span())
 		}
 		limit = replstream.OffsetAfter(h.marks, o.Until, next)
@@ -242,7 +269,7 @@ func (h *history) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 	if cut > h.start() {
 		res.Time, _ = replstream.TimeOf(h.marks, cut-1)
 	} else {
-		res.Time = h.state.Snapshot.Created
+		res.Time = h.oldest().Created
 	}
 	return cut, res, nil
 }
@@ -365,18 +392,19 @@ func (h *history) feed(ctx context.Context, srv *scratch, cut int64) error {
 // serveTo sends +FULLRESYNC, the snapshot and the stream up to cut, then
 // reads ACKs until the replica has applied everything.
 func (h *history) serveTo(nc net.Conn, br *bufio.Reader, cut int64) error {
-	st, err := h.snap.Stat()
+	snap, f := h.base(cut)
+	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriterSize(nc, 256<<10)
-	fmt.Fprintf(w, "+FULLRESYNC %s %d\r\n", h.state.Identity.ReplID, h.state.Snapshot.Offset)
+	fmt.Fprintf(w, "+FULLRESYNC %s %d\r\n", h.state.Identity.ReplID, snap.Offset)
 	w.Write(replstream.Payload{Size: st.Size()}.Preamble())
-	if _, err := io.Copy(w, io.NewSectionReader(h.snap, 0, st.Size())); err != nil {
+	if _, err := io.Copy(w, io.NewSectionReader(f, 0, st.Size())); err != nil {
 		return fmt.Errorf("send the snapshot: %w", err)
 	}
 	buf := make([]byte, 256<<10)
-	for off := h.start(); off < cut; {
+	for off := snap.Offset + 1; off < cut; {
 		n, err := h.log.ReadAt(buf[:min(int64(len(buf)), cut-off)], off)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {

@@ -97,3 +97,57 @@ func TestRecoverToPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRecoverAcrossRefresh: a refresh replaces the snapshot, but while
+// retention keeps the log after the old one, the old snapshot stays and a
+// point before the refresh is still reachable. Without retention it is
+// refused.
+func TestRecoverAcrossRefresh(t *testing.T) {
+	for _, retain := range []bool{true, false} {
+		t.Run(map[bool]string{true: "retain-age 1h", false: "no retention"}[retain], func(t *testing.T) {
+			master := redistest.Start(t)
+			populate(t, master, 0, 2000)
+			relay := startRelay(t, master.Addr(), func(c *Config) {
+				c.RefreshRatio = -1
+				c.SegmentSize = 32 << 10
+				if retain {
+					c.RetainAge = time.Hour
+				}
+			})
+			replica := replicaOf(t, relay.HostPort)
+			inSync(t, 30*time.Second, master, replica)
+			writeKeys(t, master, 1, 300)
+			waitOffsets(t, master, relay, replica)
+			before, digest := time.Now(), master.Digest(t)
+			time.Sleep(50 * time.Millisecond)
+			writeKeys(t, master, 2, 300)
+			first := relay.Status().Snapshot.Offset
+			if err := relay.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "0.0001", "refresh-min-size", "1").Err(); err != nil {
+				t.Fatal(err)
+			}
+			redistest.Eventually(t, 30*time.Second, func() error {
+				if relay.Status().Snapshot.Offset == first {
+					return errors.New("no refresh yet")
+				}
+				return nil
+			})
+			if err := relay.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "-1").Err(); err != nil {
+				t.Fatal(err)
+			}
+			writeKeys(t, master, 3, 100)
+			waitOffsets(t, master, relay, replica)
+			if _, err := relay.currentLog().Sync(); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Recover(t.Context(), RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: before, Out: filepath.Join(t.TempDir(), "x.rdb")})
+			switch {
+			case retain && err != nil:
+				t.Fatalf("a point before the refresh, within retention: %v", err)
+			case retain && res.Digest != digest:
+				t.Fatalf("digest %s, want %s", res.Digest, digest)
+			case !retain && !errors.Is(err, ErrOutOfRange):
+				t.Fatalf("a point before the refresh without retention: %v, want ErrOutOfRange", err)
+			}
+		})
+	}
+}

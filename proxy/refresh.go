@@ -213,10 +213,49 @@ func (r *Relay) trimLog() error {
 			}
 		}
 	}
-	if err := log.TrimBefore(keep); err != nil {
+	err := log.TrimBefore(keep)
+	r.dropFellBehind(log)
+	return errors.Join(err, r.dropUnreachableSnapshots(log))
+}
+
+// dropUnreachableSnapshots forgets the older snapshots whose stream the
+// log no longer holds, and deletes their files.
+func (r *Relay) dropUnreachableSnapshots(log *replstream.Log) error {
+	first, _ := log.Range()
+	r.stateMu.Lock()
+	r.mu.Lock()
+	if r.log != log {
+		r.mu.Unlock()
+		r.stateMu.Unlock()
+		return nil
+	}
+	var kept, dropped []Snapshot
+	for _, o := range r.older {
+		if o.Offset+1 >= first {
+			kept = append(kept, o)
+		} else {
+			dropped = append(dropped, o)
+		}
+	}
+	st := diskState{Identity: r.id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(log), Older: kept}
+	r.mu.Unlock()
+	if len(dropped) == 0 {
+		r.stateMu.Unlock()
+		return nil
+	}
+	err := r.writeState(st)
+	if err == nil {
+		r.mu.Lock()
+		r.older = kept
+		r.mu.Unlock()
+	}
+	r.stateMu.Unlock()
+	if err != nil {
 		return err
 	}
-	r.dropFellBehind(log)
+	for _, o := range dropped {
+		removeSnapshotFiles(r.path(o.File))
+	}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +140,10 @@ type Relay struct {
 	mu       sync.Mutex
 	id       replstream.Identity // guarded by mu; ReplID empty before the first sync
 	snap     *snapshot           // newest accepted snapshot; guarded by mu
+	// older snapshots of the same history and log, newest first, kept
+	// while the log still holds the stream after them (recovery to a
+	// point starts from the newest one before it); guarded by mu
+	older []Snapshot
 	log      *replstream.Log     // log of the current history, snap.log; guarded by mu
 	pending  *snapshot           // being received from upstream; guarded by mu
 	changed  chan struct{}       // closed and replaced when id, snap or pending change; guarded by mu
@@ -191,6 +196,7 @@ type diskState struct {
 	Identity replstream.Identity `json:"identity"`
 	Snapshot Snapshot            `json:"snapshot"`
 	LogDir   string              `json:"log_dir"`
+	Older    []Snapshot          `json:"older_snapshots,omitempty"` // newest first
 }
 
 const stateFile = "state.json"
@@ -267,7 +273,7 @@ func (r *Relay) logOptions() replstream.LogOptions {
 func (r *Relay) recover() error {
 	raw, err := os.ReadFile(r.path(stateFile))
 	if errors.Is(err, os.ErrNotExist) {
-		r.removeStrays("", "")
+		r.removeStrays("")
 		return nil
 	}
 	if err != nil {
@@ -276,19 +282,19 @@ func (r *Relay) recover() error {
 	var st diskState
 	if err := json.Unmarshal(raw, &st); err != nil || st.Snapshot.File == "" || !replstream.ValidReplID(st.Identity.ReplID) {
 		r.logger.Warn("state file unreadable, starting without history", "path", r.path(stateFile), "err", err)
-		r.removeStrays("", "")
+		r.removeStrays("")
 		return nil
 	}
 	snapPath := r.path(st.Snapshot.File)
 	fi, err := os.Stat(snapPath)
 	if err != nil || fi.Size() != st.Snapshot.Size {
 		r.logger.Warn("snapshot missing or of the wrong size, starting without history", "path", snapPath, "want", st.Snapshot.Size, "err", err)
-		r.removeStrays("", "")
+		r.removeStrays("")
 		return nil
 	}
 	if err := r.verifySnapshotFile(snapPath, st.Snapshot.ReplID, st.Snapshot.Offset); err != nil {
 		r.logger.Warn("snapshot rejected, starting without history", "path", snapPath, "err", err)
-		r.removeStrays("", "")
+		r.removeStrays("")
 		return nil
 	}
 	start := st.Snapshot.Offset + 1
@@ -320,7 +326,14 @@ func (r *Relay) recover() error {
 	r.snap = completeSnapshot(st.Snapshot, snapPath)
 	r.snap.log = log
 	r.log = log
-	r.removeStrays(st.Snapshot.File, logDir)
+	keep := []string{st.Snapshot.File}
+	for _, o := range st.Older {
+		if fi, err := os.Stat(r.path(o.File)); err == nil && fi.Size() == o.Size {
+			r.older = append(r.older, o)
+			keep = append(keep, o.File)
+		}
+	}
+	r.removeStrays(logDir, keep...)
 	first, next := log.Range()
 	r.logger.Info("history recovered", "replid", r.id.ReplID, "snapshot_offset", st.Snapshot.Offset, "first", first, "next", next)
 	// A crash between a refresh and its trim leaves segments older than
@@ -332,11 +345,11 @@ func (r *Relay) recover() error {
 }
 
 // removeStrays deletes snapshot files and log dirs other than the ones named.
-func (r *Relay) removeStrays(keepSnap, keepLog string) {
+func (r *Relay) removeStrays(keepLog string, keepSnaps ...string) {
 	ents, _ := os.ReadDir(r.fixed.DataDir)
 	for _, e := range ents {
 		name := e.Name()
-		if name == keepSnap || name == keepSnap+".json" || name == keepLog {
+		if name == keepLog || slices.Contains(keepSnaps, name) || slices.Contains(keepSnaps, strings.TrimSuffix(name, ".json")) {
 			continue
 		}
 		if strings.HasPrefix(name, "snapshot-") || strings.HasPrefix(name, "log-") || strings.HasPrefix(name, stateFile+".tmp") {
