@@ -137,16 +137,16 @@ type Relay struct {
 	// fsyncFile makes a file durable (tests wrap it to observe or slow it).
 	fsyncFile func(*os.File) error
 
-	mu       sync.Mutex
-	id       replstream.Identity // guarded by mu; ReplID empty before the first sync
-	snap     *snapshot           // newest accepted snapshot; guarded by mu
+	mu   sync.Mutex
+	id   replstream.Identity // guarded by mu; ReplID empty before the first sync
+	snap *snapshot           // newest accepted snapshot; guarded by mu
 	// older snapshots of the same history and log, newest first, kept
 	// while the log still holds the stream after them (recovery to a
 	// point starts from the newest one before it); guarded by mu
-	older []Snapshot
-	log      *replstream.Log     // log of the current history, snap.log; guarded by mu
-	pending  *snapshot           // being received from upstream; guarded by mu
-	changed  chan struct{}       // closed and replaced when id, snap or pending change; guarded by mu
+	older    []Snapshot
+	log      *replstream.Log // log of the current history, snap.log; guarded by mu
+	pending  *snapshot       // being received from upstream; guarded by mu
+	changed  chan struct{}   // closed and replaced when id, snap or pending change; guarded by mu
 	sessions map[*session]struct{}
 	master   string // upstream address; guarded by mu
 	masterCh chan struct{}
