@@ -73,7 +73,18 @@ type options struct {
 	syncTimeout   time.Duration
 	maxMemory     int64
 
+	ingestLoads    []ingestLoad
+	ingestConfigs  []string
+	ingestClients  int
+	ingestKeys     int
+	ingestDuration time.Duration
+	ingestInterval time.Duration
+	ingestBacklog  string
+	ingestWriter   string // "redis-benchmark" or "go"
+	floorFsync     bool
+
 	relayBin   string
+	floorBin   string
 	relayArgs  []string
 	profileDir string
 	jsonPath   string
@@ -86,6 +97,7 @@ var scenarioTitles = map[string]string{
 	"fanout": "fanout: N replicas sync a dataset from scratch (time until all in sync; master cost; peak RSS)",
 	"stream": "stream: 2 leaf replicas under a pipelined SET load",
 	"resync": "resync: a leaf cut off while more than the 1 MB default backlog is written, then reconnected",
+	"ingest": "ingest: a write burst; the node under test and a stock replica P side by side on the master (lag, cuts by the master, CPU per MiB)",
 }
 
 func main() {
@@ -123,7 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		scenarios = fs.String("scenarios", "fanout,stream,resync", "scenarios to run")
+		scenarios = fs.String("scenarios", "fanout,stream,resync,ingest", "scenarios to run")
 		configs   = fs.String("configs", "direct,intermediate,relay", "configurations to compare")
 		runs      = fs.Int("runs", 3, "runs of each configuration; tables show medians")
 		datasets  = fs.String("dataset", "200mb", "fanout dataset sizes (bytes of values; kb, mb, gb are powers of 1024), comma-separated")
@@ -142,6 +154,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		settle    = fs.Duration("settle", time.Second, "stream: pause after the leaves are in sync, before the idle probes")
 		rDataset  = fs.String("resync-dataset", "100mb", "resync: dataset size")
 		rWrites   = fs.String("resync-writes", "16mb", "resync: stream bytes written while the leaf is away, comma-separated")
+		iLoads    = fs.String("ingest-loads", "400000/1,256/32", "ingest: bursts to run, each value-size/pipeline-depth, comma-separated")
+		iConfigs  = fs.String("ingest-configs", "intermediate,floor,relay", "ingest: nodes under test beside the stock replica P (intermediate, floor, relay)")
+		iClients  = fs.Int("ingest-clients", 4, "ingest: writer connections")
+		iKeys     = fs.Int("ingest-keys", 1000, "ingest: distinct keys written")
+		iDuration = fs.Duration("ingest-duration", 8*time.Second, "ingest: length of the burst")
+		iInterval = fs.Duration("ingest-interval", 100*time.Millisecond, "ingest: lag sampling interval")
+		iBacklog  = fs.String("ingest-backlog", "256mb", "ingest: repl-backlog-size of the master")
+		iWriter   = fs.String("ingest-writer", "auto", "ingest: redis-benchmark, go (go-redis writers), or auto (redis-benchmark when on PATH)")
+		floorSync = fs.Bool("floor-fsync", true, "ingest: the floor program fsyncs its file once a second (the relay's durability)")
+		floorBin  = fs.String("floor-bin", "", "floor program binary (default: go build ./bench/floor into the temp dir)")
 		ring      = fs.String("ring", "64mb", "relay --repl-backlog-size (its memory ring)")
 		delay     = fs.Int("diskless-delay", 0, "repl-diskless-sync-delay of the master and the intermediate (Redis's default is 5)")
 		backlog   = fs.String("backlog", "", "repl-backlog-size of the master and the intermediate (empty: Redis's default, 1mb)")
@@ -166,6 +188,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			"runs": "1", "dataset": "20mb", "n": "1,4", "stagger-n": "4",
 			"stream-duration": "6s", "warmup": "1s", "probes": "50",
 			"resync-dataset": "20mb", "resync-writes": "8mb",
+			"ingest-duration": "3s",
 		}
 		for name, v := range quickDefaults {
 			if !set[name] {
@@ -180,6 +203,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		staggerN: *staggerN, streamDuration: *duration, warmup: *warmup, streamValue: *sValue,
 		pipeline: *pipeline, writers: *writers, keyspace: *keyspace, probes: *probes,
 		probeInterval: *probeIvl, lagInterval: *lagIvl, settle: *settle, disklessDelay: *delay, backlog: *backlog,
+		ingestConfigs: splitList(*iConfigs), ingestClients: *iClients, ingestKeys: *iKeys, ingestDuration: *iDuration,
+		ingestInterval: *iInterval, ingestBacklog: *iBacklog, ingestWriter: *iWriter, floorFsync: *floorSync, floorBin: *floorBin,
 		syncTimeout: *syncTO, relayBin: *relayBin, relayArgs: strings.Fields(*relayArgs), profileDir: *profDir, jsonPath: *jsonPath,
 		rdbSizes: map[int64]int64{},
 	}
@@ -199,6 +224,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.resyncWrites, err = parseSizes(*rWrites); err != nil {
 		return nil, fmt.Errorf("-resync-writes: %w", err)
 	}
+	if o.ingestLoads, err = parseIngestLoads(*iLoads); err != nil {
+		return nil, fmt.Errorf("-ingest-loads: %w", err)
+	}
 	if o.ringBytes, err = parseSize(*ring); err != nil {
 		return nil, fmt.Errorf("-ring: %w", err)
 	}
@@ -213,7 +241,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 func (o *options) check() error {
 	for _, s := range o.scenarios {
 		if scenarioTitles[s] == "" {
-			return fmt.Errorf("unknown scenario %q (fanout, stream, resync)", s)
+			return fmt.Errorf("unknown scenario %q (fanout, stream, resync, ingest)", s)
 		}
 	}
 	for _, c := range o.configs {
@@ -221,7 +249,30 @@ func (o *options) check() error {
 			return fmt.Errorf("unknown configuration %q (direct, intermediate, relay)", c)
 		}
 	}
+	for _, c := range o.ingestConfigs {
+		if !slices.Contains(ingestConfigs, c) {
+			return fmt.Errorf("unknown ingest configuration %q (intermediate, floor, relay)", c)
+		}
+	}
+	switch o.ingestWriter {
+	case "auto":
+		o.ingestWriter = "go"
+		if _, err := exec.LookPath("redis-benchmark"); err == nil {
+			o.ingestWriter = "redis-benchmark"
+		}
+	case "go":
+	case "redis-benchmark":
+		if _, err := exec.LookPath("redis-benchmark"); err != nil {
+			return errors.New("-ingest-writer redis-benchmark: not on PATH (apt-get install redis-tools)")
+		}
+	default:
+		return fmt.Errorf("-ingest-writer %q: redis-benchmark, go or auto", o.ingestWriter)
+	}
 	switch {
+	case o.ingestClients < 1 || o.ingestClients > 64 || o.ingestKeys < 1:
+		return errors.New("-ingest-clients must be in 1..64, -ingest-keys positive")
+	case o.ingestDuration <= 0 || o.ingestDuration > time.Hour || o.ingestInterval <= 0:
+		return errors.New("-ingest-duration must be in (0, 1h], -ingest-interval positive")
 	case o.runs < 1 || o.runs > 100:
 		return errors.New("-runs must be in 1..100")
 	case o.valueSize < 1 || o.valueSize > 64*mib:
@@ -282,6 +333,10 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 		return nil, err
 	}
 	e.relayArgs = o.relayArgs
+	e.floorBin = o.floorBin
+	if o.ingestWriter == "redis-benchmark" {
+		e.benchmarkBin, _ = exec.LookPath("redis-benchmark")
+	}
 	// go-redis logs failed dials of processes the benchmark just stopped.
 	redis.SetLogger(quietLogger{})
 	defer e.killAll()
@@ -314,7 +369,8 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 		}
 	}()
 
-	if e.relayBin == "" && slices.Contains(o.configs, cfgRelay) {
+	runsIngest := slices.Contains(o.scenarios, "ingest")
+	if e.relayBin == "" && (slices.Contains(o.configs, cfgRelay) || runsIngest && slices.Contains(o.ingestConfigs, cfgRelay)) {
 		pkg := "github.com/redis-relay/redis-relay/cmd/redis-relay"
 		if e.relayProfDir != "" {
 			pkg = "github.com/redis-relay/redis-relay/bench/relayprof"
@@ -325,6 +381,15 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 		cmd.Stdout, cmd.Stderr = stderr, stderr
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("build relay (run from inside the module, or pass -relay-bin): %w", err)
+		}
+	}
+	if e.floorBin == "" && runsIngest && slices.Contains(o.ingestConfigs, cfgFloor) {
+		e.floorBin = filepath.Join(e.root, "floor")
+		logf("building the floor program")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", e.floorBin, "github.com/redis-relay/redis-relay/bench/floor")
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("build the floor program (run from inside the module, or pass -floor-bin): %w", err)
 		}
 	}
 	mi := machineInfo(redisBin, e.relayBin)
@@ -401,6 +466,19 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 					measure(run, sc, streamParams(o), c, func() (map[string]float64, error) {
 						return o.streamOnce(ctx, e, c)
 					})
+				}
+			case "ingest":
+				ic := o.ingestConfigs
+				if len(ic) > 0 {
+					k := (run - 1) % len(ic)
+					ic = append(append([]string(nil), ic[k:]...), ic[:k]...)
+				}
+				for _, ld := range o.ingestLoads {
+					for _, c := range ic {
+						measure(run, sc, ingestParams(o, ld), c, func() (map[string]float64, error) {
+							return o.ingestOnce(ctx, e, c, ld)
+						})
+					}
 				}
 			case "resync":
 				for _, w := range o.resyncWrites {
@@ -513,6 +591,11 @@ func metricOrder(scenario, metric string) int {
 			"probe_timeouts", "drain_s", "master_cpu_pct", "middle_cpu_pct", "middle_cpu_ms_per_mb", "leaf_cpu_pct", "master_forks", "relay_refreshes",
 			"middle_peak_rss_mb",
 		},
+		"ingest": {
+			"node_lag_mean_mb", "node_lag_max_mb", "p_lag_mean_mb", "p_lag_max_mb", "lag_vs_p_x", "node_cuts", "p_cuts", "master_obl_closed",
+			"master_sync_full", "master_sync_partial_ok", "stream_mb", "master_mb_s", "ops_k", "drain_s", "node_cpu_ms_per_mb", "p_cpu_ms_per_mb",
+			"node_cpu_pct", "node_peak_rss_mb",
+		},
 		"resync": {
 			"catchup_s", "partial", "served_full", "served_partial_ok", "master_sync_full", "master_egress_mb", "serving_egress_mb",
 			"serving_peak_rss_mb", "leaf_peak_rss_mb",
@@ -532,6 +615,9 @@ func summary(scenario string, m map[string]float64) string {
 		return fmt.Sprintf("sync %.2fs master_sync_full %.0f egress %.0fMB digest_ok %.0f", m["sync_time_s"], m["master_sync_full"], m["master_egress_mb"], m["digest_ok"])
 	case "stream":
 		return fmt.Sprintf("leaf %.1fMB/s lag p99 %.0fKB lat idle p99 %.3fms load p99 %.3fms digest_ok %.0f", m["leaf_mb_s"], m["lag_p99_kb"], m["lat_idle_p99_ms"], m["lat_load_p99_ms"], m["digest_ok"])
+	case "ingest":
+		return fmt.Sprintf("lag mean %.1fMB max %.0fMB (P %.1f / %.0f) cuts %.0f (P %.0f) stream %.0fMB cpu %.2fms/MB (P %.2f)",
+			m["node_lag_mean_mb"], m["node_lag_max_mb"], m["p_lag_mean_mb"], m["p_lag_max_mb"], m["node_cuts"], m["p_cuts"], m["stream_mb"], m["node_cpu_ms_per_mb"], m["p_cpu_ms_per_mb"])
 	case "resync":
 		return fmt.Sprintf("partial %.0f full %.0f catch-up %.2fs digest_ok %.0f", m["partial"], m["served_full"], m["catchup_s"], m["digest_ok"])
 	}

@@ -30,6 +30,8 @@ type env struct {
 	// and collects one CPU profile per relay process there.
 	relayProfDir string
 	relayArgs    []string // appended to "redis-relay run"
+	floorBin     string   // the floor program (bench/floor)
+	benchmarkBin string   // redis-benchmark, when the ingest load uses it
 	logf         func(format string, args ...any)
 
 	mu     sync.Mutex

@@ -17,9 +17,24 @@ const (
 	cfgDirect       = "direct"
 	cfgIntermediate = "intermediate"
 	cfgRelay        = "relay"
+	cfgFloor        = "floor" // the floor program, ingest only
 )
 
-var allConfigs = []string{cfgDirect, cfgIntermediate, cfgRelay}
+var (
+	allConfigs    = []string{cfgDirect, cfgIntermediate, cfgRelay}
+	ingestConfigs = []string{cfgIntermediate, cfgFloor, cfgRelay}
+)
+
+// columns are a scenario's configurations and same-run ratios, in table
+// order. The ingest scenario has no direct column (its stock replica P sits
+// beside every node under test and has metrics of its own) and compares the
+// relay with the floor program.
+func columns(scenario string) (configs []string, ratios [][2]string) {
+	if scenario == "ingest" {
+		return ingestConfigs, [][2]string{{cfgRelay, cfgFloor}, {cfgRelay, cfgIntermediate}}
+	}
+	return allConfigs, [][2]string{{cfgRelay, cfgDirect}, {cfgRelay, cfgIntermediate}}
+}
 
 // param is one scenario parameter, kept in the order it was given.
 type param struct {
@@ -165,12 +180,23 @@ func (rs *results) writeTables(w io.Writer, scenarios []string, titles map[strin
 			continue
 		}
 		fmt.Fprintf(w, "\n### %s\n", titles[sc])
+		configs, ratios := columns(sc)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-		fmt.Fprintln(tw, "params\tmetric\tdirect\tintermediate\trelay\trelay/direct\trelay/interm\t")
+		head := []string{"params", "metric"}
+		head = append(head, configs...)
+		for _, r := range ratios {
+			head = append(head, r[0]+"/"+strings.TrimSuffix(r[1], "ediate"))
+		}
+		fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", paramsKey(r.params), r.metric,
-				fmtNum(r.median(cfgDirect)), fmtNum(r.median(cfgIntermediate)), fmtNum(r.median(cfgRelay)),
-				fmtRatio(r.ratio(cfgRelay, cfgDirect)), fmtRatio(r.ratio(cfgRelay, cfgIntermediate)))
+			cells := []string{paramsKey(r.params), r.metric}
+			for _, c := range configs {
+				cells = append(cells, fmtNum(r.median(c)))
+			}
+			for _, q := range ratios {
+				cells = append(cells, fmtRatio(r.ratio(q[0], q[1])))
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 		}
 		tw.Flush()
 	}
@@ -200,7 +226,8 @@ func (rs *results) writeJSON(w io.Writer) error {
 			}
 			return enc.Encode(jsonLine{Scenario: r.scenario, Config: config, Params: params, Metric: r.metric, Value: round(v), Runs: runs})
 		}
-		for _, c := range allConfigs {
+		configs, ratios := columns(r.scenario)
+		for _, c := range configs {
 			runs := r.runs(c)
 			for i := range runs {
 				runs[i] = round(runs[i])
@@ -209,11 +236,10 @@ func (rs *results) writeJSON(w io.Writer) error {
 				return err
 			}
 		}
-		if err := emit("relay/direct", r.ratio(cfgRelay, cfgDirect), nil); err != nil {
-			return err
-		}
-		if err := emit("relay/intermediate", r.ratio(cfgRelay, cfgIntermediate), nil); err != nil {
-			return err
+		for _, q := range ratios {
+			if err := emit(q[0]+"/"+q[1], r.ratio(q[0], q[1]), nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
