@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -129,5 +131,78 @@ func TestSetCommandBytes(t *testing.T) {
 	// *3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n
 	if got, want := setCommandBytes(3, 5), len("*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n"); got != want {
 		t.Errorf("setCommandBytes(3, 5) = %d, want %d", got, want)
+	}
+}
+
+func TestParseIngestLoads(t *testing.T) {
+	got, err := parseIngestLoads("400000/1, 256/32,1kb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ingestLoad{{400000, 1}, {256, 32}, {1024, 1}}
+	if len(got) != len(want) {
+		t.Fatalf("parseIngestLoads = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("load %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	for _, in := range []string{"", "0/1", "256/0", "x/1", "256/x", "128mb/1"} {
+		if _, err := parseIngestLoads(in); err == nil {
+			t.Errorf("parseIngestLoads(%q) succeeded", in)
+		}
+	}
+}
+
+// TestSyncRequests reads lines of a Redis 7.0 master log: every sync
+// request per replica address, and the clients closed for their output
+// buffers.
+func TestSyncRequests(t *testing.T) {
+	log := `10154:M 29 Nov 2026 14:22:47.132 * Replica 127.0.0.1:47002 asks for synchronization
+10154:M 29 Nov 2026 14:22:47.132 * Full resync requested by replica 127.0.0.1:47002
+10154:M 29 Nov 2026 14:22:47.140 * Replica 127.0.0.1:47003 asks for synchronization
+10154:M 29 Nov 2026 14:22:49.302 # Client id=3 addr=127.0.0.1:60086 laddr=127.0.0.1:47001 fd=7 name= age=2 idle=0 flags=S db=0 cmd=psync user=default redir=-1 resp=2 scheduled to be closed ASAP for overcoming of output buffer limits.
+10154:M 29 Nov 2026 14:22:49.302 # Connection with replica 127.0.0.1:47002 lost.
+10154:M 29 Nov 2026 14:22:49.479 * Replica 127.0.0.1:47002 asks for synchronization
+10154:M 29 Nov 2026 14:22:49.479 * Unable to partial resync with replica 127.0.0.1:47002 for lack of backlog (Replica request was: 1155080438).
+`
+	path := filepath.Join(t.TempDir(), "redis.log")
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	asks, obl, err := syncRequests(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asks["127.0.0.1:47002"] != 2 || asks["127.0.0.1:47003"] != 1 || len(asks) != 2 {
+		t.Errorf("asks = %v, want 2 for :47002 and 1 for :47003", asks)
+	}
+	if obl != 1 {
+		t.Errorf("closed for output buffer limits = %d, want 1", obl)
+	}
+}
+
+func TestLagStats(t *testing.T) {
+	var s lagStats
+	if s.mean() != 0 {
+		t.Errorf("mean of no samples = %v, want 0", s.mean())
+	}
+	for _, v := range []float64{10, -5, 20} { // a negative lag (a node read after the master moved) counts as 0
+		s.add(v)
+	}
+	if s.mean() != 10 || s.max != 20 {
+		t.Errorf("mean %v max %v, want 10 and 20", s.mean(), s.max)
+	}
+}
+
+func TestColumns(t *testing.T) {
+	configs, ratios := columns("ingest")
+	if strings.Join(configs, ",") != "intermediate,floor,relay" || ratios[0] != [2]string{cfgRelay, cfgFloor} {
+		t.Errorf("ingest columns %v %v", configs, ratios)
+	}
+	configs, ratios = columns("stream")
+	if strings.Join(configs, ",") != "direct,intermediate,relay" || ratios[0] != [2]string{cfgRelay, cfgDirect} {
+		t.Errorf("stream columns %v %v", configs, ratios)
 	}
 }

@@ -52,6 +52,11 @@ func fanoutLabel(r *row) string {
 	return s
 }
 
+// ingestLabel names an ingest row briefly: "400000 B x1".
+func ingestLabel(r *row) string {
+	return fmt.Sprintf("%v B values, pipeline %v", paramVal(r, "value"), paramVal(r, "pipeline"))
+}
+
 // diffMedian is the median over runs of a-b, each pair from the same run.
 func (r *row) diffMedian(a, b string) float64 {
 	var ds []float64
@@ -225,6 +230,65 @@ func (o *options) targets(rs *results) []target {
 			t.measured, t.verdict = "N full syncs for N replicas, no relay session cut, in every fanout measurement", "met"
 		default:
 			t.measured, t.verdict = strings.Join(bad, "; "), "NOT MET"
+		}
+		ts = append(ts, t)
+	}
+
+	// Ingest: the relay keeps up with the master as a stock replica does.
+	{
+		t := target{name: "ingest: relay mean lag <= 2x the stock replica P's beside it; the master never cuts the relay where it keeps P"}
+		var parts []string
+		ok, any := true, false
+		for _, r := range rs.rowsOf("ingest", "lag_vs_p_x") {
+			v := r.median(cfgRelay)
+			if math.IsNaN(v) {
+				continue
+			}
+			any = true
+			ok = ok && v <= 2
+			parts = append(parts, fmt.Sprintf("%s: %s", ingestLabel(r), fmtRatioPlain(v)))
+		}
+		cuts := rs.rowsOf("ingest", "node_cuts")
+		for _, r := range cuts {
+			pc := rs.get("ingest", r.params, "p_cuts")
+			if pc == nil {
+				continue
+			}
+			for run, v := range r.vals[cfgRelay] {
+				any = true
+				if pv, found := pc.vals[cfgRelay][run]; found && v > 0 && pv == 0 {
+					ok = false
+					parts = append(parts, fmt.Sprintf("%s run %d: relay cut %s times, P kept", ingestLabel(r), run, fmtNum(v)))
+				}
+			}
+		}
+		if !any {
+			t.measured, t.verdict = noData, "-"
+		} else {
+			t.measured = "median relay/P mean lag " + strings.Join(parts, "; ")
+			t.verdict = verdict(ok)
+		}
+		ts = append(ts, t)
+	}
+
+	// Ingest: the relay's CPU per MiB against the floor program's.
+	{
+		t := target{name: "ingest: relay CPU per MiB <= 1.25x the floor program's (fsync once a second)"}
+		var parts []string
+		ok, any := true, false
+		for _, r := range rs.rowsOf("ingest", "node_cpu_ms_per_mb") {
+			v := r.ratio(cfgRelay, cfgFloor)
+			if math.IsNaN(v) {
+				continue
+			}
+			any = true
+			ok = ok && v <= 1.25
+			parts = append(parts, fmt.Sprintf("%s: %s (relay %s, floor %s ms/MiB)", ingestLabel(r), fmtRatioPlain(v), fmtNum(r.median(cfgRelay)), fmtNum(r.median(cfgFloor))))
+		}
+		if !any {
+			t.measured, t.verdict = noData, "-"
+		} else {
+			t.measured, t.verdict = strings.Join(parts, "; "), verdict(ok)
 		}
 		ts = append(ts, t)
 	}
