@@ -275,6 +275,12 @@ redis_relay_guard_tripped 0
 # HELP redis_relay_guard_trips_total Times the empty-master guard held back a snapshot from upstream.
 # TYPE redis_relay_guard_trips_total counter
 redis_relay_guard_trips_total 2
+# HELP redis_relay_hold_active 1 while the command tripwire (hold-on-commands) holds replicas before a command from upstream.
+# TYPE redis_relay_hold_active gauge
+redis_relay_hold_active 0
+# HELP redis_relay_hold_trips_total Times the command tripwire held replicas.
+# TYPE redis_relay_hold_trips_total counter
+redis_relay_hold_trips_total 0
 `},
 		{"info", `
 # HELP redis_relay_info Always 1; labels carry the relay version and the replication ID it serves.

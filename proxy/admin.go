@@ -100,6 +100,18 @@ var settings = map[string]setting{
 	"refresh-max-age":      durationSetting(func(c *Config) *time.Duration { return &c.RefreshMaxAge }),
 	"retain-age":           durationSetting(func(c *Config) *time.Duration { return &c.RetainAge }),
 	"wait-ahead":           durationSetting(func(c *Config) *time.Duration { return &c.WaitAhead }),
+	"hold-on-commands": {
+		get: func(c *Config) string { return strings.Join(c.HoldOnCommands, ",") },
+		set: func(c *Config, v string) error {
+			c.HoldOnCommands = nil
+			for _, name := range strings.Split(v, ",") {
+				if name = strings.TrimSpace(name); name != "" {
+					c.HoldOnCommands = append(c.HoldOnCommands, strings.ToUpper(name))
+				}
+			}
+			return nil
+		},
+	},
 	"empty-master-guard": {
 		get: func(c *Config) string { return yesNo(!c.DisableGuard) },
 		set: func(c *Config, v string) error {
@@ -313,6 +325,8 @@ func (c *client) configCommand(args [][]byte) {
 		}
 		r.cfg = next
 		r.replTO.Store(int64(next.ReplTimeout))
+		set := holdCommands(next.HoldOnCommands)
+		r.holdSet.Store(&set)
 		r.cfgMu.Unlock()
 		c.out = appendSimple(c.out, "OK")
 	case "rewrite":

@@ -100,7 +100,11 @@ func (r *Relay) ReleaseGuard() error {
 	r.guard = guardState{}
 	r.mu.Unlock()
 	if g.held == nil {
-		return errors.New("the guard is not tripped")
+		// The same command releases the command tripwire.
+		if err := r.releaseHold(); !errors.Is(err, errNotHolding) {
+			return err
+		}
+		return errors.New("the guard is not tripped, and no command is held")
 	}
 	defer close(g.released)
 	if _, err := r.install(g.held); err != nil {

@@ -170,8 +170,9 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 	r.mu.Lock()
 	id := replstream.NewIdentity(meta.ReplID)
 	var older, dropped []Snapshot // kept for recovery to a point; not
+	var hold *holdState           // a new history ends a hold on the old one
 	if log == r.log {
-		id = r.id
+		id, hold = r.id, r.hold
 		if r.snap != nil && r.snap.path != s.path {
 			older = append([]Snapshot{r.snap.metaCopy()}, r.older...)
 		}
@@ -184,7 +185,7 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 	}
 	r.mu.Unlock()
 	if err == nil {
-		err = r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log), Older: older})
+		err = r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log), Older: older, Hold: hold})
 	}
 	if err != nil {
 		r.stateMu.Unlock()
@@ -194,7 +195,8 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 	s.finish(log, nil)
 	r.mu.Lock()
 	oldSnap, oldLog := r.snap, r.log
-	r.id, r.snap, r.log, r.older = id, s, log, older
+	r.id, r.snap, r.log, r.older, r.hold = id, s, log, older, hold
+	r.holding.Store(hold != nil)
 	if r.pending == s {
 		r.pending = nil
 	}
@@ -250,7 +252,7 @@ func (r *Relay) afterParse(s *snapshot) {
 		s.mu.Unlock()
 		var st diskState
 		if current {
-			st = diskState{Identity: r.id, Snapshot: meta, LogDir: logDirName(r.log), Older: r.older}
+			st = diskState{Identity: r.id, Snapshot: meta, LogDir: logDirName(r.log), Older: r.older, Hold: r.hold}
 		}
 		r.mu.Unlock()
 		if current {
@@ -328,7 +330,7 @@ func (r *Relay) shiftReplID(newID string) error {
 	r.mu.Lock()
 	_, next := r.log.Range()
 	id := r.id.Shift(newID, next)
-	st := diskState{Identity: id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log), Older: r.older}
+	st := diskState{Identity: id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log), Older: r.older, Hold: r.hold}
 	r.mu.Unlock()
 	if err := r.writeState(st); err != nil {
 		return err

@@ -78,6 +78,10 @@ type Status struct {
 	GuardTripped  bool // the empty-master guard holds back a snapshot
 	GuardReason   string
 	GuardSince    time.Time
+	HoldActive    bool   // the command tripwire holds replicas before HoldAt
+	HoldCommand   string // the command that tripped it
+	HoldAt        int64
+	HoldSince     time.Time
 	LinkState     string
 	MasterAddr    string
 	LinkSince     time.Time
@@ -102,6 +106,7 @@ type Status struct {
 	ProtocolErrors     int64
 	SnapshotsRejected  int64 // snapshots from upstream that failed validation
 	GuardTrips         int64
+	HoldTrips          int64 // times the command tripwire held replicas
 	Refreshes          int64 // snapshots refreshed over a second connection
 	RefreshFailures    int64
 	TailCuts           int64 // unfinished commands dropped from the log after the upstream link broke
@@ -139,6 +144,9 @@ func (r *Relay) Status() Status {
 	}
 	st.SyncPending = r.pending != nil
 	st.GuardTripped = r.guard.held != nil
+	if h := r.hold; h != nil {
+		st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = true, h.Command, h.At, h.Since
+	}
 	st.GuardReason = r.guard.reason
 	st.GuardSince = r.guard.since
 	st.MasterAddr = r.master
@@ -179,6 +187,7 @@ func (r *Relay) Status() Status {
 	st.ProtocolErrors = c.protocolErrors.Load()
 	st.SnapshotsRejected = c.snapshotsRejected.Load()
 	st.GuardTrips = c.guardTrips.Load()
+	st.HoldTrips = c.holdTrips.Load()
 	st.Refreshes = c.refreshes.Load()
 	st.RefreshFailures = c.refreshFailures.Load()
 	st.TailCuts = c.tailCuts.Load()
@@ -379,6 +388,13 @@ func (r *Relay) info(args [][]byte) string {
 				kv("guard_since_seconds", int(time.Since(st.GuardSince).Seconds()))
 			}
 			kv("guard_trips", st.GuardTrips)
+			kv("hold_active", b2i(st.HoldActive))
+			if st.HoldActive {
+				kv("hold_command", st.HoldCommand)
+				kv("hold_offset", st.HoldAt)
+				kv("hold_since_seconds", int(time.Since(st.HoldSince).Seconds()))
+			}
+			kv("hold_trips", st.HoldTrips)
 			for _, reason := range closeReasons {
 				if n := st.Disconnects[reason]; n > 0 {
 					kv("replica_disconnects_"+string(reason), n)

@@ -47,7 +47,7 @@ func (r *Relay) refreshLoop(ctx context.Context) {
 // refreshDue reports whether the snapshot should be replaced.
 func (r *Relay) refreshDue() bool {
 	st := r.Status()
-	if !st.HasHistory || st.LinkState != linkConnected || st.SyncPending || st.GuardTripped {
+	if !st.HasHistory || st.LinkState != linkConnected || st.SyncPending || st.GuardTripped || st.HoldActive {
 		return false
 	}
 	cfg := r.conf()
@@ -237,7 +237,7 @@ func (r *Relay) dropUnreachableSnapshots(log *replstream.Log) error {
 			dropped = append(dropped, o)
 		}
 	}
-	st := diskState{Identity: r.id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(log), Older: kept}
+	st := diskState{Identity: r.id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(log), Older: kept, Hold: r.hold}
 	r.mu.Unlock()
 	if len(dropped) == 0 {
 		r.stateMu.Unlock()

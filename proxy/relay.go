@@ -67,7 +67,12 @@ type Config struct {
 	// The empty-master guard (see guard.go): on by default.
 	DisableGuard      bool
 	GuardMinKeysRatio float64 // also trip when a new history has fewer than this fraction of the current keys; 0: only when empty
-	Limits            replstream.Limits
+
+	// HoldOnCommands names commands (FLUSHALL, FLUSHDB, ...) that stop the
+	// stream to replicas just before them until released (see
+	// tripwire.go). Empty: off.
+	HoldOnCommands []string
+	Limits         replstream.Limits
 
 	Logger *slog.Logger
 
@@ -144,9 +149,12 @@ type Relay struct {
 	// while the log still holds the stream after them (recovery to a
 	// point starts from the newest one before it); guarded by mu
 	older    []Snapshot
-	log      *replstream.Log // log of the current history, snap.log; guarded by mu
-	pending  *snapshot       // being received from upstream; guarded by mu
-	changed  chan struct{}   // closed and replaced when id, snap or pending change; guarded by mu
+	log      *replstream.Log                 // log of the current history, snap.log; guarded by mu
+	pending  *snapshot                       // being received from upstream; guarded by mu
+	hold     *holdState                      // the command tripwire holds replicas before hold.At; guarded by mu
+	holdSet  atomic.Pointer[map[string]bool] // HoldOnCommands as a set, for the upstream link
+	holding  atomic.Bool                     // hold != nil, for sessions' fast path
+	changed  chan struct{}                   // closed and replaced when id, snap or pending change; guarded by mu
 	sessions map[*session]struct{}
 	master   string // upstream address; guarded by mu
 	masterCh chan struct{}
@@ -186,6 +194,7 @@ type counters struct {
 	snapshotsRejected  atomic.Int64
 	parseErrors        atomic.Int64
 	guardTrips         atomic.Int64
+	holdTrips          atomic.Int64
 	refreshes          atomic.Int64
 	refreshFailures    atomic.Int64
 	tailCuts           atomic.Int64 // unfinished commands dropped after a link loss
@@ -197,6 +206,7 @@ type diskState struct {
 	Snapshot Snapshot            `json:"snapshot"`
 	LogDir   string              `json:"log_dir"`
 	Older    []Snapshot          `json:"older_snapshots,omitempty"` // newest first
+	Hold     *holdState          `json:"hold,omitempty"`            // the command tripwire holds replicas
 }
 
 const stateFile = "state.json"
@@ -228,6 +238,8 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.fixed = cfg
 	r.replTO.Store(int64(cfg.ReplTimeout))
+	holdSet := holdCommands(cfg.HoldOnCommands)
+	r.holdSet.Store(&holdSet)
 	r.stats.disconnects = make(map[CloseReason]*atomic.Int64, len(closeReasons))
 	for _, reason := range closeReasons {
 		r.stats.disconnects[reason] = new(atomic.Int64)
@@ -323,6 +335,8 @@ func (r *Relay) recover() error {
 		r.logger.Warn("log repaired", "path", r.path(logDir), "what", repaired)
 	}
 	r.id = st.Identity
+	r.hold = st.Hold
+	r.holding.Store(st.Hold != nil)
 	r.snap = completeSnapshot(st.Snapshot, snapPath)
 	r.snap.log = log
 	r.log = log

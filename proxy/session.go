@@ -388,7 +388,25 @@ func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 	buf := make([]byte, 64<<10)
 	s.sent.Store(cur.Offset())
 	for {
-		n, err := cur.Read(ctx, buf)
+		p := buf
+		if s.r.tripwireArmed() {
+			// Bytes first, then the hold: the command tripwire is set
+			// before the command's bytes reach the log.
+			if err := cur.Wait(ctx); err != nil {
+				if ctx.Err() != nil {
+					return context.Cause(ctx)
+				}
+				return err
+			}
+			limit, err := s.r.waitHold(ctx, cur.Offset())
+			if err != nil {
+				return err
+			}
+			if limit >= 0 && limit < int64(len(p)) {
+				p = p[:limit]
+			}
+		}
+		n, err := cur.Read(ctx, p)
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)

@@ -559,6 +559,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 	buf := make([]byte, 64<<10)
 	getack := false
 	onCmd := func(cmd *replstream.Command) {
+		r.tripwire(cmd, u.resume.At())
 		u.resume.Add(cmd)
 		u.counts.add(cmd.Name)
 		if cmd.IsGetAck() {

@@ -714,6 +714,10 @@ func (c *Cursor) checkCuts() error {
 // Offset is the offset of the next byte Read will return.
 func (c *Cursor) Offset() Offset { return c.off }
 
+// Wait blocks until the byte at the cursor is in the log (a Read would not
+// block), the context ends or the log is closed.
+func (c *Cursor) Wait(ctx context.Context) error { return c.l.WaitFor(ctx, c.off) }
+
 // Read copies the bytes at the cursor into p, blocking until at least one is
 // available or ctx ends. It returns ErrNotRetained once the cursor's offset
 // has been trimmed away, and ErrClosed when the log is closed.

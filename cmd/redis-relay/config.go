@@ -72,6 +72,7 @@ type Settings struct {
 	RetainAge         time.Duration
 	EmptyMasterGuard  bool
 	GuardMinKeysRatio float64
+	HoldOnCommands    string // comma-separated command names; empty: the tripwire is off
 	WaitAhead         time.Duration
 
 	RequireUser    string        // ACL-style user accepted with requirepass, besides "default"
@@ -601,6 +602,7 @@ func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
 		RetainAge:         s.RetainAge,
 		DisableGuard:      !s.EmptyMasterGuard,
 		GuardMinKeysRatio: s.GuardMinKeysRatio,
+		HoldOnCommands:    splitList(s.HoldOnCommands),
 		RequireUser:       s.RequireUser,
 		CommandTimeout:    s.CommandTimeout,
 		IdleTimeout:       s.IdleTimeout,

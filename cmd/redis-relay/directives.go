@@ -197,6 +197,8 @@ var directives = []directive{
 		return nil
 	}),
 
+	stringDirective("hold-on-commands", "<name,...>", catGuard, "stop the stream to replicas just before the first of these commands (e.g. FLUSHALL,FLUSHDB) until RELAY GUARD RELEASE; empty: off", func(s *Settings) *string { return &s.HoldOnCommands }, nil),
+
 	stringDirective("requireuser", "<user>", catDownstream, "ACL-style user accepted with requirepass, besides default", func(s *Settings) *string { return &s.RequireUser }, nil),
 	durationDirective("command-timeout", catDownstream, "a client must send a whole command within this once it started (slow-loris clients)", func(s *Settings) *time.Duration { return &s.CommandTimeout }, time.Millisecond),
 

@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// The command tripwire (hold-on-commands, off by default). Replication
+// copies an application's FLUSHALL to every replica within milliseconds.
+// With the tripwire set, the relay keeps appending the master's stream to
+// its log, but stops its replicas just before the first such command: they
+// keep their data, INFO and a metric say so, and the operator either lets
+// it through (RELAY GUARD RELEASE) or recovers the dataset from before it
+// (redis-relay recover --before-command). The cost: while held, the
+// replicas fall behind the master by everything written since.
+
+// holdState is guarded by Relay.mu; it is persisted in state.json so that a
+// restart keeps holding.
+type holdState struct {
+	At      int64     `json:"at"`      // replicas get the stream up to this offset, not including it
+	Command string    `json:"command"` // the command that tripped it
+	Since   time.Time `json:"since"`
+}
+
+// errNotHolding: RELAY GUARD RELEASE with nothing held.
+var errNotHolding = errors.New("neither the guard nor the command tripwire is holding anything")
+
+// holdCommands is the set of command names that trip the wire, lower case.
+func holdCommands(names []string) map[string]bool {
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		if n = strings.ToLower(strings.TrimSpace(n)); n != "" {
+			set[n] = true
+		}
+	}
+	return set
+}
+
+// tripwire is called by the upstream link for every command, with the
+// resume point just before it. It starts a hold when the command is one of
+// HoldOnCommands and nothing is held yet.
+func (r *Relay) tripwire(cmd *replstream.Command, before int64) {
+	set := r.holdSet.Load()
+	if set == nil || !(*set)[strings.ToLower(string(cmd.Name))] {
+		return
+	}
+	r.mu.Lock()
+	if r.hold != nil {
+		r.mu.Unlock()
+		return
+	}
+	h := &holdState{At: before, Command: strings.ToUpper(string(cmd.Name)), Since: time.Now()}
+	r.hold = h
+	r.holding.Store(true)
+	r.broadcast()
+	r.mu.Unlock()
+	r.stats.holdTrips.Add(1)
+	r.logger.Error("COMMAND TRIPWIRE: replicas are held before a command the master sent; they keep their data. Let it through with RELAY GUARD RELEASE, or recover the dataset from before it with redis-relay recover --before-command",
+		"command", h.Command, "offset", h.At)
+	r.saveHold()
+}
+
+// releaseHold lets the held stream through.
+func (r *Relay) releaseHold() error {
+	r.mu.Lock()
+	h := r.hold
+	r.hold = nil
+	r.holding.Store(false)
+	r.broadcast()
+	r.mu.Unlock()
+	if h == nil {
+		return errNotHolding
+	}
+	r.logger.Warn("command tripwire released by operator", "command", h.Command, "offset", h.At)
+	r.saveHold()
+	return nil
+}
+
+// saveHold records the hold (or its absence) in state.json.
+func (r *Relay) saveHold() {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	r.mu.Lock()
+	if r.snap == nil {
+		r.mu.Unlock()
+		return
+	}
+	st := diskState{Identity: r.id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log), Older: r.older, Hold: r.hold}
+	r.mu.Unlock()
+	if err := r.writeState(st); err != nil {
+		r.logger.Warn("record the command tripwire's hold", "err", err)
+	}
+}
+
+// tripwireArmed reports whether sessions must look for a hold: commands
+// are named, or a hold (recovered from state.json) is still on.
+func (r *Relay) tripwireArmed() bool {
+	if set := r.holdSet.Load(); set != nil && len(*set) > 0 {
+		return true
+	}
+	return r.holding.Load()
+}
+
+// holdLimit returns the offset a replica's stream must stop before (-1:
+// none) and a channel closed when that may change.
+func (r *Relay) holdLimit() (int64, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hold == nil {
+		return -1, r.changed
+	}
+	return r.hold.At, r.changed
+}
+
+// waitHold blocks while the stream at off is held; it returns how many
+// bytes from off may be sent now (-1: no limit).
+func (r *Relay) waitHold(ctx context.Context, off int64) (int64, error) {
+	for {
+		at, changed := r.holdLimit()
+		if at < 0 {
+			return -1, nil
+		}
+		if off < at {
+			return at - off, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return 0, context.Cause(ctx)
+		}
+	}
+}
