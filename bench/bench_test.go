@@ -135,11 +135,11 @@ func TestSetCommandBytes(t *testing.T) {
 }
 
 func TestParseIngestLoads(t *testing.T) {
-	got, err := parseIngestLoads("400000/1, 256/32,1kb")
+	got, err := parseIngestLoads("400000/1, 256/32,1kb,400000/1/2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ingestLoad{{400000, 1}, {256, 32}, {1024, 1}}
+	want := []ingestLoad{{400000, 1, 0}, {256, 32, 0}, {1024, 1, 0}, {400000, 1, 2}}
 	if len(got) != len(want) {
 		t.Fatalf("parseIngestLoads = %v, want %v", got, want)
 	}
@@ -148,7 +148,7 @@ func TestParseIngestLoads(t *testing.T) {
 			t.Errorf("load %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	for _, in := range []string{"", "0/1", "256/0", "x/1", "256/x", "128mb/1"} {
+	for _, in := range []string{"", "0/1", "256/0", "x/1", "256/x", "128mb/1", "256/1/0", "256/1/1/1"} {
 		if _, err := parseIngestLoads(in); err == nil {
 			t.Errorf("parseIngestLoads(%q) succeeded", in)
 		}
