@@ -1,10 +1,20 @@
-# Targets a new machine needs: Go is assumed, Redis is installed on demand.
+# Targets a new machine needs: Go is assumed, Redis and Prometheus are
+# installed on demand.
 GO ?= go
 
-.PHONY: demo test race fuzz bench compare build redis
+# make image: the container image of deploy/Dockerfile, tagged with the
+# checkout's description. Push it and point deploy/kubernetes at it (README).
+IMAGE ?= redis-relay
+TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+.PHONY: demo test race fuzz bench compare build redis tools image
 
 build:
-	$(GO) build -o bin/redis-relay ./cmd/redis-relay
+	$(GO) build -buildvcs=auto -ldflags "-X main.buildTime=$(BUILD_TIME)" -o bin/redis-relay ./cmd/redis-relay
+
+image:
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(TAG) --build-arg BUILD_TIME=$(BUILD_TIME) -t $(IMAGE):$(TAG) .
 
 # redis-server and redis-tools from Debian, when missing.
 redis:
@@ -12,14 +22,21 @@ redis:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server redis-tools; }
 
+# Everything the tests run: Redis, and Prometheus with promtool (the deploy
+# tests check and unit-test the alert rules and scrape a relay with them).
+tools: redis
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
+
 # A master, a relay and three replicas on this machine, under a write load.
 demo: redis
 	$(GO) run ./cmd/redis-relay demo
 
-test: redis
+test: tools
 	$(GO) test -count=1 ./...
 
-race: redis
+race: tools
 	$(GO) test -count=1 -race ./...
 
 FUZZTIME ?= 30s

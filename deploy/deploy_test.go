@@ -407,12 +407,13 @@ func TestDockerfile(t *testing.T) {
 	}
 	// The builder's Go matches go.mod.
 	gomod := string(readFile(t, "go.mod"))
-	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindStringSubmatch(gomod)
+	m := regexp.MustCompile(`(?m)^go (\d+\.\d+\.\d+)\s*$`).FindStringSubmatch(gomod)
 	if m == nil {
-		t.Fatal("go.mod has no go line")
+		t.Fatal("go.mod has no go line with a patch version")
 	}
-	if !strings.HasPrefix(d.stages[0], "golang:"+m[1]) {
-		t.Errorf("builder image %s does not match go.mod's go %s", d.stages[0], m[1])
+	// Exactly go.mod's version: golang:1.26 may be an older cached 1.26.x.
+	if tag, _, _ := strings.Cut(strings.TrimPrefix(d.stages[0], "golang:"), "-"); !strings.HasPrefix(d.stages[0], "golang:") || tag != m[1] {
+		t.Errorf("builder image %s is not golang:%s, go.mod's go line", d.stages[0], m[1])
 	}
 	build := strings.Join(d.buildCmds, "\n")
 	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/redis-relay"} {
@@ -949,8 +950,9 @@ type k8sObject struct {
 				Annotations map[string]string `yaml:"annotations"`
 			} `yaml:"metadata"`
 			Spec struct {
-				Containers []k8sContainer `yaml:"containers"`
-				Volumes    []struct {
+				Containers     []k8sContainer `yaml:"containers"`
+				InitContainers []k8sContainer `yaml:"initContainers"`
+				Volumes        []struct {
 					Name      string `yaml:"name"`
 					ConfigMap *struct {
 						Name string `yaml:"name"`
@@ -983,10 +985,11 @@ type k8sProbe struct {
 }
 
 type k8sContainer struct {
-	Name  string   `yaml:"name"`
-	Image string   `yaml:"image"`
-	Args  []string `yaml:"args"`
-	Ports []struct {
+	Name    string   `yaml:"name"`
+	Image   string   `yaml:"image"`
+	Command []string `yaml:"command"`
+	Args    []string `yaml:"args"`
+	Ports   []struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`
@@ -1069,21 +1072,24 @@ func TestKubernetes(t *testing.T) {
 		t.Errorf("container ports: replication %d, metrics %d", replPort, metricsPort)
 	}
 
-	// Probes.
-	if p := ctr.ReadinessProbe; p == nil || p.TCPSocket == nil || ctr.port(p.TCPSocket.Port) != replPort {
-		t.Error("readiness probe is not a TCP check of the replication port")
+	// Probes: readiness is "can serve replicas", liveness "process healthy".
+	if p := ctr.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" || ctr.port(p.HTTPGet.Port) != metricsPort {
+		t.Error("readiness probe is not GET /readyz on the metrics port")
 	}
-	if p := ctr.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || ctr.port(p.HTTPGet.Port) != metricsPort {
-		t.Error("liveness probe is not GET /healthz on the metrics port")
+	if p := ctr.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/livez" || ctr.port(p.HTTPGet.Port) != metricsPort {
+		t.Error("liveness probe is not GET /livez on the metrics port")
 	}
 	ann := pod.Metadata.Annotations
 	if ann["prometheus.io/scrape"] != "true" || atoiOK(ann["prometheus.io/port"]) != metricsPort {
 		t.Errorf("scrape annotations %v do not point at the metrics port %d", ann, metricsPort)
 	}
 
-	// The master comes from args; the config file from the ConfigMap.
-	if m, ok := flag(ctr.Args, "--replicaof"); !ok || !strings.Contains(m, ":") {
-		t.Errorf("args %q name no master host:port", ctr.Args)
+	// The master comes from the ConfigMap, not from args (args would
+	// override what CONFIG REWRITE persisted); the relay runs from a config
+	// on its data volume that the init container creates, including the
+	// ConfigMap's file (TestKubernetesConfigRewrite runs both).
+	if _, ok := flag(ctr.Args, "--replicaof"); ok {
+		t.Errorf("args %q name the master: a restart would undo a failover CONFIG REWRITE persisted", ctr.Args)
 	}
 	confPath, ok := flag(ctr.Args, "--config")
 	if !ok {
@@ -1093,17 +1099,29 @@ func TestKubernetes(t *testing.T) {
 	for _, m := range ctr.VolumeMounts {
 		mounts[m.Name] = m.MountPath
 	}
-	cmMounted := false
+	cmFile := ""
 	for _, v := range pod.Spec.Volumes {
 		if v.ConfigMap != nil && v.ConfigMap.Name == cm.Metadata.Name {
-			dir := mounts[v.Name]
-			if _, ok := cm.Data[strings.TrimPrefix(confPath, dir+"/")]; ok && strings.HasPrefix(confPath, dir+"/") {
-				cmMounted = true
+			for key := range cm.Data {
+				cmFile = mounts[v.Name] + "/" + key
 			}
 		}
 	}
-	if !cmMounted {
-		t.Errorf("--config %s is not a key of ConfigMap %s mounted in the pod", confPath, cm.Metadata.Name)
+	if cmFile == "" {
+		t.Errorf("ConfigMap %s is not mounted in the relay container", cm.Metadata.Name)
+	}
+	if claim := nameOfMount(mounts, confPath); !slices.ContainsFunc(sts.Spec.VolumeClaimTemplates, func(vc struct {
+		Metadata struct {
+			Name string `yaml:"name"`
+		} `yaml:"metadata"`
+	}) bool {
+		return vc.Metadata.Name == claim
+	}) {
+		t.Errorf("--config %s is not on a volumeClaimTemplate", confPath)
+	}
+	if inits := pod.Spec.InitContainers; len(inits) != 1 || !strings.Contains(strings.Join(inits[0].Command, " "), confPath) ||
+		!strings.Contains(strings.Join(inits[0].Command, " "), "include "+cmFile) {
+		t.Errorf("no init container writes %s including %s", confPath, cmFile)
 	}
 	claims := map[string]bool{}
 	for _, vc := range sts.Spec.VolumeClaimTemplates {
@@ -1220,7 +1238,7 @@ func TestRelayAcceptsConfig(t *testing.T) {
 	check("conf example", []string{"run", "--config", filepath.Join(root(t), conf)}, want)
 
 	df := loadDockerfile(t)
-	check("Dockerfile CMD", df.cmd, map[string]string{"bind": "0.0.0.0", "dir": "/data", "metrics-addr": "0.0.0.0:9121"})
+	check("Dockerfile CMD", df.cmd, map[string]string{"bind": "0.0.0.0", "dir": "/data", "metrics-addr": "0.0.0.0:8380"})
 
 	c := loadCompose(t)
 	for _, name := range relayServices(t, c) {
@@ -1252,8 +1270,6 @@ func TestRelayAcceptsConfig(t *testing.T) {
 		}
 		args := slices.Clone(ctr.Args)
 		args[slices.Index(args, confPath)] = local
-		up, _ := flag(args, "--replicaof")
-		host, port, _ := net.SplitHostPort(up)
-		check("kubernetes "+ctr.Name, args, map[string]string{"replicaof": host + " " + port, "dir": "/data", "metrics-addr": "0.0.0.0:9121"})
+		check("kubernetes "+ctr.Name, args, map[string]string{"replicaof": "redis-master 6379", "dir": "/data", "metrics-addr": "0.0.0.0:8380"})
 	}
 }

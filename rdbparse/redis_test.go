@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis-relay/redis-relay/proxy/redistest"
 )
 
 // testRedis is a throwaway redis-server bound to 127.0.0.1 on a free port,
@@ -37,9 +39,10 @@ func startRedis(tb testing.TB, extra ...string) *testRedis {
 		port = freePort(tb)
 		args := []string{
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "no", "--enable-debug-command", "local",
+			"--save", "", "--appendonly", "no",
 			"--logfile", filepath.Join(dir, "redis.log"),
 		}
+		args = append(args, redistest.DebugCommandArgs(bin)...) // none for Redis 6
 		cmd = exec.Command(bin, append(args, extra...)...)
 		if err := cmd.Start(); err != nil {
 			tb.Fatalf("start redis-server: %v", err)

@@ -81,7 +81,7 @@ func runAction(c *cli.Context) error {
 			mu.Lock()
 			defer mu.Unlock()
 			kept, left := s.persistable(settings)
-			if err := rewriteConfigFile(path, kept); err != nil {
+			if err := rewriteConfigFileOver(path, kept, s.inherited(kept, path)); err != nil {
 				return err
 			}
 			logger.Info("config file rewritten", "path", path, "not_written", strings.Join(left, ","))
@@ -132,6 +132,22 @@ func (s *Settings) persistable(settings map[string]string) (kept map[string]stri
 	}
 	slices.Sort(left)
 	return kept, left
+}
+
+// inherited returns the settings whose value is still the one a file
+// included by the config file at mainPath gave them at start-up.
+func (s *Settings) inherited(settings map[string]string, mainPath string) map[string]bool {
+	out := make(map[string]bool)
+	for name, v := range settings {
+		d := lookupDirective(name)
+		if d == nil || !s.fromConfigFile(d.name) || strings.HasPrefix(s.origin[d.name], mainPath+":") {
+			continue
+		}
+		if args, err := normalizedArgs(d, v); err == nil && slices.Equal(args, d.format(s)) {
+			out[d.name] = true
+		}
+	}
+	return out
 }
 
 // fromConfigFile reports whether the value of the named directive was read

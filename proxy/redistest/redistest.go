@@ -166,13 +166,58 @@ func (s *Server) argv() []string {
 		"--save", "",
 		"--appendonly", "no",
 		"--logfile", s.LogPath,
-		"--enable-debug-command", "local",
 		"--daemonize", "no",
 		// Redis 7 waits 5 s before a diskless full sync by default, hoping
 		// more replicas join; tests want the sync now.
 		"--repl-diskless-sync-delay", "0",
 	}
+	args = append(args, DebugCommandArgs(s.bin)...)
 	return append(args, s.extra...)
+}
+
+// DebugCommandArgs returns the options that let local clients run DEBUG
+// (DEBUG DIGEST, DEBUG POPULATE) on the redis-server at bin: Redis 7 and
+// later refuse DEBUG unless started with --enable-debug-command; Redis 6
+// always allows it and refuses that option as unknown.
+func DebugCommandArgs(bin string) []string {
+	if major, err := ServerMajorVersion(bin); err == nil && major < 7 {
+		return nil
+	}
+	return []string{"--enable-debug-command", "local"}
+}
+
+var versions sync.Map // binary path -> major version (int)
+
+// ServerMajorVersion runs `bin --version` (once per binary) and returns the
+// major version it reports ("Redis server v=6.2.16 ...", Valkey's
+// "Valkey server v=8.0.1 ...").
+func ServerMajorVersion(bin string) (int, error) {
+	if v, ok := versions.Load(bin); ok {
+		return v.(int), nil
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: %w", bin, err)
+	}
+	major, err := parseMajorVersion(string(out))
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: %w", bin, err)
+	}
+	versions.Store(bin, major)
+	return major, nil
+}
+
+func parseMajorVersion(out string) (int, error) {
+	_, rest, ok := strings.Cut(out, " v=")
+	if !ok {
+		return 0, fmt.Errorf("no v= in %q", strings.TrimSpace(out))
+	}
+	major, _, _ := strings.Cut(rest, ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0, fmt.Errorf("version in %q: %w", strings.TrimSpace(out), err)
+	}
+	return n, nil
 }
 
 // run launches one process and waits until it is ready. On failure the
