@@ -108,6 +108,7 @@ var (
 	mTailCuts      = define("upstream_tail_cuts_total", counter, "Times the relay dropped an unfinished command or transaction from the end of its log after its upstream link broke.")
 	mGuard         = define("guard_tripped", gauge, "1 while the empty-master guard holds back a snapshot from upstream.")
 	mGuardTrips    = define("guard_trips_total", counter, "Times the empty-master guard held back a snapshot from upstream.")
+	mReach         = define("recovery_window_seconds", gauge, "How far back redis-relay recover can rebuild the dataset: from the oldest snapshot the log still follows to the newest byte held.")
 	mHold          = define("hold_active", gauge, "1 while the command tripwire (hold-on-commands) holds replicas before a command from upstream.")
 	mHoldTrips     = define("hold_trips_total", counter, "Times the command tripwire held replicas.")
 )
@@ -239,6 +240,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mTailCuts, float64(st.TailCuts))
 	e.emit(mGuard, boolean(st.GuardTripped))
 	e.emit(mGuardTrips, float64(st.GuardTrips))
+	if st.HasHistory && !st.RecoverOldestTime.IsZero() && !st.RecoverNewestTime.IsZero() {
+		e.emit(mReach, max(0, st.RecoverNewestTime.Sub(st.RecoverOldestTime).Seconds()))
+	}
 	e.emit(mHold, boolean(st.HoldActive))
 	e.emit(mHoldTrips, float64(st.HoldTrips))
 }

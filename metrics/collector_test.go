@@ -57,6 +57,7 @@ func busyRelay() *fixedSource {
 				ReplID: strings.Repeat("a", 40), Offset: 1000, Size: 123456,
 				Created: testNow.Add(-90 * time.Second), Keys: 777, Expires: 3,
 			},
+			RecoverOldestOffset: 1000, RecoverOldestTime: testNow.Add(-90 * time.Second), RecoverNewestTime: testNow.Add(-time.Second),
 			LinkState:          "connected",
 			MasterAddr:         "10.0.0.5:6379",
 			LastIO:             testNow.Add(-1500 * time.Millisecond),
@@ -281,6 +282,9 @@ redis_relay_hold_active 0
 # HELP redis_relay_hold_trips_total Times the command tripwire held replicas.
 # TYPE redis_relay_hold_trips_total counter
 redis_relay_hold_trips_total 0
+# HELP redis_relay_recovery_window_seconds How far back redis-relay recover can rebuild the dataset: from the oldest snapshot the log still follows to the newest byte held.
+# TYPE redis_relay_recovery_window_seconds gauge
+redis_relay_recovery_window_seconds 89
 `},
 		{"info", `
 # HELP redis_relay_info Always 1; labels carry the relay version and the replication ID it serves.

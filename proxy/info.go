@@ -70,27 +70,32 @@ func (r *Relay) Replicas() []ReplicaInfo {
 
 // Status is a consistent view of the relay for INFO, ROLE and metrics.
 type Status struct {
-	Identity      replstream.Identity
-	HasHistory    bool
-	Log           replstream.LogStats
-	Snapshot      Snapshot
-	SyncPending   bool // a snapshot is arriving from upstream
-	GuardTripped  bool // the empty-master guard holds back a snapshot
-	GuardReason   string
-	GuardSince    time.Time
-	HoldActive    bool   // the command tripwire holds replicas before HoldAt
-	HoldCommand   string // the command that tripped it
-	HoldAt        int64
-	HoldSince     time.Time
-	LinkState     string
-	MasterAddr    string
-	LinkSince     time.Time
-	LastIO        time.Time
-	LastError     string
-	SyncTotal     int64
-	SyncRead      int64
-	SyncStart     time.Time
-	AckedUpstream int64
+	Identity     replstream.Identity
+	HasHistory   bool
+	Log          replstream.LogStats
+	Snapshot     Snapshot
+	SyncPending  bool // a snapshot is arriving from upstream
+	GuardTripped bool // the empty-master guard holds back a snapshot
+	GuardReason  string
+	GuardSince   time.Time
+	// The reach of point-in-time recovery (redis-relay recover): from the
+	// oldest snapshot the log still follows to the newest byte held.
+	RecoverOldestOffset int64
+	RecoverOldestTime   time.Time
+	RecoverNewestTime   time.Time // when the newest byte arrived; zero before any
+	HoldActive          bool      // the command tripwire holds replicas before HoldAt
+	HoldCommand         string    // the command that tripped it
+	HoldAt              int64
+	HoldSince           time.Time
+	LinkState           string
+	MasterAddr          string
+	LinkSince           time.Time
+	LastIO              time.Time
+	LastError           string
+	SyncTotal           int64
+	SyncRead            int64
+	SyncStart           time.Time
+	AckedUpstream       int64
 
 	FullSyncsServed    int64
 	PartialSyncsServed int64
@@ -143,6 +148,14 @@ func (r *Relay) Status() Status {
 		st.Snapshot = r.snap.metaCopy()
 	}
 	st.SyncPending = r.pending != nil
+	if r.log != nil {
+		oldest := r.snap.metaCopy()
+		if n := len(r.older); n > 0 {
+			oldest = r.older[n-1]
+		}
+		st.RecoverOldestOffset, st.RecoverOldestTime = oldest.Offset, oldest.Created
+		st.RecoverNewestTime = r.log.NewestTime()
+	}
 	st.GuardTripped = r.guard.held != nil
 	if h := r.hold; h != nil {
 		st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = true, h.Command, h.At, h.Since
@@ -388,6 +401,12 @@ func (r *Relay) info(args [][]byte) string {
 				kv("guard_since_seconds", int(time.Since(st.GuardSince).Seconds()))
 			}
 			kv("guard_trips", st.GuardTrips)
+			kv("recover_oldest_offset", st.RecoverOldestOffset)
+			kv("recover_oldest_time", st.RecoverOldestTime.Unix())
+			kv("recover_newest_offset", st.MasterOffset())
+			if !st.RecoverNewestTime.IsZero() {
+				kv("recover_newest_time", st.RecoverNewestTime.Unix())
+			}
 			kv("hold_active", b2i(st.HoldActive))
 			if st.HoldActive {
 				kv("hold_command", st.HoldCommand)

@@ -45,6 +45,14 @@ func TestRecoverToPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// INFO says how far back the relay can go.
+	if got, want := relay.InfoInt(t, "recover_newest_offset"), master.InfoInt(t, "master_repl_offset"); got != want {
+		t.Errorf("recover_newest_offset %d, want the master's offset %d", got, want)
+	}
+	if oldest := relay.InfoInt(t, "recover_oldest_time"); oldest <= 0 || oldest > relay.InfoInt(t, "recover_newest_time") {
+		t.Errorf("recover_oldest_time %d, newest %d", oldest, relay.InfoInt(t, "recover_newest_time"))
+	}
+
 	recover := func(o RecoverOptions) RecoverResult {
 		t.Helper()
 		o.DataDir = relay.cfg.DataDir

@@ -144,6 +144,17 @@ func (l *Log) rewriteTimeIndex() error {
 	return os.Rename(tmp, filepath.Join(l.dir, timeIndexFile))
 }
 
+// NewestTime is when the newest mark was taken: about when the newest
+// bytes arrived (zero before any).
+func (l *Log) NewestTime() time.Time {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if n := len(l.times.marks); n > 0 {
+		return l.times.marks[n-1].Time
+	}
+	return time.Time{}
+}
+
 // TimeMarks returns the marks of the bytes the log holds, oldest first.
 func (l *Log) TimeMarks() []TimeMark {
 	l.mu.RLock()
