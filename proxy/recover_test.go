@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-relay/redis-relay/proxy/redistest"
 	"github.com/redis-relay/redis-relay/rdbparse"
@@ -78,6 +82,23 @@ func TestRecoverToPoint(t *testing.T) {
 		if res := recover(RecoverOptions{Until: m.at}); res.Digest != m.digest {
 			t.Errorf("until moment %d: digest %s, want %s", i, res.Digest, m.digest)
 		}
+	}
+	// --serve leaves a redis-server with the dataset.
+	port := redistest.FreePort(t)
+	served := recover(RecoverOptions{Until: moments[2].at, ServePort: port})
+	t.Cleanup(func() {
+		if p, err := os.FindProcess(served.Pid); err == nil {
+			p.Kill()
+			p.Wait()
+		}
+	})
+	c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Protocol: 2})
+	defer c.Close()
+	if d, err := c.Do(t.Context(), "DEBUG", "DIGEST").Text(); err != nil || d != moments[2].digest {
+		t.Errorf("served dataset: digest %s (%v), want %s", d, err, moments[2].digest)
+	}
+	if role, _ := c.Do(t.Context(), "ROLE").Slice(); len(role) == 0 || role[0] != "master" {
+		t.Errorf("served server's role %v, want master", role)
 	}
 	byOffset := recover(RecoverOptions{Until: moments[1].at})
 	if again := recover(RecoverOptions{UntilOffset: byOffset.Offset}); again.Digest != moments[1].digest {
