@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The ingest scenario: a burst of writes on a master with Redis's default
@@ -69,7 +72,11 @@ func (o *options) clientsOf(ld ingestLoad) int {
 }
 
 func ingestParams(o *options, ld ingestLoad) []param {
-	return []param{{"value", ld.value}, {"pipeline", ld.pipeline}, {"clients", o.clientsOf(ld)}, {"keys", o.ingestKeys}, {"seconds", int(o.ingestDuration.Seconds())}}
+	ps := []param{{"value", ld.value}, {"pipeline", ld.pipeline}, {"clients", o.clientsOf(ld)}, {"keys", o.ingestKeys}, {"seconds", int(o.ingestDuration.Seconds())}}
+	if o.ingestRate > 0 {
+		ps = append(ps, param{"rate_mb_s", o.ingestRate / mib})
+	}
+	return ps
 }
 
 // lagStats accumulates lag samples in bytes.
@@ -139,7 +146,7 @@ func (e *env) startFloor(ctx context.Context, master string, ringBytes int64, fs
 // else go-redis writers of the same shape.
 func (o *options) startIngestLoad(ctx context.Context, e *env, master *proc, ld ingestLoad) (stop func() error, err error) {
 	loadCtx, cancel := context.WithCancel(ctx)
-	if o.ingestWriter == "redis-benchmark" {
+	if o.ingestWriter == "redis-benchmark" && o.ingestRate == 0 {
 		logPath := filepath.Join(e.root, fmt.Sprintf("redis-benchmark-%d.log", time.Now().UnixNano()))
 		out, err := os.Create(logPath)
 		if err != nil {
@@ -181,6 +188,10 @@ func (o *options) startIngestLoad(ctx context.Context, e *env, master *proc, ld 
 	wc := newClient(master.addr(), o.clientsOf(ld)+2)
 	done := make(chan error, 1)
 	go func() {
+		if o.ingestRate > 0 {
+			done <- pacedLoad(loadCtx, wc, o.clientsOf(ld), o.ingestKeys, ld.value, o.ingestRate)
+			return
+		}
 		_, err := writeLoad(loadCtx, wc, o.clientsOf(ld), ld.pipeline, o.ingestKeys, ld.value)
 		done <- err
 	}()
@@ -325,7 +336,7 @@ sampling:
 	mm["stream_mb"] = stream / mib
 	mm["master_mb_s"] = stream / secs / mib
 	keyLen := len(streamKey(0))
-	if o.ingestWriter == "redis-benchmark" {
+	if o.ingestWriter == "redis-benchmark" && o.ingestRate == 0 {
 		keyLen = len("key:000000000000") // -r: key:__rand_int__, 12 digits
 	}
 	mm["ops_k"] = stream / float64(setCommandBytes(keyLen, ld.value)) / 1e3
@@ -342,4 +353,38 @@ sampling:
 	mm["node_cpu_pct"] = 100 * (cpu1n - cpu0n) / caught.Sub(t0).Seconds()
 	mm["node_peak_rss_mb"] = float64(node.peakRSS()) / mib
 	return mm, nil
+}
+
+// pacedLoad runs writers SETs of valueSize bytes until ctx ends, together
+// at most rate bytes of values per second: a burst the disk can take, for
+// CPU figures of nodes that would otherwise be cut.
+func pacedLoad(ctx context.Context, c *redis.Client, writers, keyspace, valueSize int, rate int64) error {
+	val := payload(valueSize)
+	every := time.Duration(float64(time.Second) * float64(valueSize) * float64(writers) / float64(rate))
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := time.Now()
+			for i := w; ctx.Err() == nil; i += writers {
+				if err := c.Set(ctx, streamKey(i%keyspace), val, 0).Err(); err != nil {
+					if ctx.Err() == nil {
+						errs[w] = err
+					}
+					return
+				}
+				next = next.Add(every)
+				if d := time.Until(next); d > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(d):
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

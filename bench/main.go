@@ -81,6 +81,7 @@ type options struct {
 	ingestInterval time.Duration
 	ingestBacklog  string
 	ingestWriter   string // "redis-benchmark" or "go"
+	ingestRate     int64  // bytes of values per second; 0: as fast as the writers go
 	floorFsync     bool
 
 	relayBin   string
@@ -154,7 +155,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		settle    = fs.Duration("settle", time.Second, "stream: pause after the leaves are in sync, before the idle probes")
 		rDataset  = fs.String("resync-dataset", "100mb", "resync: dataset size")
 		rWrites   = fs.String("resync-writes", "16mb", "resync: stream bytes written while the leaf is away, comma-separated")
-		iLoads    = fs.String("ingest-loads", "400000/1,256/32", "ingest: bursts to run, each value-size/pipeline-depth, comma-separated")
+		iLoads    = fs.String("ingest-loads", "400000/1,256/32", "ingest: bursts to run, each value-size/pipeline-depth[/writers], comma-separated")
 		iConfigs  = fs.String("ingest-configs", "intermediate,floor,relay", "ingest: nodes under test beside the stock replica P (intermediate, floor, relay)")
 		iClients  = fs.Int("ingest-clients", 4, "ingest: writer connections")
 		iKeys     = fs.Int("ingest-keys", 1000, "ingest: distinct keys written")
@@ -162,6 +163,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		iInterval = fs.Duration("ingest-interval", 100*time.Millisecond, "ingest: lag sampling interval")
 		iBacklog  = fs.String("ingest-backlog", "256mb", "ingest: repl-backlog-size of the master")
 		iWriter   = fs.String("ingest-writer", "auto", "ingest: redis-benchmark, go (go-redis writers), or auto (redis-benchmark when on PATH)")
+		iRate     = fs.String("ingest-rate", "0", "ingest: pace go-redis writers to this many bytes of values per second (e.g. 200mb; 0: unpaced, redis-benchmark when present)")
 		floorSync = fs.Bool("floor-fsync", true, "ingest: the floor program fsyncs its file once a second (the relay's durability)")
 		floorBin  = fs.String("floor-bin", "", "floor program binary (default: go build ./bench/floor into the temp dir)")
 		ring      = fs.String("ring", "64mb", "relay --repl-backlog-size (its memory ring)")
@@ -223,6 +225,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.resyncWrites, err = parseSizes(*rWrites); err != nil {
 		return nil, fmt.Errorf("-resync-writes: %w", err)
+	}
+	if o.ingestRate, err = parseSize(*iRate); err != nil {
+		return nil, fmt.Errorf("-ingest-rate: %w", err)
 	}
 	if o.ingestLoads, err = parseIngestLoads(*iLoads); err != nil {
 		return nil, fmt.Errorf("-ingest-loads: %w", err)
