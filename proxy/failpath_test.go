@@ -120,7 +120,7 @@ func TestRefreshDuringFullSyncKeepsLog(t *testing.T) {
 func TestLoadingReplicaKeepsLink(t *testing.T) {
 	master := redistest.Start(t, "--repl-ping-replica-period", "1")
 	populate(t, master, 0, 200000)
-	relay := startRelay(t, master.Addr(), func(c *Config) { c.ReplTimeout = 3 * time.Second })
+	relay := startRelay(t, master.Addr(), func(c *Config) { c.ReplTimeout = 5 * time.Second })
 	// Slow loading (a delay per key) that reports progress, and so sends a
 	// newline to its master, every 256 KB of snapshot.
 	replica := replicaOf(t, relay.HostPort, "--key-load-delay", "10", "--loading-process-events-interval-bytes", "262144")

@@ -300,6 +300,14 @@ func TestReplicaAttachedSave(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The fork that fed the replica may outlive the sync; SAVE refuses to
+	// run beside it.
+	for mc.info(t, "persistence")["rdb_bgsave_in_progress"] != "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("the master's sync fork did not end")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	mc.must(t, "SET", "after-sync", "1")
 	path := master.saveRDB(t, mc)
 	info := mc.info(t, "replication")
