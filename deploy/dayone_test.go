@@ -437,8 +437,13 @@ func TestPrometheusScrapesRelay(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if n := strings.Count(string(body), `"type":"alerting"`); n != 8 {
-		t.Errorf("Prometheus loaded %d alerting rules, want 8:\n%s", n, body)
+	rules, err := os.ReadFile(filepath.Join("prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Count(string(rules), "- alert:")
+	if n := strings.Count(string(body), `"type":"alerting"`); n != want || want == 0 {
+		t.Errorf("Prometheus loaded %d alerting rules, alerts.yml has %d:\n%s", n, want, body)
 	}
 }
 
