@@ -282,6 +282,12 @@ redis_relay_hold_active 0
 # HELP redis_relay_hold_trips_total Times the command tripwire held replicas.
 # TYPE redis_relay_hold_trips_total counter
 redis_relay_hold_trips_total 0
+# HELP redis_relay_master_forks_avoided_total Snapshots taken from the snapshot source (not the master) that the master continued after: forks the master did not make.
+# TYPE redis_relay_master_forks_avoided_total counter
+redis_relay_master_forks_avoided_total 0
+# HELP redis_relay_snapshot_source_fallbacks_total Times the relay took the master's own snapshot because the snapshot source was down or its snapshot was not on the master's history.
+# TYPE redis_relay_snapshot_source_fallbacks_total counter
+redis_relay_snapshot_source_fallbacks_total 0
 # HELP redis_relay_recovery_window_seconds How far back redis-relay recover can rebuild the dataset: from the oldest snapshot the log still follows to the newest byte held.
 # TYPE redis_relay_recovery_window_seconds gauge
 redis_relay_recovery_window_seconds 89

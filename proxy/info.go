@@ -111,8 +111,13 @@ type Status struct {
 	ProtocolErrors     int64
 	SnapshotsRejected  int64 // snapshots from upstream that failed validation
 	GuardTrips         int64
-	HoldTrips          int64 // times the command tripwire held replicas
-	Refreshes          int64 // snapshots refreshed over a second connection
+	HoldTrips          int64  // times the command tripwire held replicas
+	SnapshotSource     string // snapshot-source; empty: the master
+	SnapshotFrom       string // where the newest snapshot came from: "master" or the source; empty before one
+	ForksAvoided       int64  // snapshots from the snapshot source that the master continued after
+	SourceFallbacks    int64  // times the master's own snapshot was taken instead of the source's
+	LastFallback       string // why, the last time
+	Refreshes          int64  // snapshots refreshed over a second connection
 	RefreshFailures    int64
 	TailCuts           int64 // unfinished commands dropped from the log after the upstream link broke
 
@@ -156,6 +161,7 @@ func (r *Relay) Status() Status {
 		st.RecoverOldestOffset, st.RecoverOldestTime = oldest.Offset, oldest.Created
 		st.RecoverNewestTime = r.log.NewestTime()
 	}
+	st.SnapshotFrom, st.LastFallback = r.source.lastFrom, r.source.lastFallback
 	st.GuardTripped = r.guard.held != nil
 	if h := r.hold; h != nil {
 		st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = true, h.Command, h.At, h.Since
@@ -201,6 +207,9 @@ func (r *Relay) Status() Status {
 	st.SnapshotsRejected = c.snapshotsRejected.Load()
 	st.GuardTrips = c.guardTrips.Load()
 	st.HoldTrips = c.holdTrips.Load()
+	st.ForksAvoided = c.forksAvoided.Load()
+	st.SourceFallbacks = c.sourceFallbacks.Load()
+	st.SnapshotSource = r.conf().SnapshotSource
 	st.Refreshes = c.refreshes.Load()
 	st.RefreshFailures = c.refreshFailures.Load()
 	st.TailCuts = c.tailCuts.Load()
@@ -406,6 +415,13 @@ func (r *Relay) info(args [][]byte) string {
 			kv("recover_newest_offset", st.MasterOffset())
 			if !st.RecoverNewestTime.IsZero() {
 				kv("recover_newest_time", st.RecoverNewestTime.Unix())
+			}
+			kv("snapshot_source", st.SnapshotSource)
+			kv("snapshot_from", st.SnapshotFrom)
+			kv("master_forks_avoided", st.ForksAvoided)
+			kv("snapshot_source_fallbacks", st.SourceFallbacks)
+			if st.LastFallback != "" {
+				kv("snapshot_source_last_fallback", strconv.Quote(st.LastFallback))
 			}
 			kv("hold_active", b2i(st.HoldActive))
 			if st.HoldActive {

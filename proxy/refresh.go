@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis-relay/redis-relay/replstream"
@@ -66,36 +64,32 @@ func (r *Relay) refresh(ctx context.Context) error {
 	addr, _ := r.masterAddr()
 	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
 	defer cancel()
-	var status upstreamStatus
-	c, err := r.dial(ctx, addr, &status)
-	if err != nil {
-		return err
+	cfg := r.conf()
+	from := "master"
+	var c *upConn
+	var replid string
+	var offset int64
+	var err error
+	if cfg.SnapshotSource != "" {
+		c, replid, offset, err = r.fetchSnapshot(ctx, cfg.SnapshotSource)
+		switch {
+		case err == nil:
+			addr, from = cfg.SnapshotSource, cfg.SnapshotSource
+		case !cfg.SnapshotSourceFallback:
+			return fmt.Errorf("%w: %s: %v", errSourceDown, cfg.SnapshotSource, err)
+		default:
+			r.sourceFallback(fmt.Sprintf("snapshot source %s: %v", cfg.SnapshotSource, err))
+		}
+	}
+	if c == nil {
+		if c, replid, offset, err = r.fetchSnapshot(ctx, addr); err != nil {
+			return err
+		}
 	}
 	defer c.close()
-	replies, err := r.handshake(c, []string{"REPLCONF", "capa", "eof", "capa", "psync2"}, []string{"REPLCONF", "rdb-only", "1"})
-	if err != nil {
-		return err
-	}
-	if len(replies[1]) > 0 && replies[1][0] == '-' {
-		r.logger.Info("upstream does not know REPLCONF rdb-only; refreshing with a full PSYNC closed after the snapshot", "upstream", addr)
-	}
-	if err := c.write(appendCommand(nil, "PSYNC", "?", "-1")); err != nil {
-		return fmt.Errorf("send PSYNC: %w", err)
-	}
-	line, err := c.readReply()
-	if err != nil {
-		return fmt.Errorf("read PSYNC reply: %w", err)
-	}
-	fields := strings.Fields(string(line))
-	if len(fields) != 3 || fields[0] != "+FULLRESYNC" {
-		return fmt.Errorf("unexpected reply %q", truncateText(line, 100))
-	}
-	offset, err := strconv.ParseInt(fields[2], 10, 64)
-	if err != nil {
-		return fmt.Errorf("bad FULLRESYNC offset %q", fields[2])
-	}
+	fields := []string{"+FULLRESYNC", replid, strconv.FormatInt(offset, 10)}
 	r.mu.Lock()
-	same := r.log != nil && strings.EqualFold(fields[1], r.id.ReplID)
+	same := r.log != nil && r.id.Accepts(fields[1], offset+1)
 	current := int64(-1)
 	if r.snap != nil {
 		current = r.snap.meta.Offset
@@ -111,27 +105,19 @@ func (r *Relay) refresh(ctx context.Context) error {
 	}
 	start := time.Now()
 	r.logger.Info("snapshot refresh started", "upstream", addr, "replid", fields[1], "offset", offset)
-	s, err := r.beginFullSync(fields[1], offset)
+	s, err := r.receiveSnapshot(c, addr, fields[1], offset, "receiving refreshed snapshot")
 	if err != nil {
 		return err
 	}
-	p, err := c.readPayloadHeader()
-	if err == nil {
-		if p.Mark == nil {
-			s.setSize(p.Size)
-		}
-		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &r.stats.bytesFromUpstream, total: p.Size, logger: r.logger.With("upstream", addr), what: "receiving refreshed snapshot"}
-		_, err = replstream.CopyPayload(pw, c.br, p)
-	}
-	if err == nil {
-		c.close() // rdb-only: the master closes too; without it, we want no stream here
-		err = r.commitRefresh(ctx, s)
-	}
-	if err != nil {
+	if err := r.commitRefresh(ctx, s); err != nil {
 		r.abortFullSync(s, err)
 		return err
 	}
 	r.stats.refreshes.Add(1)
+	r.noteSnapshotFrom(from)
+	if from != "master" {
+		r.stats.forksAvoided.Add(1)
+	}
 	meta := s.metaCopy()
 	r.logger.Info("snapshot refreshed", "offset", meta.Offset, "bytes", meta.Size, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil

@@ -68,6 +68,13 @@ type Config struct {
 	DisableGuard      bool
 	GuardMinKeysRatio float64 // also trip when a new history has fewer than this fraction of the current keys; 0: only when empty
 
+	// SnapshotSource, when set, is a server (a stock replica of the
+	// master, or another relay) that the first snapshot and every refresh
+	// are taken from instead of the master (see source.go); with
+	// SnapshotSourceFallback the master is asked when it is down.
+	SnapshotSource         string
+	SnapshotSourceFallback bool
+
 	// HoldOnCommands names commands (FLUSHALL, FLUSHDB, ...) that stop the
 	// stream to replicas just before them until released (see
 	// tripwire.go). Empty: off.
@@ -163,6 +170,7 @@ type Relay struct {
 	stats    counters
 	bg       sync.WaitGroup // background work: snapshot parsers
 	guard    guardState     // guarded by mu
+	source   sourceStats    // guarded by mu
 
 	clientsMu    sync.Mutex
 	clients      map[*client]struct{} // every downstream connection; guarded by clientsMu
@@ -194,6 +202,8 @@ type counters struct {
 	snapshotsRejected  atomic.Int64
 	parseErrors        atomic.Int64
 	guardTrips         atomic.Int64
+	forksAvoided       atomic.Int64 // snapshots taken from the snapshot source, the master continuing after them
+	sourceFallbacks    atomic.Int64
 	holdTrips          atomic.Int64
 	refreshes          atomic.Int64
 	refreshFailures    atomic.Int64

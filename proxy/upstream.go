@@ -253,9 +253,33 @@ func (a *activityReader) Read(p []byte) (int, error) {
 // CONFIG_REPL_SYNCIO_TIMEOUT does.
 const handshakeTimeout = 5 * time.Second
 
-func (u *upstream) run(ctx context.Context, addr string) error {
+func (u *upstream) run(ctx context.Context, addr string) (err error) {
 	r := u.r
 	u.streamed = false
+	// Without a history, the first snapshot comes from the snapshot source
+	// when there is one (source.go); it becomes the history only if the
+	// master continues after it.
+	var fromSource *snapshot
+	src := r.conf().SnapshotSource
+	if _, _, ok := r.position(); src != "" && (!ok || u.forceFull) {
+		r.upstream.set(linkSync, addr)
+		s, err := r.snapshotFromSource(ctx, src)
+		switch {
+		case err == nil:
+			fromSource = s
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !r.conf().SnapshotSourceFallback:
+			return fmt.Errorf("%w: %s: %v", errSourceDown, src, err)
+		default:
+			r.sourceFallback(fmt.Sprintf("snapshot source %s: %v", src, err))
+		}
+	}
+	defer func() {
+		if fromSource != nil {
+			r.abortFullSync(fromSource, fmt.Errorf("not continued by the master: %v", err))
+		}
+	}()
 	r.upstream.set(linkConnecting, addr)
 	c, err := r.dial(ctx, addr, &r.upstream)
 	if err != nil {
@@ -269,7 +293,10 @@ func (u *upstream) run(ctx context.Context, addr string) error {
 	}
 	id, next, ok := r.position()
 	psync := []string{"PSYNC", "?", "-1"}
-	if ok && !u.forceFull {
+	switch {
+	case fromSource != nil:
+		psync = []string{"PSYNC", fromSource.meta.ReplID, strconv.FormatInt(fromSource.meta.Offset+1, 10)}
+	case ok && !u.forceFull:
 		psync = []string{"PSYNC", id.ReplID, strconv.FormatInt(next, 10)}
 	}
 	if err := c.write(appendCommand(nil, psync...)); err != nil {
@@ -281,7 +308,36 @@ func (u *upstream) run(ctx context.Context, addr string) error {
 	}
 	fields := strings.Fields(string(line))
 	switch {
+	case len(fields) > 0 && fields[0] == "+CONTINUE" && fromSource != nil:
+		s := fromSource
+		fromSource = nil
+		if len(fields) == 2 && !replstream.ValidReplID(fields[1]) {
+			r.abortFullSync(s, errors.New("bad CONTINUE reply"))
+			return fmt.Errorf("bad CONTINUE reply %q", truncateText(line, 100))
+		}
+		if _, err := r.commitFullSync(s); err != nil {
+			if !errors.Is(err, errGuardTripped) {
+				r.abortFullSync(s, err)
+			}
+			return err
+		}
+		if len(fields) == 2 && !strings.EqualFold(fields[1], s.meta.ReplID) {
+			if err := r.shiftReplID(fields[1]); err != nil {
+				return err
+			}
+		}
+		u.forceFull = false
+		r.stats.forksAvoided.Add(1)
+		r.stats.upstreamPartials.Add(1)
+		r.noteSnapshotFrom(src)
+		r.logger.Info("master continued after the snapshot source's snapshot: no fork on the master", "upstream", addr, "source", src, "offset", s.meta.Offset+1)
+		return u.stream(ctx, c, addr, nil)
 	case len(fields) > 0 && fields[0] == "+FULLRESYNC":
+		if fromSource != nil {
+			r.abortFullSync(fromSource, errors.New("the master answered FULLRESYNC"))
+			r.sourceFallback(fmt.Sprintf("the master answered FULLRESYNC to PSYNC %s %d: its backlog no longer holds the snapshot source's offset, or the source follows another history", fromSource.meta.ReplID, fromSource.meta.Offset+1))
+			fromSource = nil
+		}
 		if len(fields) != 3 || !replstream.ValidReplID(fields[1]) {
 			return fmt.Errorf("bad FULLRESYNC reply %q", truncateText(line, 100))
 		}
@@ -433,6 +489,7 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 		return err
 	}
 	r.stats.upstreamFullSyncs.Add(1)
+	r.noteSnapshotFrom("master")
 	u.forceFull = false
 	r.logger.Info("snapshot received", "upstream", addr, "replid", replid, "offset", offset, "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond))
 	var ackNow []byte

@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// Snapshots from a source other than the master. With snapshot-source set
+// (a stock replica of the master, or another relay), the relay takes its
+// first snapshot and its refreshes from there: that server forks, the
+// master does not. After a first snapshot it asks the master for
+// PSYNC <replid> <snapshot offset + 1>; while the master's backlog still
+// holds that offset it answers +CONTINUE and never forks for this relay.
+// When it does not (the source was too far behind, or holds another
+// history), the master's own full sync is taken instead, with a log line
+// and a counter: never a snapshot of another history.
+
+// sourceStats says where snapshots came from; guarded by Relay.mu.
+type sourceStats struct {
+	lastFrom     string // "master" or the source's address
+	lastFallback string // why the last fallback to the master happened
+}
+
+// fetchSnapshot asks addr for a snapshot only (REPLCONF rdb-only 1 where
+// it knows it, else a full PSYNC closed after the payload) and returns the
+// connection positioned at the payload, with the replid and offset of
+// +FULLRESYNC.
+func (r *Relay) fetchSnapshot(ctx context.Context, addr string) (*upConn, string, int64, error) {
+	var status upstreamStatus
+	c, err := r.dial(ctx, addr, &status)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	replies, err := r.handshake(c, []string{"REPLCONF", "capa", "eof", "capa", "psync2"}, []string{"REPLCONF", "rdb-only", "1"})
+	if err != nil {
+		c.close()
+		return nil, "", 0, err
+	}
+	if len(replies[1]) > 0 && replies[1][0] == '-' {
+		r.logger.Info("snapshot source does not know REPLCONF rdb-only; taking a full PSYNC closed after the snapshot", "upstream", addr)
+	}
+	if err := c.write(appendCommand(nil, "PSYNC", "?", "-1")); err != nil {
+		c.close()
+		return nil, "", 0, fmt.Errorf("send PSYNC: %w", err)
+	}
+	line, err := c.readReply()
+	if err != nil {
+		c.close()
+		return nil, "", 0, fmt.Errorf("read PSYNC reply: %w", err)
+	}
+	fields := strings.Fields(string(line))
+	if len(fields) != 3 || fields[0] != "+FULLRESYNC" || !replstream.ValidReplID(fields[1]) {
+		c.close()
+		return nil, "", 0, fmt.Errorf("unexpected reply %q", truncateText(line, 100))
+	}
+	offset, err := strconv.ParseInt(fields[2], 10, 64)
+	if err != nil || offset < 0 {
+		c.close()
+		return nil, "", 0, fmt.Errorf("bad FULLRESYNC offset %q", fields[2])
+	}
+	return c, fields[1], offset, nil
+}
+
+// receiveSnapshot reads the payload after +FULLRESYNC into a new snapshot
+// (replicas waiting for a full sync stream it as it arrives) and closes
+// the connection. On error the snapshot is dropped.
+func (r *Relay) receiveSnapshot(c *upConn, addr, replid string, offset int64, what string) (*snapshot, error) {
+	defer c.close() // rdb-only: the sender closes too; without it, we want no stream here
+	s, err := r.beginFullSync(replid, offset)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.readPayloadHeader()
+	if err == nil {
+		if p.Mark == nil {
+			s.setSize(p.Size)
+		}
+		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &r.stats.bytesFromUpstream, total: p.Size, logger: r.logger.With("upstream", addr), what: what}
+		_, err = replstream.CopyPayload(pw, c.br, p)
+	}
+	if err != nil {
+		r.abortFullSync(s, err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// snapshotFromSource takes a first snapshot from the snapshot source and
+// checks it; it is not the relay's history until the master continues
+// after it (see upstream.run).
+func (r *Relay) snapshotFromSource(ctx context.Context, addr string) (*snapshot, error) {
+	start := time.Now()
+	c, replid, offset, err := r.fetchSnapshot(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	r.logger.Info("taking the first snapshot from the snapshot source", "upstream", addr, "replid", replid, "offset", offset)
+	s, err := r.receiveSnapshot(c, addr, replid, offset, "receiving snapshot from the snapshot source")
+	if err != nil {
+		return nil, err
+	}
+	s.markReceived()
+	if err := r.validate(s); err != nil {
+		r.stats.snapshotsRejected.Add(1)
+		r.abortFullSync(s, err)
+		return nil, fmt.Errorf("snapshot rejected: %w", err)
+	}
+	meta := s.metaCopy()
+	r.logger.Info("snapshot from the snapshot source received", "upstream", addr, "offset", meta.Offset, "bytes", s.written, "elapsed", time.Since(start).Round(time.Millisecond))
+	return s, nil
+}
+
+// sourceFallback records that a snapshot came from the master after all.
+func (r *Relay) sourceFallback(why string) {
+	r.stats.sourceFallbacks.Add(1)
+	r.mu.Lock()
+	r.source.lastFallback = why
+	r.mu.Unlock()
+	r.logger.Warn("snapshot source not used; the master's own snapshot is taken instead", "reason", why)
+}
+
+// noteSnapshotFrom records where the newest snapshot came from.
+func (r *Relay) noteSnapshotFrom(from string) {
+	r.mu.Lock()
+	r.source.lastFrom = from
+	r.mu.Unlock()
+}
+
+// errSourceDown: no snapshot source, and no fallback allowed.
+var errSourceDown = errors.New("snapshot source unavailable (snapshot-source-fallback is no)")

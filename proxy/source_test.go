@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis-relay/redis-relay/proxy/redistest"
+)
+
+// TestSnapshotSourceStockReplica: a relay that takes its snapshots from a
+// stock replica of the master costs the master no fork, for its first sync
+// and for a refresh.
+func TestSnapshotSourceStockReplica(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	populate(t, master, 0, 5000)
+	spare := replicaOf(t, master.HostPort)
+	inSync(t, 30*time.Second, master, spare)
+	relay := startRelay(t, master.Addr(), func(c *Config) {
+		c.SnapshotSource = spare.Addr()
+		c.RefreshRatio = -1
+	})
+	leaf := replicaOf(t, relay.HostPort)
+	writeKeys(t, master, 1, 300)
+	inSync(t, 30*time.Second, master, leaf)
+	if n := master.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("master sync_full = %d, want 1 (its stock replica's only)", n)
+	}
+	if n := relay.InfoInt(t, "master_forks_avoided"); n != 1 {
+		t.Errorf("master_forks_avoided = %d, want 1", n)
+	}
+	if from := relay.InfoField(t, "snapshot_from"); from != spare.Addr() {
+		t.Errorf("snapshot_from %q, want the stock replica %s", from, spare.Addr())
+	}
+
+	// A refresh comes from the source too.
+	writeKeys(t, master, 2, 300)
+	if err := relay.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "0.0001", "refresh-min-size", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if n := relay.InfoInt(t, "snapshot_refreshes"); n < 1 {
+			return fmt.Errorf("no refresh yet (%d failed)", relay.InfoInt(t, "snapshot_refresh_failures"))
+		}
+		return nil
+	})
+	relay.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "-1")
+	writeKeys(t, master, 3, 100)
+	inSync(t, 30*time.Second, master, leaf)
+	if n := master.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("after a refresh master sync_full = %d, want 1", n)
+	}
+	if n := relay.InfoInt(t, "master_forks_avoided"); n < 2 {
+		t.Errorf("master_forks_avoided = %d, want 2 or more", n)
+	}
+}
+
+// TestSiblingRelays: relay B takes its snapshot from relay A, so the tier
+// costs the master one fork; a replica moves from A to B and continues
+// partially.
+func TestSiblingRelays(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	populate(t, master, 0, 5000)
+	a := startRelay(t, master.Addr())
+	leaf := replicaOf(t, a.HostPort)
+	inSync(t, 30*time.Second, master, leaf)
+	b := startRelay(t, master.Addr(), func(c *Config) { c.SnapshotSource = a.Addr() })
+	writeKeys(t, master, 1, 300)
+	waitOffsets(t, master, b)
+	if n := master.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("master sync_full = %d, want 1 for the whole tier", n)
+	}
+	if n := b.InfoInt(t, "master_forks_avoided"); n != 1 {
+		t.Errorf("relay B master_forks_avoided = %d, want 1", n)
+	}
+	// The leaf moves from A to B (a DNS change, a relay going away).
+	bh, bp := b.HostPort()
+	leaf.Do(t, "REPLICAOF", bh, bp)
+	writeKeys(t, master, 2, 300)
+	inSync(t, 30*time.Second, master, leaf)
+	if n := b.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("relay B served %d full syncs to a replica from its sibling, want 0", n)
+	}
+	if n := b.InfoInt(t, "sync_partial_ok"); n < 1 {
+		t.Errorf("relay B sync_partial_ok = %d, want 1", n)
+	}
+}
+
+// TestSnapshotSourceFallback: a source that is down stops the relay from
+// forking the master unless snapshot-source-fallback allows it; a source
+// on another history is never used.
+func TestSnapshotSourceFallback(t *testing.T) {
+	t.Run("source down", func(t *testing.T) {
+		master := redistest.Start(t)
+		populate(t, master, 0, 1000)
+		relay := startRelay(t, master.Addr(), func(c *Config) {
+			c.SnapshotSource = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+		})
+		time.Sleep(3 * time.Second)
+		if n := master.InfoInt(t, "sync_full"); n != 0 {
+			t.Fatalf("master forked %d times with the source down and no fallback", n)
+		}
+		if err := relay.Client().Do(t.Context(), "CONFIG", "SET", "snapshot-source-fallback", "yes").Err(); err != nil {
+			t.Fatal(err)
+		}
+		leaf := replicaOf(t, relay.HostPort)
+		inSync(t, 30*time.Second, master, leaf)
+		if n := relay.InfoInt(t, "snapshot_source_fallbacks"); n < 1 {
+			t.Errorf("snapshot_source_fallbacks = %d, want 1 or more", n)
+		}
+	})
+	t.Run("source on another history", func(t *testing.T) {
+		master := redistest.Start(t)
+		populate(t, master, 0, 1000)
+		other := redistest.Start(t)
+		populate(t, other, 0, 3000)
+		relay := startRelay(t, master.Addr(), func(c *Config) { c.SnapshotSource = other.Addr() })
+		leaf := replicaOf(t, relay.HostPort)
+		inSync(t, 30*time.Second, master, leaf)
+		if n := relay.InfoInt(t, "snapshot_source_fallbacks"); n != 1 {
+			t.Errorf("snapshot_source_fallbacks = %d, want 1", n)
+		}
+		if n := relay.InfoInt(t, "master_forks_avoided"); n != 0 {
+			t.Errorf("master_forks_avoided = %d, want 0", n)
+		}
+		if from := relay.InfoField(t, "snapshot_from"); from != "master" {
+			t.Errorf("snapshot_from %q, want master", from)
+		}
+	})
+}
