@@ -100,7 +100,7 @@ var settings = map[string]setting{
 	"refresh-max-age":      durationSetting(func(c *Config) *time.Duration { return &c.RefreshMaxAge }),
 	"retain-age":           durationSetting(func(c *Config) *time.Duration { return &c.RetainAge }),
 	"wait-ahead":           durationSetting(func(c *Config) *time.Duration { return &c.WaitAhead }),
-	"snapshot-source": stringSetting(func(c *Config) *string { return &c.SnapshotSource }),
+	"snapshot-source":      stringSetting(func(c *Config) *string { return &c.SnapshotSource }),
 	"snapshot-source-fallback": {
 		get: func(c *Config) string { return yesNo(c.SnapshotSourceFallback) },
 		set: func(c *Config, v string) error {
