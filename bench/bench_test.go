@@ -206,3 +206,58 @@ func TestColumns(t *testing.T) {
 		t.Errorf("stream columns %v %v", configs, ratios)
 	}
 }
+
+// TestIngestFloorAndRelay runs a small ingest burst against the floor
+// program and the relay: both follow the master without a cut and report
+// an offset the benchmark can read.
+func TestIngestFloorAndRelay(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not found: apt-get install -y redis-server")
+	}
+	o, err := parseFlags([]string{
+		"-scenarios", "ingest", "-ingest-configs", "floor,relay", "-runs", "1",
+		"-ingest-loads", "4kb/4", "-ingest-clients", "2", "-ingest-keys", "100",
+		"-ingest-duration", "1s", "-ingest-writer", "go", "-ingest-backlog", "16mb",
+		"-sync-timeout", "60s",
+	}, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.check(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rs, err := runBench(t.Context(), o, &out, t.Output())
+	if err != nil {
+		t.Fatalf("benchmark: %v\n%s", err, out.String())
+	}
+	if len(rs.fails) > 0 {
+		t.Fatalf("measurements failed: %v\n%s", rs.fails, out.String())
+	}
+	params := ingestParams(o, o.ingestLoads[0])
+	for _, c := range []string{cfgFloor, cfgRelay} {
+		get := func(metric string) float64 {
+			t.Helper()
+			r := rs.get("ingest", params, metric)
+			if r == nil {
+				t.Fatalf("no ingest %s [%s]:\n%s", metric, paramsKey(params), out.String())
+			}
+			v, ok := r.vals[c][1]
+			if !ok {
+				t.Fatalf("no %s value for %s", c, metric)
+			}
+			return v
+		}
+		if v := get("node_cuts"); v != 0 {
+			t.Errorf("%s: cut %v times by the master under a 1 s burst of 4 KB SETs", c, v)
+		}
+		if v := get("stream_mb"); v <= 0 {
+			t.Errorf("%s: stream %v MiB, want > 0", c, v)
+		}
+		// Present for a node that was not cut; CPU time is counted in
+		// 10 ms ticks, so a short burst may read 0.
+		if v := get("node_cpu_ms_per_mb"); v < 0 {
+			t.Errorf("%s: CPU per MiB %v, want >= 0", c, v)
+		}
+	}
+}
