@@ -8,9 +8,11 @@
 // It starts its own redis-server processes and relay on free loopback ports
 // in temporary directories, and removes them on every exit path. Scenarios:
 // fanout (N replicas syncing a dataset at once, or one after another),
-// stream (throughput, lag and propagation latency under a write load) and
+// stream (throughput, lag and propagation latency under a write load),
 // resync (a replica cut off while more than Redis's 1 MB backlog is
-// written). Each configuration runs -runs times; tables show medians and
+// written) and ingest (a burst of large writes with the node under test
+// beside a stock replica: lag, cuts by the master, CPU per MiB against the
+// floor program in bench/floor). Each configuration runs -runs times; tables show medians and
 // same-run ratios, followed by the design targets and one JSON line per
 // result.
 //
@@ -801,6 +803,14 @@ func (m *machine) write(w io.Writer, o *options) {
 	}
 	fmt.Fprintf(w, "settings: runs=%d configs=%s relay-args=%q; masters and the intermediate: rdbcompression no, repl-diskless-sync yes (default), repl-diskless-sync-delay %d, repl-backlog-size %s; relay ring %s\n",
 		o.runs, strings.Join(o.configs, ","), strings.Join(o.relayArgs, " "), o.disklessDelay, orDefault(o.backlog, "1mb (default)"), fmtBytes(o.ringBytes))
+	if slices.Contains(o.scenarios, "ingest") {
+		rate := "unpaced"
+		if o.ingestRate > 0 {
+			rate = fmtBytes(o.ingestRate) + "/s of values (go-redis writers)"
+		}
+		fmt.Fprintf(w, "ingest: configs=%s, master repl-backlog-size %s and default replica output-buffer limits, writer %s, %s, floor fsync once a second %v\n",
+			strings.Join(o.ingestConfigs, ","), o.ingestBacklog, o.ingestWriter, rate, o.floorFsync)
+	}
 }
 
 func orDefault(s, def string) string {
