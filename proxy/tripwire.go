@@ -45,7 +45,7 @@ func holdCommands(names []string) map[string]bool {
 // HoldOnCommands and nothing is held yet.
 func (r *Relay) tripwire(cmd *replstream.Command, before int64) {
 	set := r.holdSet.Load()
-	if set == nil || !(*set)[strings.ToLower(string(cmd.Name))] {
+	if set == nil || len(*set) == 0 || !(*set)[strings.ToLower(string(cmd.Name))] {
 		return
 	}
 	r.mu.Lock()

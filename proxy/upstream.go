@@ -613,7 +613,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 		wg.Wait()
 	}()
 
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 256<<10)
 	getack := false
 	onCmd := func(cmd *replstream.Command) {
 		r.tripwire(cmd, u.resume.At())
