@@ -282,6 +282,12 @@ redis_relay_hold_active 0
 # HELP redis_relay_hold_trips_total Times the command tripwire held replicas.
 # TYPE redis_relay_hold_trips_total counter
 redis_relay_hold_trips_total 0
+# HELP redis_relay_link_compression_bytes_total Bytes through compressed relay-to-relay links, by direction (in: from the upstream relay, out: to relays below) and layer (stream: replication bytes, wire: compressed bytes sent or received).
+# TYPE redis_relay_link_compression_bytes_total counter
+redis_relay_link_compression_bytes_total{direction="in",layer="stream"} 0
+redis_relay_link_compression_bytes_total{direction="in",layer="wire"} 0
+redis_relay_link_compression_bytes_total{direction="out",layer="stream"} 0
+redis_relay_link_compression_bytes_total{direction="out",layer="wire"} 0
 # HELP redis_relay_master_forks_avoided_total Snapshots taken from the snapshot source (not the master) that the master continued after: forks the master did not make.
 # TYPE redis_relay_master_forks_avoided_total counter
 redis_relay_master_forks_avoided_total 0

@@ -101,6 +101,29 @@ var settings = map[string]setting{
 	"retain-age":           durationSetting(func(c *Config) *time.Duration { return &c.RetainAge }),
 	"wait-ahead":           durationSetting(func(c *Config) *time.Duration { return &c.WaitAhead }),
 	"snapshot-source":      stringSetting(func(c *Config) *string { return &c.SnapshotSource }),
+	"upstream-compression": {
+		get: func(c *Config) string {
+			if c.UpstreamCompression == "" {
+				return "no"
+			}
+			return c.UpstreamCompression
+		},
+		set: func(c *Config, v string) error {
+			if _, _, err := compressionLevel(v); err != nil {
+				return err
+			}
+			c.UpstreamCompression = strings.ToLower(v)
+			return nil
+		},
+	},
+	"serve-compression": {
+		get: func(c *Config) string { return yesNo(!c.NoServeCompression) },
+		set: func(c *Config, v string) error {
+			on, err := parseYesNo(v)
+			c.NoServeCompression = !on
+			return err
+		},
+	},
 	"snapshot-source-fallback": {
 		get: func(c *Config) string { return yesNo(c.SnapshotSourceFallback) },
 		set: func(c *Config, v string) error {

@@ -113,13 +113,20 @@ type Status struct {
 	GuardTrips         int64
 	HoldTrips          int64  // times the command tripwire held replicas
 	SnapshotSource     string // snapshot-source; empty: the master
-	SnapshotFrom       string // where the newest snapshot came from: "master" or the source; empty before one
-	ForksAvoided       int64  // snapshots from the snapshot source that the master continued after
-	SourceFallbacks    int64  // times the master's own snapshot was taken instead of the source's
-	LastFallback       string // why, the last time
-	Refreshes          int64  // snapshots refreshed over a second connection
-	RefreshFailures    int64
-	TailCuts           int64 // unfinished commands dropped from the log after the upstream link broke
+	// Compressed relay links: whether the upstream link is compressed, and
+	// bytes of stream and on the wire in each direction.
+	UpstreamCompressed  bool
+	CompressedInStream  int64
+	CompressedInWire    int64
+	CompressedOutStream int64
+	CompressedOutWire   int64
+	SnapshotFrom        string // where the newest snapshot came from: "master" or the source; empty before one
+	ForksAvoided        int64  // snapshots from the snapshot source that the master continued after
+	SourceFallbacks     int64  // times the master's own snapshot was taken instead of the source's
+	LastFallback        string // why, the last time
+	Refreshes           int64  // snapshots refreshed over a second connection
+	RefreshFailures     int64
+	TailCuts            int64 // unfinished commands dropped from the log after the upstream link broke
 
 	// MasterVersion is the version of the server that wrote the newest
 	// snapshot the relay holds or is receiving (its RDB's redis-ver aux
@@ -208,6 +215,9 @@ func (r *Relay) Status() Status {
 	st.GuardTrips = c.guardTrips.Load()
 	st.HoldTrips = c.holdTrips.Load()
 	st.ForksAvoided = c.forksAvoided.Load()
+	st.UpstreamCompressed = r.upstream.compressed.Load()
+	st.CompressedInStream, st.CompressedInWire = c.zIn.stream.Load(), c.zIn.wire.Load()
+	st.CompressedOutStream, st.CompressedOutWire = c.zOut.stream.Load(), c.zOut.wire.Load()
 	st.SourceFallbacks = c.sourceFallbacks.Load()
 	st.SnapshotSource = r.conf().SnapshotSource
 	st.Refreshes = c.refreshes.Load()
@@ -416,6 +426,11 @@ func (r *Relay) info(args [][]byte) string {
 			if !st.RecoverNewestTime.IsZero() {
 				kv("recover_newest_time", st.RecoverNewestTime.Unix())
 			}
+			kv("master_link_compression", map[bool]string{true: "zstd", false: "none"}[st.UpstreamCompressed])
+			kv("compressed_in_stream_bytes", st.CompressedInStream)
+			kv("compressed_in_wire_bytes", st.CompressedInWire)
+			kv("compressed_out_stream_bytes", st.CompressedOutStream)
+			kv("compressed_out_wire_bytes", st.CompressedOutWire)
 			kv("snapshot_source", st.SnapshotSource)
 			kv("snapshot_from", st.SnapshotFrom)
 			kv("master_forks_avoided", st.ForksAvoided)

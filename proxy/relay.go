@@ -75,6 +75,12 @@ type Config struct {
 	SnapshotSource         string
 	SnapshotSourceFallback bool
 
+	// Compressed relay-to-relay links (compress.go): UpstreamCompression
+	// asks an upstream relay for one (no, yes, fastest, default, better,
+	// best); NoServeCompression refuses them to relays below.
+	UpstreamCompression string
+	NoServeCompression  bool
+
 	// HoldOnCommands names commands (FLUSHALL, FLUSHDB, ...) that stop the
 	// stream to replicas just before them until released (see
 	// tripwire.go). Empty: off.
@@ -203,6 +209,7 @@ type counters struct {
 	parseErrors        atomic.Int64
 	guardTrips         atomic.Int64
 	forksAvoided       atomic.Int64 // snapshots taken from the snapshot source, the master continuing after them
+	zIn, zOut          linkBytes    // compressed links: from the upstream, to replicas
 	sourceFallbacks    atomic.Int64
 	holdTrips          atomic.Int64
 	refreshes          atomic.Int64

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func listenerPort(ln net.Listener) int {
@@ -108,6 +110,8 @@ type client struct {
 	announceIP    string
 	capaEOF       bool
 	capaPSYNC2    bool
+	capaZstd      bool // a relay below asks for a compressed link
+	zstdLevel     zstd.EncoderLevel
 	rdbOnly       bool
 
 	id      int64
@@ -140,6 +144,8 @@ func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
 		authed:  cfg.RequirePass == "",
 		id:      r.nextClientID.Add(1),
 		created: time.Now(),
+
+		zstdLevel: zstd.SpeedDefault,
 	}
 	r.clientsMu.Lock()
 	r.clients[c] = struct{}{}
@@ -417,7 +423,16 @@ func (c *client) replconf(args [][]byte) {
 				c.capaEOF = true
 			case "psync2":
 				c.capaPSYNC2 = true
+			case capaZstd:
+				c.capaZstd = true
 			}
+		case zstdLevelOption:
+			level, on, err := compressionLevel(val)
+			if err != nil || !on {
+				c.out = appendError(c.out, "ERR unknown compression level")
+				return
+			}
+			c.zstdLevel = level
 		case "ack", "getack":
 			return // never answered
 		case "rdb-only":

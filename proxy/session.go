@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -87,7 +89,8 @@ type session struct {
 	// while it is still arriving with its size unknown).
 	bulkSent  atomic.Int64
 	bulkTotal atomic.Int64
-	buf       []byte // snapshot bytes on their way to a TLS replica; allocated on first use
+	buf       []byte        // snapshot bytes on their way to a TLS or compressed replica; allocated on first use
+	enc       *zstd.Encoder // set after +FULLRESYNC/+CONTINUE on a compressed link; writes go through it
 	firstAck  chan struct{}
 	acked     atomic.Bool
 	started   time.Time
@@ -143,6 +146,9 @@ func (s *session) run(parent context.Context) {
 	}
 	s.c.nc.Close()
 	<-done
+	if s.enc != nil {
+		s.enc.Close()
+	}
 
 	reason := classify(err, parent)
 	r.stats.disconnects[reason].Add(1)
@@ -181,10 +187,34 @@ func classify(err error, parent context.Context) CloseReason {
 
 // write sends p to the replica, failing after ReplTimeout without progress.
 func (s *session) write(p []byte) error {
+	if s.enc != nil {
+		// Flushed at once: a quiet link must not hold bytes back.
+		if _, err := s.enc.Write(p); err != nil {
+			return err
+		}
+		err := s.enc.Flush()
+		s.r.stats.zOut.stream.Add(int64(len(p)))
+		s.r.stats.bytesToReplicas.Add(int64(len(p)))
+		return err
+	}
 	s.c.nc.SetWriteDeadline(time.Now().Add(s.r.timeout()))
 	n, err := s.c.nc.Write(p)
 	s.r.stats.bytesToReplicas.Add(int64(n))
 	return err
+}
+
+// compressed reports whether this replica gets a compressed link: a relay
+// that asked for one, and the relay serves them.
+func (s *session) compressed() bool {
+	return s.c.capaZstd && !s.legacy && !s.r.conf().NoServeCompression
+}
+
+// startCompression sends everything from now on through a zstd encoder at
+// the level the replica asked for.
+func (s *session) startCompression() {
+	wire := countingWriter{w: deadlineWriter{nc: s.c.nc, timeout: s.r.timeout}, n: &s.r.stats.zOut.wire}
+	s.enc, _ = zstd.NewWriter(wire, zstd.WithEncoderLevel(s.c.zstdLevel), zstd.WithEncoderConcurrency(1))
+	s.logger.Info("compressed link", "level", s.c.zstdLevel.String())
 }
 
 func (s *session) keepalive() error { return s.write([]byte("\n")) }
@@ -207,8 +237,12 @@ func (s *session) serve(ctx context.Context) error {
 			}
 		}
 		if d == replstream.Continue {
+			zstd := s.compressed() && s.c.capaPSYNC2
 			reply := "+CONTINUE\r\n"
-			if s.c.capaPSYNC2 {
+			switch {
+			case zstd:
+				reply = "+CONTINUE " + replid + " " + compressionWord + "\r\n"
+			case s.c.capaPSYNC2:
 				reply = "+CONTINUE " + replid + "\r\n"
 			}
 			if !r.goOnline(s, replid) {
@@ -216,6 +250,9 @@ func (s *session) serve(ctx context.Context) error {
 			}
 			if err := s.write([]byte(reply)); err != nil {
 				return err
+			}
+			if zstd {
+				s.startCompression()
 			}
 			r.stats.partialSyncsServed.Add(1)
 			s.logger.Info("partial resync", "replid", replid, "offset", s.off)
@@ -243,8 +280,16 @@ func (s *session) fullSync(ctx context.Context) error {
 	r.stats.fullSyncsServed.Add(1)
 	s.logger.Info("full resync", "replid", replid, "offset", meta.Offset, "reason_replid", s.replid, "reason_offset", s.off)
 	if !s.legacy {
-		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n", replid, meta.Offset)); err != nil {
+		zstd := s.compressed()
+		word := ""
+		if zstd {
+			word = " " + compressionWord
+		}
+		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d%s\r\n", replid, meta.Offset, word)); err != nil {
 			return err
+		}
+		if zstd {
+			s.startCompression()
 		}
 	}
 	var p replstream.Payload
@@ -340,29 +385,30 @@ const sendChunk = 4 << 20
 // for each replica, no user-space copy), through a buffer on TLS.
 func (s *session) sendFile(f *os.File, pos, n int64) (int64, error) {
 	n = min(n, sendChunk)
-	s.c.nc.SetWriteDeadline(time.Now().Add(s.r.timeout()))
-	var k int64
-	var err error
-	if tc, ok := s.c.nc.(*net.TCPConn); ok {
-		if _, err = f.Seek(pos, io.SeekStart); err == nil {
+	if tc, ok := s.c.nc.(*net.TCPConn); ok && s.enc == nil {
+		s.c.nc.SetWriteDeadline(time.Now().Add(s.r.timeout()))
+		var k int64
+		_, err := f.Seek(pos, io.SeekStart)
+		if err == nil {
 			k, err = tc.ReadFrom(&io.LimitedReader{R: f, N: n})
 		}
-	} else {
-		if s.buf == nil {
-			s.buf = make([]byte, 256<<10)
-		}
-		var rn int
-		rn, err = f.ReadAt(s.buf[:min(n, int64(len(s.buf)))], pos)
-		if rn > 0 {
-			var wn int
-			wn, err = s.c.nc.Write(s.buf[:rn])
-			k = int64(wn)
-		} else if err == nil || errors.Is(err, io.EOF) {
+		s.r.stats.bytesToReplicas.Add(k)
+		return k, err
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, 256<<10)
+	}
+	rn, err := f.ReadAt(s.buf[:min(n, int64(len(s.buf)))], pos)
+	if rn == 0 {
+		if err == nil || errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
+		return 0, err
 	}
-	s.r.stats.bytesToReplicas.Add(k)
-	return k, err
+	if err := s.write(s.buf[:rn]); err != nil {
+		return 0, err
+	}
+	return int64(rn), nil
 }
 
 type writerFunc func([]byte) error

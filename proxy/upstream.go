@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -30,16 +32,17 @@ const (
 
 // upstreamStatus is what INFO and ROLE show about the upstream link.
 type upstreamStatus struct {
-	mu        sync.Mutex
-	state     string
-	addr      string
-	since     time.Time // when state last changed
-	lastErr   string
-	syncTotal int64 // bytes of the snapshot being received, -1 while unknown
-	syncStart time.Time
-	syncRead  atomic.Int64
-	lastIO    atomic.Int64 // unix nanoseconds of the last byte read
-	acked     atomic.Int64 // last offset ACKed to the master
+	mu         sync.Mutex
+	state      string
+	addr       string
+	since      time.Time // when state last changed
+	lastErr    string
+	syncTotal  int64 // bytes of the snapshot being received, -1 while unknown
+	syncStart  time.Time
+	syncRead   atomic.Int64
+	lastIO     atomic.Int64 // unix nanoseconds of the last byte read
+	acked      atomic.Int64 // last offset ACKed to the master
+	compressed atomic.Bool  // the current link is compressed
 }
 
 func (u *upstreamStatus) set(state, addr string) {
@@ -182,6 +185,7 @@ type upstream struct {
 type upConn struct {
 	nc   net.Conn
 	br   *bufio.Reader
+	dec  *zstd.Decoder // set on a compressed link; br then reads through it
 	wmu  sync.Mutex
 	r    *Relay
 	stop func() bool
@@ -209,6 +213,22 @@ func (r *Relay) dial(ctx context.Context, addr string, status *upstreamStatus) (
 func (c *upConn) close() {
 	c.stop()
 	c.nc.Close()
+	if c.dec != nil {
+		c.dec.Close()
+	}
+}
+
+// decompress reads everything after the PSYNC reply through a zstd
+// decoder, with bounded memory: the upstream is not trusted.
+func (c *upConn) decompress(counts *linkBytes) error {
+	dec, err := zstd.NewReader(countingReader{r: c.br, n: &counts.wire},
+		zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20), zstd.WithDecoderMaxMemory(256<<20))
+	if err != nil {
+		return fmt.Errorf("start decompression: %w", err)
+	}
+	c.dec = dec
+	c.br = bufio.NewReaderSize(countingReader{r: dec, n: &counts.stream}, 64<<10)
+	return nil
 }
 
 func (c *upConn) write(p []byte) error {
@@ -288,7 +308,17 @@ func (u *upstream) run(ctx context.Context, addr string) (err error) {
 	defer c.close()
 
 	r.upstream.set(linkHandshake, addr)
-	if _, err := r.handshake(c, []string{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, []string{"REPLCONF", "capa", "eof", "capa", "psync2"}); err != nil {
+	capas := []string{"REPLCONF", "capa", "eof", "capa", "psync2"}
+	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, capas}
+	level, compress, _ := compressionLevel(r.conf().UpstreamCompression)
+	if compress {
+		// A relay upstream may answer with a compressed link; a stock
+		// master ignores the capability and refuses the level option,
+		// which a handshake takes as a stock replica does.
+		replconfs[1] = append(capas, "capa", capaZstd)
+		replconfs = append(replconfs, []string{"REPLCONF", zstdLevelOption, levelName(level)})
+	}
+	if _, err := r.handshake(c, replconfs...); err != nil {
 		return err
 	}
 	id, next, ok := r.position()
@@ -307,6 +337,13 @@ func (u *upstream) run(ctx context.Context, addr string) (err error) {
 		return fmt.Errorf("read PSYNC reply: %w", err)
 	}
 	fields := strings.Fields(string(line))
+	if n := len(fields); compress && n >= 2 && (fields[0] == "+FULLRESYNC" || fields[0] == "+CONTINUE") && fields[n-1] == compressionWord {
+		fields = fields[:n-1]
+		if err := c.decompress(&r.stats.zIn); err != nil {
+			return err
+		}
+	}
+	r.upstream.compressed.Store(c.dec != nil)
 	switch {
 	case len(fields) > 0 && fields[0] == "+CONTINUE" && fromSource != nil:
 		s := fromSource

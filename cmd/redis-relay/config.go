@@ -75,6 +75,8 @@ type Settings struct {
 	HoldOnCommands         string // comma-separated command names; empty: the tripwire is off
 	SnapshotSource         string // host:port to take snapshots from instead of the master
 	SnapshotSourceFallback bool
+	UpstreamCompression    string // no, yes, fastest, default, better, best
+	ServeCompression       bool
 	WaitAhead              time.Duration
 
 	RequireUser    string        // ACL-style user accepted with requirepass, besides "default"
@@ -119,6 +121,7 @@ func defaultSettings() Settings {
 		RefreshRatio:          1,
 		RefreshMinSize:        1 << 30,
 		EmptyMasterGuard:      true,
+		ServeCompression:      true,
 		WaitAhead:             60 * time.Second,
 		CommandTimeout:        10 * time.Second,
 		TLSAuthClients:        "yes",
@@ -607,6 +610,8 @@ func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
 		HoldOnCommands:         splitList(s.HoldOnCommands),
 		SnapshotSource:         s.SnapshotSource,
 		SnapshotSourceFallback: s.SnapshotSourceFallback,
+		UpstreamCompression:    s.UpstreamCompression,
+		NoServeCompression:     !s.ServeCompression,
 		RequireUser:            s.RequireUser,
 		CommandTimeout:         s.CommandTimeout,
 		IdleTimeout:            s.IdleTimeout,

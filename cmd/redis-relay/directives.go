@@ -199,6 +199,11 @@ var directives = []directive{
 
 	stringDirective("snapshot-source", "<host:port>", catRefresh, "take the first snapshot and every refresh from this server (a stock replica of the master, or another relay) instead of the master; empty: the master", func(s *Settings) *string { return &s.SnapshotSource }, nil),
 	boolDirective("snapshot-source-fallback", catRefresh, "take a snapshot from the master when the snapshot source is down", func(s *Settings) *bool { return &s.SnapshotSourceFallback }),
+	stringDirective("upstream-compression", "<no|yes|fastest|default|better|best>", catUpstream, "ask an upstream relay for a zstd-compressed link at this level (a stock master ignores it)", func(s *Settings) *string { return &s.UpstreamCompression }, func(v string) error {
+		_, _, err := proxy.ParseCompression(v)
+		return err
+	}),
+	boolDirective("serve-compression", catDownstream, "give relays below a compressed link when they ask for one", func(s *Settings) *bool { return &s.ServeCompression }),
 	stringDirective("hold-on-commands", "<name,...>", catGuard, "stop the stream to replicas just before the first of these commands (e.g. FLUSHALL,FLUSHDB) until RELAY GUARD RELEASE; empty: off", func(s *Settings) *string { return &s.HoldOnCommands }, nil),
 
 	stringDirective("requireuser", "<user>", catDownstream, "ACL-style user accepted with requirepass, besides default", func(s *Settings) *string { return &s.RequireUser }, nil),
