@@ -109,6 +109,9 @@ var (
 	mGuard         = define("guard_tripped", gauge, "1 while the empty-master guard holds back a snapshot from upstream.")
 	mGuardTrips    = define("guard_trips_total", counter, "Times the empty-master guard held back a snapshot from upstream.")
 	mReach         = define("recovery_window_seconds", gauge, "How far back redis-relay recover can rebuild the dataset: from the oldest snapshot the log still follows to the newest byte held.")
+	mSyncsQueued   = define("full_syncs_queued", gauge, "Full syncs waiting for a slot under full-sync-max-concurrent.")
+	mPacedBytes    = define("full_sync_paced_bytes_total", counter, "Snapshot bytes sent to replicas under a full-sync bandwidth limit.")
+	mPaceWait      = define("full_sync_pace_wait_seconds_total", counter, "Time full syncs waited for the full-sync bandwidth limits.")
 	mCompressed    = define("link_compression_bytes_total", counter, "Bytes through compressed relay-to-relay links, by direction (in: from the upstream relay, out: to relays below) and layer (stream: replication bytes, wire: compressed bytes sent or received).", "direction", "layer")
 	mForksAvoided  = define("master_forks_avoided_total", counter, "Snapshots taken from the snapshot source (not the master) that the master continued after: forks the master did not make.")
 	mFallbacks     = define("snapshot_source_fallbacks_total", counter, "Times the relay took the master's own snapshot because the snapshot source was down or its snapshot was not on the master's history.")
@@ -246,6 +249,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if st.HasHistory && !st.RecoverOldestTime.IsZero() && !st.RecoverNewestTime.IsZero() {
 		e.emit(mReach, max(0, st.RecoverNewestTime.Sub(st.RecoverOldestTime).Seconds()))
 	}
+	e.emit(mSyncsQueued, float64(st.FullSyncsQueued))
+	e.emit(mPacedBytes, float64(st.FullSyncPacedBytes))
+	e.emit(mPaceWait, st.FullSyncPaceWait.Seconds())
 	e.emit(mCompressed, float64(st.CompressedInStream), "in", "stream")
 	e.emit(mCompressed, float64(st.CompressedInWire), "in", "wire")
 	e.emit(mCompressed, float64(st.CompressedOutStream), "out", "stream")

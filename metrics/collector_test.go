@@ -282,6 +282,15 @@ redis_relay_hold_active 0
 # HELP redis_relay_hold_trips_total Times the command tripwire held replicas.
 # TYPE redis_relay_hold_trips_total counter
 redis_relay_hold_trips_total 0
+# HELP redis_relay_full_syncs_queued Full syncs waiting for a slot under full-sync-max-concurrent.
+# TYPE redis_relay_full_syncs_queued gauge
+redis_relay_full_syncs_queued 0
+# HELP redis_relay_full_sync_paced_bytes_total Snapshot bytes sent to replicas under a full-sync bandwidth limit.
+# TYPE redis_relay_full_sync_paced_bytes_total counter
+redis_relay_full_sync_paced_bytes_total 0
+# HELP redis_relay_full_sync_pace_wait_seconds_total Time full syncs waited for the full-sync bandwidth limits.
+# TYPE redis_relay_full_sync_pace_wait_seconds_total counter
+redis_relay_full_sync_pace_wait_seconds_total 0
 # HELP redis_relay_link_compression_bytes_total Bytes through compressed relay-to-relay links, by direction (in: from the upstream relay, out: to relays below) and layer (stream: replication bytes, wire: compressed bytes sent or received).
 # TYPE redis_relay_link_compression_bytes_total counter
 redis_relay_link_compression_bytes_total{direction="in",layer="stream"} 0

@@ -93,14 +93,27 @@ var settings = map[string]setting{
 			return nil
 		},
 	},
-	"refresh-ratio":        floatSetting(func(c *Config) *float64 { return &c.RefreshRatio }),
-	"guard-min-keys-ratio": floatSetting(func(c *Config) *float64 { return &c.GuardMinKeysRatio }),
-	"refresh-min-size":     sizeSetting(func(c *Config) *int64 { return &c.RefreshMinBytes }),
-	"retain-size":          sizeSetting(func(c *Config) *int64 { return &c.RetainBytes }),
-	"refresh-max-age":      durationSetting(func(c *Config) *time.Duration { return &c.RefreshMaxAge }),
-	"retain-age":           durationSetting(func(c *Config) *time.Duration { return &c.RetainAge }),
-	"wait-ahead":           durationSetting(func(c *Config) *time.Duration { return &c.WaitAhead }),
-	"snapshot-source":      stringSetting(func(c *Config) *string { return &c.SnapshotSource }),
+	"refresh-ratio":                     floatSetting(func(c *Config) *float64 { return &c.RefreshRatio }),
+	"guard-min-keys-ratio":              floatSetting(func(c *Config) *float64 { return &c.GuardMinKeysRatio }),
+	"refresh-min-size":                  sizeSetting(func(c *Config) *int64 { return &c.RefreshMinBytes }),
+	"retain-size":                       sizeSetting(func(c *Config) *int64 { return &c.RetainBytes }),
+	"refresh-max-age":                   durationSetting(func(c *Config) *time.Duration { return &c.RefreshMaxAge }),
+	"retain-age":                        durationSetting(func(c *Config) *time.Duration { return &c.RetainAge }),
+	"wait-ahead":                        durationSetting(func(c *Config) *time.Duration { return &c.WaitAhead }),
+	"full-sync-bandwidth-limit":         sizeSetting(func(c *Config) *int64 { return &c.FullSyncBandwidth }),
+	"full-sync-replica-bandwidth-limit": sizeSetting(func(c *Config) *int64 { return &c.FullSyncReplicaBandwidth }),
+	"full-sync-max-concurrent": {
+		get: func(c *Config) string { return strconv.Itoa(c.FullSyncMaxConcurrent) },
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return errors.New("argument must be 0 (no limit) or a positive integer")
+			}
+			c.FullSyncMaxConcurrent = n
+			return nil
+		},
+	},
+	"snapshot-source": stringSetting(func(c *Config) *string { return &c.SnapshotSource }),
 	"upstream-compression": {
 		get: func(c *Config) string {
 			if c.UpstreamCompression == "" {

@@ -115,6 +115,10 @@ type Status struct {
 	SnapshotSource     string // snapshot-source; empty: the master
 	// Compressed relay links: whether the upstream link is compressed, and
 	// bytes of stream and on the wire in each direction.
+	FullSyncsRunning    int   // full syncs sending their snapshot now
+	FullSyncsQueued     int   // waiting for a slot (full-sync-max-concurrent)
+	FullSyncPacedBytes  int64 // snapshot bytes sent under a bandwidth limit
+	FullSyncPaceWait    time.Duration
 	UpstreamCompressed  bool
 	CompressedInStream  int64
 	CompressedInWire    int64
@@ -216,6 +220,8 @@ func (r *Relay) Status() Status {
 	st.HoldTrips = c.holdTrips.Load()
 	st.ForksAvoided = c.forksAvoided.Load()
 	st.UpstreamCompressed = r.upstream.compressed.Load()
+	st.FullSyncsRunning, st.FullSyncsQueued = r.slots.counts()
+	st.FullSyncPacedBytes, st.FullSyncPaceWait = c.pacedBytes.Load(), time.Duration(c.paceWait.Load())
 	st.CompressedInStream, st.CompressedInWire = c.zIn.stream.Load(), c.zIn.wire.Load()
 	st.CompressedOutStream, st.CompressedOutWire = c.zOut.stream.Load(), c.zOut.wire.Load()
 	st.SourceFallbacks = c.sourceFallbacks.Load()
@@ -426,6 +432,10 @@ func (r *Relay) info(args [][]byte) string {
 			if !st.RecoverNewestTime.IsZero() {
 				kv("recover_newest_time", st.RecoverNewestTime.Unix())
 			}
+			kv("full_syncs_running", st.FullSyncsRunning)
+			kv("full_syncs_queued", st.FullSyncsQueued)
+			kv("full_sync_paced_bytes", st.FullSyncPacedBytes)
+			kv("full_sync_pace_wait_seconds", fmt.Sprintf("%.3f", st.FullSyncPaceWait.Seconds()))
 			kv("master_link_compression", map[bool]string{true: "zstd", false: "none"}[st.UpstreamCompressed])
 			kv("compressed_in_stream_bytes", st.CompressedInStream)
 			kv("compressed_in_wire_bytes", st.CompressedInWire)

@@ -81,6 +81,12 @@ type Config struct {
 	UpstreamCompression string
 	NoServeCompression  bool
 
+	// Paced full syncs (pacing.go): bytes per second for all full syncs
+	// together and for each, and how many run at once; 0: no limit.
+	FullSyncBandwidth        int64
+	FullSyncReplicaBandwidth int64
+	FullSyncMaxConcurrent    int
+
 	// HoldOnCommands names commands (FLUSHALL, FLUSHDB, ...) that stop the
 	// stream to replicas just before them until released (see
 	// tripwire.go). Empty: off.
@@ -177,6 +183,8 @@ type Relay struct {
 	bg       sync.WaitGroup // background work: snapshot parsers
 	guard    guardState     // guarded by mu
 	source   sourceStats    // guarded by mu
+	syncPace pacer          // the full-sync-bandwidth-limit shared by every full sync
+	slots    syncSlots      // full syncs running and queued (full-sync-max-concurrent)
 
 	clientsMu    sync.Mutex
 	clients      map[*client]struct{} // every downstream connection; guarded by clientsMu
@@ -210,6 +218,8 @@ type counters struct {
 	guardTrips         atomic.Int64
 	forksAvoided       atomic.Int64 // snapshots taken from the snapshot source, the master continuing after them
 	zIn, zOut          linkBytes    // compressed links: from the upstream, to replicas
+	pacedBytes         atomic.Int64 // snapshot bytes sent under a full-sync bandwidth limit
+	paceWait           atomic.Int64 // nanoseconds full syncs waited for the bandwidth limits
 	sourceFallbacks    atomic.Int64
 	holdTrips          atomic.Int64
 	refreshes          atomic.Int64

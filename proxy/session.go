@@ -268,6 +268,19 @@ func (s *session) serve(ctx context.Context) error {
 // fullSync sends a snapshot and then the log from just after it.
 func (s *session) fullSync(ctx context.Context) error {
 	r := s.r
+	// Wait for a slot (full-sync-max-concurrent), newlines meanwhile.
+	release, err := r.slots.acquire(ctx, func() int { return r.conf().FullSyncMaxConcurrent }, s.keepalive)
+	if err != nil {
+		return err
+	}
+	released := false
+	done := func() {
+		if !released {
+			released = true
+			release()
+		}
+	}
+	defer done()
 	snap, f, err := r.syncSource(ctx, s.keepalive, &s.pin)
 	if err != nil {
 		return err
@@ -312,7 +325,22 @@ func (s *session) fullSync(ctx context.Context) error {
 		pw.total = size
 	}
 	s.bulkTotal.Store(pw.total)
+	var own pacer // full-sync-replica-bandwidth-limit
 	send := func(f *os.File, pos, n int64) (int64, error) {
+		cfg := r.conf()
+		if total, each := cfg.FullSyncBandwidth, cfg.FullSyncReplicaBandwidth; total > 0 || each > 0 {
+			n = min(n, max(64<<10, min(nonZero(total), nonZero(each))/10))
+			w1, err := r.syncPace.wait(ctx, total, int(n))
+			if err != nil {
+				return 0, err
+			}
+			w2, err := own.wait(ctx, each, int(n))
+			if err != nil {
+				return 0, err
+			}
+			r.stats.paceWait.Add(int64(w1 + w2))
+			r.stats.pacedBytes.Add(n)
+		}
 		k, err := s.sendFile(f, pos, n)
 		pw.count(int(k))
 		return k, err
@@ -325,6 +353,7 @@ func (s *session) fullSync(ctx context.Context) error {
 			return err
 		}
 	}
+	done() // the payload is out: the next queued full sync may start
 	log, err := snap.waitAccepted(ctx)
 	if err != nil {
 		return err

@@ -64,20 +64,23 @@ type Settings struct {
 	LogLevel    string
 	LogFormat   string
 
-	SegmentSize            int64
-	RefreshRatio           float64 // negative: never refresh
-	RefreshMinSize         int64
-	RefreshMaxAge          time.Duration
-	RetainSize             int64
-	RetainAge              time.Duration
-	EmptyMasterGuard       bool
-	GuardMinKeysRatio      float64
-	HoldOnCommands         string // comma-separated command names; empty: the tripwire is off
-	SnapshotSource         string // host:port to take snapshots from instead of the master
-	SnapshotSourceFallback bool
-	UpstreamCompression    string // no, yes, fastest, default, better, best
-	ServeCompression       bool
-	WaitAhead              time.Duration
+	SegmentSize              int64
+	RefreshRatio             float64 // negative: never refresh
+	RefreshMinSize           int64
+	RefreshMaxAge            time.Duration
+	RetainSize               int64
+	RetainAge                time.Duration
+	EmptyMasterGuard         bool
+	GuardMinKeysRatio        float64
+	HoldOnCommands           string // comma-separated command names; empty: the tripwire is off
+	SnapshotSource           string // host:port to take snapshots from instead of the master
+	SnapshotSourceFallback   bool
+	UpstreamCompression      string // no, yes, fastest, default, better, best
+	ServeCompression         bool
+	FullSyncBandwidth        int64
+	FullSyncReplicaBandwidth int64
+	FullSyncMaxConcurrent    int
+	WaitAhead                time.Duration
 
 	RequireUser    string        // ACL-style user accepted with requirepass, besides "default"
 	CommandTimeout time.Duration // a client's single command must arrive within this
@@ -588,39 +591,42 @@ func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
 		refreshMin = 1
 	}
 	return proxy.Config{
-		MasterAddr:             s.ReplicaOf,
-		MasterUser:             s.MasterUser,
-		MasterAuth:             s.MasterAuth,
-		DataDir:                s.Dir,
-		AnnouncePort:           s.AnnouncePort,
-		RequirePass:            s.RequirePass,
-		RingSize:               int(s.ReplBacklogSize),
-		SegmentSize:            s.SegmentSize,
-		ReplTimeout:            s.ReplTimeout,
-		WaitAhead:              s.WaitAhead,
-		MaxClients:             s.MaxClients,
-		AckPolicy:              ack,
-		RefreshRatio:           s.RefreshRatio,
-		RefreshMinBytes:        refreshMin,
-		RefreshMaxAge:          s.RefreshMaxAge,
-		RetainBytes:            s.RetainSize,
-		RetainAge:              s.RetainAge,
-		DisableGuard:           !s.EmptyMasterGuard,
-		GuardMinKeysRatio:      s.GuardMinKeysRatio,
-		HoldOnCommands:         splitList(s.HoldOnCommands),
-		SnapshotSource:         s.SnapshotSource,
-		SnapshotSourceFallback: s.SnapshotSourceFallback,
-		UpstreamCompression:    s.UpstreamCompression,
-		NoServeCompression:     !s.ServeCompression,
-		RequireUser:            s.RequireUser,
-		CommandTimeout:         s.CommandTimeout,
-		IdleTimeout:            s.IdleTimeout,
-		ProtectedMode:          s.ProtectedMode,
-		Sentinels:              splitList(s.Sentinels),
-		MasterName:             s.SentinelMasterName,
-		SentinelUser:           s.SentinelUser,
-		SentinelPassword:       s.SentinelPassword,
-		Logger:                 logger,
+		MasterAddr:               s.ReplicaOf,
+		MasterUser:               s.MasterUser,
+		MasterAuth:               s.MasterAuth,
+		DataDir:                  s.Dir,
+		AnnouncePort:             s.AnnouncePort,
+		RequirePass:              s.RequirePass,
+		RingSize:                 int(s.ReplBacklogSize),
+		SegmentSize:              s.SegmentSize,
+		ReplTimeout:              s.ReplTimeout,
+		WaitAhead:                s.WaitAhead,
+		MaxClients:               s.MaxClients,
+		AckPolicy:                ack,
+		RefreshRatio:             s.RefreshRatio,
+		RefreshMinBytes:          refreshMin,
+		RefreshMaxAge:            s.RefreshMaxAge,
+		RetainBytes:              s.RetainSize,
+		RetainAge:                s.RetainAge,
+		DisableGuard:             !s.EmptyMasterGuard,
+		GuardMinKeysRatio:        s.GuardMinKeysRatio,
+		HoldOnCommands:           splitList(s.HoldOnCommands),
+		SnapshotSource:           s.SnapshotSource,
+		SnapshotSourceFallback:   s.SnapshotSourceFallback,
+		UpstreamCompression:      s.UpstreamCompression,
+		NoServeCompression:       !s.ServeCompression,
+		FullSyncBandwidth:        s.FullSyncBandwidth,
+		FullSyncReplicaBandwidth: s.FullSyncReplicaBandwidth,
+		FullSyncMaxConcurrent:    s.FullSyncMaxConcurrent,
+		RequireUser:              s.RequireUser,
+		CommandTimeout:           s.CommandTimeout,
+		IdleTimeout:              s.IdleTimeout,
+		ProtectedMode:            s.ProtectedMode,
+		Sentinels:                splitList(s.Sentinels),
+		MasterName:               s.SentinelMasterName,
+		SentinelUser:             s.SentinelUser,
+		SentinelPassword:         s.SentinelPassword,
+		Logger:                   logger,
 	}
 }
 

@@ -101,7 +101,7 @@ func TestParseConfigFile(t *testing.T) {
 		AnnouncePort: 7380, AckPolicy: "downstream-quorum:2", Bind: []string{"0.0.0.0", "-::1"}, Port: 7000, RequirePass: "it's a secret", MaxClients: 500,
 		WaitAhead: 2 * time.Second, Dir: "/var/lib/redis-relay", ReplBacklogSize: 128 << 20, SegmentSize: 16 << 20,
 		RefreshRatio: 2.5, RefreshMinSize: 1 << 30, RefreshMaxAge: 6 * time.Hour, RetainSize: 512 << 20,
-		RetainAge: time.Hour, EmptyMasterGuard: false, GuardMinKeysRatio: 0.5, HoldOnCommands: "FLUSHALL,FLUSHDB", SnapshotSource: "10.0.0.6:6379", SnapshotSourceFallback: true, UpstreamCompression: "fastest", ServeCompression: false,
+		RetainAge: time.Hour, EmptyMasterGuard: false, GuardMinKeysRatio: 0.5, HoldOnCommands: "FLUSHALL,FLUSHDB", SnapshotSource: "10.0.0.6:6379", SnapshotSourceFallback: true, UpstreamCompression: "fastest", ServeCompression: false, FullSyncBandwidth: 100 << 20, FullSyncReplicaBandwidth: 20 << 20, FullSyncMaxConcurrent: 4,
 		MetricsAddr: "0.0.0.0:8380", LogLevel: "debug", LogFormat: "json",
 		LogFile: "/var/log/redis-relay.log", PidFile: "/run/redis-relay.pid",
 		IdleTimeout: 2 * time.Minute, ProtectedMode: false, TCPKeepAlive: time.Minute,

@@ -203,6 +203,9 @@ var directives = []directive{
 		_, _, err := proxy.ParseCompression(v)
 		return err
 	}),
+	sizeDirective("full-sync-bandwidth-limit", catDownstream, "bytes per second all full syncs served together may use (online streams are never paced); 0: no limit", func(s *Settings) *int64 { return &s.FullSyncBandwidth }, 0, math.MaxInt64),
+	sizeDirective("full-sync-replica-bandwidth-limit", catDownstream, "bytes per second each full sync served may use; 0: no limit", func(s *Settings) *int64 { return &s.FullSyncReplicaBandwidth }, 0, math.MaxInt64),
+	intDirective("full-sync-max-concurrent", catDownstream, "full syncs served at once; the others wait their turn (kept alive with newlines); 0: no limit", func(s *Settings) *int { return &s.FullSyncMaxConcurrent }, 0, 1<<20),
 	boolDirective("serve-compression", catDownstream, "give relays below a compressed link when they ask for one", func(s *Settings) *bool { return &s.ServeCompression }),
 	stringDirective("hold-on-commands", "<name,...>", catGuard, "stop the stream to replicas just before the first of these commands (e.g. FLUSHALL,FLUSHDB) until RELAY GUARD RELEASE; empty: off", func(s *Settings) *string { return &s.HoldOnCommands }, nil),
 

@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Paced full syncs. A fan-out of full syncs can fill a link or a NIC and
+// starve the online replicas' stream; the relay can cap the bandwidth its
+// full syncs use, in total and per replica (full-sync-bandwidth-limit,
+// full-sync-replica-bandwidth-limit), and how many run at once
+// (full-sync-max-concurrent; the others wait in a queue, kept alive with
+// newlines before their +FULLRESYNC). Online streams are never paced.
+
+// pacer is a token bucket of rate bytes per second with a burst of a tenth
+// of a second. A zero rate never waits.
+type pacer struct {
+	mu     sync.Mutex
+	rate   int64
+	tokens float64
+	last   time.Time
+}
+
+// wait blocks until n more bytes fit under the rate, and returns how long
+// it waited.
+func (p *pacer) wait(ctx context.Context, rate int64, n int) (time.Duration, error) {
+	if rate <= 0 {
+		return 0, nil
+	}
+	p.mu.Lock()
+	now := time.Now()
+	if p.rate != rate || p.last.IsZero() {
+		p.rate, p.tokens, p.last = rate, float64(rate)/10, now
+	}
+	burst := float64(rate) / 10
+	p.tokens = min(burst, p.tokens+now.Sub(p.last).Seconds()*float64(rate))
+	p.last = now
+	p.tokens -= float64(n)
+	var d time.Duration
+	if p.tokens < 0 {
+		d = time.Duration(-p.tokens / float64(rate) * float64(time.Second))
+	}
+	p.mu.Unlock()
+	if d == 0 {
+		return 0, nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return d, nil
+	case <-ctx.Done():
+		return 0, context.Cause(ctx)
+	}
+}
+
+// nonZero is v, or no limit for 0.
+func nonZero(v int64) int64 {
+	if v <= 0 {
+		return 1 << 62
+	}
+	return v
+}
+
+// syncSlots bounds the full syncs served at once.
+type syncSlots struct {
+	mu      sync.Mutex
+	running int
+	waiting int
+	free    chan struct{} // closed and replaced when a slot frees or the limit changes
+}
+
+// acquire waits for a slot under max (0: no limit), calling keepalive
+// every second meanwhile. The returned release must be called.
+func (q *syncSlots) acquire(ctx context.Context, max func() int, keepalive func() error) (release func(), err error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	q.mu.Lock()
+	if q.free == nil {
+		q.free = make(chan struct{})
+	}
+	q.waiting++
+	for {
+		if m := max(); m <= 0 || q.running < m {
+			q.waiting--
+			q.running++
+			q.mu.Unlock()
+			return q.release, nil
+		}
+		free := q.free
+		q.mu.Unlock()
+		select {
+		case <-free:
+		case <-t.C:
+			err = keepalive()
+		case <-ctx.Done():
+			err = context.Cause(ctx)
+		}
+		q.mu.Lock()
+		if err != nil {
+			q.waiting--
+			q.mu.Unlock()
+			return nil, err
+		}
+	}
+}
+
+func (q *syncSlots) release() {
+	q.mu.Lock()
+	q.running--
+	close(q.free)
+	q.free = make(chan struct{})
+	q.mu.Unlock()
+}
+
+// counts returns the full syncs running and queued.
+func (q *syncSlots) counts() (running, waiting int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running, q.waiting
+}
