@@ -37,6 +37,20 @@ func (r *Relay) currentLog() *replstream.Log {
 // beginFullSync starts receiving a snapshot of history replid as of offset.
 // Sessions waiting for a full sync attach to it at once.
 func (r *Relay) beginFullSync(replid string, offset int64) (*snapshot, error) {
+	s, err := r.newIncomingSnapshot(replid, offset)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.pending = s
+	r.broadcast()
+	r.mu.Unlock()
+	return s, nil
+}
+
+// newIncomingSnapshot starts receiving a snapshot that no replica sees
+// until it is installed.
+func (r *Relay) newIncomingSnapshot(replid string, offset int64) (*snapshot, error) {
 	// The file gets its final name at once: state.json names it only once it
 	// is accepted, and recovery deletes snapshot files it does not name.
 	name := fmt.Sprintf("snapshot-%d-%s.rdb", offset, replstream.RandomHex40()[:8])
@@ -50,10 +64,6 @@ func (r *Relay) beginFullSync(replid string, offset int64) (*snapshot, error) {
 		defer r.bg.Done()
 		s.parse()
 	}()
-	r.mu.Lock()
-	r.pending = s
-	r.broadcast()
-	r.mu.Unlock()
 	return s, nil
 }
 

@@ -105,7 +105,7 @@ func (r *Relay) refresh(ctx context.Context) error {
 	}
 	start := time.Now()
 	r.logger.Info("snapshot refresh started", "upstream", addr, "replid", fields[1], "offset", offset)
-	s, err := r.receiveSnapshot(c, addr, fields[1], offset, "receiving refreshed snapshot")
+	s, err := r.receiveSnapshot(c, addr, fields[1], offset, "receiving refreshed snapshot", true)
 	if err != nil {
 		return err
 	}

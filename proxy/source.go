@@ -69,11 +69,15 @@ func (r *Relay) fetchSnapshot(ctx context.Context, addr string) (*upConn, string
 }
 
 // receiveSnapshot reads the payload after +FULLRESYNC into a new snapshot
-// (replicas waiting for a full sync stream it as it arrives) and closes
-// the connection. On error the snapshot is dropped.
-func (r *Relay) receiveSnapshot(c *upConn, addr, replid string, offset int64, what string) (*snapshot, error) {
+// and closes the connection; with publish, replicas waiting for a full
+// sync stream it as it arrives. On error the snapshot is dropped.
+func (r *Relay) receiveSnapshot(c *upConn, addr, replid string, offset int64, what string, publish bool) (*snapshot, error) {
 	defer c.close() // rdb-only: the sender closes too; without it, we want no stream here
-	s, err := r.beginFullSync(replid, offset)
+	begin := r.newIncomingSnapshot
+	if publish {
+		begin = r.beginFullSync
+	}
+	s, err := begin(replid, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +106,9 @@ func (r *Relay) snapshotFromSource(ctx context.Context, addr string) (*snapshot,
 		return nil, err
 	}
 	r.logger.Info("taking the first snapshot from the snapshot source", "upstream", addr, "replid", replid, "offset", offset)
-	s, err := r.receiveSnapshot(c, addr, replid, offset, "receiving snapshot from the snapshot source")
+	// Not published while it arrives: until the master continues after
+	// it, it may be of another history, and no replica may see a byte.
+	s, err := r.receiveSnapshot(c, addr, replid, offset, "receiving snapshot from the snapshot source", false)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ func TestSnapshotSourceStockReplica(t *testing.T) {
 	populate(t, master, 0, 5000)
 	spare := replicaOf(t, master.HostPort)
 	inSync(t, 30*time.Second, master, spare)
+	forks := master.InfoInt(t, "total_forks")
 	relay := startRelay(t, master.Addr(), func(c *Config) {
 		c.SnapshotSource = spare.Addr()
 		c.RefreshRatio = -1
@@ -26,6 +27,9 @@ func TestSnapshotSourceStockReplica(t *testing.T) {
 	if n := master.InfoInt(t, "sync_full"); n != 1 {
 		t.Errorf("master sync_full = %d, want 1 (its stock replica's only)", n)
 	}
+	if n := master.InfoInt(t, "total_forks"); n != forks {
+		t.Errorf("master forked %d times for the relay", n-forks)
+	}
 	if n := relay.InfoInt(t, "master_forks_avoided"); n != 1 {
 		t.Errorf("master_forks_avoided = %d, want 1", n)
 	}
@@ -33,8 +37,9 @@ func TestSnapshotSourceStockReplica(t *testing.T) {
 		t.Errorf("snapshot_from %q, want the stock replica %s", from, spare.Addr())
 	}
 
-	// A refresh comes from the source too.
-	writeKeys(t, master, 2, 300)
+	// A refresh comes from the source too, under write load.
+	load := startLoad(t, master)
+	defer load.Stop(t)
 	if err := relay.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "0.0001", "refresh-min-size", "1").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +50,11 @@ func TestSnapshotSourceStockReplica(t *testing.T) {
 		return nil
 	})
 	relay.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "-1")
-	writeKeys(t, master, 3, 100)
+	load.Stop(t)
 	inSync(t, 30*time.Second, master, leaf)
+	if n := master.InfoInt(t, "total_forks"); n != forks {
+		t.Errorf("master forked %d times for the relay, with a refresh", n-forks)
+	}
 	if n := master.InfoInt(t, "sync_full"); n != 1 {
 		t.Errorf("after a refresh master sync_full = %d, want 1", n)
 	}
@@ -125,6 +133,10 @@ func TestSnapshotSourceFallback(t *testing.T) {
 		}
 		if from := relay.InfoField(t, "snapshot_from"); from != "master" {
 			t.Errorf("snapshot_from %q, want master", from)
+		}
+		// The other history's snapshot was never offered to the leaf.
+		if n := relay.InfoInt(t, "sync_full"); n != 1 {
+			t.Errorf("relay sync_full = %d, want 1: the leaf saw another history's snapshot first", n)
 		}
 	})
 }
