@@ -305,9 +305,7 @@ func startScratch(ctx context.Context, o RecoverOptions) (*scratch, error) {
 	}
 	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no",
 		"--logfile", filepath.Join(dir, "redis.log")}
-	if redisMajor(bin) >= 7 {
-		args = append(args, "--enable-debug-command", "local")
-	}
+	args = append(args, DebugCommandArgs(bin)...)
 	s := &scratch{cmd: exec.Command(bin, args...), dir: dir, port: port}
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -330,19 +328,6 @@ func (s *scratch) stop() {
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
 	os.RemoveAll(s.dir)
-}
-
-var redisVersion = regexp.MustCompile(`v=(\d+)\.`)
-
-// redisMajor is the major version of a redis-server binary, 0 if unknown.
-func redisMajor(bin string) int {
-	out, _ := exec.Command(bin, "--version").Output()
-	m := redisVersion.FindSubmatch(out)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
 }
 
 // feed makes the scratch server a replica of a one-shot master that serves

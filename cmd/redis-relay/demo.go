@@ -56,7 +56,7 @@ func startDemoServer(ctx context.Context, bin, name, dir string, args ...string)
 	}
 	argv := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", sdir, "--save", "",
 		"--logfile", filepath.Join(sdir, "redis.log")}
-	argv = append(append(argv, debugCommandArgs(bin)...), args...)
+	argv = append(append(argv, proxy.DebugCommandArgs(bin)...), args...)
 	cmd := exec.Command(bin, argv...)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -78,20 +78,6 @@ func (s *demoServer) stop() {
 	s.cli.Close()
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
-}
-
-// debugCommandArgs lets the demo run DEBUG POPULATE: Redis 7 and later
-// need --enable-debug-command, which Redis 6 (DEBUG always on) rejects.
-func debugCommandArgs(bin string) []string {
-	out, err := exec.Command(bin, "--version").Output()
-	if err == nil {
-		if _, v, ok := strings.Cut(string(out), " v="); ok {
-			if major, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0]); err == nil && major < 7 {
-				return nil
-			}
-		}
-	}
-	return []string{"--enable-debug-command", "local"}
 }
 
 func freePort() (int, error) {
