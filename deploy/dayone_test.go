@@ -464,7 +464,9 @@ func tailLines(s string, n int) string {
 // root (Docker itself is not run here), and the README says how to push it
 // and point the kustomization at it.
 func TestMakeImage(t *testing.T) {
-	mk := exec.Command("make", "-n", "image", "IMAGE=registry.example/relay", "TAG=v9")
+	// --no-print-directory: under make test, the recursive make would
+	// print "Entering directory" lines around the command.
+	mk := exec.Command("make", "--no-print-directory", "-n", "image", "IMAGE=registry.example/relay", "TAG=v9")
 	mk.Dir = root(t)
 	out, err := mk.CombinedOutput()
 	if err != nil {
