@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,6 +116,31 @@ func TestSnapshotSourceFallback(t *testing.T) {
 		inSync(t, 30*time.Second, master, leaf)
 		if n := relay.InfoInt(t, "snapshot_source_fallbacks"); n < 1 {
 			t.Errorf("snapshot_source_fallbacks = %d, want 1 or more", n)
+		}
+	})
+	t.Run("source too far behind", func(t *testing.T) {
+		// Relay A's snapshot is the master's offset 0; the master's 1 MB
+		// backlog has long moved past it when relay B takes it.
+		master := redistest.Start(t, "--repl-backlog-size", "1mb")
+		populate(t, master, 0, 1000)
+		a := startRelay(t, master.Addr(), func(c *Config) { c.RefreshRatio = -1 })
+		waitRelaySnapshot(t, a)
+		big := strings.Repeat("x", 10000)
+		for i := range 500 { // 5 MB
+			master.Do(t, "SET", fmt.Sprint("big:", i), big)
+		}
+		waitOffsets(t, master, a)
+		if first := master.InfoInt(t, "repl_backlog_first_byte_offset"); first <= a.Status().Snapshot.Offset+1 {
+			t.Fatalf("the master's backlog still starts at %d", first)
+		}
+		b := startRelay(t, master.Addr(), func(c *Config) { c.SnapshotSource = a.Addr() })
+		leaf := replicaOf(t, b.HostPort)
+		inSync(t, 30*time.Second, master, leaf)
+		if n := b.InfoInt(t, "snapshot_source_fallbacks"); n != 1 {
+			t.Errorf("snapshot_source_fallbacks = %d, want 1", n)
+		}
+		if n := b.InfoInt(t, "sync_full"); n != 1 {
+			t.Errorf("relay sync_full = %d, want 1: the leaf saw the stale snapshot first", n)
 		}
 	})
 	t.Run("source on another history", func(t *testing.T) {
