@@ -70,6 +70,7 @@ func runChildRelay(dir string) int {
 //	REDIS_RELAY_CHILD_REFRESH_RATIO  refresh ratio (negative: never refresh)
 //	REDIS_RELAY_CHILD_REFRESH_MIN    refresh minimum log size in bytes
 //	REDIS_RELAY_CHILD_REPL_TIMEOUT   repl-timeout in seconds
+//	REDIS_RELAY_CHILD_SNAPSHOT_SOURCE  snapshot-source (host:port)
 //	REDIS_RELAY_CHILD_CRASH_AT       a step of a history change (see Relay.at):
 //	                                 when the relay reaches it, it writes
 //	                                 "CRASHPOINT <step>" to its log and stops
@@ -104,6 +105,7 @@ func childSettings(cfg *Config) error {
 		}
 		cfg.ReplTimeout = time.Duration(n) * time.Second
 	}
+	cfg.SnapshotSource = os.Getenv("REDIS_RELAY_CHILD_SNAPSHOT_SOURCE")
 	if point := os.Getenv("REDIS_RELAY_CHILD_CRASH_AT"); point != "" {
 		var skip atomic.Int64
 		if v := os.Getenv("REDIS_RELAY_CHILD_CRASH_SKIP"); v != "" {

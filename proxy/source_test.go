@@ -166,3 +166,51 @@ func TestSnapshotSourceFallback(t *testing.T) {
 		}
 	})
 }
+
+// TestTierOfThree: three relay processes on one master, each taking its
+// snapshot from the one before: the master forks once for the tier. A
+// replica moves between relays with partial resyncs, and when its relay is
+// SIGKILLed it continues on a sibling.
+func TestTierOfThree(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "64mb")
+	populate(t, master, 0, 5000)
+	a := startRelayProcess(t, master.Addr())
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if a.InfoInt(t, "master_repl_offset") < 1 && a.InfoInt(t, "relay_snapshot_bytes") == 0 {
+			return fmt.Errorf("relay A has no snapshot yet")
+		}
+		return nil
+	})
+	b := startRelayProcess(t, master.Addr(), "REDIS_RELAY_CHILD_SNAPSHOT_SOURCE="+a.Addr())
+	c := startRelayProcess(t, master.Addr(), "REDIS_RELAY_CHILD_SNAPSHOT_SOURCE="+b.Addr())
+	leaf := replicaOf(t, c.HostPort)
+	writeKeys(t, master, 1, 300)
+	inSync(t, 60*time.Second, master, leaf)
+	if n := master.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("master sync_full = %d, want 1 for a tier of three", n)
+	}
+
+	// C -> B -> A: each move a partial resync. (A and B each served one
+	// snapshot already: to B and C, as their source.)
+	move := func(to *relayProc, why string) {
+		t.Helper()
+		full, partial := to.InfoInt(t, "sync_full"), to.InfoInt(t, "sync_partial_ok")
+		h, p := to.HostPort()
+		leaf.Do(t, "REPLICAOF", h, p)
+		writeKeys(t, master, 2, 100)
+		inSync(t, 30*time.Second, master, leaf)
+		if n := to.InfoInt(t, "sync_full") - full; n != 0 {
+			t.Errorf("%s: relay %s served %d full syncs", why, to.Addr(), n)
+		}
+		if n := to.InfoInt(t, "sync_partial_ok") - partial; n != 1 {
+			t.Errorf("%s: relay %s served %d partial syncs, want 1", why, to.Addr(), n)
+		}
+	}
+	move(b, "from C to B")
+	move(a, "from B to A")
+	a.Kill() // the replica's relay dies; it goes to a sibling
+	move(c, "after A was killed, to C")
+	if n := master.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("master sync_full = %d at the end, want 1", n)
+	}
+}
