@@ -82,6 +82,24 @@ func TestSiblingRelays(t *testing.T) {
 	if n := b.InfoInt(t, "master_forks_avoided"); n != 1 {
 		t.Errorf("relay B master_forks_avoided = %d, want 1", n)
 	}
+	// A refresh on each side first (B's from A): the move still continues.
+	for _, r := range []*testRelay{a, b} {
+		first := r.Status().Snapshot.Offset
+		writeKeys(t, master, 3, 100)
+		if err := r.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "0.0001", "refresh-min-size", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		redistest.Eventually(t, 30*time.Second, func() error {
+			if r.Status().Snapshot.Offset == first {
+				return fmt.Errorf("relay %s has not refreshed (%d failures)", r.Addr(), r.Status().RefreshFailures)
+			}
+			return nil
+		})
+		r.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "-1")
+	}
+	if n := master.InfoInt(t, "sync_full"); n != 2 {
+		t.Errorf("master sync_full = %d, want 2 (A's first sync and A's refresh; B refreshed from A)", n)
+	}
 	// The leaf moves from A to B (a DNS change, a relay going away).
 	bh, bp := b.HostPort()
 	leaf.Do(t, "REPLICAOF", bh, bp)
