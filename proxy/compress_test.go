@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +91,43 @@ func TestCompressionRefused(t *testing.T) {
 		if got := r.InfoField(t, "master_link_compression"); got != "none" {
 			t.Errorf("master_link_compression %q, want none", got)
 		}
+	}
+}
+
+// TestCompressionOverThrottledLink: the same full sync between two relays
+// over a 1 MB/s link, plain and compressed. Both end in sync; the times
+// say what compression buys on a slow link (logged, not asserted: the
+// machine's load decides them).
+func TestCompressionOverThrottledLink(t *testing.T) {
+	master := redistest.Start(t)
+	// Documents of words from a small vocabulary: little repetition inside
+	// one value (the RDB's own LZF gains little), much across values.
+	words := strings.Fields("order status shipped carrier acme pending delivered customer address street city zip country price total tax item quantity warehouse region north south east west priority standard express returned refund invoice paid")
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	c := master.Client()
+	for i := range 5000 {
+		var b strings.Builder
+		for b.Len() < 1000 {
+			b.WriteString(words[rng.IntN(len(words))])
+			b.WriteByte(' ')
+		}
+		if err := c.Set(t.Context(), fmt.Sprint("doc:", i), b.String(), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r1 := startRelay(t, master.Addr())
+	waitRelaySnapshot(t, r1)
+	size := r1.Status().Snapshot.Size
+	for _, level := range []string{"no", "yes"} {
+		link := redistest.NewFaultProxy(t, r1.Addr())
+		link.SetRate(1 << 20)
+		start := time.Now()
+		r2 := startRelay(t, link.Addr(), func(c *Config) { c.UpstreamCompression = level })
+		leaf := replicaOf(t, r2.HostPort)
+		inSync(t, 60*time.Second, master, leaf)
+		t.Logf("upstream-compression %s: a %d-byte snapshot through a 1 MB/s link in %v (%d wire bytes)",
+			level, size, time.Since(start).Round(time.Millisecond), r2.Status().CompressedInWire)
+		leaf.Kill()
+		r2.Stop()
 	}
 }
