@@ -261,3 +261,83 @@ func TestIngestFloorAndRelay(t *testing.T) {
 		}
 	}
 }
+
+func TestChainColumnsAndCheck(t *testing.T) {
+	r := &row{scenario: "stream", vals: map[string]map[int]float64{cfgChain: {1: 1}, cfgChainZstd: {1: 2}}}
+	configs, ratios := columns("stream")
+	configs, ratios = withChain(configs, ratios, nil)
+	if len(configs) != 3 {
+		t.Fatalf("no chain rows: columns %v", configs)
+	}
+	configs, ratios = withChain(configs, ratios, []*row{r})
+	if strings.Join(configs, ",") != "direct,intermediate,relay,chain,chain-zstd" || ratios[len(ratios)-1] != [2]string{cfgChainZstd, cfgChain} {
+		t.Errorf("stream columns with chain rows: %v %v", configs, ratios)
+	}
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"-scenarios", "stream", "-configs", "chain,chain-zstd"}, true},
+		{[]string{"-scenarios", "fanout,stream", "-configs", "relay,chain"}, true},
+		{[]string{"-scenarios", "fanout", "-configs", "chain"}, false},
+		{[]string{"-scenarios", "stream", "-configs", "chain-lz4"}, false},
+	} {
+		o, err := parseFlags(tc.args, t.Output())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.check(); (err == nil) != tc.ok {
+			t.Errorf("%v: check() = %v, want ok %v", tc.args, err, tc.ok)
+		}
+	}
+}
+
+// TestStreamChainZstd runs the stream scenario through two relays over a
+// compressed link: the leaves end with the master's digest and the link
+// carries fewer bytes than the stream.
+func TestStreamChainZstd(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not found: apt-get install -y redis-server")
+	}
+	o, err := parseFlags([]string{
+		"-scenarios", "stream", "-configs", "chain-zstd", "-runs", "1",
+		"-stream-duration", "2s", "-warmup", "500ms", "-settle", "100ms",
+		"-probes", "20", "-writers", "2", "-pipeline", "8", "-keyspace", "1000",
+		"-sync-timeout", "60s",
+	}, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.check(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rs, err := runBench(t.Context(), o, &out, t.Output())
+	if err != nil {
+		t.Fatalf("benchmark: %v\n%s", err, out.String())
+	}
+	if len(rs.fails) > 0 {
+		t.Fatalf("measurements failed: %v\n%s", rs.fails, out.String())
+	}
+	get := func(metric string) float64 {
+		t.Helper()
+		r := rs.get("stream", streamParams(o), metric)
+		if r == nil {
+			t.Fatalf("no stream %s:\n%s", metric, out.String())
+		}
+		v, ok := r.vals[cfgChainZstd][1]
+		if !ok {
+			t.Fatalf("no chain-zstd value for %s", metric)
+		}
+		return v
+	}
+	if v := get("digest_ok"); v != 1 {
+		t.Errorf("digest_ok %v, want 1", v)
+	}
+	if v := get("link_wire_ratio"); v <= 0 || v >= 1 {
+		t.Errorf("link_wire_ratio %v, want in (0, 1)", v)
+	}
+	if !strings.Contains(out.String(), "chain-zstd") {
+		t.Errorf("no chain-zstd column in the report:\n%s", out.String())
+	}
+}

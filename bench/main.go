@@ -5,6 +5,10 @@
 //   - intermediate: replicas chained behind an intermediate redis-server;
 //   - relay: replicas behind redis-relay.
 //
+// The stream scenario also takes chain (master -> relay -> relay -> leaves)
+// and chain-zstd (the same with a zstd-compressed link between the two
+// relays), for what a compressed relay-to-relay hop adds.
+//
 // It starts its own redis-server processes and relay on free loopback ports
 // in temporary directories, and removes them on every exit path. Scenarios:
 // fanout (N replicas syncing a dataset at once, or one after another),
@@ -139,7 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	var (
 		scenarios = fs.String("scenarios", "fanout,stream,resync,ingest", "scenarios to run")
-		configs   = fs.String("configs", "direct,intermediate,relay", "configurations to compare")
+		configs   = fs.String("configs", "direct,intermediate,relay", "configurations to compare (direct, intermediate, relay; for the stream scenario also chain, chain-zstd)")
 		runs      = fs.Int("runs", 3, "runs of each configuration; tables show medians")
 		datasets  = fs.String("dataset", "200mb", "fanout dataset sizes (bytes of values; kb, mb, gb are powers of 1024), comma-separated")
 		valueSize = fs.String("value-size", "1kb", "value size of the DEBUG POPULATE datasets")
@@ -252,8 +256,11 @@ func (o *options) check() error {
 		}
 	}
 	for _, c := range o.configs {
-		if !slices.Contains(allConfigs, c) {
-			return fmt.Errorf("unknown configuration %q (direct, intermediate, relay)", c)
+		if !slices.Contains(allConfigs, c) && !slices.Contains(chainConfigs, c) {
+			return fmt.Errorf("unknown configuration %q (direct, intermediate, relay; stream only: chain, chain-zstd)", c)
+		}
+		if isChain(c) && !slices.Contains(o.scenarios, "stream") {
+			return fmt.Errorf("configuration %q runs in the stream scenario only", c)
 		}
 	}
 	for _, c := range o.ingestConfigs {
@@ -377,7 +384,7 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 	}()
 
 	runsIngest := slices.Contains(o.scenarios, "ingest")
-	if e.relayBin == "" && (slices.Contains(o.configs, cfgRelay) || runsIngest && slices.Contains(o.ingestConfigs, cfgRelay)) {
+	if e.relayBin == "" && (slices.ContainsFunc(o.configs, isRelay) || runsIngest && slices.Contains(o.ingestConfigs, cfgRelay)) {
 		pkg := "github.com/redis-relay/redis-relay/cmd/redis-relay"
 		if e.relayProfDir != "" {
 			pkg = "github.com/redis-relay/redis-relay/bench/relayprof"
@@ -445,6 +452,8 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 		// goes first (or last) on a warming or cooling machine.
 		k := (run - 1) % len(o.configs)
 		configs := append(append([]string(nil), o.configs[k:]...), o.configs[:k]...)
+		// The chain configurations run in the stream scenario only.
+		single := slices.DeleteFunc(slices.Clone(configs), isChain)
 		for _, sc := range o.scenarios {
 			switch sc {
 			case "fanout":
@@ -461,7 +470,7 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 						steps = append(steps, step{o.staggerN, "staggered"})
 					}
 					for _, s := range steps {
-						for _, c := range configs {
+						for _, c := range single {
 							measure(run, sc, fanoutParams(d, s.n, s.mode), c, func() (map[string]float64, error) {
 								return o.fanoutOnce(ctx, e, c, d, s.n, s.mode)
 							})
@@ -489,7 +498,7 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 				}
 			case "resync":
 				for _, w := range o.resyncWrites {
-					for _, c := range configs {
+					for _, c := range single {
 						measure(run, sc, resyncParams(o, w), c, func() (map[string]float64, error) {
 							return o.resyncOnce(ctx, e, c, w)
 						})
@@ -595,7 +604,8 @@ func metricOrder(scenario, metric string) int {
 		"stream": {
 			"leaf_mb_s", "leaf_kops_s", "master_mb_s", "client_kops_s", "lag_p50_kb", "lag_p99_kb", "lag_max_kb",
 			"lat_idle_p50_ms", "lat_idle_p99_ms", "lat_idle_max_ms", "lat_load_p50_ms", "lat_load_p99_ms", "lat_load_max_ms",
-			"probe_timeouts", "drain_s", "master_cpu_pct", "middle_cpu_pct", "middle_cpu_ms_per_mb", "leaf_cpu_pct", "master_forks", "relay_refreshes",
+			"link_wire_ratio", "link_stream_mb_s",
+			"probe_timeouts", "drain_s", "master_cpu_pct", "upstream_cpu_pct", "middle_cpu_pct", "middle_cpu_ms_per_mb", "leaf_cpu_pct", "master_forks", "relay_refreshes",
 			"middle_peak_rss_mb",
 		},
 		"ingest": {

@@ -182,8 +182,9 @@ func (e *env) startRedis(ctx context.Context, name string, extra ...string) (*pr
 }
 
 // startRelay runs redis-relay as a replica of master with a 64 MiB-style
-// ring of ringBytes.
-func (e *env) startRelay(ctx context.Context, name, master string, ringBytes int64) (*proc, error) {
+// ring of ringBytes; extra follow the common settings (and precede
+// -relay-args).
+func (e *env) startRelay(ctx context.Context, name, master string, ringBytes int64, extra ...string) (*proc, error) {
 	return e.start(ctx, name, "relay", func(port int, dir string) []string {
 		args := []string{"run",
 			"--replicaof", master,
@@ -192,6 +193,7 @@ func (e *env) startRelay(ctx context.Context, name, master string, ringBytes int
 			"--dir", filepath.Join(dir, "data"),
 			"--repl-backlog-size", strconv.FormatInt(ringBytes, 10),
 		}
+		args = append(args, extra...)
 		if e.relayProfDir != "" {
 			// The wrapper takes the same flags and writes a CPU profile
 			// on SIGTERM.

@@ -18,10 +18,16 @@ const (
 	cfgIntermediate = "intermediate"
 	cfgRelay        = "relay"
 	cfgFloor        = "floor" // the floor program, ingest only
+	// A relay following a relay (master -> relay -> relay -> leaves), stream
+	// only: the link between the two relays plain, or zstd-compressed
+	// (--upstream-compression yes on the second relay).
+	cfgChain     = "chain"
+	cfgChainZstd = "chain-zstd"
 )
 
 var (
 	allConfigs    = []string{cfgDirect, cfgIntermediate, cfgRelay}
+	chainConfigs  = []string{cfgChain, cfgChainZstd}
 	ingestConfigs = []string{cfgIntermediate, cfgFloor, cfgRelay}
 )
 
@@ -34,6 +40,32 @@ func columns(scenario string) (configs []string, ratios [][2]string) {
 		return ingestConfigs, [][2]string{{cfgRelay, cfgFloor}, {cfgRelay, cfgIntermediate}}
 	}
 	return allConfigs, [][2]string{{cfgRelay, cfgDirect}, {cfgRelay, cfgIntermediate}}
+}
+
+// withChain adds to a scenario's columns the chain configurations that have
+// results in rows, and the same-run ratio chain-zstd/chain when both do.
+func withChain(configs []string, ratios [][2]string, rows []*row) ([]string, [][2]string) {
+	has := map[string]bool{}
+	for _, r := range rows {
+		for _, c := range chainConfigs {
+			if len(r.vals[c]) > 0 {
+				has[c] = true
+			}
+		}
+	}
+	if len(has) == 0 {
+		return configs, ratios
+	}
+	configs = append([]string(nil), configs...)
+	for _, c := range chainConfigs {
+		if has[c] {
+			configs = append(configs, c)
+		}
+	}
+	if has[cfgChain] && has[cfgChainZstd] {
+		ratios = append(append([][2]string(nil), ratios...), [2]string{cfgChainZstd, cfgChain})
+	}
+	return configs, ratios
 }
 
 // param is one scenario parameter, kept in the order it was given.
@@ -181,6 +213,7 @@ func (rs *results) writeTables(w io.Writer, scenarios []string, titles map[strin
 		}
 		fmt.Fprintf(w, "\n### %s\n", titles[sc])
 		configs, ratios := columns(sc)
+		configs, ratios = withChain(configs, ratios, rows)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 		head := []string{"params", "metric"}
 		head = append(head, configs...)
@@ -227,6 +260,7 @@ func (rs *results) writeJSON(w io.Writer) error {
 			return enc.Encode(jsonLine{Scenario: r.scenario, Config: config, Params: params, Metric: r.metric, Value: round(v), Runs: runs})
 		}
 		configs, ratios := columns(r.scenario)
+		configs, ratios = withChain(configs, ratios, []*row{r})
 		for _, c := range configs {
 			runs := r.runs(c)
 			for i := range runs {

@@ -239,6 +239,17 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 	if t.middle != nil {
 		procs["middle"] = t.middle
 	}
+	if t.upstream != nil {
+		procs["upstream"] = t.upstream
+	}
+	// The chain's second relay: its inbound link's compression, checked
+	// against the configuration, and its byte counters at the window's ends.
+	var linkStart linkBytes
+	if isChain(kind) {
+		if linkStart, err = relayLink(ctx, t.middle, kind == cfgChainZstd); err != nil {
+			return nil, err
+		}
+	}
 	mark := func() (point, error) {
 		pt := point{cpu: map[string]float64{}}
 		for k, p := range procs {
@@ -339,6 +350,23 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 		// CPU the middle node spends per MB it passes on, to each leaf.
 		m["middle_cpu_ms_per_mb"] = 1000 * (end.cpu["middle"] - start.cpu["middle"]) / (leafBytes / mib)
 	}
+	if isChain(kind) {
+		linkEnd, err := relayLink(ctx, t.middle, kind == cfgChainZstd)
+		if err != nil {
+			return nil, err
+		}
+		// Bytes on the wire between the two relays per byte of replication
+		// stream they carry, over the window (1 on a plain link).
+		m["link_wire_ratio"] = 1
+		if kind == cfgChainZstd {
+			stream := linkEnd.stream - linkStart.stream
+			if stream <= 0 {
+				return nil, fmt.Errorf("compressed link: no stream bytes counted in the window (%d -> %d)", linkStart.stream, linkEnd.stream)
+			}
+			m["link_wire_ratio"] = float64(linkEnd.wire-linkStart.wire) / float64(stream)
+			m["link_stream_mb_s"] = float64(stream) / secs / mib
+		}
+	}
 
 	// Drain: how long the leaves take to catch up once writes stop.
 	t1, err := waitInSync(ctx, t.master, t.leaves, o.syncTimeout)
@@ -353,7 +381,7 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 	// Forks of the master during the load: a relay refreshing its snapshot
 	// asks for one each time.
 	m["master_forks"] = float64(after.sub(before).forks)
-	if t.kind == cfgRelay {
+	if isRelay(t.kind) {
 		m["relay_refreshes"] = float64(relayRefreshes(ctx, t.middle) - refreshesBefore)
 	}
 	if t.middle != nil {
@@ -378,4 +406,22 @@ func relayRefreshes(ctx context.Context, p *proc) int64 {
 		return 0
 	}
 	return max(infoInt(m, "snapshot_refreshes"), 0)
+}
+
+// linkBytes are a relay's counters of its compressed inbound link.
+type linkBytes struct{ stream, wire int64 }
+
+// relayLink reads a relay's inbound link counters (INFO relay), and fails
+// unless master_link_compression says zstd when compressed is set and none
+// otherwise.
+func relayLink(ctx context.Context, p *proc, compressed bool) (linkBytes, error) {
+	m, err := info(ctx, p.c, "relay")
+	if err != nil {
+		return linkBytes{}, err
+	}
+	want := map[bool]string{true: "zstd", false: "none"}[compressed]
+	if got := m["master_link_compression"]; got != want {
+		return linkBytes{}, fmt.Errorf("%s: master_link_compression:%q, want %q", p.name, got, want)
+	}
+	return linkBytes{stream: infoInt(m, "compressed_in_stream_bytes"), wire: infoInt(m, "compressed_in_wire_bytes")}, nil
 }

@@ -13,9 +13,18 @@ import (
 type topo struct {
 	kind   string
 	master *proc
-	middle *proc // nil for direct
-	leaves []*proc
+	// upstream is the first relay of a chain (master -> upstream -> middle
+	// -> leaves); nil otherwise.
+	upstream *proc
+	middle   *proc // nil for direct
+	leaves   []*proc
 }
+
+// isChain reports whether kind is a relay following a relay.
+func isChain(kind string) bool { return kind == cfgChain || kind == cfgChainZstd }
+
+// isRelay reports whether the node the leaves follow in kind is a relay.
+func isRelay(kind string) bool { return kind == cfgRelay || isChain(kind) }
 
 // serving is the node the leaves replicate from.
 func (t *topo) serving() *proc {
@@ -27,7 +36,7 @@ func (t *topo) serving() *proc {
 
 func (t *topo) stop() {
 	var wg sync.WaitGroup
-	for _, p := range append([]*proc{t.master, t.middle}, t.leaves...) {
+	for _, p := range append([]*proc{t.master, t.upstream, t.middle}, t.leaves...) {
 		if p != nil {
 			wg.Add(1)
 			go func() {
@@ -67,6 +76,28 @@ func (o *options) startMiddle(ctx context.Context, e *env, kind string, master *
 		return e.startRelay(ctx, "relay", master.addr(), o.ringBytes)
 	}
 	return nil, fmt.Errorf("unknown configuration %q", kind)
+}
+
+// startChain starts the two relays of a chain configuration, each already
+// replicating from the previous node: upstream follows master, middle
+// follows upstream, over a zstd-compressed link for chain-zstd (the upstream
+// relay serves compression by default) and a plain one for chain.
+func (o *options) startChain(ctx context.Context, e *env, kind string, master *proc) (upstream, middle *proc, err error) {
+	if !isChain(kind) {
+		return nil, nil, fmt.Errorf("not a chain configuration: %q", kind)
+	}
+	if upstream, err = e.startRelay(ctx, "relay1", master.addr(), o.ringBytes); err != nil {
+		return nil, nil, err
+	}
+	compression := "no"
+	if kind == cfgChainZstd {
+		compression = "yes"
+	}
+	if middle, err = e.startRelay(ctx, "relay2", upstream.addr(), o.ringBytes, "--upstream-compression", compression); err != nil {
+		upstream.stop()
+		return nil, nil, err
+	}
+	return upstream, middle, nil
 }
 
 // startLeaves starts n empty redis-servers, not yet replicating.
@@ -119,7 +150,12 @@ func (o *options) warmTopo(ctx context.Context, e *env, kind string, nLeaves int
 			return nil, fmt.Errorf("populate: %w", err)
 		}
 	}
-	if t.middle, err = o.startMiddle(ctx, e, kind, t.master); err != nil {
+	if isChain(kind) {
+		t.upstream, t.middle, err = o.startChain(ctx, e, kind, t.master)
+	} else {
+		t.middle, err = o.startMiddle(ctx, e, kind, t.master)
+	}
+	if err != nil {
 		t.stop()
 		return nil, err
 	}
