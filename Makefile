@@ -8,7 +8,7 @@ IMAGE ?= redis-relay
 TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: demo test race fuzz bench compare build redis tools image
+.PHONY: demo test race fuzz bench compare compare-links build redis tools image
 
 build:
 	$(GO) build -buildvcs=auto -ldflags "-X main.buildTime=$(BUILD_TIME)" -o bin/redis-relay ./cmd/redis-relay
@@ -55,3 +55,8 @@ bench:
 # Relay vs direct replicas vs an intermediate redis-server (docs/BENCHMARKS.md).
 compare: redis
 	$(GO) run ./bench
+
+# The added latency of a zstd-compressed relay-to-relay hop against a plain
+# one (docs/BENCHMARKS.md).
+compare-links: redis
+	$(GO) run ./bench -scenarios stream -configs chain,chain-zstd
