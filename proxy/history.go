@@ -227,6 +227,12 @@ func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) erro
 	return nil
 }
 
+// currentState is state.json for the history held in memory. Caller
+// holds mu.
+func (r *Relay) currentState() diskState {
+	return diskState{Identity: r.id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log), Older: r.older, Hold: r.hold}
+}
+
 // afterParse records the parser's summary of s once it is ready: keys and
 // version in state.json and INFO, the full summary in a JSON file beside the
 // snapshot.
@@ -258,11 +264,10 @@ func (r *Relay) afterParse(s *snapshot) {
 			s.meta.Keys, s.meta.Expires = sum.Keys, sum.Expires
 		}
 		s.meta.Version = sum.Version
-		meta := s.meta
 		s.mu.Unlock()
 		var st diskState
 		if current {
-			st = diskState{Identity: r.id, Snapshot: meta, LogDir: logDirName(r.log), Older: r.older, Hold: r.hold}
+			st = r.currentState()
 		}
 		r.mu.Unlock()
 		if current {
@@ -340,7 +345,8 @@ func (r *Relay) shiftReplID(newID string) error {
 	r.mu.Lock()
 	_, next := r.log.Range()
 	id := r.id.Shift(newID, next)
-	st := diskState{Identity: id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log), Older: r.older, Hold: r.hold}
+	st := r.currentState()
+	st.Identity = id
 	r.mu.Unlock()
 	if err := r.writeState(st); err != nil {
 		return err

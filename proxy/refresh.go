@@ -223,7 +223,8 @@ func (r *Relay) dropUnreachableSnapshots(log *replstream.Log) error {
 			dropped = append(dropped, o)
 		}
 	}
-	st := diskState{Identity: r.id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(log), Older: kept, Hold: r.hold}
+	st := r.currentState()
+	st.Older = kept
 	r.mu.Unlock()
 	if len(dropped) == 0 {
 		r.stateMu.Unlock()

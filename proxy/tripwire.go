@@ -89,7 +89,7 @@ func (r *Relay) saveHold() {
 		r.mu.Unlock()
 		return
 	}
-	st := diskState{Identity: r.id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log), Older: r.older, Hold: r.hold}
+	st := r.currentState()
 	r.mu.Unlock()
 	if err := r.writeState(st); err != nil {
 		r.logger.Warn("record the command tripwire's hold", "err", err)
