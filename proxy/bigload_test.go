@@ -110,6 +110,7 @@ func (g *bigLoad) bigWriter(ctx context.Context, s *redistest.Server, o bigLoadO
 			v := bigValue(rng, 200<<10)
 			p.Set(ctx, fmt.Sprintf("load:big:%d:%d", w, rng.IntN(16)), v, 0)
 			written += int64(len(v))
+			g.bytes.Add(int64(len(v)))
 		}
 		p.Incr(ctx, fmt.Sprintf("load:count:%d", w))
 		p.HSet(ctx, fmt.Sprintf("load:hash:%d", w), strconv.Itoa(rng.IntN(100)), i)
@@ -135,7 +136,6 @@ func (g *bigLoad) bigWriter(ctx context.Context, s *redistest.Server, o bigLoadO
 		case <-ctx.Done():
 		}
 	}
-	g.bytes.Add(written)
 	return nil
 }
 

@@ -324,6 +324,42 @@ func TestFailoverUnderLoadNoFullSync(t *testing.T) {
 	foCheckLateReplica(t, spare, relay, leaf)
 }
 
+// TestFailoverUnderLoadStockIntermediate is the reference for
+// TestFailoverUnderLoadNoFullSync: the same failover with a stock
+// redis-server in the relay's place. Redis resumes partially here (its
+// offset is that of the last whole command outside MULTI), and so must
+// the relay.
+func TestFailoverUnderLoadStockIntermediate(t *testing.T) {
+	backlog := []string{"--repl-backlog-size", "256mb"}
+	master := redistest.Start(t, backlog...)
+	populate(t, master, 0, 5000)
+	spare := replicaOf(t, master.HostPort, backlog...)
+	mid := replicaOf(t, master.HostPort, backlog...)
+	leaf := replicaOf(t, mid.HostPort)
+	inSync(t, 60*time.Second, master, spare, mid, leaf)
+	midFull := mid.InfoInt(t, "sync_full")
+
+	load := startBigLoad(master, bigLoadOptions{Writers: 2, Pause: 20 * time.Millisecond, Seed: 1})
+	time.Sleep(2 * time.Second)
+	foKillMidTransaction(t, master, load, spare)
+	load.Stop(t, true)
+	foWaitLinkDown(t, spare)
+
+	foPromote(t, spare)
+	sh, sp := spare.HostPort()
+	mid.Do(t, "REPLICAOF", sh, sp)
+	load = startBigLoad(spare, bigLoadOptions{Writers: 2, Pause: 20 * time.Millisecond, Seed: 2})
+	time.Sleep(3 * time.Second)
+	load.Stop(t, false)
+	inSync(t, 60*time.Second, spare, mid, leaf)
+	if n := spare.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("promoted replica served %d full syncs to the stock intermediate", n)
+	}
+	if n := mid.InfoInt(t, "sync_full"); n != midFull {
+		t.Errorf("the stock intermediate served %d full syncs after the failover", n-midFull)
+	}
+}
+
 // TestFailoverLateReplicaResumesPartially: a replica that first attaches to
 // the relay after a failover gets the relay's snapshot, which predates the
 // failover; the full sync must still name the new master's history, so that
