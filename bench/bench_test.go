@@ -18,27 +18,13 @@ func TestRelayFanoutAndStream(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: apt-get install -y redis-server")
 	}
-	o, err := parseFlags([]string{
+	o, rs, out := runQuick(t,
 		"-scenarios", "fanout,stream", "-configs", "relay", "-runs", "1",
 		"-dataset", "4mb", "-value-size", "1kb", "-n", "2", "-stagger-n", "2",
 		"-stream-duration", "2s", "-warmup", "500ms", "-settle", "100ms",
 		"-probes", "20", "-writers", "2", "-pipeline", "8", "-keyspace", "1000",
 		"-sync-timeout", "60s",
-	}, t.Output())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.check(); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	rs, err := runBench(t.Context(), o, &out, t.Output())
-	if err != nil {
-		t.Fatalf("benchmark: %v\n%s", err, out.String())
-	}
-	if len(rs.fails) > 0 {
-		t.Fatalf("measurements failed: %v\n%s", rs.fails, out.String())
-	}
+	)
 
 	value := func(scenario string, params []param, metric string) float64 {
 		t.Helper()
@@ -214,26 +200,12 @@ func TestIngestFloorAndRelay(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: apt-get install -y redis-server")
 	}
-	o, err := parseFlags([]string{
+	o, rs, out := runQuick(t,
 		"-scenarios", "ingest", "-ingest-configs", "floor,relay", "-runs", "1",
 		"-ingest-loads", "4kb/4", "-ingest-clients", "2", "-ingest-keys", "100",
 		"-ingest-duration", "1s", "-ingest-writer", "go", "-ingest-backlog", "16mb",
 		"-sync-timeout", "60s",
-	}, t.Output())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.check(); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	rs, err := runBench(t.Context(), o, &out, t.Output())
-	if err != nil {
-		t.Fatalf("benchmark: %v\n%s", err, out.String())
-	}
-	if len(rs.fails) > 0 {
-		t.Fatalf("measurements failed: %v\n%s", rs.fails, out.String())
-	}
+	)
 	params := ingestParams(o, o.ingestLoads[0])
 	for _, c := range []string{cfgFloor, cfgRelay} {
 		get := func(metric string) float64 {
@@ -299,26 +271,12 @@ func TestStreamChainZstd(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not found: apt-get install -y redis-server")
 	}
-	o, err := parseFlags([]string{
+	o, rs, out := runQuick(t,
 		"-scenarios", "stream", "-configs", "chain-zstd", "-runs", "1",
 		"-stream-duration", "2s", "-warmup", "500ms", "-settle", "100ms",
 		"-probes", "20", "-writers", "2", "-pipeline", "8", "-keyspace", "1000",
 		"-sync-timeout", "60s",
-	}, t.Output())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.check(); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	rs, err := runBench(t.Context(), o, &out, t.Output())
-	if err != nil {
-		t.Fatalf("benchmark: %v\n%s", err, out.String())
-	}
-	if len(rs.fails) > 0 {
-		t.Fatalf("measurements failed: %v\n%s", rs.fails, out.String())
-	}
+	)
 	get := func(metric string) float64 {
 		t.Helper()
 		r := rs.get("stream", streamParams(o), metric)
@@ -340,4 +298,27 @@ func TestStreamChainZstd(t *testing.T) {
 	if !strings.Contains(out.String(), "chain-zstd") {
 		t.Errorf("no chain-zstd column in the report:\n%s", out.String())
 	}
+}
+
+// runQuick runs the benchmark with args and fails the test when a
+// measurement failed; it returns the options, the results and the printed
+// report.
+func runQuick(t *testing.T, args ...string) (*options, *results, *bytes.Buffer) {
+	t.Helper()
+	o, err := parseFlags(args, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.check(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rs, err := runBench(t.Context(), o, &out, t.Output())
+	if err != nil {
+		t.Fatalf("benchmark: %v\n%s", err, out.String())
+	}
+	if len(rs.fails) > 0 {
+		t.Fatalf("measurements failed: %v\n%s", rs.fails, out.String())
+	}
+	return o, rs, &out
 }

@@ -62,24 +62,9 @@ func httpGet(t *testing.T, url string) (int, string) {
 func TestHealthAgainstRelay(t *testing.T) {
 	master := redistest.Start(t)
 	master.Do(t, "SET", "k", "v")
-	relay, err := proxy.New(proxy.Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		relay.Close()
-	})
+	relay, port := runRelay(t, proxy.Config{DataDir: t.TempDir()})
 	base := serveMetrics(t, relay)
-	cl := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), Protocol: 2, DisableIdentity: true})
+	cl := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, Protocol: 2, DisableIdentity: true})
 	defer cl.Close()
 
 	expect := func(path string, code int, bodyHas string) func() error {

@@ -23,26 +23,7 @@ import (
 func TestMetricsMatchInfo(t *testing.T) {
 	master := redistest.Start(t)
 	master.Do(t, "SET", "a", "1")
-	relay, err := proxy.New(proxy.Config{
-		MasterAddr: master.Addr(), DataDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		relay.Close()
-	})
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	relay, port := runRelay(t, proxy.Config{MasterAddr: master.Addr(), DataDir: t.TempDir()})
 	replica := redistest.Start(t, "--replicaof", "127.0.0.1", port)
 	redistest.Eventually(t, 20*time.Second, func() error { return redistest.SameDigest(master, replica) })
 	for i := range 100 {
@@ -50,7 +31,7 @@ func TestMetricsMatchInfo(t *testing.T) {
 	}
 	redistest.Eventually(t, 20*time.Second, func() error { return redistest.SameDigest(master, replica) })
 
-	cl := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), Protocol: 2, DisableIdentity: true})
+	cl := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, Protocol: 2, DisableIdentity: true})
 	defer cl.Close()
 	srv := httptest.NewServer(Handler(NewRegistry(relay)))
 	defer srv.Close()
@@ -145,4 +126,29 @@ func infoField(info, field string) string {
 func mustFloat(s string) float64 {
 	v, _ := strconv.ParseFloat(s, 64)
 	return v
+}
+
+// runRelay runs a relay with cfg on a loopback port for the test and
+// returns it with the port.
+func runRelay(t *testing.T, cfg proxy.Config) (*proxy.Relay, string) {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	relay, err := proxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		relay.Close()
+	})
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return relay, port
 }
