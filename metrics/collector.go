@@ -85,6 +85,7 @@ var (
 	mPartialServed  = define("partial_syncs_served_total", counter, "Partial resyncs accepted from downstream replicas (INFO sync_partial_ok).")
 	mPartialRefused = define("partial_syncs_rejected_total", counter, "Partial resync requests answered with a full resync (INFO sync_partial_err).")
 	mDisconnects    = define("replica_disconnects_total", counter, "Downstream replica sessions ended, by reason.", "reason")
+	mLinkDowns      = define("upstream_link_downs_total", counter, "Times the upstream link went down, by reason.", "reason")
 	mNetIn          = define("net_input_bytes_total", counter, "Replication bytes read from the upstream, snapshots included.")
 	mNetOut         = define("net_output_bytes_total", counter, "Replication bytes written to downstream replicas, snapshots included.")
 	mCommands       = define("commands_relayed_total", counter, "Commands relayed from the upstream stream, by lower-case name.", "command")
@@ -134,8 +135,8 @@ func Names() []string {
 
 // linkStates and replicaStates are the values the state labels take.
 var (
-	linkStates    = proxy.LinkStates
-	replicaStates = proxy.ReplicaStates
+	linkStates    = proxy.LinkStates()
+	replicaStates = proxy.ReplicaStates()
 )
 
 // collector turns a Source into metrics on every scrape.
@@ -169,9 +170,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	// Upstream link.
 	state := labelValue(st.LinkState)
 	if state == "" {
-		state = "none" // before the upstream loop first reports
+		state = proxy.LinkNone // before the upstream loop first reports
 	}
-	e.emit(mLinkUp, boolean(state == "connected"))
+	e.emit(mLinkUp, boolean(state == proxy.LinkConnected))
 	for _, s := range withCurrent(linkStates, state) {
 		e.emit(mLinkState, boolean(s == state), s)
 	}
@@ -183,7 +184,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	e.emit(mUpFull, float64(st.UpstreamFullSyncs))
 	e.emit(mUpPartial, float64(st.UpstreamPartials))
-	e.emit(mSyncing, boolean(state == "sync" || st.SyncPending))
+	e.emit(mSyncing, boolean(state == proxy.LinkSync || st.SyncPending))
 	e.emit(mSyncRead, float64(st.SyncRead))
 	if st.SyncTotal >= 0 {
 		e.emit(mSyncExpected, float64(st.SyncTotal))
@@ -213,6 +214,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mPartialRefused, float64(st.PartialSyncsErr))
 	for reason, n := range st.Disconnects {
 		e.emit(mDisconnects, float64(n), string(reason))
+	}
+	for reason, n := range st.LinkDowns {
+		e.emit(mLinkDowns, float64(n), string(reason))
 	}
 	e.emit(mNetIn, float64(st.BytesFromUpstream))
 	e.emit(mNetOut, float64(st.BytesToReplicas))

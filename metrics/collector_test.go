@@ -45,6 +45,11 @@ func busyRelay() *fixedSource {
 	}
 	disc["fell_behind"] = 2
 	disc["timeout"] = 1
+	downs := make(map[proxy.LinkDownReason]int64)
+	for _, r := range proxy.LinkDownReasons() {
+		downs[r] = 0
+	}
+	downs["master_closed"] = 3
 	return &fixedSource{
 		status: proxy.Status{
 			Identity:   replstream.Identity{ReplID: strings.Repeat("a", 40), ReplID2: strings.Repeat("0", 40), SecondOffset: -1},
@@ -74,6 +79,7 @@ func busyRelay() *fixedSource {
 			BytesFromUpstream:  200000,
 			BytesToReplicas:    600000,
 			Disconnects:        disc,
+			LinkDowns:          downs,
 			Commands:           map[string]int64{"set": 10, "incr": 4, "ping": 2},
 			Connections:        9,
 			RejectedConns:      1,

@@ -51,19 +51,17 @@ func (p AckPolicy) String() string {
 
 // ackOffset applies the ACK policy to received, the last offset the relay
 // holds durably.
-func (r *Relay) ackOffset(received int64) int64 {
-	pol := r.conf().AckPolicy
+func (u *upstreamLink) ackOffset(received int64) int64 {
+	pol := u.cfg.get().AckPolicy
 	if pol.Kind == "" || pol.Kind == "received" {
 		return received
 	}
 	var acks []int64
-	r.mu.Lock()
-	for s := range r.sessions {
+	u.hist.eachReader(func(s *session) {
 		if s.state.Load() == stateOnline && !s.legacy {
 			acks = append(acks, s.ack.Load())
 		}
-	}
-	r.mu.Unlock()
+	})
 	need := 1
 	if pol.Kind == "downstream-quorum" {
 		need = pol.Quorum
@@ -71,28 +69,16 @@ func (r *Relay) ackOffset(received int64) int64 {
 		need = max(len(acks), 1)
 	}
 	if len(acks) < need {
-		return r.ackFloor()
+		return u.hist.ackFloor()
 	}
 	sort.Slice(acks, func(i, j int) bool { return acks[i] > acks[j] })
 	return min(acks[need-1], received)
 }
 
-// ackFloor is what a downstream policy ACKs when too few replicas are
-// online: the relay's snapshot offset, which the master already counts as
-// held (an ACK never lowers the master's view of a replica).
-func (r *Relay) ackFloor() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.snap == nil {
-		return 0
-	}
-	return r.snap.meta.Offset
-}
-
 // noteDownstreamAck wakes the upstream ACK loop after a replica ACKed more.
-func (r *Relay) noteDownstreamAck() {
+func (u *upstreamLink) noteDownstreamAck() {
 	select {
-	case r.downstreamAcked <- struct{}{}:
+	case u.downstreamAcked <- struct{}{}:
 	default:
 	}
 }

@@ -9,15 +9,27 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-// Runtime commands an operator (or Redis Sentinel) sends to the relay's
-// port: REPLICAOF, CONFIG, CLIENT, SHUTDOWN.
+// admin answers the commands an operator, a monitoring tool or Redis
+// Sentinel sends to the relay's port: INFO, ROLE, CONFIG, CLIENT,
+// REPLICAOF, SHUTDOWN, LATENCY, RELAY, and pub/sub (Sentinel's hello
+// channel). It reads the other parts through the Relay and owns only the
+// pub/sub subscriptions.
+//
+// psMu is a leaf lock.
+type admin struct {
+	r *Relay
+
+	psMu     sync.Mutex
+	channels map[string]map[*client]struct{} // pub/sub subscribers; guarded by psMu (as is client.subs)
+}
 
 // replicaof re-points the upstream: REPLICAOF host port. The relay keeps
 // its history and asks the new upstream for a partial resync.
-func (c *client) replicaof(args [][]byte) {
+func (a *admin) replicaof(c *client, args [][]byte) {
 	if len(args) != 3 {
 		c.wrongArgs(strings.ToLower(string(args[0])))
 		return
@@ -33,12 +45,12 @@ func (c *client) replicaof(args [][]byte) {
 		return
 	}
 	addr := net.JoinHostPort(host, port)
-	if cur, _ := c.r.masterAddr(); cur == addr {
+	if cur, _ := a.r.up.masterAddr(); cur == addr {
 		c.out = appendSimple(c.out, "OK Already connected to specified master")
 		return
 	}
-	c.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", c.addr)
-	c.r.setMaster(addr)
+	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", c.addr)
+	a.r.up.setMaster(addr)
 	c.out = appendSimple(c.out, "OK")
 }
 
@@ -291,33 +303,33 @@ func ParseDuration(s string) (time.Duration, error) {
 // Settings returns every CONFIG parameter with its current value, as a
 // config file would hold them, including replicaof.
 func (r *Relay) Settings() map[string]string {
-	cfg := r.conf()
+	cfg := r.cfg.get()
 	out := make(map[string]string, len(settings)+1)
 	for name, s := range settings {
 		if s.set != nil || name == "dir" || name == "repl-backlog-size" {
 			out[name] = s.get(&cfg)
 		}
 	}
-	if addr, _ := r.masterAddr(); addr != "" {
+	if addr, _ := r.up.masterAddr(); addr != "" {
 		host, port, _ := net.SplitHostPort(addr)
 		out["replicaof"] = host + " " + port
 	}
 	return out
 }
 
-func (c *client) configCommand(args [][]byte) {
+func (a *admin) configCommand(c *client, args [][]byte) {
 	if len(args) < 2 {
 		c.wrongArgs("config")
 		return
 	}
-	r := c.r
+	r := a.r
 	switch strings.ToLower(string(args[1])) {
 	case "get":
 		if len(args) < 3 {
 			c.wrongArgs("config|get")
 			return
 		}
-		cfg := r.conf()
+		cfg := r.cfg.get()
 		found := map[string]string{}
 		for _, pat := range args[2:] {
 			p := strings.ToLower(string(pat))
@@ -327,7 +339,7 @@ func (c *client) configCommand(args [][]byte) {
 				}
 			}
 			if ok, _ := path.Match(p, "replicaof"); ok {
-				addr, _ := r.masterAddr()
+				addr, _ := r.up.masterAddr()
 				host, port, _ := net.SplitHostPort(addr)
 				found["replicaof"] = strings.TrimSpace(host + " " + port)
 			}
@@ -347,35 +359,34 @@ func (c *client) configCommand(args [][]byte) {
 			c.wrongArgs("config|set")
 			return
 		}
-		r.cfgMu.Lock()
-		next := r.cfg
+		r.cfg.mu.Lock()
+		next := r.cfg.cfg
 		for i := 2; i < len(args); i += 2 {
 			name := strings.ToLower(string(args[i]))
 			s, ok := settings[name]
 			if !ok {
-				r.cfgMu.Unlock()
+				r.cfg.mu.Unlock()
 				c.out = appendError(c.out, fmt.Sprintf("ERR Unknown option or number of arguments for CONFIG SET - '%s'", truncateText(args[i], 64)))
 				return
 			}
 			if s.set == nil {
-				r.cfgMu.Unlock()
+				r.cfg.mu.Unlock()
 				c.out = appendError(c.out, fmt.Sprintf("ERR CONFIG SET failed (possibly related to argument '%s') - can't set immutable config", name))
 				return
 			}
 			if err := s.set(&next, string(args[i+1])); err != nil {
-				r.cfgMu.Unlock()
+				r.cfg.mu.Unlock()
 				c.out = appendError(c.out, fmt.Sprintf("ERR CONFIG SET failed (possibly related to argument '%s') - %v", name, err))
 				return
 			}
 		}
-		r.cfg = next
-		r.replTO.Store(int64(next.ReplTimeout))
-		set := holdCommands(next.HoldOnCommands)
-		r.holdSet.Store(&set)
-		r.cfgMu.Unlock()
+		r.cfg.cfg = next
+		r.cfg.replTO.Store(int64(next.ReplTimeout))
+		r.hist.setHoldCommands(next.HoldOnCommands)
+		r.cfg.mu.Unlock()
 		c.out = appendSimple(c.out, "OK")
 	case "rewrite":
-		rewrite := r.conf().Rewrite
+		rewrite := r.cfg.get().Rewrite
 		if rewrite == nil {
 			c.out = appendError(c.out, "ERR The server is running without a config file")
 			return
@@ -394,7 +405,7 @@ func (c *client) configCommand(args [][]byte) {
 }
 
 // clientCommand implements the CLIENT subcommands tools use.
-func (c *client) clientCommand(args [][]byte) {
+func (a *admin) clientCommand(c *client, args [][]byte) {
 	if len(args) < 2 {
 		c.wrongArgs("client")
 		return
@@ -419,33 +430,22 @@ func (c *client) clientCommand(args [][]byte) {
 		c.out = appendInt(c.out, c.id)
 	case "list":
 		var b strings.Builder
-		for _, o := range c.r.clientList() {
-			b.WriteString(o.describe())
+		for _, o := range a.r.srv.clientList() {
+			b.WriteString(describeClient(o))
 			b.WriteByte('\n')
 		}
 		c.out = appendBulk(c.out, b.String())
 	case "info":
-		c.out = appendBulk(c.out, c.describe()+"\n")
+		c.out = appendBulk(c.out, describeClient(c)+"\n")
 	case "kill":
-		c.clientKill(args[2:])
+		a.clientKill(c, args[2:])
 	default:
 		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT LIST, KILL, ID, SETNAME, GETNAME.", truncateText(args[1], 64)))
 	}
 }
 
-func (r *Relay) clientList() []*client {
-	r.clientsMu.Lock()
-	list := make([]*client, 0, len(r.clients))
-	for o := range r.clients {
-		list = append(list, o)
-	}
-	r.clientsMu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
-	return list
-}
-
-// describe renders one CLIENT LIST line.
-func (c *client) describe() string {
+// describeClient renders one CLIENT LIST line.
+func describeClient(c *client) string {
 	flags := "N"
 	if c.replica.Load() {
 		flags = "S"
@@ -462,9 +462,9 @@ func (c *client) describe() string {
 
 // clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...
 // (ID, ADDR, TYPE normal|replica|slave|master|pubsub, SKIPME yes|no).
-func (c *client) clientKill(args [][]byte) {
+func (a *admin) clientKill(c *client, args [][]byte) {
 	if len(args) == 1 {
-		for _, o := range c.r.clientList() {
+		for _, o := range a.r.srv.clientList() {
 			if o.addr == string(args[0]) {
 				o.nc.Close()
 				c.out = appendSimple(c.out, "OK")
@@ -513,7 +513,7 @@ func (c *client) clientKill(args [][]byte) {
 		}
 	}
 	killed := 0
-	for _, o := range c.r.clientList() {
+	for _, o := range a.r.srv.clientList() {
 		switch {
 		case o == c && skipMe,
 			id >= 0 && o.id != id,
@@ -524,7 +524,7 @@ func (c *client) clientKill(args [][]byte) {
 			continue
 		}
 		if o.replica.Load() {
-			c.r.endSessionOf(o)
+			a.r.srv.endSessionOf(o)
 		}
 		o.nc.Close()
 		killed++
@@ -532,21 +532,10 @@ func (c *client) clientKill(args [][]byte) {
 	c.out = appendInt(c.out, int64(killed))
 }
 
-// endSessionOf records that a replica's session was killed by an operator.
-func (r *Relay) endSessionOf(o *client) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for s := range r.sessions {
-		if s.c == o {
-			s.end(reasonKilled)
-		}
-	}
-}
-
 // shutdown stops the relay (SHUTDOWN [NOSAVE|SAVE|NOW|FORCE]).
-func (c *client) shutdown(args [][]byte) bool {
-	for _, a := range args[1:] {
-		switch strings.ToLower(string(a)) {
+func (a *admin) shutdown(c *client, args [][]byte) bool {
+	for _, arg := range args[1:] {
+		switch strings.ToLower(string(arg)) {
 		case "nosave", "save", "now", "force":
 		case "abort":
 			c.out = appendError(c.out, "ERR No shutdown in progress.")
@@ -556,13 +545,8 @@ func (c *client) shutdown(args [][]byte) bool {
 			return false
 		}
 	}
-	c.r.logger.Warn("SHUTDOWN requested", "client", c.addr)
-	c.r.mu.Lock()
-	stop := c.r.shutdown
-	c.r.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
+	a.r.logger.Warn("SHUTDOWN requested", "client", c.addr)
+	a.r.stop()
 	return true
 }
 
@@ -570,7 +554,7 @@ func (c *client) shutdown(args [][]byte) bool {
 // The relay executes no commands and samples no latency events, so every
 // list is empty; monitoring tools (redis_exporter asks LATENCY LATEST and
 // LATENCY HISTOGRAM on every scrape) get an answer rather than an error.
-func (c *client) latency(args [][]byte) {
+func (a *admin) latency(c *client, args [][]byte) {
 	if len(args) < 2 {
 		c.wrongArgs("latency")
 		return
@@ -600,5 +584,25 @@ func (c *client) latency(args [][]byte) {
 		c.wrongArgs("latency|" + sub)
 	default:
 		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try LATENCY HELP.", truncateText(args[1], 64)))
+	}
+}
+
+// relayCommand runs the relay's own admin commands:
+//
+//	RELAY GUARD RELEASE   accept the snapshot held by the empty-master guard
+func (a *admin) relayCommand(c *client, args [][]byte) {
+	sub := ""
+	for _, a := range args[1:] {
+		sub += strings.ToLower(string(a)) + " "
+	}
+	switch strings.TrimSpace(sub) {
+	case "guard release":
+		if err := a.r.ReleaseGuard(); err != nil {
+			c.out = appendError(c.out, "ERR "+err.Error())
+			return
+		}
+		c.out = appendSimple(c.out, "OK")
+	default:
+		c.out = appendError(c.out, "ERR unknown RELAY subcommand; try RELAY GUARD RELEASE")
 	}
 }

@@ -35,8 +35,8 @@ func TestConfigGetSetRewrite(t *testing.T) {
 	if err := cl.ConfigSet(ctx, "repl-timeout", "7").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if relay.timeout() != 7*time.Second {
-		t.Fatalf("repl-timeout not applied: %v", relay.timeout())
+	if relay.Relay.cfg.timeout() != 7*time.Second {
+		t.Fatalf("repl-timeout not applied: %v", relay.Relay.cfg.timeout())
 	}
 	if err := cl.ConfigSet(ctx, "retain-size", "2mb").Err(); err != nil {
 		t.Fatal(err)

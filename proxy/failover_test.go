@@ -60,7 +60,7 @@ func TestSentinelFailover(t *testing.T) {
 		if got := relay.Status().MasterAddr; got != sh+":"+sp {
 			return fmt.Errorf("relay follows %s", got)
 		}
-		if s := relay.Status().LinkState; s != linkConnected {
+		if s := relay.Status().LinkState; s != LinkConnected {
 			return fmt.Errorf("relay link %s", s)
 		}
 		return nil

@@ -24,7 +24,7 @@ import (
 // stReadState reads the relay's state.json as an operator would.
 func stReadState(t testing.TB, relay *testRelay) diskState {
 	t.Helper()
-	raw, err := os.ReadFile(relay.path(stateFile))
+	raw, err := os.ReadFile(relay.hist.path(stateFile))
 	if err != nil {
 		t.Fatalf("read state.json: %v", err)
 	}
@@ -38,7 +38,7 @@ func stReadState(t testing.TB, relay *testRelay) diskState {
 // stSnapshotOnDisk checks that the snapshot state.json names is in the data
 // dir with the size state.json gives.
 func stSnapshotOnDisk(relay *testRelay, st diskState) error {
-	fi, err := os.Stat(relay.path(st.Snapshot.File))
+	fi, err := os.Stat(relay.hist.path(st.Snapshot.File))
 	if err != nil {
 		return fmt.Errorf("snapshot %s named by state.json: %w", st.Snapshot.File, err)
 	}
@@ -62,7 +62,7 @@ func stSegmentFiles(t testing.TB, dir string) []string {
 // stTempStateFiles lists leftover temporary state files in the data dir.
 func stTempStateFiles(t testing.TB, relay *testRelay) []string {
 	t.Helper()
-	names, err := filepath.Glob(relay.path(stateFile + ".tmp*"))
+	names, err := filepath.Glob(relay.hist.path(stateFile + ".tmp*"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,13 +133,13 @@ func TestTrimErrorKeepsRefreshedSnapshot(t *testing.T) {
 	// command boundary, so how many bytes that takes varies.
 	redistest.Eventually(t, 120*time.Second, func() error {
 		writeKeys(t, master, 1, 500)
-		if n := len(relay.currentLog().Segments()); n < 4 {
+		if n := len(relay.hist.currentLog().Segments()); n < 4 {
 			return fmt.Errorf("log has %d segments", n)
 		}
 		return nil
 	})
 	inSync(t, 60*time.Second, master, first)
-	logDir := relay.path(before.LogDir)
+	logDir := relay.hist.path(before.LogDir)
 	segs := stSegmentFiles(t, logDir)
 	if len(segs) < 4 {
 		t.Fatalf("log %s has %d segment files, want several", logDir, len(segs))
@@ -186,12 +186,12 @@ func TestTrimErrorKeepsRefreshedSnapshot(t *testing.T) {
 	if after.LogDir != before.LogDir || after.Identity.ReplID != before.Identity.ReplID {
 		t.Errorf("refresh changed the history: log %s replid %s, was %s %s", after.LogDir, after.Identity.ReplID, before.LogDir, before.Identity.ReplID)
 	}
-	if _, err := os.Stat(relay.path(before.Snapshot.File)); err == nil {
+	if _, err := os.Stat(relay.hist.path(before.Snapshot.File)); err == nil {
 		t.Errorf("replaced snapshot %s still on disk", before.Snapshot.File)
 	}
 	if left := stSegmentFiles(t, logDir); len(left) > 1 {
 		// Not an error for this test: old segments only cost disk.
-		t.Logf("%d segment files left in the log dir after the failed trim; the log holds %d", len(left), len(relay.currentLog().Segments()))
+		t.Logf("%d segment files left in the log dir after the failed trim; the log holds %d", len(left), len(relay.hist.currentLog().Segments()))
 	}
 
 	// A new replica full-syncs from the relay's refreshed snapshot.
@@ -253,7 +253,7 @@ func TestStateWritesSerialized(t *testing.T) {
 			defer wg.Done()
 			<-start
 			for range shifts {
-				if err := relay.shiftReplID(replstream.RandomHex40()); err != nil {
+				if err := relay.hist.shiftReplID(replstream.RandomHex40()); err != nil {
 					errs <- err
 				}
 			}
@@ -265,16 +265,16 @@ func TestStateWritesSerialized(t *testing.T) {
 			defer wg.Done()
 			<-start
 			for range summaries {
-				relay.mu.Lock()
-				snap := relay.snap
-				relay.mu.Unlock()
-				relay.afterParse(snap)
+				relay.hist.mu.Lock()
+				snap := relay.hist.snap
+				relay.hist.mu.Unlock()
+				relay.hist.afterParse(snap)
 			}
 		}()
 	}
 	close(start)
 	wg.Wait()
-	relay.bg.Wait() // the summary writes run in the background
+	relay.hist.bg.Wait() // the summary writes run in the background
 	close(errs)
 	var failed []string
 	for err := range errs {
@@ -349,19 +349,19 @@ func TestGuardReleasedSnapshotIsFsynced(t *testing.T) {
 	// the master.
 	relay := startRelay(t, "")
 	var record stSyncRecord
-	fsync := relay.fsyncFile
-	relay.fsyncFile = func(f *os.File) error {
+	fsync := relay.hist.fsyncFile
+	relay.hist.fsyncFile = func(f *os.File) error {
 		name := filepath.Base(f.Name())
 		named := false
-		if raw, err := os.ReadFile(relay.path(stateFile)); err == nil {
+		if raw, err := os.ReadFile(relay.hist.path(stateFile)); err == nil {
 			var st diskState
 			named = json.Unmarshal(raw, &st) == nil && st.Snapshot.File == name
 		}
 		record.add(stSynced{name: name, namedByState: named})
 		return fsync(f)
 	}
-	relay.mu.Lock() // publishes the hook to the upstream link, which takes mu before any sync
-	relay.mu.Unlock()
+	relay.hist.mu.Lock() // publishes the hook to the upstream link, which takes mu before any sync
+	relay.hist.mu.Unlock()
 	host, port := master.HostPort()
 	if err := relay.Client().Do(t.Context(), "REPLICAOF", host, port).Err(); err != nil {
 		t.Fatalf("REPLICAOF: %v", err)

@@ -30,7 +30,7 @@ func waitSyncing(t *testing.T, replica *redistest.Server) {
 func waitRelaySnapshot(t *testing.T, relay *testRelay) {
 	t.Helper()
 	redistest.Eventually(t, 30*time.Second, func() error {
-		if st := relay.Status(); !st.HasHistory || st.SyncPending || st.LinkState != linkConnected {
+		if st := relay.Status(); !st.HasHistory || st.SyncPending || st.LinkState != LinkConnected {
 			return fmt.Errorf("relay has no snapshot yet (link %s)", st.LinkState)
 		}
 		return nil

@@ -48,8 +48,8 @@ func FuzzClientCommands(f *testing.F) {
 		local, remote := net.Pipe()
 		defer local.Close()
 		defer remote.Close()
-		c := &client{r: relay, nc: local, br: bufio.NewReader(bytes.NewReader(data)), addr: "fuzz", authed: true}
-		defer relay.unsubscribeAll(c)
+		c := &client{srv: relay.srv, nc: local, br: bufio.NewReader(bytes.NewReader(data)), addr: "fuzz", authed: true}
+		defer relay.admin.unsubscribeAll(c)
 		for range 64 {
 			args, err := readCommand(c.br)
 			if err != nil {

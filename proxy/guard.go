@@ -17,7 +17,7 @@ import (
 
 var errGuardTripped = errors.New("empty-master guard tripped")
 
-// guardState is guarded by Relay.mu.
+// guardState is guarded by history.mu.
 type guardState struct {
 	held     *snapshot // the snapshot held back; nil while the guard is not tripped
 	reason   string
@@ -26,15 +26,15 @@ type guardState struct {
 }
 
 // guardCheck returns why s must be held back, or "".
-func (r *Relay) guardCheck(s *snapshot) string {
-	cfg := r.conf()
+func (h *history) guardCheck(s *snapshot) string {
+	cfg := h.cfg.get()
 	if cfg.DisableGuard {
 		return ""
 	}
-	r.mu.Lock()
-	cur := r.snap
-	id := r.id
-	r.mu.Unlock()
+	h.mu.Lock()
+	cur := h.snap
+	id := h.id
+	h.mu.Unlock()
 	if cur == nil || strings.EqualFold(s.meta.ReplID, id.ReplID) || strings.EqualFold(s.meta.ReplID, id.ReplID2) {
 		return "" // first sync, or the same history
 	}
@@ -60,7 +60,7 @@ func (r *Relay) guardCheck(s *snapshot) string {
 
 // holdSnapshot quarantines s: replicas streaming it are cut before its
 // last byte, and the upstream link waits for a release.
-func (r *Relay) holdSnapshot(s *snapshot, why string) {
+func (h *history) holdSnapshot(s *snapshot, why string) {
 	written, _, _, _, _ := s.state()
 	s.finish(nil, errGuardTripped)
 	held := completeSnapshot(s.metaCopy(), s.path)
@@ -68,60 +68,61 @@ func (r *Relay) holdSnapshot(s *snapshot, why string) {
 	held.written, held.size = written, written
 	held.summary, held.parseErr = s.summary, s.parseErr
 	close(held.parsed)
-	r.mu.Lock()
-	r.guard = guardState{held: held, reason: why, since: time.Now(), released: make(chan struct{})}
-	if r.pending == s {
-		r.pending = nil
+	h.mu.Lock()
+	h.guard = guardState{held: held, reason: why, since: time.Now(), released: make(chan struct{})}
+	if h.pending == s {
+		h.pending = nil
 	}
-	r.broadcast()
-	r.mu.Unlock()
-	r.stats.guardTrips.Add(1)
-	r.logger.Error("EMPTY-MASTER GUARD TRIPPED: not propagating the new master's snapshot; replicas keep their data. Release with RELAY GUARD RELEASE once the master is known good", "reason", why, "replid", s.meta.ReplID, "path", s.path)
+	h.broadcast()
+	h.mu.Unlock()
+	h.stats.guardTrips.Add(1)
+	h.logger.Error("EMPTY-MASTER GUARD TRIPPED: not propagating the new master's snapshot; replicas keep their data. Release with RELAY GUARD RELEASE once the master is known good", "reason", why, "replid", s.meta.ReplID, "path", s.path)
 }
 
 // guardHold returns a channel that is closed when the guard is not (or no
 // longer) tripped.
-func (r *Relay) guardHold() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.guard.held == nil {
+func (h *history) guardHold() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.guard.held == nil {
 		c := make(chan struct{})
 		close(c)
 		return c
 	}
-	return r.guard.released
+	return h.guard.released
 }
 
-// ReleaseGuard makes the held snapshot the relay's history: replicas then
-// full-sync to it and follow the new master.
-func (r *Relay) ReleaseGuard() error {
-	r.mu.Lock()
-	g := r.guard
-	r.guard = guardState{}
-	r.mu.Unlock()
+// releaseGuard makes the held snapshot the relay's history: replicas then
+// full-sync to it and follow the new master. With no snapshot held it
+// releases the command tripwire's hold.
+func (h *history) releaseGuard() error {
+	h.mu.Lock()
+	g := h.guard
+	h.guard = guardState{}
+	h.mu.Unlock()
 	if g.held == nil {
 		// The same command releases the command tripwire.
-		if err := r.releaseHold(); !errors.Is(err, errNotHolding) {
+		if err := h.releaseHold(); !errors.Is(err, errNotHolding) {
 			return err
 		}
 		return errors.New("the guard is not tripped, and no command is held")
 	}
 	defer close(g.released)
-	if _, err := r.install(g.held); err != nil {
+	if _, err := h.install(g.held); err != nil {
 		return fmt.Errorf("install released snapshot: %w", err)
 	}
-	r.logger.Warn("empty-master guard released by operator", "replid", g.held.meta.ReplID, "offset", g.held.meta.Offset)
+	h.logger.Warn("empty-master guard released by operator", "replid", g.held.meta.ReplID, "offset", g.held.meta.Offset)
 	return nil
 }
 
 // discardHeld drops a held snapshot (the upstream was re-pointed).
-func (r *Relay) discardHeld() {
-	r.mu.Lock()
-	g := r.guard
-	r.guard = guardState{}
-	r.mu.Unlock()
+func (h *history) discardHeld() {
+	h.mu.Lock()
+	g := h.guard
+	h.guard = guardState{}
+	h.mu.Unlock()
 	if g.held != nil {
-		removeSnapshotFiles(g.held.path)
+		h.removeSnapshotFiles(g.held.path)
 		close(g.released)
 	}
 }

@@ -6,62 +6,178 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
+// history is the replication history the relay serves: its identity, the
+// newest accepted snapshot (and older ones kept for recovery), the log of
+// bytes after it, the guard's and the tripwire's holds, and state.json,
+// which records them. It owns the data dir. The upstream link is its only
+// writer; downstream sessions read it and register as its readers, so that
+// a replid shift, a trim or an ACK policy can reach them.
+//
+// Locks, in the order they nest: stateMu, then mu, then a snapshot's or
+// the log's own.
+type history struct {
+	cfg    *liveConfig
+	dir    string // the data dir
+	logger *slog.Logger
+	stats  *counters
+	lock   *os.File // flock on the data dir
+
+	// stateMu makes every change of the history's identity, snapshot or
+	// log one step: compute the new state.json under mu, write it, then
+	// apply it under mu. Held across the file write, never across network
+	// I/O. Only its holder changes id, snap, log, older and hold.
+	stateMu sync.Mutex
+	// fsyncFile makes a file durable (tests wrap it to observe or slow it).
+	fsyncFile func(*os.File) error
+
+	mu   sync.Mutex
+	id   replstream.Identity // guarded by mu; ReplID empty before the first sync
+	snap *snapshot           // newest accepted snapshot; guarded by mu
+	// older snapshots of the same history and log, newest first, kept
+	// while the log still holds the stream after them (recovery to a
+	// point starts from the newest one before it); guarded by mu
+	older   []Snapshot
+	log     *replstream.Log                 // log of the current history, snap.log; guarded by mu
+	pending *snapshot                       // being received from upstream; guarded by mu
+	hold    *holdState                      // the command tripwire holds replicas before hold.At; guarded by mu
+	holdSet atomic.Pointer[map[string]bool] // HoldOnCommands as a set, for the upstream link
+	holding atomic.Bool                     // hold != nil, for sessions' fast path
+	changed chan struct{}                   // closed and replaced when id, snap, pending or hold change; guarded by mu
+	readers map[*session]struct{}           // downstream sessions reading this history; guarded by mu
+	guard   guardState                      // guarded by mu
+	bg      sync.WaitGroup                  // background work: snapshot parsers
+}
+
+// openHistory locks the data dir and recovers the history kept there, if
+// any.
+func openHistory(cfg *liveConfig, stats *counters, logger *slog.Logger) (*history, error) {
+	dir := cfg.fixed.DataDir
+	if dir == "" {
+		return nil, errors.New("data dir is required")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
+	}
+	h := &history{
+		cfg: cfg, dir: dir, logger: logger, stats: stats, lock: lock,
+		fsyncFile: (*os.File).Sync,
+		changed:   make(chan struct{}),
+		readers:   make(map[*session]struct{}),
+	}
+	h.setHoldCommands(cfg.fixed.HoldOnCommands)
+	if err := h.recover(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// close waits for background work, makes the log durable and releases the
+// data dir. The upstream link and every session must have stopped.
+func (h *history) close() error {
+	h.bg.Wait()
+	h.mu.Lock()
+	log := h.log
+	h.mu.Unlock()
+	var err error
+	if log != nil {
+		_, serr := log.Sync()
+		err = errors.Join(serr, log.Close())
+	}
+	return errors.Join(err, h.lock.Close())
+}
+
+// addReader and removeReader register a downstream session.
+func (h *history) addReader(s *session) {
+	h.mu.Lock()
+	h.readers[s] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *history) removeReader(s *session) {
+	h.mu.Lock()
+	delete(h.readers, s)
+	h.mu.Unlock()
+}
+
+// eachReader calls f for every registered session, under mu: f must not
+// block.
+func (h *history) eachReader(f func(*session)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.readers {
+		f(s)
+	}
+}
+
 // position is what the upstream link asks for in PSYNC: the history and the
 // offset of the next byte wanted. ok is false when there is no history.
-func (r *Relay) position() (id replstream.Identity, next int64, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.log == nil {
+func (h *history) position() (id replstream.Identity, next int64, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.log == nil {
 		return id, 0, false
 	}
-	_, next = r.log.Range()
-	return r.id, next, true
+	_, next = h.log.Range()
+	return h.id, next, true
 }
 
 // currentLog is the log the upstream link appends to.
-func (r *Relay) currentLog() *replstream.Log {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.log
+func (h *history) currentLog() *replstream.Log {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.log
 }
 
 // beginFullSync starts receiving a snapshot of history replid as of offset.
 // Sessions waiting for a full sync attach to it at once.
-func (r *Relay) beginFullSync(replid string, offset int64) (*snapshot, error) {
-	s, err := r.newIncomingSnapshot(replid, offset)
+func (h *history) beginFullSync(replid string, offset int64) (*snapshot, error) {
+	s, err := h.newIncomingSnapshot(replid, offset)
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	r.pending = s
-	r.broadcast()
-	r.mu.Unlock()
+	h.mu.Lock()
+	h.pending = s
+	h.broadcast()
+	h.mu.Unlock()
 	return s, nil
 }
 
 // newIncomingSnapshot starts receiving a snapshot that no replica sees
 // until it is installed.
-func (r *Relay) newIncomingSnapshot(replid string, offset int64) (*snapshot, error) {
+func (h *history) newIncomingSnapshot(replid string, offset int64) (*snapshot, error) {
 	// The file gets its final name at once: state.json names it only once it
 	// is accepted, and recovery deletes snapshot files it does not name.
 	name := fmt.Sprintf("snapshot-%d-%s.rdb", offset, replstream.RandomHex40()[:8])
-	s, err := newSnapshot(replid, offset, r.path(name))
+	s, err := newSnapshot(replid, offset, h.path(name))
 	if err != nil {
 		return nil, err
 	}
 	s.meta.File = name
-	r.bg.Add(1)
+	h.bg.Add(1)
 	go func() {
-		defer r.bg.Done()
+		defer h.bg.Done()
 		s.parse()
 	}()
 	return s, nil
@@ -70,39 +186,39 @@ func (r *Relay) newIncomingSnapshot(replid string, offset int64) (*snapshot, err
 // abortFullSync drops a snapshot that failed or was rejected; sessions
 // streaming it are cut. A snapshot that became the relay's history is
 // never dropped here.
-func (r *Relay) abortFullSync(s *snapshot, why error) {
-	r.mu.Lock()
-	current := r.snap == s
-	if r.pending == s {
-		r.pending = nil
-		r.broadcast()
+func (h *history) abortFullSync(s *snapshot, why error) {
+	h.mu.Lock()
+	current := h.snap == s
+	if h.pending == s {
+		h.pending = nil
+		h.broadcast()
 	}
-	r.mu.Unlock()
+	h.mu.Unlock()
 	if current {
-		r.logger.Error("refusing to drop the current snapshot", "path", s.path, "err", why)
+		h.logger.Error("refusing to drop the current snapshot", "path", s.path, "err", why)
 		return
 	}
 	s.finish(nil, why)
-	removeSnapshotFiles(s.path)
+	h.removeSnapshotFiles(s.path)
 }
 
 // commitFullSync checks a fully received snapshot and makes it the relay's
 // history: a new log starts after it, state.json names both, and the old
 // history is dropped (its sessions end when its log closes). A snapshot that
 // trips the empty-master guard is held back instead (errGuardTripped).
-func (r *Relay) commitFullSync(s *snapshot) (*replstream.Log, error) {
+func (h *history) commitFullSync(s *snapshot) (*replstream.Log, error) {
 	s.markReceived()
-	r.at("commit")
-	if err := r.validate(s); err != nil {
-		r.stats.snapshotsRejected.Add(1)
+	h.at("commit")
+	if err := h.validate(s); err != nil {
+		h.stats.snapshotsRejected.Add(1)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
 	}
-	if why := r.guardCheck(s); why != "" {
-		r.holdSnapshot(s, why)
+	if why := h.guardCheck(s); why != "" {
+		h.holdSnapshot(s, why)
 		return nil, fmt.Errorf("%w: %s", errGuardTripped, why)
 	}
 	s.markVerified()
-	return r.install(s)
+	return h.install(s)
 }
 
 // validate checks a received snapshot before any replica may load it: an
@@ -110,12 +226,12 @@ func (r *Relay) commitFullSync(s *snapshot) (*replstream.Log, error) {
 // arrived), and repl-id/repl-offset aux fields that agree with the
 // +FULLRESYNC reply. Without a checksum (rdbchecksum no) the parser must
 // have framed the whole file.
-func (r *Relay) validate(s *snapshot) error {
+func (h *history) validate(s *snapshot) error {
 	res := s.check.Result()
 	if err := checksumError(res); err != nil {
 		return err
 	}
-	if err := r.checkSnapshotFile(s.path, s.meta.ReplID, s.meta.Offset); err != nil {
+	if err := h.checkSnapshotFile(s.path, s.meta.ReplID, s.meta.Offset); err != nil {
 		return err
 	}
 	if res.Status == rdbparse.ChecksumDisabled {
@@ -128,17 +244,19 @@ func (r *Relay) validate(s *snapshot) error {
 }
 
 // install makes an accepted snapshot the relay's history, with a new log.
-func (r *Relay) install(s *snapshot) (*replstream.Log, error) {
-	if err := r.syncSnapshot(s); err != nil {
+func (h *history) install(s *snapshot) (*replstream.Log, error) {
+	if err := h.syncSnapshot(s); err != nil {
 		return nil, err
 	}
 	logDir := newLogDirName()
-	log, err := replstream.CreateLog(r.path(logDir), s.meta.Offset+1, r.logOptions())
+	log, err := replstream.CreateLog(h.path(logDir), s.meta.Offset+1, h.logOptions())
 	if err != nil {
 		return nil, err
 	}
-	if err := r.adopt(s, log, nil); err != nil {
-		log.Remove()
+	if err := h.adopt(s, log, nil); err != nil {
+		if rerr := log.Remove(); rerr != nil {
+			h.logger.Warn("remove unused log", "path", log.Dir(), "err", rerr)
+		}
 		return nil, err
 	}
 	return log, nil
@@ -147,7 +265,7 @@ func (r *Relay) install(s *snapshot) (*replstream.Log, error) {
 // syncSnapshot makes a snapshot's file durable before anything names it:
 // through the writer's handle while it is open, else by path (a snapshot
 // the guard held back and an operator released).
-func (r *Relay) syncSnapshot(s *snapshot) error {
+func (h *history) syncSnapshot(s *snapshot) error {
 	s.mu.Lock()
 	f := s.f
 	s.mu.Unlock()
@@ -158,7 +276,7 @@ func (r *Relay) syncSnapshot(s *snapshot) error {
 		}
 		defer f.Close()
 	}
-	if err := r.fsyncFile(f); err != nil {
+	if err := h.fsyncFile(f); err != nil {
 		return fmt.Errorf("sync snapshot: %w", err)
 	}
 	return nil
@@ -171,94 +289,98 @@ func (r *Relay) syncSnapshot(s *snapshot) error {
 // a crash leaves either the old or the new history on disk), then the
 // swap, then the old log (if replaced) and the old snapshot files are
 // removed.
-func (r *Relay) adopt(s *snapshot, log *replstream.Log, check func() error) error {
+func (h *history) adopt(s *snapshot, log *replstream.Log, check func() error) error {
 	written, _, _, _, _ := s.state()
 	meta := s.metaCopy()
 	meta.Size = written
 
-	r.stateMu.Lock()
-	r.mu.Lock()
+	h.stateMu.Lock()
+	h.mu.Lock()
 	id := replstream.NewIdentity(meta.ReplID)
 	var older, dropped []Snapshot // kept for recovery to a point; not
 	var hold *holdState           // a new history ends a hold on the old one
-	if log == r.log {
-		id, hold = r.id, r.hold
-		if r.snap != nil && r.snap.path != s.path {
-			older = append([]Snapshot{r.snap.metaCopy()}, r.older...)
+	if log == h.log {
+		id, hold = h.id, h.hold
+		if h.snap != nil && h.snap.path != s.path {
+			older = append([]Snapshot{h.snap.metaCopy()}, h.older...)
 		}
 	} else {
-		dropped = r.older
+		dropped = h.older
 	}
 	var err error
 	if check != nil {
 		err = check()
 	}
-	r.mu.Unlock()
+	h.mu.Unlock()
 	if err == nil {
-		err = r.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log), Older: older, Hold: hold})
+		err = h.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log), Older: older, Hold: hold})
 	}
 	if err != nil {
-		r.stateMu.Unlock()
+		h.stateMu.Unlock()
 		return err
 	}
-	r.at("state-written")
+	h.at("state-written")
 	s.finish(log, nil)
-	r.mu.Lock()
-	oldSnap, oldLog := r.snap, r.log
-	r.id, r.snap, r.log, r.older, r.hold = id, s, log, older, hold
-	r.holding.Store(hold != nil)
-	if r.pending == s {
-		r.pending = nil
+	h.mu.Lock()
+	oldSnap, oldLog := h.snap, h.log
+	h.id, h.snap, h.log, h.older, h.hold = id, s, log, older, hold
+	h.holding.Store(hold != nil)
+	if h.pending == s {
+		h.pending = nil
 	}
-	r.broadcast()
-	r.mu.Unlock()
-	r.stateMu.Unlock()
+	h.broadcast()
+	h.mu.Unlock()
+	h.stateMu.Unlock()
 
 	if oldLog != nil && oldLog != log {
-		oldLog.Remove()
+		if err := oldLog.Remove(); err != nil {
+			h.logger.Warn("remove the replaced history's log", "path", oldLog.Dir(), "err", err)
+		}
 	}
 	if oldSnap != nil && oldSnap.path != s.path && len(older) == 0 {
-		removeSnapshotFiles(oldSnap.path)
+		h.removeSnapshotFiles(oldSnap.path)
 	}
 	for _, o := range dropped {
-		removeSnapshotFiles(r.path(o.File))
+		h.removeSnapshotFiles(h.path(o.File))
 	}
-	r.afterParse(s)
+	h.afterParse(s)
 	return nil
 }
 
 // currentState is state.json for the history held in memory. Caller
 // holds mu.
-func (r *Relay) currentState() diskState {
-	return diskState{Identity: r.id, Snapshot: r.snap.metaCopy(), LogDir: logDirName(r.log), Older: r.older, Hold: r.hold}
+func (h *history) currentState() diskState {
+	return diskState{Identity: h.id, Snapshot: h.snap.metaCopy(), LogDir: logDirName(h.log), Older: h.older, Hold: h.hold}
 }
 
 // afterParse records the parser's summary of s once it is ready: keys and
 // version in state.json and INFO, the full summary in a JSON file beside the
 // snapshot.
-func (r *Relay) afterParse(s *snapshot) {
-	r.bg.Add(1)
+func (h *history) afterParse(s *snapshot) {
+	h.bg.Add(1)
 	go func() {
-		defer r.bg.Done()
+		defer h.bg.Done()
 		<-s.parsed
 		if s.parseErr != nil {
-			r.stats.parseErrors.Add(1)
-			r.logger.Warn("snapshot summary incomplete", "path", s.path, "err", s.parseErr)
+			h.stats.parseErrors.Add(1)
+			h.logger.Warn("snapshot summary incomplete", "path", s.path, "err", s.parseErr)
 		}
 		sum := s.summary
 		if sum == nil {
 			return
 		}
 		if sum.Unparsed != "" {
-			r.logger.Info("snapshot partly understood", "path", s.path, "unparsed", sum.Unparsed)
+			h.logger.Info("snapshot partly understood", "path", s.path, "unparsed", sum.Unparsed)
 		}
 		if raw, err := json.MarshalIndent(sum, "", "  "); err == nil {
-			os.WriteFile(s.path+".json", raw, 0o644)
+			if err := os.WriteFile(s.path+".json", raw, 0o644); err != nil {
+				h.logger.Warn("write snapshot summary", "path", s.path+".json", "err", err)
+			}
 		}
-		r.stateMu.Lock()
-		defer r.stateMu.Unlock()
-		r.mu.Lock()
-		current := r.snap == s
+		h.stateMu.Lock()
+		defer h.stateMu.Unlock()
+		h.mu.Lock()
+		current := h.snap == s
 		s.mu.Lock()
 		if s.parseErr == nil {
 			s.meta.Keys, s.meta.Expires = sum.Keys, sum.Expires
@@ -267,12 +389,12 @@ func (r *Relay) afterParse(s *snapshot) {
 		s.mu.Unlock()
 		var st diskState
 		if current {
-			st = r.currentState()
+			st = h.currentState()
 		}
-		r.mu.Unlock()
+		h.mu.Unlock()
 		if current {
-			if err := r.writeState(st); err != nil {
-				r.logger.Warn("record snapshot summary", "err", err)
+			if err := h.writeState(st); err != nil {
+				h.logger.Warn("record snapshot summary", "err", err)
 			}
 		}
 	}()
@@ -293,7 +415,7 @@ func checksumError(res rdbparse.CheckResult) error {
 
 // verifySnapshotFile reads a stored snapshot through the CRC-64 check and
 // the header check; a snapshot that fails either is never served.
-func (r *Relay) verifySnapshotFile(path, replid string, offset int64) error {
+func (h *history) verifySnapshotFile(path, replid string, offset int64) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -307,27 +429,27 @@ func (r *Relay) verifySnapshotFile(path, replid string, offset int64) error {
 	if err := checksumError(c.Result()); err != nil {
 		return err
 	}
-	r.logger.Info("snapshot verified", "path", path, "bytes", c.Size(), "elapsed", time.Since(start).Round(time.Millisecond))
-	return r.checkSnapshotFile(path, replid, offset)
+	h.logger.Info("snapshot verified", "path", path, "bytes", c.Size(), "elapsed", time.Since(start).Round(time.Millisecond))
+	return h.checkSnapshotFile(path, replid, offset)
 }
 
 // checkSnapshotFile makes sure an RDB file is what the +FULLRESYNC reply (or
 // state.json) says it is: an RDB whose repl-id and repl-offset aux fields,
 // when present, name that history and offset.
-func (r *Relay) checkSnapshotFile(path, replid string, offset int64) error {
+func (h *history) checkSnapshotFile(path, replid string, offset int64) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	h, err := rdbparse.ReadHeader(f)
+	hdr, err := rdbparse.ReadHeader(f)
 	if err != nil {
 		return fmt.Errorf("read rdb header: %w", err)
 	}
-	if id := h.ReplID(); id != "" && !strings.EqualFold(id, replid) {
+	if id := hdr.ReplID(); id != "" && !strings.EqualFold(id, replid) {
 		return fmt.Errorf("rdb repl-id %s contradicts replid %s", id, replid)
 	}
-	if off, ok := h.ReplOffset(); ok && off != offset {
+	if off, ok := hdr.ReplOffset(); ok && off != offset {
 		return fmt.Errorf("rdb repl-offset %d contradicts offset %d", off, offset)
 	}
 	return nil
@@ -339,29 +461,29 @@ func (r *Relay) checkSnapshotFile(path, replid string, offset int64) error {
 // via replid2). Full syncs in progress go on: their snapshot and offsets
 // are valid under replid2, and goOnline sends them back to reconnect the
 // same way once the transfer is done.
-func (r *Relay) shiftReplID(newID string) error {
-	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	r.mu.Lock()
-	_, next := r.log.Range()
-	id := r.id.Shift(newID, next)
-	st := r.currentState()
+func (h *history) shiftReplID(newID string) error {
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	h.mu.Lock()
+	_, next := h.log.Range()
+	id := h.id.Shift(newID, next)
+	st := h.currentState()
 	st.Identity = id
-	r.mu.Unlock()
-	if err := r.writeState(st); err != nil {
+	h.mu.Unlock()
+	if err := h.writeState(st); err != nil {
 		return err
 	}
-	r.at("shift-written")
-	r.mu.Lock()
-	r.id = id
-	r.broadcast()
-	sessions := make([]*session, 0, len(r.sessions))
-	for s := range r.sessions {
+	h.at("shift-written")
+	h.mu.Lock()
+	h.id = id
+	h.broadcast()
+	sessions := make([]*session, 0, len(h.readers))
+	for s := range h.readers {
 		if s.state.Load() == stateOnline {
 			sessions = append(sessions, s)
 		}
 	}
-	r.mu.Unlock()
+	h.mu.Unlock()
 	for _, s := range sessions {
 		s.end(reasonReplIDChanged)
 	}
@@ -370,51 +492,34 @@ func (r *Relay) shiftReplID(newID string) error {
 
 // psyncDecision answers PSYNC <replid> <off> from the current history. With
 // Continue it returns a cursor at off and the current replid.
-func (r *Relay) psyncDecision(replid string, off int64) (replstream.Decision, *replstream.Cursor, string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.log == nil {
+func (h *history) psyncDecision(replid string, off int64) (replstream.Decision, *replstream.Cursor, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.log == nil {
 		return replstream.FullResync, nil, ""
 	}
-	first, next := r.log.Range()
-	d := replstream.Decide(r.id, first, next, replid, off)
+	first, next := h.log.Range()
+	d := replstream.Decide(h.id, first, next, replid, off)
 	if d != replstream.Continue {
-		return d, nil, r.id.ReplID
+		return d, nil, h.id.ReplID
 	}
-	c, err := r.log.Cursor(off)
+	c, err := h.log.Cursor(off)
 	if err != nil {
-		return replstream.FullResync, nil, r.id.ReplID
+		return replstream.FullResync, nil, h.id.ReplID
 	}
-	return d, c, r.id.ReplID
+	return d, c, h.id.ReplID
 }
 
-// waitAhead waits up to WaitAhead for the current log to hold offset off-1
-// (a replica asking for off has everything before it), calling keepalive
-// every second. It gives up at once when the relay has no upstream to
-// resend those bytes. Only a failed keepalive is an error.
-func (r *Relay) waitAhead(ctx context.Context, off int64, keepalive func() error) error {
-	log := r.currentLog()
-	if addr, _ := r.masterAddr(); log == nil || addr == "" {
-		return nil
+// ackFloor is what a downstream policy ACKs when too few replicas are
+// online: the relay's snapshot offset, which the master already counts as
+// held (an ACK never lowers the master's view of a replica).
+func (h *history) ackFloor() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.snap == nil {
+		return 0
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.conf().WaitAhead)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- log.WaitFor(ctx, off-1) }()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return nil
-		case <-t.C:
-			if err := keepalive(); err != nil {
-				cancel()
-				<-done
-				return err
-			}
-		}
-	}
+	return h.snap.meta.Offset
 }
 
 // announcedID is the replication ID to announce with +FULLRESYNC for snap.
@@ -424,11 +529,11 @@ func (r *Relay) waitAhead(ctx context.Context, off int64, keepalive func() error
 // relay, or the replica's next PSYNC names an ID the relay no longer
 // accepts past second_repl_offset. A snapshot of a new history still
 // arriving is announced with its own ID.
-func (r *Relay) announcedID(snap *snapshot) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if snap == r.snap || r.id.Accepts(snap.meta.ReplID, snap.meta.Offset+1) {
-		return r.id.ReplID
+func (h *history) announcedID(snap *snapshot) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if snap == h.snap || h.id.Accepts(snap.meta.ReplID, snap.meta.Offset+1) {
+		return h.id.ReplID
 	}
 	return snap.meta.ReplID
 }
@@ -436,10 +541,10 @@ func (r *Relay) announcedID(snap *snapshot) string {
 // goOnline marks s online if replid is still the history's current ID. It
 // runs under mu, so that a replid shift ends every session that is online
 // under the old ID and no other.
-func (r *Relay) goOnline(s *session, replid string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !strings.EqualFold(replid, r.id.ReplID) {
+func (h *history) goOnline(s *session, replid string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !strings.EqualFold(replid, h.id.ReplID) {
 		return false
 	}
 	s.setOnline()
@@ -454,14 +559,14 @@ func (r *Relay) goOnline(s *session, replid string) bool {
 // under the same lock, to the offset the session will stream from after
 // the snapshot: trimLog keeps the log from there until the session is
 // online, so a refresh during the transfer cannot trim what it needs.
-func (r *Relay) syncSource(ctx context.Context, keepalive func() error, pin *atomic.Int64) (*snapshot, *os.File, error) {
+func (h *history) syncSource(ctx context.Context, keepalive func() error, pin *atomic.Int64) (*snapshot, *os.File, error) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		r.mu.Lock()
-		s := r.pending
+		h.mu.Lock()
+		s := h.pending
 		if s == nil {
-			s = r.snap
+			s = h.snap
 		}
 		var f *os.File
 		var err error
@@ -470,8 +575,8 @@ func (r *Relay) syncSource(ctx context.Context, keepalive func() error, pin *ato
 				pin.Store(s.meta.Offset + 1)
 			}
 		}
-		changed := r.changed
-		r.mu.Unlock()
+		changed := h.changed
+		h.mu.Unlock()
 		if s != nil {
 			if err != nil {
 				return nil, nil, fmt.Errorf("open snapshot: %w", err)
@@ -490,8 +595,42 @@ func (r *Relay) syncSource(ctx context.Context, keepalive func() error, pin *ato
 	}
 }
 
-// removeSnapshotFiles deletes a snapshot and its summary file.
-func removeSnapshotFiles(path string) {
-	os.Remove(path)
-	os.Remove(path + ".json")
+// removeSnapshotFiles deletes a snapshot and its summary file. A file
+// that cannot be removed is logged: it only costs disk, and the next start
+// removes what state.json does not name.
+func (h *history) removeSnapshotFiles(path string) {
+	for _, name := range []string{path, path + ".json"} {
+		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			h.logger.Warn("remove snapshot file", "path", name, "err", err)
+		}
+	}
+}
+
+// fillStatus fills in the history's part of a Status, and returns the
+// current snapshot (nil without history) and the one arriving, if any.
+func (h *history) fillStatus(st *Status) (current, pending *snapshot) {
+	st.Log.RingSize = int64(h.cfg.fixed.RingSize)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st.Identity = h.id
+	st.SyncPending = h.pending != nil
+	if h.log != nil {
+		st.HasHistory = true
+		st.Log = h.log.Stats()
+		st.Snapshot = h.snap.metaCopy()
+		oldest := st.Snapshot
+		if n := len(h.older); n > 0 {
+			oldest = h.older[n-1]
+		}
+		st.RecoverOldestOffset, st.RecoverOldestTime = oldest.Offset, oldest.Created
+		st.RecoverNewestTime = h.log.NewestTime()
+		current = h.snap
+	}
+	st.GuardTripped = h.guard.held != nil
+	st.GuardReason = h.guard.reason
+	st.GuardSince = h.guard.since
+	if hd := h.hold; hd != nil {
+		st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = true, hd.Command, hd.At, hd.Since
+	}
+	return current, h.pending
 }

@@ -257,7 +257,7 @@ func TestInfoReplicaSyncProgress(t *testing.T) {
 	populate(t, master, 0, 100000)
 	relay := startRelay(t, master.Addr())
 	redistest.Eventually(t, 20*time.Second, func() error {
-		if relay.Status().LinkState != linkConnected {
+		if relay.Status().LinkState != LinkConnected {
 			return fmt.Errorf("relay link %s", relay.Status().LinkState)
 		}
 		return nil
@@ -372,7 +372,7 @@ func BenchmarkStatus(b *testing.B) {
 	populate(b, master, 0, 1000)
 	relay := startRelay(b, master.Addr())
 	redistest.Eventually(b, 20*time.Second, func() error {
-		if relay.Status().LinkState != linkConnected {
+		if relay.Status().LinkState != LinkConnected {
 			return fmt.Errorf("relay not synced")
 		}
 		return nil
@@ -392,7 +392,7 @@ func TestInfoUpstreamSyncWaitingForMaster(t *testing.T) {
 	populate(t, masterA, 0, 20000)
 	relay := startRelay(t, masterA.Addr())
 	redistest.Eventually(t, 20*time.Second, func() error {
-		if st := relay.Status(); st.LinkState != linkConnected || st.SyncRead == 0 {
+		if st := relay.Status(); st.LinkState != LinkConnected || st.SyncRead == 0 {
 			return fmt.Errorf("relay link %s, %d bytes read", st.LinkState, st.SyncRead)
 		}
 		return nil

@@ -77,7 +77,7 @@ func syncedRelay(t *testing.T, tweak ...func(*Config)) (*redistest.Server, *test
 	master.Do(t, "SET", "k", "v")
 	relay := startRelay(t, master.Addr(), tweak...)
 	redistest.Eventually(t, 10*time.Second, func() error {
-		if s := relay.Status(); s.LinkState != linkConnected {
+		if s := relay.Status(); s.LinkState != LinkConnected {
 			return fmt.Errorf("relay link %s", s.LinkState)
 		}
 		return nil
@@ -150,7 +150,7 @@ func TestPSYNCDecisions(t *testing.T) {
 		c := handshake("eof", "psync2")
 		c.expect("+CONTINUE "+id, "PSYNC", strings.ToUpper(id), strconv.FormatInt(next-37, 10))
 		tail := c.read(37)
-		cur, err := relay.currentLog().Cursor(next - 37)
+		cur, err := relay.hist.currentLog().Cursor(next - 37)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +209,7 @@ func TestReplicaAheadWaitsForRelay(t *testing.T) {
 	replica := replicaOf(t, master.HostPort)
 	inSync(t, 10*time.Second, master, replica)
 	redistest.Eventually(t, 10*time.Second, func() error {
-		if relay.Status().LinkState != linkConnected {
+		if relay.Status().LinkState != LinkConnected {
 			return fmt.Errorf("relay not connected")
 		}
 		return nil
@@ -362,7 +362,7 @@ func TestRedisCliRDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := relay.Status()
-	want, err := os.ReadFile(relay.path(st.Snapshot.File))
+	want, err := os.ReadFile(relay.hist.path(st.Snapshot.File))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,27 +12,26 @@ import (
 
 const maxSubscriptions = 64 // per client
 
-func (c *client) subscribe(channels [][]byte) {
+func (a *admin) subscribe(c *client, channels [][]byte) {
 	if len(channels) == 0 {
 		c.wrongArgs("subscribe")
 		return
 	}
-	r := c.r
 	for _, ch := range channels {
 		name := string(ch)
-		r.psMu.Lock()
+		a.psMu.Lock()
 		if len(c.subs) < maxSubscriptions {
 			if c.subs == nil {
 				c.subs = make(map[string]struct{})
 			}
 			c.subs[name] = struct{}{}
-			if r.channels[name] == nil {
-				r.channels[name] = make(map[*client]struct{})
+			if a.channels[name] == nil {
+				a.channels[name] = make(map[*client]struct{})
 			}
-			r.channels[name][c] = struct{}{}
+			a.channels[name][c] = struct{}{}
 		}
 		n := len(c.subs)
-		r.psMu.Unlock()
+		a.psMu.Unlock()
 		c.out = appendArray(c.out, 3)
 		c.out = appendBulk(c.out, "subscribe")
 		c.out = appendBulk(c.out, name)
@@ -40,9 +39,8 @@ func (c *client) subscribe(channels [][]byte) {
 	}
 }
 
-func (c *client) unsubscribe(channels [][]byte) {
-	r := c.r
-	r.psMu.Lock()
+func (a *admin) unsubscribe(c *client, channels [][]byte) {
+	a.psMu.Lock()
 	var names []string
 	if len(channels) == 0 {
 		for name := range c.subs {
@@ -54,7 +52,7 @@ func (c *client) unsubscribe(channels [][]byte) {
 			names = append(names, string(ch))
 		}
 	}
-	r.psMu.Unlock()
+	a.psMu.Unlock()
 	if len(names) == 0 {
 		c.out = appendArray(c.out, 3)
 		c.out = appendBulk(c.out, "unsubscribe")
@@ -63,14 +61,14 @@ func (c *client) unsubscribe(channels [][]byte) {
 		return
 	}
 	for _, name := range names {
-		r.psMu.Lock()
+		a.psMu.Lock()
 		delete(c.subs, name)
-		delete(r.channels[name], c)
-		if len(r.channels[name]) == 0 {
-			delete(r.channels, name)
+		delete(a.channels[name], c)
+		if len(a.channels[name]) == 0 {
+			delete(a.channels, name)
 		}
 		n := len(c.subs)
-		r.psMu.Unlock()
+		a.psMu.Unlock()
 		c.out = appendArray(c.out, 3)
 		c.out = appendBulk(c.out, "unsubscribe")
 		c.out = appendBulk(c.out, name)
@@ -78,13 +76,13 @@ func (c *client) unsubscribe(channels [][]byte) {
 	}
 }
 
-func (r *Relay) unsubscribeAll(c *client) {
-	r.psMu.Lock()
-	defer r.psMu.Unlock()
+func (a *admin) unsubscribeAll(c *client) {
+	a.psMu.Lock()
+	defer a.psMu.Unlock()
 	for name := range c.subs {
-		delete(r.channels[name], c)
-		if len(r.channels[name]) == 0 {
-			delete(r.channels, name)
+		delete(a.channels[name], c)
+		if len(a.channels[name]) == 0 {
+			delete(a.channels, name)
 		}
 	}
 	c.subs = nil
@@ -93,13 +91,13 @@ func (r *Relay) unsubscribeAll(c *client) {
 // publish delivers msg to the relay's subscribers of channel and returns
 // how many received it. A subscriber that cannot take it within a second is
 // disconnected.
-func (r *Relay) publish(channel, msg string) int {
-	r.psMu.Lock()
-	targets := make([]*client, 0, len(r.channels[channel]))
-	for c := range r.channels[channel] {
+func (a *admin) publish(channel, msg string) int {
+	a.psMu.Lock()
+	targets := make([]*client, 0, len(a.channels[channel]))
+	for c := range a.channels[channel] {
 		targets = append(targets, c)
 	}
-	r.psMu.Unlock()
+	a.psMu.Unlock()
 	out := appendArray(nil, 3)
 	out = appendBulk(out, "message")
 	out = appendBulk(out, channel)

@@ -68,7 +68,7 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h, err := openHistory(o.DataDir)
+	h, err := openArchive(o.DataDir)
 	if err != nil {
 		return RecoverResult{}, err
 	}
@@ -119,9 +119,9 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 	return res, nil
 }
 
-// history is a read-only view of a data dir: state.json, the snapshots it
+// archive is a read-only view of a data dir: state.json, the snapshots it
 // names that the log still follows, and the log, all opened at once.
-type history struct {
+type archive struct {
 	state diskState
 	snaps []Snapshot // newest first; snaps[len-1] is where framing starts
 	files []*os.File // open on snaps
@@ -129,12 +129,12 @@ type history struct {
 	marks []replstream.TimeMark
 }
 
-func openHistory(dir string) (*history, error) {
+func openArchive(dir string) (*archive, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w (is %s a relay's data dir?)", stateFile, err, dir)
 	}
-	h := &history{}
+	h := &archive{}
 	if err := json.Unmarshal(raw, &h.state); err != nil || h.state.Snapshot.File == "" {
 		return nil, fmt.Errorf("%s is not a relay's state: %v", stateFile, err)
 	}
@@ -168,7 +168,7 @@ func openHistory(dir string) (*history, error) {
 	return h, nil
 }
 
-func (h *history) close() {
+func (h *archive) close() {
 	for _, f := range h.files {
 		f.Close()
 	}
@@ -176,13 +176,13 @@ func (h *history) close() {
 }
 
 // oldest is the oldest snapshot the log follows: the start of the reach.
-func (h *history) oldest() Snapshot { return h.snaps[len(h.snaps)-1] }
+func (h *archive) oldest() Snapshot { return h.snaps[len(h.snaps)-1] }
 
 // start is the offset of the first stream byte after the oldest snapshot.
-func (h *history) start() int64 { return h.oldest().Offset + 1 }
+func (h *archive) start() int64 { return h.oldest().Offset + 1 }
 
 // base is the newest snapshot at or before cut, and its file.
-func (h *history) base(cut int64) (Snapshot, *os.File) {
+func (h *archive) base(cut int64) (Snapshot, *os.File) {
 	for i, s := range h.snaps {
 		if s.Offset+1 <= cut {
 			return s, h.files[i]
@@ -192,7 +192,7 @@ func (h *history) base(cut int64) (Snapshot, *os.File) {
 }
 
 // span says what the data dir can go back to, for error messages.
-func (h *history) span() string {
+func (h *archive) span() string {
 	_, next := h.log.Range()
 	s := fmt.Sprintf("offsets %d to %d", h.start()-1, next-1)
 	if created := h.oldest().Created; !created.IsZero() {
@@ -206,7 +206,7 @@ func (h *history) span() string {
 
 // cutPoint frames the log from the snapshot on and returns the offset of
 // the first byte left out: a resume point.
-func (h *history) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
+func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 	var res RecoverResult
 	_, next := h.log.Range()
 	limit := next
@@ -333,7 +333,7 @@ func (s *scratch) stop() {
 // feed makes the scratch server a replica of a one-shot master that serves
 // the snapshot and the stream up to cut, and waits until it has applied
 // all of it.
-func (h *history) feed(ctx context.Context, srv *scratch, cut int64) error {
+func (h *archive) feed(ctx context.Context, srv *scratch, cut int64) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -376,7 +376,7 @@ func (h *history) feed(ctx context.Context, srv *scratch, cut int64) error {
 
 // serveTo sends +FULLRESYNC, the snapshot and the stream up to cut, then
 // reads ACKs until the replica has applied everything.
-func (h *history) serveTo(nc net.Conn, br *bufio.Reader, cut int64) error {
+func (h *archive) serveTo(nc net.Conn, br *bufio.Reader, cut int64) error {
 	snap, f := h.base(cut)
 	st, err := f.Stat()
 	if err != nil {

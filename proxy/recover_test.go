@@ -45,7 +45,7 @@ func TestRecoverToPoint(t *testing.T) {
 	master.Do(t, "FLUSHALL")
 	writeKeys(t, master, 5, 100)
 	waitOffsets(t, master, relay, replica)
-	if _, err := relay.currentLog().Sync(); err != nil { // the time index goes to disk with the log
+	if _, err := relay.hist.currentLog().Sync(); err != nil { // the time index goes to disk with the log
 		t.Fatal(err)
 	}
 
@@ -165,7 +165,7 @@ func TestRecoverAcrossRefresh(t *testing.T) {
 			}
 			writeKeys(t, master, 3, 100)
 			waitOffsets(t, master, relay, replica)
-			if _, err := relay.currentLog().Sync(); err != nil {
+			if _, err := relay.hist.currentLog().Sync(); err != nil {
 				t.Fatal(err)
 			}
 			res, err := Recover(t.Context(), RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: before, Out: filepath.Join(t.TempDir(), "x.rdb")})

@@ -19,18 +19,18 @@ import (
 
 const sentinelRecheck = 10 * time.Second
 
-func (r *Relay) followSentinels(ctx context.Context) {
-	cfg := r.conf()
+func (u *upstreamLink) followSentinels(ctx context.Context) {
+	cfg := u.cfg.get()
 	if len(cfg.Sentinels) == 0 || cfg.MasterName == "" {
 		return
 	}
 	for i := 0; ctx.Err() == nil; i++ {
 		addr := cfg.Sentinels[i%len(cfg.Sentinels)]
-		err := r.watchSentinel(ctx, addr, cfg)
+		err := u.watchSentinel(ctx, addr, cfg)
 		if ctx.Err() != nil {
 			return
 		}
-		r.logger.Warn("sentinel unreachable, trying the next", "sentinel", addr, "err", err)
+		u.logger.Warn("sentinel unreachable, trying the next", "sentinel", addr, "err", err)
 		select {
 		case <-time.After(time.Second):
 		case <-ctx.Done():
@@ -39,7 +39,7 @@ func (r *Relay) followSentinels(ctx context.Context) {
 }
 
 // watchSentinel follows one Sentinel until it fails or ctx ends.
-func (r *Relay) watchSentinel(ctx context.Context, addr string, cfg Config) error {
+func (u *upstreamLink) watchSentinel(ctx context.Context, addr string, cfg Config) error {
 	sc := redis.NewSentinelClient(&redis.Options{
 		Addr: addr, Username: cfg.SentinelUser, Password: cfg.SentinelPassword, TLSConfig: sentinelTLS(cfg.SentinelTLS, addr),
 		Protocol: 2, DisableIdentity: true,
@@ -56,7 +56,7 @@ func (r *Relay) watchSentinel(ctx context.Context, addr string, cfg Config) erro
 		if len(hp) != 2 {
 			return fmt.Errorf("get-master-addr-by-name %s: unexpected reply %v", cfg.MasterName, hp)
 		}
-		r.followMaster(net.JoinHostPort(hp[0], hp[1]), "sentinel "+addr)
+		u.followMaster(net.JoinHostPort(hp[0], hp[1]), "sentinel "+addr)
 		return nil
 	}
 	if err := ask(); err != nil {
@@ -81,7 +81,7 @@ func (r *Relay) watchSentinel(ctx context.Context, addr string, cfg Config) erro
 			// <name> <old ip> <old port> <new ip> <new port>
 			f := strings.Fields(m.Payload)
 			if len(f) == 5 && f[0] == cfg.MasterName {
-				r.followMaster(net.JoinHostPort(f[3], f[4]), "sentinel +switch-master")
+				u.followMaster(net.JoinHostPort(f[3], f[4]), "sentinel +switch-master")
 			}
 		case <-t.C:
 			if err := ask(); err != nil {
@@ -91,10 +91,10 @@ func (r *Relay) watchSentinel(ctx context.Context, addr string, cfg Config) erro
 	}
 }
 
-func (r *Relay) followMaster(addr, source string) {
-	if cur, _ := r.masterAddr(); cur != addr {
-		r.logger.Info("following new master", "upstream", addr, "previous", cur, "source", source)
-		r.setMaster(addr)
+func (u *upstreamLink) followMaster(addr, source string) {
+	if cur, _ := u.masterAddr(); cur != addr {
+		u.logger.Info("following new master", "upstream", addr, "previous", cur, "source", source)
+		u.setMaster(addr)
 	}
 }
 

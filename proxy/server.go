@@ -6,12 +6,15 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -57,48 +60,102 @@ func protectedModeRefuses(protected bool, requirePass string, remote net.Addr) b
 	return err != nil || !ip.Unmap().IsLoopback()
 }
 
+// server is the relay as a master: it accepts downstream connections,
+// answers their commands (the admin ones through admin), and turns a
+// connection that sends PSYNC or SYNC into a session reading the history.
+//
+// clientsMu is a leaf lock.
+type server struct {
+	cfg    *liveConfig
+	hist   *history
+	up     *upstreamLink // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
+	admin  *admin
+	logger *slog.Logger
+	stats  *counters
+
+	clientsMu    sync.Mutex
+	clients      map[*client]struct{} // every downstream connection; guarded by clientsMu
+	nextClientID atomic.Int64
+
+	syncPace pacer     // the full-sync-bandwidth-limit shared by every full sync
+	slots    syncSlots // full syncs running and queued (full-sync-max-concurrent)
+}
+
+func newServer(cfg *liveConfig, hist *history, up *upstreamLink, stats *counters, logger *slog.Logger) *server {
+	return &server{cfg: cfg, hist: hist, up: up, stats: stats, logger: logger, clients: make(map[*client]struct{})}
+}
+
 // serve accepts downstream connections until ctx ends, then waits for their
 // goroutines.
-func (r *Relay) serve(ctx context.Context, ln net.Listener) error {
+func (srv *server) serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var open atomic.Int64
+	var delay time.Duration // backoff after a failed accept
+	var warned time.Time
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
+			if acceptCanRecover(err) {
+				// Out of file descriptors or buffers: the relay keeps
+				// serving the connections it has and tries again, as
+				// net/http does, rather than ending.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				if time.Since(warned) > 10*time.Second {
+					warned = time.Now()
+					srv.logger.Warn("accept failed, retrying", "err", err, "retry_in", delay)
+				}
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+				}
 				continue
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		if open.Load() >= int64(r.conf().MaxClients) {
-			r.stats.rejectedConns.Add(1)
+		delay = 0
+		if open.Load() >= int64(srv.cfg.get().MaxClients) {
+			srv.stats.rejectedConns.Add(1)
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
 			nc.Write([]byte("-ERR max number of clients reached\r\n"))
 			nc.Close()
 			continue
 		}
 		open.Add(1)
-		r.stats.connections.Add(1)
+		srv.stats.connections.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer open.Add(-1)
-			r.handleConn(ctx, nc)
+			srv.handleConn(ctx, nc)
 		}()
 	}
 }
 
+// acceptCanRecover reports whether a failed accept is worth retrying: a
+// timeout, or a shortage of descriptors or memory that closing connections
+// relieves.
+func acceptCanRecover(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // client is one downstream connection before it becomes a replica session.
 type client struct {
-	r      *Relay
+	srv    *server
 	nc     net.Conn
 	br     *bufio.Reader
 	out    []byte
@@ -126,55 +183,55 @@ type client struct {
 	subs    map[string]struct{} // channels this client subscribed to
 }
 
-func (r *Relay) handleConn(ctx context.Context, nc net.Conn) {
+func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	cfg := r.conf()
+	cfg := srv.cfg.get()
 	if protectedModeRefuses(cfg.ProtectedMode, cfg.RequirePass, nc.RemoteAddr()) {
-		r.stats.rejectedConns.Add(1)
-		r.logger.Debug("client refused by protected mode", "replica", nc.RemoteAddr().String())
+		srv.stats.rejectedConns.Add(1)
+		srv.logger.Debug("client refused by protected mode", "client", nc.RemoteAddr().String())
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
 		nc.Write([]byte(deniedReply))
 		return
 	}
 	c := &client{
-		r: r, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
+		srv: srv, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
 		addr:    nc.RemoteAddr().String(),
 		authed:  cfg.RequirePass == "",
-		id:      r.nextClientID.Add(1),
+		id:      srv.nextClientID.Add(1),
 		created: time.Now(),
 
 		zstdLevel: zstd.SpeedDefault,
 	}
-	r.clientsMu.Lock()
-	r.clients[c] = struct{}{}
-	r.clientsMu.Unlock()
+	srv.clientsMu.Lock()
+	srv.clients[c] = struct{}{}
+	srv.clientsMu.Unlock()
 	defer func() {
-		r.clientsMu.Lock()
-		delete(r.clients, c)
-		r.clientsMu.Unlock()
-		r.unsubscribeAll(c)
+		srv.clientsMu.Lock()
+		delete(srv.clients, c)
+		srv.clientsMu.Unlock()
+		srv.admin.unsubscribeAll(c)
 	}()
 	for {
 		// Between commands only timeout (Config.IdleTimeout) applies, and
 		// not to subscribers, as in Redis; CommandTimeout bounds one
 		// command from its first byte to its last.
 		var idleUntil time.Time
-		if idle := r.conf().IdleTimeout; idle > 0 && len(c.subs) == 0 {
+		if idle := srv.cfg.get().IdleTimeout; idle > 0 && len(c.subs) == 0 {
 			idleUntil = time.Now().Add(idle)
 		}
 		nc.SetReadDeadline(idleUntil)
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
-		nc.SetReadDeadline(time.Now().Add(r.conf().CommandTimeout))
+		nc.SetReadDeadline(time.Now().Add(srv.cfg.get().CommandTimeout))
 		args, err := readCommand(c.br)
 		if err != nil {
 			var pe errProtocol
 			if errors.As(err, &pe) {
-				r.stats.protocolErrors.Add(1)
-				r.logger.Warn("bad request from client, closing", "replica", c.addr, "err", err)
+				srv.stats.protocolErrors.Add(1)
+				srv.logger.Warn("bad request from client, closing", "client", c.addr, "err", err)
 				c.out = appendError(c.out, "ERR "+pe.Error())
 				c.flush()
 			}
@@ -203,7 +260,7 @@ func (c *client) flush() error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.r.timeout()))
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.timeout()))
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	return err
@@ -306,11 +363,11 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	case "sync":
 		return newSession(c, "?", -1, true), false
 	case "info":
-		c.out = appendBulk(c.out, c.r.info(args[1:]))
+		c.out = appendBulk(c.out, c.srv.admin.info(args[1:]))
 	case "latency":
-		c.latency(args)
+		c.srv.admin.latency(c, args)
 	case "role":
-		c.out = c.r.appendRole(c.out)
+		c.out = c.srv.admin.appendRole(c.out)
 	case "quit":
 		c.out = appendSimple(c.out, "OK")
 		return nil, true
@@ -323,27 +380,27 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 			c.out = appendError(c.out, "ERR a relay holds no keyspace; only SELECT 0 is accepted")
 		}
 	case "client":
-		c.clientCommand(args)
+		c.srv.admin.clientCommand(c, args)
 	case "relay":
-		c.relayCommand(args)
+		c.srv.admin.relayCommand(c, args)
 	case "subscribe":
-		c.subscribe(args[1:])
+		c.srv.admin.subscribe(c, args[1:])
 	case "unsubscribe":
-		c.unsubscribe(args[1:])
+		c.srv.admin.unsubscribe(c, args[1:])
 	case "psubscribe", "punsubscribe":
 		c.out = appendError(c.out, "ERR pattern subscriptions are not supported by the relay")
 	case "publish":
 		if len(args) != 3 {
 			c.wrongArgs(name)
 		} else {
-			c.out = appendInt(c.out, int64(c.r.publish(string(args[1]), string(args[2]))))
+			c.out = appendInt(c.out, int64(c.srv.admin.publish(string(args[1]), string(args[2]))))
 		}
 	case "replicaof", "slaveof":
-		c.replicaof(args)
+		c.srv.admin.replicaof(c, args)
 	case "config":
-		c.configCommand(args)
+		c.srv.admin.configCommand(c, args)
 	case "shutdown":
-		return nil, c.shutdown(args)
+		return nil, c.srv.admin.shutdown(c, args)
 	case "echo":
 		if len(args) != 2 {
 			c.wrongArgs(name)
@@ -380,14 +437,14 @@ func (c *client) auth(args [][]byte) {
 		c.wrongArgs("auth")
 		return
 	}
-	cfg := c.r.conf()
+	cfg := c.srv.cfg.get()
 	if cfg.RequirePass == "" {
 		c.out = appendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		return
 	}
 	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
 	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
-		c.r.logger.Warn("downstream AUTH failed", "replica", c.addr, "user", user)
+		c.srv.logger.Warn("downstream AUTH failed", "client", c.addr, "user", user)
 		c.out = appendError(c.out, "WRONGPASS invalid username-password pair or user is disabled.")
 		return
 	}
@@ -458,22 +515,35 @@ func constantTimeEqual(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// relayCommand runs the relay's own admin commands:
-//
-//	RELAY GUARD RELEASE   accept the snapshot held by the empty-master guard
-func (c *client) relayCommand(args [][]byte) {
-	sub := ""
-	for _, a := range args[1:] {
-		sub += strings.ToLower(string(a)) + " "
+// clientList returns every downstream connection, oldest first.
+func (srv *server) clientList() []*client {
+	srv.clientsMu.Lock()
+	list := make([]*client, 0, len(srv.clients))
+	for o := range srv.clients {
+		list = append(list, o)
 	}
-	switch strings.TrimSpace(sub) {
-	case "guard release":
-		if err := c.r.ReleaseGuard(); err != nil {
-			c.out = appendError(c.out, "ERR "+err.Error())
-			return
+	srv.clientsMu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
+	return list
+}
+
+// endSessionOf records that a replica's session was killed by an operator.
+func (srv *server) endSessionOf(o *client) {
+	srv.hist.eachReader(func(s *session) {
+		if s.c == o {
+			s.end(reasonKilled)
 		}
-		c.out = appendSimple(c.out, "OK")
-	default:
-		c.out = appendError(c.out, "ERR unknown RELAY subcommand; try RELAY GUARD RELEASE")
-	}
+	})
+}
+
+// clientCount is the number of downstream connections.
+func (srv *server) clientCount() int {
+	srv.clientsMu.Lock()
+	defer srv.clientsMu.Unlock()
+	return len(srv.clients)
+}
+
+// fillStatus fills in the downstream server's part of a Status.
+func (srv *server) fillStatus(st *Status) {
+	st.FullSyncsRunning, st.FullSyncsQueued = srv.slots.counts()
 }

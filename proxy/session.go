@@ -72,7 +72,7 @@ const (
 // shared log, a writer goroutine and an ACK reader. It holds no copy of the
 // stream beyond one read buffer.
 type session struct {
-	r      *Relay
+	srv    *server
 	c      *client
 	logger *slog.Logger
 	replid string // as asked in PSYNC
@@ -98,8 +98,8 @@ type session struct {
 
 func newSession(c *client, replid string, off int64, legacy bool) *session {
 	s := &session{
-		r: c.r, c: c, replid: replid, off: off, legacy: legacy,
-		logger:   c.r.logger.With("replica", c.addr),
+		srv: c.srv, c: c, replid: replid, off: off, legacy: legacy,
+		logger:   c.srv.logger.With("replica", c.addr),
 		firstAck: make(chan struct{}),
 		started:  time.Now(),
 	}
@@ -119,14 +119,10 @@ func (s *session) run(parent context.Context) {
 	ctx, cancel := context.WithCancelCause(parent)
 	s.cancel = cancel
 	defer cancel(nil)
-	r := s.r
-	r.mu.Lock()
-	r.sessions[s] = struct{}{}
-	r.mu.Unlock()
+	srv := s.srv
+	srv.hist.addReader(s)
 	defer func() {
-		r.mu.Lock()
-		delete(r.sessions, s)
-		r.mu.Unlock()
+		srv.hist.removeReader(s)
 	}()
 
 	stop := context.AfterFunc(ctx, func() { s.c.nc.Close() })
@@ -151,7 +147,7 @@ func (s *session) run(parent context.Context) {
 	}
 
 	reason := classify(err, parent)
-	r.stats.disconnects[reason].Add(1)
+	srv.stats.disconnects[reason].Add(1)
 	level := slog.LevelWarn
 	switch reason {
 	case reasonShutdown, reasonRDBOnlyDone, reasonReplIDChanged, reasonHistoryReplaced, reasonReplicaClosed, reasonStreamCut:
@@ -193,26 +189,26 @@ func (s *session) write(p []byte) error {
 			return err
 		}
 		err := s.enc.Flush()
-		s.r.stats.zOut.stream.Add(int64(len(p)))
-		s.r.stats.bytesToReplicas.Add(int64(len(p)))
+		s.srv.stats.zOut.stream.Add(int64(len(p)))
+		s.srv.stats.bytesToReplicas.Add(int64(len(p)))
 		return err
 	}
-	s.c.nc.SetWriteDeadline(time.Now().Add(s.r.timeout()))
+	s.c.nc.SetWriteDeadline(time.Now().Add(s.srv.cfg.timeout()))
 	n, err := s.c.nc.Write(p)
-	s.r.stats.bytesToReplicas.Add(int64(n))
+	s.srv.stats.bytesToReplicas.Add(int64(n))
 	return err
 }
 
 // compressed reports whether this replica gets a compressed link: a relay
 // that asked for one, and the relay serves them.
 func (s *session) compressed() bool {
-	return s.c.capaZstd && !s.legacy && !s.r.conf().NoServeCompression
+	return s.c.capaZstd && !s.legacy && !s.srv.cfg.get().NoServeCompression
 }
 
 // startCompression sends everything from now on through a zstd encoder at
 // the level the replica asked for.
 func (s *session) startCompression() {
-	wire := countingWriter{w: deadlineWriter{nc: s.c.nc, timeout: s.r.timeout}, n: &s.r.stats.zOut.wire}
+	wire := countingWriter{w: deadlineWriter{nc: s.c.nc, timeout: s.srv.cfg.timeout}, n: &s.srv.stats.zOut.wire}
 	s.enc, _ = zstd.NewWriter(wire, zstd.WithEncoderLevel(s.c.zstdLevel), zstd.WithEncoderConcurrency(1))
 	s.logger.Info("compressed link", "level", s.c.zstdLevel.String())
 }
@@ -220,19 +216,19 @@ func (s *session) startCompression() {
 func (s *session) keepalive() error { return s.write([]byte("\n")) }
 
 func (s *session) serve(ctx context.Context) error {
-	r := s.r
+	srv := s.srv
 	if !s.legacy {
-		d, cur, replid := r.psyncDecision(s.replid, s.off)
+		d, cur, replid := srv.hist.psyncDecision(s.replid, s.off)
 		if d == replstream.WaitAhead {
 			// The replica holds bytes the relay cut or lost (a partial
 			// command, a crash); the upstream resends them. Newlines keep
 			// the replica waiting for the PSYNC reply, as Redis's replica
 			// skips them there (slaveTryPartialResynchronization).
 			s.logger.Info("replica is ahead of the relay, waiting for upstream", "offset", s.off)
-			if err := r.waitAhead(ctx, s.off, s.keepalive); err != nil {
+			if err := srv.waitAhead(ctx, s.off, s.keepalive); err != nil {
 				return err
 			}
-			if d, cur, replid = r.psyncDecision(s.replid, s.off); d == replstream.WaitAhead {
+			if d, cur, replid = srv.hist.psyncDecision(s.replid, s.off); d == replstream.WaitAhead {
 				d = replstream.FullResync
 			}
 		}
@@ -245,7 +241,7 @@ func (s *session) serve(ctx context.Context) error {
 			case s.c.capaPSYNC2:
 				reply = "+CONTINUE " + replid + "\r\n"
 			}
-			if !r.goOnline(s, replid) {
+			if !srv.hist.goOnline(s, replid) {
 				return &closeError{reason: reasonReplIDChanged}
 			}
 			if err := s.write([]byte(reply)); err != nil {
@@ -254,12 +250,12 @@ func (s *session) serve(ctx context.Context) error {
 			if zstd {
 				s.startCompression()
 			}
-			r.stats.partialSyncsServed.Add(1)
+			srv.stats.partialSyncsServed.Add(1)
 			s.logger.Info("partial resync", "replid", replid, "offset", s.off)
 			return s.stream(ctx, cur)
 		}
 		if !strings.HasPrefix(s.replid, "?") {
-			r.stats.partialSyncsErr.Add(1)
+			srv.stats.partialSyncsErr.Add(1)
 		}
 	}
 	return s.fullSync(ctx)
@@ -267,9 +263,9 @@ func (s *session) serve(ctx context.Context) error {
 
 // fullSync sends a snapshot and then the log from just after it.
 func (s *session) fullSync(ctx context.Context) error {
-	r := s.r
+	srv := s.srv
 	// Wait for a slot (full-sync-max-concurrent), newlines meanwhile.
-	release, err := r.slots.acquire(ctx, func() int { return r.conf().FullSyncMaxConcurrent }, s.keepalive)
+	release, err := srv.slots.acquire(ctx, func() int { return srv.cfg.get().FullSyncMaxConcurrent }, s.keepalive)
 	if err != nil {
 		return err
 	}
@@ -281,16 +277,16 @@ func (s *session) fullSync(ctx context.Context) error {
 		}
 	}
 	defer done()
-	snap, f, err := r.syncSource(ctx, s.keepalive, &s.pin)
+	snap, f, err := srv.hist.syncSource(ctx, s.keepalive, &s.pin)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	meta := snap.metaCopy()
-	replid := r.announcedID(snap)
+	replid := srv.hist.announcedID(snap)
 	// Counted when it starts, as Redis counts sync_full: a transfer cut
 	// half way costs the replica a full sync all the same.
-	r.stats.fullSyncsServed.Add(1)
+	srv.stats.fullSyncsServed.Add(1)
 	s.logger.Info("full resync", "replid", replid, "offset", meta.Offset, "reason_replid", s.replid, "reason_offset", s.off)
 	if !s.legacy {
 		zstd := s.compressed()
@@ -327,10 +323,10 @@ func (s *session) fullSync(ctx context.Context) error {
 	s.bulkTotal.Store(pw.total)
 	var own pacer // full-sync-replica-bandwidth-limit
 	send := func(f *os.File, pos, n int64) (int64, error) {
-		cfg := r.conf()
+		cfg := srv.cfg.get()
 		if total, each := cfg.FullSyncBandwidth, cfg.FullSyncReplicaBandwidth; total > 0 || each > 0 {
 			n = min(n, max(64<<10, min(nonZero(total), nonZero(each))/10))
-			w1, err := r.syncPace.wait(ctx, total, int(n))
+			w1, err := srv.syncPace.wait(ctx, total, int(n))
 			if err != nil {
 				return 0, err
 			}
@@ -338,8 +334,8 @@ func (s *session) fullSync(ctx context.Context) error {
 			if err != nil {
 				return 0, err
 			}
-			r.stats.paceWait.Add(int64(w1 + w2))
-			r.stats.pacedBytes.Add(n)
+			srv.stats.paceWait.Add(int64(w1 + w2))
+			srv.stats.pacedBytes.Add(n)
 		}
 		k, err := s.sendFile(f, pos, n)
 		pw.count(int(k))
@@ -370,7 +366,7 @@ func (s *session) fullSync(ctx context.Context) error {
 			return err
 		}
 	}
-	if !r.goOnline(s, replid) {
+	if !srv.hist.goOnline(s, replid) {
 		// The history moved to a new ID during the transfer. The replica
 		// comes back with PSYNC <replid> <offset+1>, which the new ID
 		// accepts through replid2, and learns the new ID.
@@ -396,7 +392,7 @@ func (s *session) waitFirstAck(ctx context.Context) error {
 		case <-s.firstAck:
 			return nil
 		case <-t.C:
-			if time.Since(time.Unix(0, s.ackTime.Load())) > s.r.timeout() {
+			if time.Since(time.Unix(0, s.ackTime.Load())) > s.srv.cfg.timeout() {
 				return &closeError{reason: reasonTimeout, err: errors.New("no ACK after the snapshot")}
 			}
 		case <-ctx.Done():
@@ -415,13 +411,13 @@ const sendChunk = 4 << 20
 func (s *session) sendFile(f *os.File, pos, n int64) (int64, error) {
 	n = min(n, sendChunk)
 	if tc, ok := s.c.nc.(*net.TCPConn); ok && s.enc == nil {
-		s.c.nc.SetWriteDeadline(time.Now().Add(s.r.timeout()))
+		s.c.nc.SetWriteDeadline(time.Now().Add(s.srv.cfg.timeout()))
 		var k int64
 		_, err := f.Seek(pos, io.SeekStart)
 		if err == nil {
 			k, err = tc.ReadFrom(&io.LimitedReader{R: f, N: n})
 		}
-		s.r.stats.bytesToReplicas.Add(k)
+		s.srv.stats.bytesToReplicas.Add(k)
 		return k, err
 	}
 	if s.buf == nil {
@@ -454,7 +450,7 @@ func (s *session) setOnline() {
 	s.ackTime.Store(time.Now().UnixNano())
 	if !s.legacy {
 		// From now on the replica must ACK at least every ReplTimeout.
-		s.c.nc.SetReadDeadline(time.Now().Add(s.r.timeout()))
+		s.c.nc.SetReadDeadline(time.Now().Add(s.srv.cfg.timeout()))
 	}
 }
 
@@ -464,7 +460,7 @@ func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 	s.sent.Store(cur.Offset())
 	for {
 		p := buf
-		if s.r.tripwireArmed() {
+		if s.srv.hist.tripwireArmed() {
 			// Bytes first, then the hold: the command tripwire is set
 			// before the command's bytes reach the log.
 			if err := cur.Wait(ctx); err != nil {
@@ -473,7 +469,7 @@ func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 				}
 				return err
 			}
-			limit, err := s.r.waitHold(ctx, cur.Offset())
+			limit, err := s.srv.hist.waitHold(ctx, cur.Offset())
 			if err != nil {
 				return err
 			}
@@ -519,7 +515,7 @@ func (s *session) readAcks(ctx context.Context) {
 		now := time.Now()
 		s.ackTime.Store(now.UnixNano())
 		if s.state.Load() == stateOnline && !s.legacy {
-			s.c.nc.SetReadDeadline(now.Add(s.r.timeout()))
+			s.c.nc.SetReadDeadline(now.Add(s.srv.cfg.timeout()))
 		}
 		if len(args) == 0 {
 			continue // keepalive
@@ -533,7 +529,7 @@ func (s *session) readAcks(ctx context.Context) {
 				}
 				if off > s.ack.Load() {
 					s.ack.Store(off)
-					s.r.noteDownstreamAck()
+					s.srv.up.noteDownstreamAck()
 				}
 				if s.acked.CompareAndSwap(false, true) {
 					close(s.firstAck)
@@ -545,5 +541,34 @@ func (s *session) readAcks(ctx context.Context) {
 		}
 		s.cancel(&closeError{reason: reasonProtocol, err: fmt.Errorf("replica sent %q after PSYNC", truncateText(args[0], 32))})
 		return
+	}
+}
+
+// waitAhead waits up to WaitAhead for the current log to hold offset off-1
+// (a replica asking for off has everything before it), calling keepalive
+// every second. It gives up at once when the relay has no upstream to
+// resend those bytes. Only a failed keepalive is an error.
+func (srv *server) waitAhead(ctx context.Context, off int64, keepalive func() error) error {
+	log := srv.hist.currentLog()
+	if addr, _ := srv.up.masterAddr(); log == nil || addr == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, srv.cfg.get().WaitAhead)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- log.WaitFor(ctx, off-1) }()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-t.C:
+			if err := keepalive(); err != nil {
+				cancel()
+				<-done
+				return err
+			}
+		}
 	}
 }

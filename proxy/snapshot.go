@@ -55,6 +55,10 @@ type snapshot struct {
 	parseErr error             // set before parsed is closed
 }
 
+// completeSnapshot describes a snapshot file already whole on disk (one
+// recovered from state.json, or one the guard holds back). It is not
+// parsed again: its counts are the ones meta carries, and parsed stays open
+// unless the caller closes it.
 func completeSnapshot(meta Snapshot, path string) *snapshot {
 	return &snapshot{meta: meta, path: path, written: meta.Size, size: meta.Size, done: true, received: true, wake: make(chan struct{}), parsed: make(chan struct{})}
 }
@@ -276,9 +280,9 @@ func (fl *follower) Read(p []byte) (int, error) {
 	}
 }
 
-// parse summarises the snapshot with rdbparse while it arrives (or, for a
-// complete one, from disk), then closes parsed. The relay never waits for it
-// except where a check needs its verdict.
+// parse summarises the snapshot with rdbparse while it arrives, then closes
+// parsed. The relay never waits for it except where a check needs its
+// verdict. Snapshots made by completeSnapshot are never parsed.
 func (s *snapshot) parse() {
 	defer close(s.parsed)
 	f, err := os.Open(s.path)

@@ -32,19 +32,19 @@ type sourceStats struct {
 // it knows it, else a full PSYNC closed after the payload) and returns the
 // connection positioned at the payload, with the replid and offset of
 // +FULLRESYNC.
-func (r *Relay) fetchSnapshot(ctx context.Context, addr string) (*upConn, string, int64, error) {
-	var status upstreamStatus
-	c, err := r.dial(ctx, addr, &status)
+func (u *upstreamLink) fetchSnapshot(ctx context.Context, addr string) (*upstreamConn, string, int64, error) {
+	var status linkStatus
+	c, err := u.dial(ctx, addr, &status)
 	if err != nil {
 		return nil, "", 0, err
 	}
-	replies, err := r.handshake(c, []string{"REPLCONF", "capa", "eof", "capa", "psync2"}, []string{"REPLCONF", "rdb-only", "1"})
+	replies, err := u.handshake(c, []string{"REPLCONF", "capa", "eof", "capa", "psync2"}, []string{"REPLCONF", "rdb-only", "1"})
 	if err != nil {
 		c.close()
 		return nil, "", 0, err
 	}
 	if len(replies[1]) > 0 && replies[1][0] == '-' {
-		r.logger.Info("snapshot source does not know REPLCONF rdb-only; taking a full PSYNC closed after the snapshot", "upstream", addr)
+		u.logger.Info("snapshot source does not know REPLCONF rdb-only; taking a full PSYNC closed after the snapshot", "upstream", addr)
 	}
 	if err := c.write(appendCommand(nil, "PSYNC", "?", "-1")); err != nil {
 		c.close()
@@ -71,11 +71,11 @@ func (r *Relay) fetchSnapshot(ctx context.Context, addr string) (*upConn, string
 // receiveSnapshot reads the payload after +FULLRESYNC into a new snapshot
 // and closes the connection; with publish, replicas waiting for a full
 // sync stream it as it arrives. On error the snapshot is dropped.
-func (r *Relay) receiveSnapshot(c *upConn, addr, replid string, offset int64, what string, publish bool) (*snapshot, error) {
+func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*snapshot, error) {
 	defer c.close() // rdb-only: the sender closes too; without it, we want no stream here
-	begin := r.newIncomingSnapshot
+	begin := u.hist.newIncomingSnapshot
 	if publish {
-		begin = r.beginFullSync
+		begin = u.hist.beginFullSync
 	}
 	s, err := begin(replid, offset)
 	if err != nil {
@@ -86,11 +86,11 @@ func (r *Relay) receiveSnapshot(c *upConn, addr, replid string, offset int64, wh
 		if p.Mark == nil {
 			s.setSize(p.Size)
 		}
-		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &r.stats.bytesFromUpstream, total: p.Size, logger: r.logger.With("upstream", addr), what: what}
+		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &u.stats.bytesFromUpstream, total: p.Size, logger: u.logger.With("upstream", addr), what: what}
 		_, err = replstream.CopyPayload(pw, c.br, p)
 	}
 	if err != nil {
-		r.abortFullSync(s, err)
+		u.hist.abortFullSync(s, err)
 		return nil, err
 	}
 	return s, nil
@@ -99,44 +99,44 @@ func (r *Relay) receiveSnapshot(c *upConn, addr, replid string, offset int64, wh
 // snapshotFromSource takes a first snapshot from the snapshot source and
 // checks it; it is not the relay's history until the master continues
 // after it (see upstream.run).
-func (r *Relay) snapshotFromSource(ctx context.Context, addr string) (*snapshot, error) {
+func (u *upstreamLink) snapshotFromSource(ctx context.Context, addr string) (*snapshot, error) {
 	start := time.Now()
-	c, replid, offset, err := r.fetchSnapshot(ctx, addr)
+	c, replid, offset, err := u.fetchSnapshot(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	r.logger.Info("taking the first snapshot from the snapshot source", "upstream", addr, "replid", replid, "offset", offset)
+	u.logger.Info("taking the first snapshot from the snapshot source", "upstream", addr, "replid", replid, "offset", offset)
 	// Not published while it arrives: until the master continues after
 	// it, it may be of another history, and no replica may see a byte.
-	s, err := r.receiveSnapshot(c, addr, replid, offset, "receiving snapshot from the snapshot source", false)
+	s, err := u.receiveSnapshot(c, addr, replid, offset, "receiving snapshot from the snapshot source", false)
 	if err != nil {
 		return nil, err
 	}
 	s.markReceived()
-	if err := r.validate(s); err != nil {
-		r.stats.snapshotsRejected.Add(1)
-		r.abortFullSync(s, err)
+	if err := u.hist.validate(s); err != nil {
+		u.stats.snapshotsRejected.Add(1)
+		u.hist.abortFullSync(s, err)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
 	}
 	meta := s.metaCopy()
-	r.logger.Info("snapshot from the snapshot source received", "upstream", addr, "offset", meta.Offset, "bytes", s.written, "elapsed", time.Since(start).Round(time.Millisecond))
+	u.logger.Info("snapshot from the snapshot source received", "upstream", addr, "offset", meta.Offset, "bytes", s.written, "elapsed", time.Since(start).Round(time.Millisecond))
 	return s, nil
 }
 
 // sourceFallback records that a snapshot came from the master after all.
-func (r *Relay) sourceFallback(why string) {
-	r.stats.sourceFallbacks.Add(1)
-	r.mu.Lock()
-	r.source.lastFallback = why
-	r.mu.Unlock()
-	r.logger.Warn("snapshot source not used; the master's own snapshot is taken instead", "reason", why)
+func (u *upstreamLink) sourceFallback(why string) {
+	u.stats.sourceFallbacks.Add(1)
+	u.mu.Lock()
+	u.source.lastFallback = why
+	u.mu.Unlock()
+	u.logger.Warn("snapshot source not used; the master's own snapshot is taken instead", "reason", why)
 }
 
 // noteSnapshotFrom records where the newest snapshot came from.
-func (r *Relay) noteSnapshotFrom(from string) {
-	r.mu.Lock()
-	r.source.lastFrom = from
-	r.mu.Unlock()
+func (u *upstreamLink) noteSnapshotFrom(from string) {
+	u.mu.Lock()
+	u.source.lastFrom = from
+	u.mu.Unlock()
 }
 
 // errSourceDown: no snapshot source, and no fallback allowed.

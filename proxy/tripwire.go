@@ -18,7 +18,7 @@ import (
 // (redis-relay recover --before-command). The cost: while held, the
 // replicas fall behind the master by everything written since.
 
-// holdState is guarded by Relay.mu; it is persisted in state.json so that a
+// holdState is guarded by history.mu; it is persisted in state.json so that a
 // restart keeps holding.
 type holdState struct {
 	At      int64     `json:"at"`      // replicas get the stream up to this offset, not including it
@@ -40,87 +40,94 @@ func holdCommands(names []string) map[string]bool {
 	return set
 }
 
+// setHoldCommands sets the command names that trip the wire
+// (hold-on-commands).
+func (h *history) setHoldCommands(names []string) {
+	set := holdCommands(names)
+	h.holdSet.Store(&set)
+}
+
 // tripwire is called by the upstream link for every command, with the
 // resume point just before it. It starts a hold when the command is one of
 // HoldOnCommands and nothing is held yet.
-func (r *Relay) tripwire(cmd *replstream.Command, before int64) {
-	set := r.holdSet.Load()
+func (h *history) tripwire(cmd *replstream.Command, before int64) {
+	set := h.holdSet.Load()
 	if set == nil || len(*set) == 0 || !(*set)[strings.ToLower(string(cmd.Name))] {
 		return
 	}
-	r.mu.Lock()
-	if r.hold != nil {
-		r.mu.Unlock()
+	h.mu.Lock()
+	if h.hold != nil {
+		h.mu.Unlock()
 		return
 	}
-	h := &holdState{At: before, Command: strings.ToUpper(string(cmd.Name)), Since: time.Now()}
-	r.hold = h
-	r.holding.Store(true)
-	r.broadcast()
-	r.mu.Unlock()
-	r.stats.holdTrips.Add(1)
-	r.logger.Error("COMMAND TRIPWIRE: replicas are held before a command the master sent; they keep their data. Let it through with RELAY GUARD RELEASE, or recover the dataset from before it with redis-relay recover --before-command",
-		"command", h.Command, "offset", h.At)
-	r.saveHold()
+	hs := &holdState{At: before, Command: strings.ToUpper(string(cmd.Name)), Since: time.Now()}
+	h.hold = hs
+	h.holding.Store(true)
+	h.broadcast()
+	h.mu.Unlock()
+	h.stats.holdTrips.Add(1)
+	h.logger.Error("COMMAND TRIPWIRE: replicas are held before a command the master sent; they keep their data. Let it through with RELAY GUARD RELEASE, or recover the dataset from before it with redis-relay recover --before-command",
+		"command", hs.Command, "offset", hs.At)
+	h.saveHold()
 }
 
 // releaseHold lets the held stream through.
-func (r *Relay) releaseHold() error {
-	r.mu.Lock()
-	h := r.hold
-	r.hold = nil
-	r.holding.Store(false)
-	r.broadcast()
-	r.mu.Unlock()
-	if h == nil {
+func (h *history) releaseHold() error {
+	h.mu.Lock()
+	hs := h.hold
+	h.hold = nil
+	h.holding.Store(false)
+	h.broadcast()
+	h.mu.Unlock()
+	if hs == nil {
 		return errNotHolding
 	}
-	r.logger.Warn("command tripwire released by operator", "command", h.Command, "offset", h.At)
-	r.saveHold()
+	h.logger.Warn("command tripwire released by operator", "command", hs.Command, "offset", hs.At)
+	h.saveHold()
 	return nil
 }
 
 // saveHold records the hold (or its absence) in state.json.
-func (r *Relay) saveHold() {
-	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	r.mu.Lock()
-	if r.snap == nil {
-		r.mu.Unlock()
+func (h *history) saveHold() {
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	h.mu.Lock()
+	if h.snap == nil {
+		h.mu.Unlock()
 		return
 	}
-	st := r.currentState()
-	r.mu.Unlock()
-	if err := r.writeState(st); err != nil {
-		r.logger.Warn("record the command tripwire's hold", "err", err)
+	st := h.currentState()
+	h.mu.Unlock()
+	if err := h.writeState(st); err != nil {
+		h.logger.Warn("record the command tripwire's hold", "err", err)
 	}
 }
 
 // tripwireArmed reports whether sessions must look for a hold: commands
 // are named, or a hold (recovered from state.json) is still on.
-func (r *Relay) tripwireArmed() bool {
-	if set := r.holdSet.Load(); set != nil && len(*set) > 0 {
+func (h *history) tripwireArmed() bool {
+	if set := h.holdSet.Load(); set != nil && len(*set) > 0 {
 		return true
 	}
-	return r.holding.Load()
+	return h.holding.Load()
 }
 
 // holdLimit returns the offset a replica's stream must stop before (-1:
 // none) and a channel closed when that may change.
-func (r *Relay) holdLimit() (int64, <-chan struct{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.hold == nil {
-		return -1, r.changed
+func (h *history) holdLimit() (int64, <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hold == nil {
+		return -1, h.changed
 	}
-	return r.hold.At, r.changed
+	return h.hold.At, h.changed
 }
 
 // waitHold blocks while the stream at off is held; it returns how many
 // bytes from off may be sent now (-1: no limit).
-func (r *Relay) waitHold(ctx context.Context, off int64) (int64, error) {
+func (h *history) waitHold(ctx context.Context, off int64) (int64, error) {
 	for {
-		at, changed := r.holdLimit()
+		at, changed := h.holdLimit()
 		if at < 0 {
 			return -1, nil
 		}

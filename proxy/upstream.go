@@ -22,22 +22,23 @@ import (
 
 // Link states, as Redis names them in ROLE.
 const (
-	linkNone       = "none"
-	linkDown       = "connect"
-	linkConnecting = "connecting"
-	linkHandshake  = "handshake"
-	linkSync       = "sync"
-	linkConnected  = "connected"
+	LinkNone       = "none"
+	LinkConnect    = "connect" // not connected; will connect (Redis: REPL_STATE_CONNECT)
+	LinkConnecting = "connecting"
+	LinkHandshake  = "handshake"
+	LinkSync       = "sync"
+	LinkConnected  = "connected"
 )
 
-// upstreamStatus is what INFO and ROLE show about the upstream link.
-type upstreamStatus struct {
+// linkStatus is what INFO and ROLE show about the upstream link.
+type linkStatus struct {
 	mu         sync.Mutex
 	state      string
 	addr       string
 	since      time.Time // when state last changed
 	lastErr    string
-	syncTotal  int64 // bytes of the snapshot being received, -1 while unknown
+	lastReason LinkDownReason // why the link last went down
+	syncTotal  int64          // bytes of the snapshot being received, -1 while unknown
 	syncStart  time.Time
 	syncRead   atomic.Int64
 	lastIO     atomic.Int64 // unix nanoseconds of the last byte read
@@ -45,7 +46,7 @@ type upstreamStatus struct {
 	compressed atomic.Bool  // the current link is compressed
 }
 
-func (u *upstreamStatus) set(state, addr string) {
+func (u *linkStatus) set(state, addr string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.state != state {
@@ -54,7 +55,7 @@ func (u *upstreamStatus) set(state, addr string) {
 	u.state, u.addr = state, addr
 }
 
-func (u *upstreamStatus) get() (state, addr string, since time.Time, lastErr string, syncTotal int64, syncStart time.Time) {
+func (u *linkStatus) get() (state, addr string, since time.Time, lastErr string, syncTotal int64, syncStart time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.state, u.addr, u.since, u.lastErr, u.syncTotal, u.syncStart
@@ -66,40 +67,105 @@ var (
 	errAuth     = errors.New("upstream authentication failed")
 	// errLocalWrite: the relay could not store what the master sent (a
 	// full disk). Reconnecting at once would only fail again.
-	errLocalWrite = errors.New("append to log")
+	errLocalWrite     = errors.New("append to log")
+	errPSYNCRefused   = errors.New("PSYNC refused")
+	errStreamProtocol = errors.New("malformed stream from master")
+	errMasterClosed   = errors.New("master closed the connection")
 )
 
+// LinkDownReason says why the upstream link went down. The same value
+// appears in the log line, the metric label and INFO.
+type LinkDownReason string
+
+const (
+	linkDownConnect      LinkDownReason = "connect_failed"   // no TCP (or TLS) connection
+	linkDownHandshake    LinkDownReason = "handshake_failed" // PING, REPLCONF or the PSYNC reply failed
+	linkDownAuth         LinkDownReason = "auth_failed"
+	linkDownNotReady     LinkDownReason = "master_not_ready" // -LOADING, -NOMASTERLINK
+	linkDownRefused      LinkDownReason = "psync_refused"
+	linkDownSync         LinkDownReason = "sync_failed" // the snapshot transfer broke, or the snapshot was rejected
+	linkDownGuard        LinkDownReason = "guard_tripped"
+	linkDownSourceDown   LinkDownReason = "snapshot_source_down"
+	linkDownTimeout      LinkDownReason = "timeout" // repl-timeout without a byte
+	linkDownMasterClosed LinkDownReason = "master_closed"
+	linkDownProtocol     LinkDownReason = "protocol_error" // the stream did not parse; the next sync is a full one
+	linkDownLocalWrite   LinkDownReason = "local_write_error"
+	linkDownIO           LinkDownReason = "io_error"
+	linkDownRepointed    LinkDownReason = "repointed" // REPLICAOF or Sentinel named another master
+)
+
+// LinkDownReasons lists every LinkDownReason, for metrics.
+func LinkDownReasons() []LinkDownReason {
+	return []LinkDownReason{linkDownConnect, linkDownHandshake, linkDownAuth, linkDownNotReady, linkDownRefused,
+		linkDownSync, linkDownGuard, linkDownSourceDown, linkDownTimeout, linkDownMasterClosed, linkDownProtocol,
+		linkDownLocalWrite, linkDownIO, linkDownRepointed}
+}
+
+// linkDownReason classifies the error that ended a connection in phase (the
+// link state it was in).
+func linkDownReason(err error, phase string) LinkDownReason {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errAuth):
+		return linkDownAuth
+	case errors.Is(err, errTryLater):
+		return linkDownNotReady
+	case errors.Is(err, errLocalWrite):
+		return linkDownLocalWrite
+	case errors.Is(err, errGuardTripped):
+		return linkDownGuard
+	case errors.Is(err, errSourceDown):
+		return linkDownSourceDown
+	case errors.Is(err, errStreamProtocol):
+		return linkDownProtocol
+	case errors.Is(err, errPSYNCRefused):
+		return linkDownRefused
+	case errors.As(err, &ne) && ne.Timeout():
+		return linkDownTimeout
+	case errors.Is(err, errMasterClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return linkDownMasterClosed
+	case phase == LinkConnecting:
+		return linkDownConnect
+	case phase == LinkHandshake:
+		return linkDownHandshake
+	case phase == LinkSync:
+		return linkDownSync
+	}
+	return linkDownIO
+}
+
 // masterAddr returns the upstream address and a channel closed when it changes.
-func (r *Relay) masterAddr() (string, <-chan struct{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.master, r.masterCh
+func (u *upstreamLink) masterAddr() (string, <-chan struct{}) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.master, u.masterCh
 }
 
 // setMaster re-points the upstream link (REPLICAOF).
-func (r *Relay) setMaster(addr string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.master == addr {
+func (u *upstreamLink) setMaster(addr string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.master == addr {
 		return
 	}
-	r.master = addr
-	close(r.masterCh)
-	r.masterCh = make(chan struct{})
+	u.master = addr
+	close(u.masterCh)
+	u.masterCh = make(chan struct{})
 }
 
-// runUpstream keeps a link to the master until ctx ends: connect, handshake,
-// PSYNC, stream; on failure retry with backoff, partial resync first.
-func (r *Relay) runUpstream(ctx context.Context, port int) {
-	if r.fixed.AnnouncePort > 0 {
-		port = r.fixed.AnnouncePort
+// run keeps a link to the master until ctx ends: connect, handshake,
+// PSYNC, stream; on failure retry with backoff, partial resync first. port
+// is announced as the relay's listening port unless AnnouncePort is set.
+func (u *upstreamLink) run(ctx context.Context, port int) {
+	u.port = port
+	if u.cfg.fixed.AnnouncePort > 0 {
+		u.port = u.cfg.fixed.AnnouncePort
 	}
-	up := &upstream{r: r, port: port}
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		addr, moved := r.masterAddr()
+		addr, moved := u.masterAddr()
 		if addr == "" {
-			r.upstream.set(linkNone, "")
+			u.status.set(LinkNone, "")
 			select {
 			case <-moved:
 			case <-ctx.Done():
@@ -107,13 +173,13 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 			continue
 		}
 		select {
-		case <-r.guardHold():
+		case <-u.hist.guardHold():
 		default:
-			r.upstream.set(linkNone, addr)
+			u.status.set(LinkNone, addr)
 			select {
-			case <-r.guardHold():
+			case <-u.hist.guardHold():
 			case <-moved:
-				r.discardHeld()
+				u.hist.discardHeld()
 			case <-ctx.Done():
 			}
 			continue
@@ -126,38 +192,44 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 			case <-linkCtx.Done():
 			}
 		}()
-		err := up.run(linkCtx, addr)
+		err := u.connect(linkCtx, addr)
 		cancel()
-		up.cutPartialTail() // before INFO shows the link down, so its offset never goes back
-		r.upstream.set(linkDown, addr)
+		phase, _, _, _, _, _ := u.status.get()
+		u.cutPartialTail() // before INFO shows the link down, so its offset never goes back
+		u.status.set(LinkConnect, addr)
 		if ctx.Err() != nil {
 			return
 		}
-		r.upstream.mu.Lock()
-		r.upstream.lastErr = fmt.Sprint(err)
-		r.upstream.mu.Unlock()
+		reason := linkDownReason(err, phase)
 		select {
 		case <-moved:
-			r.logger.Info("upstream re-pointed", "upstream", addr)
+			reason = linkDownRepointed
+		default:
+		}
+		u.stats.linkDowns[reason].Add(1)
+		u.status.mu.Lock()
+		u.status.lastErr, u.status.lastReason = fmt.Sprint(err), reason
+		u.status.mu.Unlock()
+		if reason == linkDownRepointed {
+			u.logger.Info("upstream re-pointed", "upstream", addr, "reason", reason)
 			backoff = 0
 			continue
-		default:
 		}
 		switch {
 		case errors.Is(err, errLocalWrite):
 			backoff = min(max(2*backoff, time.Second), 5*time.Second)
-		case up.streamed, errors.Is(err, errGuardTripped):
+		case u.streamed, errors.Is(err, errGuardTripped):
 			backoff = 0
 		case backoff == 0:
 			backoff = 250 * time.Millisecond
 		default:
 			backoff = min(2*backoff, 5*time.Second)
 		}
-		level := r.logger.Warn
+		level := u.logger.Warn
 		if errors.Is(err, errAuth) || errors.Is(err, errLocalWrite) {
-			level = r.logger.Error
+			level = u.logger.Error
 		}
-		level("upstream link down", "upstream", addr, "err", err, "retry_in", backoff)
+		level("upstream link down", "upstream", addr, "reason", reason, "err", err, "retry_in", backoff)
 		if backoff > 0 {
 			select {
 			case <-time.After(backoff):
@@ -168,35 +240,66 @@ func (r *Relay) runUpstream(ctx context.Context, port int) {
 	}
 }
 
-// upstream is the state the link keeps across reconnects. It belongs to the
-// runUpstream goroutine.
-type upstream struct {
-	r         *Relay
-	port      int
+// upstreamLink is the relay as a replica: the connection to its master
+// (handshake, PSYNC, the stream appended to the history's log, ACKs), the
+// refresh connection, and Sentinel following. It is the history's only
+// writer.
+//
+// mu is a leaf lock, as is cmdMu.
+type upstreamLink struct {
+	cfg    *liveConfig
+	hist   *history
+	logger *slog.Logger
+	stats  *counters
+
+	mu       sync.Mutex
+	master   string        // upstream address; guarded by mu
+	masterCh chan struct{} // closed and replaced when master changes; guarded by mu
+	source   sourceStats   // guarded by mu
+
+	status          linkStatus
+	downstreamAcked chan struct{} // buffered(1): a replica ACKed more (downstream ACK policies)
+
+	cmdMu    sync.Mutex
+	commands map[string]int64 // relayed commands by lower-case name, as last published; guarded by cmdMu
+
+	// Owned by the run goroutine, kept across reconnects.
+	port      int                // REPLCONF listening-port
 	forceFull bool               // next PSYNC must be "? -1" (after a protocol error)
 	framer    *replstream.Framer // follows the command stream; valid for framerLog
 	resume    replstream.ResumePoint
 	framerLog *replstream.Log
-	streamed  bool // the last run reached the streaming phase
+	streamed  bool // the last connection reached the streaming phase
 	counts    commandCounts
 }
 
-// conn is one upstream connection.
-type upConn struct {
-	nc   net.Conn
-	br   *bufio.Reader
-	dec  *zstd.Decoder // set on a compressed link; br then reads through it
-	wmu  sync.Mutex
-	r    *Relay
-	stop func() bool
+func newUpstreamLink(cfg *liveConfig, hist *history, stats *counters, logger *slog.Logger) *upstreamLink {
+	u := &upstreamLink{
+		cfg: cfg, hist: hist, stats: stats, logger: logger,
+		master: cfg.fixed.MasterAddr, masterCh: make(chan struct{}),
+		downstreamAcked: make(chan struct{}, 1),
+	}
+	u.status.set(LinkConnect, "")
+	u.status.syncTotal = -1
+	return u
+}
+
+// upstreamConn is one connection to an upstream (the master, or a snapshot source).
+type upstreamConn struct {
+	nc      net.Conn
+	br      *bufio.Reader
+	dec     *zstd.Decoder // set on a compressed link; br then reads through it
+	wmu     sync.Mutex
+	timeout func() time.Duration // repl-timeout
+	stop    func() bool
 }
 
 // dial connects to an upstream; the connection closes when ctx ends.
-func (r *Relay) dial(ctx context.Context, addr string, status *upstreamStatus) (*upConn, error) {
+func (u *upstreamLink) dial(ctx context.Context, addr string, status *linkStatus) (*upstreamConn, error) {
 	d := net.Dialer{Timeout: handshakeTimeout}
 	var nc net.Conn
 	var err error
-	if tc := r.conf().UpstreamTLS; tc != nil {
+	if tc := u.cfg.get().UpstreamTLS; tc != nil {
 		td := tls.Dialer{NetDialer: &d, Config: tc}
 		nc, err = td.DialContext(ctx, "tcp", addr)
 	} else {
@@ -205,12 +308,12 @@ func (r *Relay) dial(ctx context.Context, addr string, status *upstreamStatus) (
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	c := &upConn{nc: nc, r: r, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: r.timeout, status: status}, 64<<10)}
+	c := &upstreamConn{nc: nc, timeout: u.cfg.timeout, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: u.cfg.timeout, status: status}, 64<<10)}
 	c.stop = context.AfterFunc(ctx, func() { nc.Close() })
 	return c, nil
 }
 
-func (c *upConn) close() {
+func (c *upstreamConn) close() {
 	c.stop()
 	c.nc.Close()
 	if c.dec != nil {
@@ -220,7 +323,7 @@ func (c *upConn) close() {
 
 // decompress reads everything after the PSYNC reply through a zstd
 // decoder, with bounded memory: the upstream is not trusted.
-func (c *upConn) decompress(counts *linkBytes) error {
+func (c *upstreamConn) decompress(counts *linkBytes) error {
 	dec, err := zstd.NewReader(countingReader{r: c.br, n: &counts.wire},
 		zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20), zstd.WithDecoderMaxMemory(256<<20))
 	if err != nil {
@@ -231,16 +334,16 @@ func (c *upConn) decompress(counts *linkBytes) error {
 	return nil
 }
 
-func (c *upConn) write(p []byte) error {
+func (c *upstreamConn) write(p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.r.timeout()))
+	c.nc.SetWriteDeadline(time.Now().Add(c.timeout()))
 	_, err := c.nc.Write(p)
 	return err
 }
 
 // readLine reads a reply line, allowing timeout for it.
-func (c *upConn) readLine(timeout time.Duration) ([]byte, error) {
+func (c *upstreamConn) readLine(timeout time.Duration) ([]byte, error) {
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	return replstream.ReadLine(c.br, 1<<16)
 }
@@ -250,7 +353,7 @@ func (c *upConn) readLine(timeout time.Duration) ([]byte, error) {
 type activityReader struct {
 	nc          net.Conn
 	timeout     func() time.Duration
-	status      *upstreamStatus
+	status      *linkStatus
 	deadlineSet time.Time
 }
 
@@ -273,44 +376,46 @@ func (a *activityReader) Read(p []byte) (int, error) {
 // CONFIG_REPL_SYNCIO_TIMEOUT does.
 const handshakeTimeout = 5 * time.Second
 
-func (u *upstream) run(ctx context.Context, addr string) (err error) {
-	r := u.r
+// connect runs one connection to the master at addr: an optional first
+// snapshot from the snapshot source, the handshake, PSYNC, then a full
+// sync or the stream.
+func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	u.streamed = false
 	// Without a history, the first snapshot comes from the snapshot source
 	// when there is one (source.go); it becomes the history only if the
 	// master continues after it.
 	var fromSource *snapshot
-	src := r.conf().SnapshotSource
-	if _, _, ok := r.position(); src != "" && (!ok || u.forceFull) {
-		r.upstream.set(linkSync, addr)
-		s, err := r.snapshotFromSource(ctx, src)
+	src := u.cfg.get().SnapshotSource
+	if _, _, ok := u.hist.position(); src != "" && (!ok || u.forceFull) {
+		u.status.set(LinkSync, addr)
+		s, err := u.snapshotFromSource(ctx, src)
 		switch {
 		case err == nil:
 			fromSource = s
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case !r.conf().SnapshotSourceFallback:
+		case !u.cfg.get().SnapshotSourceFallback:
 			return fmt.Errorf("%w: %s: %v", errSourceDown, src, err)
 		default:
-			r.sourceFallback(fmt.Sprintf("snapshot source %s: %v", src, err))
+			u.sourceFallback(fmt.Sprintf("snapshot source %s: %v", src, err))
 		}
 	}
 	defer func() {
 		if fromSource != nil {
-			r.abortFullSync(fromSource, fmt.Errorf("not continued by the master: %v", err))
+			u.hist.abortFullSync(fromSource, fmt.Errorf("not continued by the master: %v", err))
 		}
 	}()
-	r.upstream.set(linkConnecting, addr)
-	c, err := r.dial(ctx, addr, &r.upstream)
+	u.status.set(LinkConnecting, addr)
+	c, err := u.dial(ctx, addr, &u.status)
 	if err != nil {
 		return err
 	}
 	defer c.close()
 
-	r.upstream.set(linkHandshake, addr)
+	u.status.set(LinkHandshake, addr)
 	capas := []string{"REPLCONF", "capa", "eof", "capa", "psync2"}
 	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, capas}
-	level, compress, _ := compressionLevel(r.conf().UpstreamCompression)
+	level, compress, _ := compressionLevel(u.cfg.get().UpstreamCompression)
 	if compress {
 		// A relay upstream may answer with a compressed link; a stock
 		// master ignores the capability and refuses the level option,
@@ -318,10 +423,10 @@ func (u *upstream) run(ctx context.Context, addr string) (err error) {
 		replconfs[1] = append(capas, "capa", capaZstd)
 		replconfs = append(replconfs, []string{"REPLCONF", zstdLevelOption, levelName(level)})
 	}
-	if _, err := r.handshake(c, replconfs...); err != nil {
+	if _, err := u.handshake(c, replconfs...); err != nil {
 		return err
 	}
-	id, next, ok := r.position()
+	id, next, ok := u.hist.position()
 	psync := []string{"PSYNC", "?", "-1"}
 	switch {
 	case fromSource != nil:
@@ -339,40 +444,40 @@ func (u *upstream) run(ctx context.Context, addr string) (err error) {
 	fields := strings.Fields(string(line))
 	if n := len(fields); compress && n >= 2 && (fields[0] == "+FULLRESYNC" || fields[0] == "+CONTINUE") && fields[n-1] == compressionWord {
 		fields = fields[:n-1]
-		if err := c.decompress(&r.stats.zIn); err != nil {
+		if err := c.decompress(&u.stats.zIn); err != nil {
 			return err
 		}
 	}
-	r.upstream.compressed.Store(c.dec != nil)
+	u.status.compressed.Store(c.dec != nil)
 	switch {
 	case len(fields) > 0 && fields[0] == "+CONTINUE" && fromSource != nil:
 		s := fromSource
 		fromSource = nil
 		if len(fields) == 2 && !replstream.ValidReplID(fields[1]) {
-			r.abortFullSync(s, errors.New("bad CONTINUE reply"))
+			u.hist.abortFullSync(s, errors.New("bad CONTINUE reply"))
 			return fmt.Errorf("bad CONTINUE reply %q", truncateText(line, 100))
 		}
-		if _, err := r.commitFullSync(s); err != nil {
+		if _, err := u.hist.commitFullSync(s); err != nil {
 			if !errors.Is(err, errGuardTripped) {
-				r.abortFullSync(s, err)
+				u.hist.abortFullSync(s, err)
 			}
 			return err
 		}
 		if len(fields) == 2 && !strings.EqualFold(fields[1], s.meta.ReplID) {
-			if err := r.shiftReplID(fields[1]); err != nil {
+			if err := u.hist.shiftReplID(fields[1]); err != nil {
 				return err
 			}
 		}
 		u.forceFull = false
-		r.stats.forksAvoided.Add(1)
-		r.stats.upstreamPartials.Add(1)
-		r.noteSnapshotFrom(src)
-		r.logger.Info("master continued after the snapshot source's snapshot: no fork on the master", "upstream", addr, "source", src, "offset", s.meta.Offset+1)
+		u.stats.forksAvoided.Add(1)
+		u.stats.upstreamPartials.Add(1)
+		u.noteSnapshotFrom(src)
+		u.logger.Info("master continued after the snapshot source's snapshot: no fork on the master", "upstream", addr, "source", src, "next", s.meta.Offset+1)
 		return u.stream(ctx, c, addr, nil)
 	case len(fields) > 0 && fields[0] == "+FULLRESYNC":
 		if fromSource != nil {
-			r.abortFullSync(fromSource, errors.New("the master answered FULLRESYNC"))
-			r.sourceFallback(fmt.Sprintf("the master answered FULLRESYNC to PSYNC %s %d: its backlog no longer holds the snapshot source's offset, or the source follows another history", fromSource.meta.ReplID, fromSource.meta.Offset+1))
+			u.hist.abortFullSync(fromSource, errors.New("the master answered FULLRESYNC"))
+			u.sourceFallback(fmt.Sprintf("the master answered FULLRESYNC to PSYNC %s %d: its backlog no longer holds the snapshot source's offset, or the source follows another history", fromSource.meta.ReplID, fromSource.meta.Offset+1))
 			fromSource = nil
 		}
 		if len(fields) != 3 || !replstream.ValidReplID(fields[1]) {
@@ -391,13 +496,13 @@ func (u *upstream) run(ctx context.Context, addr string) (err error) {
 			if !replstream.ValidReplID(fields[1]) {
 				return fmt.Errorf("bad CONTINUE reply %q", truncateText(line, 100))
 			}
-			r.logger.Info("master replication ID changed", "upstream", addr, "replid", fields[1], "replid2", id.ReplID, "offset", next-1)
-			if err := r.shiftReplID(fields[1]); err != nil {
+			u.logger.Info("master replication ID changed", "upstream", addr, "replid", fields[1], "replid2", id.ReplID, "offset", next-1)
+			if err := u.hist.shiftReplID(fields[1]); err != nil {
 				return err
 			}
 		}
-		r.stats.upstreamPartials.Add(1)
-		r.logger.Info("partial resync with upstream", "upstream", addr, "offset", next)
+		u.stats.upstreamPartials.Add(1)
+		u.logger.Info("partial resync with upstream", "upstream", addr, "next", next)
 		return u.stream(ctx, c, addr, nil)
 	case len(line) > 0 && line[0] == '-':
 		if strings.HasPrefix(string(line), "-NOMASTERLINK") || strings.HasPrefix(string(line), "-LOADING") {
@@ -406,15 +511,15 @@ func (u *upstream) run(ctx context.Context, addr string) (err error) {
 		if strings.HasPrefix(string(line), "-NOAUTH") || strings.HasPrefix(string(line), "-NOPERM") {
 			return fmt.Errorf("%w: PSYNC answered %s", errAuth, line)
 		}
-		return fmt.Errorf("PSYNC refused: %s", truncateText(line, 200))
+		return fmt.Errorf("%w: %s", errPSYNCRefused, truncateText(line, 200))
 	}
-	return fmt.Errorf("unexpected PSYNC reply %q", truncateText(line, 100))
+	return fmt.Errorf("%w: unexpected reply %q", errPSYNCRefused, truncateText(line, 100))
 }
 
 // handshake sends PING, AUTH and the given REPLCONF commands as a stock
 // replica does, and returns the replies to the REPLCONFs (errors to them are
 // not fatal, as for a stock replica).
-func (r *Relay) handshake(c *upConn, replconfs ...[]string) ([][]byte, error) {
+func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]byte, error) {
 	if err := c.write(appendCommand(nil, "PING")); err != nil {
 		return nil, fmt.Errorf("send PING: %w", err)
 	}
@@ -426,7 +531,7 @@ func (r *Relay) handshake(c *upConn, replconfs ...[]string) ([][]byte, error) {
 		return nil, fmt.Errorf("PING answered %s", truncateText(line, 200))
 	}
 	var batch []byte
-	cfg := r.conf()
+	cfg := u.cfg.get()
 	auth := cfg.MasterAuth != ""
 	if auth {
 		if cfg.MasterUser != "" {
@@ -471,9 +576,9 @@ func isAuthError(line []byte) bool {
 
 // readReply reads the reply to PSYNC, skipping newline keepalives (each one
 // refreshes the timeout).
-func (c *upConn) readReply() ([]byte, error) {
+func (c *upstreamConn) readReply() ([]byte, error) {
 	for {
-		line, err := c.readLine(c.r.timeout())
+		line, err := c.readLine(c.timeout())
 		if err != nil {
 			return nil, err
 		}
@@ -485,50 +590,49 @@ func (c *upConn) readReply() ([]byte, error) {
 
 // fullSync receives the snapshot announced by +FULLRESYNC replid offset,
 // makes it the relay's history, then streams.
-func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string, offset int64) error {
-	r := u.r
-	r.upstream.set(linkSync, addr)
-	r.logger.Info("full resync from upstream", "upstream", addr, "replid", replid, "offset", offset)
-	s, err := r.beginFullSync(replid, offset)
+func (u *upstreamLink) fullSync(ctx context.Context, c *upstreamConn, addr, replid string, offset int64) error {
+	u.status.set(LinkSync, addr)
+	u.logger.Info("full resync from upstream", "upstream", addr, "replid", replid, "offset", offset)
+	s, err := u.hist.beginFullSync(replid, offset)
 	if err != nil {
 		return err
 	}
 	p, err := c.readPayloadHeader()
 	if err != nil {
-		r.abortFullSync(s, err)
+		u.hist.abortFullSync(s, err)
 		return err
 	}
 	if p.Mark == nil {
 		s.setSize(p.Size)
 	}
-	r.upstream.mu.Lock()
-	r.upstream.syncTotal, r.upstream.syncStart = p.Size, time.Now()
-	r.upstream.mu.Unlock()
-	r.upstream.syncRead.Store(0)
+	u.status.mu.Lock()
+	u.status.syncTotal, u.status.syncStart = p.Size, time.Now()
+	u.status.mu.Unlock()
+	u.status.syncRead.Store(0)
 	start := time.Now()
-	pw := &progressWriter{w: s, n: &r.upstream.syncRead, also: &r.stats.bytesFromUpstream, total: p.Size, logger: r.logger.With("upstream", addr), what: "receiving snapshot"}
+	pw := &progressWriter{w: s, n: &u.status.syncRead, also: &u.stats.bytesFromUpstream, total: p.Size, logger: u.logger.With("upstream", addr), what: "receiving snapshot"}
 	n, err := replstream.CopyPayload(pw, c.br, p)
 	if err != nil {
 		err = fmt.Errorf("receive snapshot after %d bytes: %w", n, err)
-		r.abortFullSync(s, err)
+		u.hist.abortFullSync(s, err)
 		return err
 	}
 	err = keepAliveWhile(c, func() error {
-		_, err := r.commitFullSync(s)
+		_, err := u.hist.commitFullSync(s)
 		return err
 	})
 	if err != nil {
 		if errors.Is(err, errGuardTripped) {
 			return err
 		}
-		r.abortFullSync(s, err)
+		u.hist.abortFullSync(s, err)
 		u.forceFull = true
 		return err
 	}
-	r.stats.upstreamFullSyncs.Add(1)
-	r.noteSnapshotFrom("master")
+	u.stats.upstreamFullSyncs.Add(1)
+	u.noteSnapshotFrom("master")
 	u.forceFull = false
-	r.logger.Info("snapshot received", "upstream", addr, "replid", replid, "offset", offset, "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond))
+	u.logger.Info("snapshot received", "upstream", addr, "replid", replid, "offset", offset, "bytes", n, "elapsed", time.Since(start).Round(time.Millisecond))
 	var ackNow []byte
 	if p.Mark != nil {
 		// A diskless master starts the stream on an ACK; send one at once.
@@ -542,7 +646,7 @@ func (u *upstream) fullSync(ctx context.Context, c *upConn, addr, replid string,
 // Redis replica does while it loads a snapshot
 // (replicationSendNewlineToMaster): the master counts it as a sign of life
 // and does not drop a replica whose commit outlasts repl-timeout.
-func keepAliveWhile(c *upConn, commit func() error) error {
+func keepAliveWhile(c *upstreamConn, commit func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- commit() }()
 	t := time.NewTicker(time.Second)
@@ -602,9 +706,9 @@ func (p *progressWriter) count(n int) {
 
 // readPayloadHeader reads the $<len> or $EOF:<mark> line, skipping
 // keepalives.
-func (c *upConn) readPayloadHeader() (replstream.Payload, error) {
+func (c *upstreamConn) readPayloadHeader() (replstream.Payload, error) {
 	for {
-		line, err := c.readLine(c.r.timeout())
+		line, err := c.readLine(c.timeout())
 		if err != nil {
 			return replstream.Payload{}, fmt.Errorf("read transfer preamble: %w", err)
 		}
@@ -617,18 +721,17 @@ func (c *upConn) readPayloadHeader() (replstream.Payload, error) {
 
 // stream appends the command stream to the log until the link fails. It
 // ACKs every second, and at once on REPLCONF GETACK.
-func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []byte) error {
-	r := u.r
-	log := r.currentLog()
+func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string, ackNow []byte) error {
+	log := u.hist.currentLog()
 	_, next := log.Range()
 	if u.framer == nil || u.framerLog != log || u.framer.Next() != next {
 		// The log always ends on a resume point here: a full sync starts
 		// after its snapshot, and cutPartialTail runs after every link.
-		u.framer = replstream.NewFramer(next, r.fixed.Limits)
+		u.framer = replstream.NewFramer(next, u.cfg.fixed.Limits)
 		u.resume = replstream.NewResumePoint(next)
 		u.framerLog = log
 	}
-	r.upstream.set(linkConnected, addr)
+	u.status.set(LinkConnected, addr)
 	u.streamed = true
 	if ackNow != nil {
 		if err := c.write(ackNow); err != nil {
@@ -653,14 +756,14 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 	buf := make([]byte, 256<<10)
 	getack := false
 	onCmd := func(cmd *replstream.Command) {
-		r.tripwire(cmd, u.resume.At())
+		u.hist.tripwire(cmd, u.resume.At())
 		u.resume.Add(cmd)
 		u.counts.add(cmd.Name)
 		if cmd.IsGetAck() {
 			getack = true
 		}
 	}
-	defer u.counts.publish(r)
+	defer u.counts.publish(u)
 	for {
 		n, err := c.br.Read(buf)
 		if n > 0 {
@@ -668,13 +771,13 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 			if aerr := log.Append(buf[:valid], u.resume.At() == u.framer.Next()); aerr != nil {
 				return fmt.Errorf("%w: %w", errLocalWrite, aerr)
 			}
-			r.stats.bytesFromUpstream.Add(int64(valid))
-			u.counts.maybePublish(r, c.br.Buffered() == 0)
+			u.stats.bytesFromUpstream.Add(int64(valid))
+			u.counts.maybePublish(u, c.br.Buffered() == 0)
 			if ferr != nil {
-				r.stats.protocolErrors.Add(1)
+				u.stats.protocolErrors.Add(1)
 				u.forceFull = true
 				u.framer = nil
-				return fmt.Errorf("malformed stream from master, will full resync: %w", ferr)
+				return fmt.Errorf("%w, will full resync: %w", errStreamProtocol, ferr)
 			}
 			if getack {
 				getack = false
@@ -696,7 +799,7 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 				return ctx.Err()
 			}
 			if errors.Is(err, io.EOF) {
-				return errors.New("master closed the connection")
+				return errMasterClosed
 			}
 			return fmt.Errorf("read stream: %w", err)
 		}
@@ -711,9 +814,8 @@ func (u *upstream) stream(ctx context.Context, c *upConn, addr string, ackNow []
 // branches (its second_repl_offset), so the next PSYNC can continue on any
 // of them. Replicas that already received some of the cut bytes are
 // disconnected by their cursors and come back from a resume point.
-func (u *upstream) cutPartialTail() {
-	r := u.r
-	log := r.currentLog()
+func (u *upstreamLink) cutPartialTail() {
+	log := u.hist.currentLog()
 	if log == nil {
 		return
 	}
@@ -721,20 +823,19 @@ func (u *upstream) cutPartialTail() {
 	switch {
 	case errors.Is(err, replstream.ErrClosed):
 	case err != nil:
-		r.logger.Error("cannot cut the partial command at the end of the log; the next sync will be a full one", "err", err)
+		u.logger.Error("cannot cut the partial command at the end of the log; the next sync will be a full one", "err", err)
 		u.forceFull = true
 	case cut > 0:
-		r.stats.tailCuts.Add(1)
+		u.stats.tailCuts.Add(1)
 		_, next := log.Range()
-		r.logger.Info("dropped an unfinished command from the end of the log", "bytes", cut, "next", next)
+		u.logger.Info("dropped an unfinished command from the end of the log", "bytes", cut, "next", next)
 	}
 }
 
 // ackLoop sends REPLCONF ACK every second, on request (GETACK), and with a
 // downstream ACK policy whenever downstream replicas acknowledge more. The
 // offset is what the policy allows, never more than the relay has fsynced.
-func (u *upstream) ackLoop(ctx context.Context, c *upConn, log *replstream.Log, req <-chan struct{}) error {
-	r := u.r
+func (u *upstreamLink) ackLoop(ctx context.Context, c *upstreamConn, log *replstream.Log, req <-chan struct{}) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	sent := int64(-1)
@@ -746,8 +847,8 @@ func (u *upstream) ackLoop(ctx context.Context, c *upConn, log *replstream.Log, 
 		case <-t.C:
 			periodic = true
 		case <-req:
-		case <-r.downstreamAcked:
-			if pol := r.conf().AckPolicy; pol.Kind == "" || pol.Kind == "received" {
+		case <-u.downstreamAcked:
+			if pol := u.cfg.get().AckPolicy; pol.Kind == "" || pol.Kind == "received" {
 				continue
 			}
 		}
@@ -756,7 +857,7 @@ func (u *upstream) ackLoop(ctx context.Context, c *upConn, log *replstream.Log, 
 			c.nc.Close()
 			return fmt.Errorf("sync log: %w", err)
 		}
-		off := r.ackOffset(synced - 1)
+		off := u.ackOffset(synced - 1)
 		if off == sent && !periodic {
 			continue // nothing new to tell; the 1 s ACK keeps the link alive
 		}
@@ -764,6 +865,30 @@ func (u *upstream) ackLoop(ctx context.Context, c *upConn, log *replstream.Log, 
 			return nil // the reader sees the broken connection
 		}
 		sent = off
-		r.upstream.acked.Store(off)
+		u.status.acked.Store(off)
 	}
+}
+
+// fillStatus fills in the upstream link's part of a Status.
+func (u *upstreamLink) fillStatus(st *Status) {
+	u.mu.Lock()
+	st.MasterAddr = u.master
+	st.SnapshotFrom, st.LastFallback = u.source.lastFrom, u.source.lastFallback
+	u.mu.Unlock()
+	st.LinkState, _, st.LinkSince, st.LastError, st.SyncTotal, st.SyncStart = u.status.get()
+	st.SyncRead = u.status.syncRead.Load()
+	u.status.mu.Lock()
+	st.LastDownReason = u.status.lastReason
+	u.status.mu.Unlock()
+	if t := u.status.lastIO.Load(); t > 0 {
+		st.LastIO = time.Unix(0, t)
+	}
+	st.AckedUpstream = u.status.acked.Load()
+	st.UpstreamCompressed = u.status.compressed.Load()
+	u.cmdMu.Lock()
+	st.Commands = make(map[string]int64, len(u.commands))
+	for name, n := range u.commands {
+		st.Commands[name] = n
+	}
+	u.cmdMu.Unlock()
 }

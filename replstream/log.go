@@ -810,7 +810,7 @@ func syncDir(dir string) error {
 type SegmentInfo struct {
 	First   Offset
 	Size    int64
-	ModTime time.Time // when its last byte was written
+	ModTime time.Time // when its last byte was written; zero when the file could not be read
 }
 
 // Segments describes the segments, oldest first.

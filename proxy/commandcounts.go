@@ -7,7 +7,7 @@ import "time"
 const maxCommandNames = 256
 
 // commandCounts counts relayed commands by lower-case name. It belongs to
-// the upstream goroutine and is copied to the Relay when the link goes idle
+// the upstream link's run goroutine and is copied to upstreamLink.commands when the link goes idle
 // and at least once a second, so counting costs one map lookup per command
 // and no lock.
 type commandCounts struct {
@@ -42,22 +42,22 @@ func (c *commandCounts) add(name []byte) {
 	c.n[string(key)] = &one
 }
 
-// maybePublish copies the counts to the Relay when the link is about to
+// maybePublish copies the counts to the link's published table when the link is about to
 // wait for more data (idle), and at least once a second under load.
-func (c *commandCounts) maybePublish(r *Relay, idle bool) {
+func (c *commandCounts) maybePublish(u *upstreamLink, idle bool) {
 	if idle || time.Since(c.published) >= time.Second {
-		c.publish(r)
+		c.publish(u)
 	}
 }
 
-func (c *commandCounts) publish(r *Relay) {
+func (c *commandCounts) publish(u *upstreamLink) {
 	c.published = time.Now()
-	r.cmdMu.Lock()
-	defer r.cmdMu.Unlock()
-	if r.commands == nil {
-		r.commands = make(map[string]int64, len(c.n))
+	u.cmdMu.Lock()
+	defer u.cmdMu.Unlock()
+	if u.commands == nil {
+		u.commands = make(map[string]int64, len(c.n))
 	}
 	for name, n := range c.n {
-		r.commands[name] = *n
+		u.commands[name] = *n
 	}
 }

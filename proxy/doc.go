@@ -1,0 +1,41 @@
+// Package proxy is the redis-relay daemon: to its master it is one
+// replica, to its own replicas it is a master.
+//
+// A Relay is built from four parts. Each owns its state and its lock; the
+// others reach it through its methods, never its fields.
+//
+//   - The history (history.go, statefile.go, retention.go, guard.go,
+//     tripwire.go, snapshot.go): the replication ID and offsets, the
+//     newest snapshot and the older ones kept for recovery, the log of
+//     the stream after them, the empty-master guard, the command
+//     tripwire, and state.json, which records all of it. Every change
+//     goes through one lock, stateMu: compute the new state.json, write
+//     it, then apply it in memory. It owns the data dir.
+//   - The upstream link (upstream.go, source.go, refresh.go, sentinel.go,
+//     ack.go, commandcounts.go): the relay as a replica. It connects,
+//     sends PSYNC, receives a snapshot into the history or appends the
+//     stream to its log, ACKs, refreshes the snapshot over a second
+//     connection, and follows Sentinel. It is the history's only writer.
+//   - The downstream server (server.go, session.go, pacing.go,
+//     compress.go): the relay as a master. It accepts connections,
+//     answers the replication handshake, and turns PSYNC or SYNC into a
+//     session: a full sync from the history's snapshot and then a cursor
+//     on its log, or a cursor at once. Sessions register with the
+//     history as its readers, so that a replication ID change, a trim or
+//     a downstream ACK policy can reach them.
+//   - The admin commands (admin.go, info.go, pubsub.go): INFO, ROLE,
+//     CONFIG, CLIENT, REPLICAOF, SHUTDOWN, LATENCY, RELAY and the pub/sub
+//     that Sentinel uses. They read the other parts through the Relay.
+//
+// The Relay (relay.go, status.go, config.go) only builds and wires them,
+// and gathers each part's view into a Status for INFO and metrics.
+//
+// Locks nest in one order: history.stateMu, then history.mu, then a
+// snapshot's or the log's own. Every other lock (liveConfig.mu,
+// upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu) is a leaf: no
+// other lock is taken while it is held. No lock is held across network
+// I/O; stateMu is held across the state.json write and its fsync.
+//
+// Recover (recover.go) reads a data dir without a running relay and
+// rebuilds the dataset as of a point in its history.
+package proxy
