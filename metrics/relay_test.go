@@ -14,8 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redis-relay/redis-relay/internal/redistest"
 	"github.com/redis-relay/redis-relay/proxy"
-	"github.com/redis-relay/redis-relay/proxy/redistest"
 )
 
 // TestMetricsMatchInfo runs a real master, the relay and a replica, then

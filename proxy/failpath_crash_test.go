@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // The crash matrix: a relay process is killed (SIGKILL) at each step of a

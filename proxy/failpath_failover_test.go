@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // Failover under a write load of large values: the master is killed while

@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // testRelay is a Relay serving on a loopback port for one test.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // The test binary doubles as a relay process, so that fault tests can kill

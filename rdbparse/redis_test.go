@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // testRedis is a throwaway redis-server bound to 127.0.0.1 on a free port,
