@@ -264,19 +264,10 @@ func (p *relayProc) InfoInt(t *testing.T, field string) int64 {
 	if err != nil {
 		t.Fatalf("relay INFO: %v", err)
 	}
-	v := infoField(info, field)
+	v := redistest.InfoField(info, field)
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		t.Fatalf("relay INFO %s = %q", field, v)
 	}
 	return n
-}
-
-func infoField(info, field string) string {
-	for _, line := range strings.Split(info, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
-			return v
-		}
-	}
-	return ""
 }
