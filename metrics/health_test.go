@@ -16,8 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redis-relay/redis-relay/internal/redistest"
 	"github.com/redis-relay/redis-relay/proxy"
-	"github.com/redis-relay/redis-relay/proxy/redistest"
 )
 
 // serveMetrics runs ServeListener for src on a loopback port until the

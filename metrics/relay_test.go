@@ -14,8 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redis-relay/redis-relay/internal/redistest"
 	"github.com/redis-relay/redis-relay/proxy"
-	"github.com/redis-relay/redis-relay/proxy/redistest"
 )
 
 // TestMetricsMatchInfo runs a real master, the relay and a replica, then
@@ -70,7 +70,7 @@ func TestMetricsMatchInfo(t *testing.T) {
 			if field == "" {
 				continue
 			}
-			want, _ := strconv.ParseFloat(infoField(info, field), 64)
+			want, _ := strconv.ParseFloat(redistest.InfoField(info, field), 64)
 			if got != want {
 				return fmt.Errorf("%s = %v, INFO %s = %v", metric, got, field, want)
 			}
@@ -78,21 +78,21 @@ func TestMetricsMatchInfo(t *testing.T) {
 		if v, _ := sample(text, "redis_relay_upstream_link_up"); v != 1 {
 			return fmt.Errorf("upstream_link_up = %v", v)
 		}
-		if v, _ := sample(text, "redis_relay_replica_ack_offset{"+label); v != mustFloat(infoField(info, "master_repl_offset")) {
-			return fmt.Errorf("replica ack offset %v, relay offset %s", v, infoField(info, "master_repl_offset"))
+		if v, _ := sample(text, "redis_relay_replica_ack_offset{"+label); v != mustFloat(redistest.InfoField(info, "master_repl_offset")) {
+			return fmt.Errorf("replica ack offset %v, relay offset %s", v, redistest.InfoField(info, "master_repl_offset"))
 		}
 		// The replica's full sync came from the relay: bytes sent equal
 		// the snapshot's size, in /metrics as on its slave0 line.
 		slave := map[string]string{}
-		for _, part := range strings.Split(infoField(info, "slave0"), ",") {
+		for _, part := range strings.Split(redistest.InfoField(info, "slave0"), ",") {
 			if k, v, ok := strings.Cut(part, "="); ok {
 				slave[k] = v
 			}
 		}
 		sent, _ := sample(text, "redis_relay_replica_sync_bytes_sent{"+label)
 		size, _ := sample(text, "redis_relay_replica_sync_bytes_expected{"+label)
-		if sent <= 0 || sent != mustFloat(slave["rdb_sent_bytes"]) || size != mustFloat(slave["rdb_size_bytes"]) || sent != mustFloat(infoField(info, "snapshot_bytes")) {
-			return fmt.Errorf("replica sync bytes sent %v of %v; slave0 %v; snapshot_bytes %s", sent, size, slave, infoField(info, "snapshot_bytes"))
+		if sent <= 0 || sent != mustFloat(slave["rdb_sent_bytes"]) || size != mustFloat(slave["rdb_size_bytes"]) || sent != mustFloat(redistest.InfoField(info, "snapshot_bytes")) {
+			return fmt.Errorf("replica sync bytes sent %v of %v; slave0 %v; snapshot_bytes %s", sent, size, slave, redistest.InfoField(info, "snapshot_bytes"))
 		}
 		if v, _ := sample(text, `redis_relay_commands_relayed_total{command="set"}`); v < 100 {
 			return fmt.Errorf("set commands relayed = %v, want >= 100", v)
@@ -112,15 +112,6 @@ func sample(text, prefix string) (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-func infoField(info, field string) string {
-	for _, line := range strings.Split(info, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
-			return v
-		}
-	}
-	return ""
 }
 
 func mustFloat(s string) float64 {

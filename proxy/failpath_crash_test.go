@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // The crash matrix: a relay process is killed (SIGKILL) at each step of a
@@ -34,13 +34,7 @@ func cmRelayInfo(p *relayProc) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay INFO: %w", err)
 	}
-	m := make(map[string]string)
-	for _, line := range strings.Split(text, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			m[k] = v
-		}
-	}
-	return m, nil
+	return redistest.ParseInfo(text), nil
 }
 
 // cmReplicas starts n replicas of the relay.
@@ -162,12 +156,7 @@ func cmInSync(t *testing.T, timeout time.Duration, master *redistest.Server, rel
 				where = append(where, fmt.Sprintf("%s: INFO: %v", s.Addr(), ierr))
 				continue
 			}
-			f := map[string]string{}
-			for _, line := range strings.Split(text, "\r\n") {
-				if k, v, ok := strings.Cut(line, ":"); ok {
-					f[k] = v
-				}
-			}
+			f := redistest.ParseInfo(text)
 			where = append(where, fmt.Sprintf("%s: role=%s link=%s sync_in_progress=%s loading=%s offset=%s", s.Addr(),
 				f["role"], f["master_link_status"], f["master_sync_in_progress"], f["loading"], f["master_repl_offset"]))
 		}

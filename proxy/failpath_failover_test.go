@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // Failover under a write load of large values: the master is killed while
@@ -114,13 +114,7 @@ func foRelayInfo(t testing.TB, r *testRelay) map[string]string {
 	if err != nil {
 		t.Fatalf("relay INFO: %v", err)
 	}
-	m := make(map[string]string)
-	for _, line := range strings.Split(text, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			m[k] = v
-		}
-	}
-	return m
+	return redistest.ParseInfo(text)
 }
 
 // foWaitLinkDown waits until neither the promoted-to-be replica nor the

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // Fault tests: crashes, broken files, a hostile network and hostile peers.

@@ -7,14 +7,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // testRelay is a Relay serving on a loopback port for one test.
@@ -107,10 +106,8 @@ func (tr *testRelay) InfoField(t testing.TB, field string) string {
 	if err != nil {
 		t.Fatalf("relay INFO: %v", err)
 	}
-	for _, line := range strings.Split(text, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
-			return v
-		}
+	if v, ok := redistest.ParseInfo(text)[field]; ok {
+		return v
 	}
 	t.Fatalf("relay INFO has no field %q", field)
 	return ""

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // infoText runs INFO with args on the relay and returns the raw reply.
@@ -26,17 +26,6 @@ func infoHeaders(text string) []string {
 	for _, line := range strings.Split(text, "\r\n") {
 		if h, ok := strings.CutPrefix(line, "# "); ok {
 			out = append(out, h)
-		}
-	}
-	return out
-}
-
-// infoFields parses an INFO reply into its fields.
-func infoFields(text string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(text, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
-			out[k] = v
 		}
 	}
 	return out
@@ -73,7 +62,7 @@ func TestInfoSections(t *testing.T) {
 // numeric, and plausible for a running process.
 func TestInfoMemoryAndCPU(t *testing.T) {
 	_, relay := syncedRelay(t)
-	f := infoFields(infoText(t, relay, "memory", "cpu"))
+	f := redistest.ParseInfo(infoText(t, relay, "memory", "cpu"))
 	num := func(k string) float64 {
 		t.Helper()
 		v, err := strconv.ParseFloat(f[k], 64)
@@ -108,7 +97,7 @@ func TestInfoMemoryAndCPU(t *testing.T) {
 	}
 	redistest.Eventually(t, 10*time.Second, func() error {
 		infoText(t, relay, "everything") // some work
-		g := infoFields(infoText(t, relay, "cpu"))
+		g := redistest.ParseInfo(infoText(t, relay, "cpu"))
 		u, _ := strconv.ParseFloat(g["used_cpu_user"], 64)
 		s, _ := strconv.ParseFloat(g["used_cpu_sys"], 64)
 		if u < user || s < sys || u+s == user+sys {
@@ -132,7 +121,7 @@ func TestInfoRedisVersion(t *testing.T) {
 	master := redistest.Start(t)
 	masterVersion := master.Info(t, "server")["redis_version"]
 	relay := startRelay(t, "") // no master yet
-	f := infoFields(infoText(t, relay, "server"))
+	f := redistest.ParseInfo(infoText(t, relay, "server"))
 	if f["redis_version"] != defaultRedisVersion || f["relay_redis_version_source"] != "default" || f["relay_version"] != Version {
 		t.Fatalf("before any snapshot: %v", f)
 	}
@@ -142,7 +131,7 @@ func TestInfoRedisVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	redistest.Eventually(t, 20*time.Second, func() error {
-		f = infoFields(infoText(t, relay, "server"))
+		f = redistest.ParseInfo(infoText(t, relay, "server"))
 		if f["redis_version"] != masterVersion || f["relay_redis_version_source"] != "snapshot" {
 			return fmt.Errorf("redis_version %q (%s), master's %q", f["redis_version"], f["relay_redis_version_source"], masterVersion)
 		}
@@ -186,7 +175,7 @@ func TestInfoUpstreamSyncProgressDiskless(t *testing.T) {
 
 	var f map[string]string
 	redistest.Eventually(t, 20*time.Second, func() error {
-		f = infoFields(infoText(t, relay, "replication"))
+		f = redistest.ParseInfo(infoText(t, relay, "replication"))
 		if f["master_sync_in_progress"] != "1" || f["master_sync_read_bytes"] == "0" || f["master_sync_rate_bytes_per_sec"] == "0" || f["master_sync_estimate_source"] == "" {
 			return fmt.Errorf("not yet in a diskless transfer with an estimate: %v", f)
 		}
@@ -209,7 +198,7 @@ func TestInfoUpstreamSyncProgressDiskless(t *testing.T) {
 	// is unknown until the transfer ends, then it is all it was sent.
 	replica := replicaOf(t, relay.HostPort)
 	redistest.Eventually(t, 20*time.Second, func() error {
-		line := infoFields(infoText(t, relay, "replication"))["slave0"]
+		line := redistest.ParseInfo(infoText(t, relay, "replication"))["slave0"]
 		if !strings.Contains(line, "state=send_bulk") || !strings.HasSuffix(line, ",rdb_size_bytes=-1") {
 			return fmt.Errorf("slave0:%s", line)
 		}
@@ -237,7 +226,7 @@ func TestInfoUpstreamSyncProgressDiskless(t *testing.T) {
 		t.Fatal(err)
 	}
 	redistest.Eventually(t, 20*time.Second, func() error {
-		f = infoFields(infoText(t, relay, "replication"))
+		f = redistest.ParseInfo(infoText(t, relay, "replication"))
 		if f["master_sync_in_progress"] != "1" || f["master_sync_read_bytes"] == "0" {
 			return fmt.Errorf("not yet in the second transfer: %v", f)
 		}
@@ -270,7 +259,7 @@ func TestInfoReplicaSyncProgress(t *testing.T) {
 
 	var line string
 	redistest.Eventually(t, 20*time.Second, func() error {
-		line = infoFields(infoText(t, relay, "replication"))["slave0"]
+		line = redistest.ParseInfo(infoText(t, relay, "replication"))["slave0"]
 		if !strings.Contains(line, "state=send_bulk") || strings.Contains(line, "rdb_sent_bytes=0,") {
 			return fmt.Errorf("slave0:%s", line)
 		}
@@ -406,7 +395,7 @@ func TestInfoUpstreamSyncWaitingForMaster(t *testing.T) {
 	}
 	var f map[string]string
 	redistest.Eventually(t, 20*time.Second, func() error {
-		f = infoFields(infoText(t, relay, "replication"))
+		f = redistest.ParseInfo(infoText(t, relay, "replication"))
 		if f["master_sync_in_progress"] != "1" || masterB.Info(t, "persistence")["rdb_bgsave_in_progress"] != "1" {
 			return fmt.Errorf("relay not yet waiting for master B's save: %v", f)
 		}
@@ -431,7 +420,7 @@ func TestInfoParsesAsRedisExporterDoes(t *testing.T) {
 	_, relay := syncedRelay(t)
 	replicaOf(t, relay.HostPort)
 	redistest.Eventually(t, 20*time.Second, func() error {
-		if v := infoFields(infoText(t, relay, "replication"))["slave0"]; !strings.Contains(v, "state=online") {
+		if v := redistest.ParseInfo(infoText(t, relay, "replication"))["slave0"]; !strings.Contains(v, "state=online") {
 			return fmt.Errorf("slave0:%s", v)
 		}
 		return nil

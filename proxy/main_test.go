@@ -17,7 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // The test binary doubles as a relay process, so that fault tests can kill
@@ -264,19 +264,10 @@ func (p *relayProc) InfoInt(t *testing.T, field string) int64 {
 	if err != nil {
 		t.Fatalf("relay INFO: %v", err)
 	}
-	v := infoField(info, field)
+	v := redistest.InfoField(info, field)
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		t.Fatalf("relay INFO %s = %q", field, v)
 	}
 	return n
-}
-
-func infoField(info, field string) string {
-	for _, line := range strings.Split(info, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
-			return v
-		}
-	}
-	return ""
 }

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // testPKI is a CA and one certificate for 127.0.0.1, as files for

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // envInt reads a positive integer setting from the environment.
@@ -25,11 +27,11 @@ func envInt(name string, def int) int {
 func BenchmarkParse(b *testing.B) {
 	keys := envInt("RDBPARSE_BENCH_KEYS", 1_000_000)
 	valueSize := envInt("RDBPARSE_BENCH_VALUE", 80)
-	srv := startRedis(b)
-	c := srv.client(b)
+	srv := redistest.Start(b)
+	c := client(b, srv)
 	c.must(b, "CONFIG", "SET", "rdbcompression", "no")
 	c.must(b, "DEBUG", "POPULATE", keys, "key", valueSize)
-	path := srv.saveRDB(b, c)
+	path := saveRDB(b, srv, c)
 	st, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)

@@ -6,97 +6,19 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy/redistest"
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
-// testRedis is a throwaway redis-server bound to 127.0.0.1 on a free port,
-// with its working directory in a temp dir and persistence off.
-type testRedis struct {
-	port int
-	dir  string
-}
-
-// startRedis launches redis-server (failing the test with the install
-// command when it is missing) and stops it when the test ends.
-func startRedis(tb testing.TB, extra ...string) *testRedis {
+// client connects a raw RESP client to srv for the rest of the test.
+func client(tb testing.TB, srv *redistest.Server) *respConn {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		tb.Fatal("redis-server not found: apt-get install -y redis-server")
-	}
-	dir := tb.TempDir()
-	var cmd *exec.Cmd
-	var port int
-	for attempt := 0; ; attempt++ {
-		port = freePort(tb)
-		args := []string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "no",
-			"--logfile", filepath.Join(dir, "redis.log"),
-		}
-		args = append(args, redistest.DebugCommandArgs(bin)...) // none for Redis 6
-		cmd = exec.Command(bin, append(args, extra...)...)
-		if err := cmd.Start(); err != nil {
-			tb.Fatalf("start redis-server: %v", err)
-		}
-		if waitPing(port, 5*time.Second) {
-			break
-		}
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if attempt == 2 {
-			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			tb.Fatalf("redis-server on port %d did not come up:\n%s", port, log)
-		}
-	}
-	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	return &testRedis{port: port, dir: dir}
-}
-
-func freePort(tb testing.TB) int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatalf("find a free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		if port != 6379 {
-			return port
-		}
-	}
-}
-
-func waitPing(port int, wait time.Duration) bool {
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		c, err := dialRESP(port)
-		if err == nil {
-			v, err := c.do("PING")
-			c.close()
-			if err == nil && v == "PONG" {
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
-func (s *testRedis) client(tb testing.TB) *respConn {
-	tb.Helper()
-	c, err := dialRESP(s.port)
+	c, err := dialRESP(srv.Addr())
 	if err != nil {
 		tb.Fatalf("connect to redis: %v", err)
 	}
@@ -114,8 +36,8 @@ type respError string
 
 func (e respError) Error() string { return string(e) }
 
-func dialRESP(port int) (*respConn, error) {
-	nc, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 2*time.Second)
+func dialRESP(addr string) (*respConn, error) {
+	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -214,14 +136,7 @@ func (c *respConn) reply() (any, error) {
 // info returns the fields of an INFO section.
 func (c *respConn) info(tb testing.TB, section string) map[string]string {
 	tb.Helper()
-	v := c.must(tb, "INFO", section)
-	out := map[string]string{}
-	for _, line := range strings.Split(v.(string), "\r\n") {
-		if k, val, ok := strings.Cut(line, ":"); ok {
-			out[k] = val
-		}
-	}
-	return out
+	return redistest.ParseInfo(c.must(tb, "INFO", section).(string))
 }
 
 // keyspace returns keys and expires per database from INFO keyspace.
@@ -360,8 +275,8 @@ func pseudoRandom(n int) string {
 }
 
 // saveRDB runs SAVE and returns the path of the dump.
-func (s *testRedis) saveRDB(tb testing.TB, c *respConn) string {
+func saveRDB(tb testing.TB, srv *redistest.Server, c *respConn) string {
 	tb.Helper()
 	c.must(tb, "SAVE")
-	return filepath.Join(s.dir, "dump.rdb")
+	return filepath.Join(srv.Dir, "dump.rdb")
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis-relay/redis-relay/internal/redistest"
 )
 
 // TestRegenerateTestdata rewrites testdata/small.rdb from a live server.
@@ -20,10 +22,10 @@ func TestRegenerateTestdata(t *testing.T) {
 	if os.Getenv("RDBPARSE_REGEN") != "1" {
 		t.Skip("set RDBPARSE_REGEN=1 to regenerate testdata/small.rdb")
 	}
-	srv := startRedis(t)
-	c := srv.client(t)
+	srv := redistest.Start(t)
+	c := client(t, srv)
 	populate(t, c, false)
-	data, err := os.ReadFile(srv.saveRDB(t, c))
+	data, err := os.ReadFile(saveRDB(t, srv, c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,10 +70,10 @@ func checkAgainstServer(t *testing.T, s *Summary, c *respConn, types map[string]
 }
 
 func TestParseRedisSnapshot(t *testing.T) {
-	srv := startRedis(t)
-	c := srv.client(t)
+	srv := redistest.Start(t)
+	c := client(t, srv)
 	types := populate(t, c, true)
-	path := srv.saveRDB(t, c)
+	path := saveRDB(t, srv, c)
 	s, err := ParseFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -98,11 +100,11 @@ func TestParseRedisSnapshot(t *testing.T) {
 }
 
 func TestParseRedisNoCompressionNoChecksum(t *testing.T) {
-	srv := startRedis(t, "--rdbchecksum", "no")
-	c := srv.client(t)
+	srv := redistest.Start(t, "--rdbchecksum", "no")
+	c := client(t, srv)
 	c.must(t, "CONFIG", "SET", "rdbcompression", "no")
 	types := populate(t, c, true)
-	s, err := ParseFile(srv.saveRDB(t, c))
+	s, err := ParseFile(saveRDB(t, srv, c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,9 +126,9 @@ func mustRead(t testing.TB, path string) []byte {
 // fullSync performs PSYNC ? -1 on a fresh connection and returns the
 // +FULLRESYNC reply's id and offset with the connection positioned at the
 // payload's bulk header.
-func fullSync(t *testing.T, srv *testRedis, capaEOF bool) (*respConn, string, int64) {
+func fullSync(t *testing.T, srv *redistest.Server, capaEOF bool) (*respConn, string, int64) {
 	t.Helper()
-	c, err := dialRESP(srv.port)
+	c, err := dialRESP(srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,8 +184,8 @@ func bulkHeader(t *testing.T, c *respConn) string {
 // The relay's use: the snapshot of a full sync carries the replication ID
 // and offset of the +FULLRESYNC reply in its aux fields.
 func TestFullSyncHeaderMatchesFullResync(t *testing.T) {
-	srv := startRedis(t, "--repl-diskless-sync", "no")
-	c := srv.client(t)
+	srv := redistest.Start(t, "--repl-diskless-sync", "no")
+	c := client(t, srv)
 	populate(t, c, false)
 
 	t.Run("disk", func(t *testing.T) {
@@ -288,11 +290,11 @@ func (e *eofMarkReader) Read(p []byte) (int, error) {
 
 // A master with a replica attached saves its replication identity.
 func TestReplicaAttachedSave(t *testing.T) {
-	master := startRedis(t, "--repl-diskless-sync-delay", "0")
-	mc := master.client(t)
+	master := redistest.Start(t, "--repl-diskless-sync-delay", "0")
+	mc := client(t, master)
 	populate(t, mc, false)
-	replica := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
-	rc := replica.client(t)
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	rc := client(t, replica)
 	deadline := time.Now().Add(20 * time.Second)
 	for rc.info(t, "replication")["master_link_status"] != "up" {
 		if time.Now().After(deadline) {
@@ -309,7 +311,7 @@ func TestReplicaAttachedSave(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	mc.must(t, "SET", "after-sync", "1")
-	path := master.saveRDB(t, mc)
+	path := saveRDB(t, master, mc)
 	info := mc.info(t, "replication")
 	h, err := ReadHeader(bytes.NewReader(mustRead(t, path)))
 	if err != nil {
@@ -330,7 +332,7 @@ func TestReplicaAttachedSave(t *testing.T) {
 		t.Fatal("redis-cli not found: apt-get install -y redis-tools")
 	}
 	out := filepath.Join(t.TempDir(), "cli.rdb")
-	if msg, err := exec.Command(cli, "-p", strconv.Itoa(master.port), "--rdb", out).CombinedOutput(); err != nil {
+	if msg, err := exec.Command(cli, "-p", strconv.Itoa(master.Port), "--rdb", out).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --rdb: %v\n%s", err, msg)
 	}
 	s, err := ParseFile(out)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis-relay/redis-relay/internal/fsutil"
 )
 
 var (
@@ -137,7 +139,7 @@ func CreateLog(dir string, start Offset, opt LogOptions) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -266,7 +268,7 @@ func removeSegmentsFrom(dir string, names []string, name string) error {
 			}
 		}
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 func segmentFiles(dir string) ([]string, error) {
@@ -454,7 +456,7 @@ func (l *Log) Sync() (Offset, error) {
 		}
 	}
 	if rolled {
-		if err := syncDir(l.dir); err != nil {
+		if err := fsutil.SyncDir(l.dir); err != nil {
 			return 0, err
 		}
 	}
@@ -792,18 +794,6 @@ func (l *Log) readRing(off Offset, p []byte) int {
 func (l *Log) segmentFor(off Offset) *segment {
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].first > off })
 	return l.segs[i-1]
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir for sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	return nil
 }
 
 // SegmentInfo describes one segment file.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/redis-relay/redis-relay/internal/fsutil"
 )
 
 // The time index of a Log: when its bytes arrived. Each mark says "the
@@ -137,11 +139,10 @@ func (l *Log) rewriteTimeIndex() error {
 	l.times.written = len(l.times.marks)
 	raw := encodeMarks(l.times.marks)
 	l.mu.Unlock()
-	tmp := filepath.Join(l.dir, timeIndexFile+".tmp")
-	if err := os.WriteFile(tmp, raw, 0o644); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(l.dir, timeIndexFile), raw, 0o644); err != nil {
 		return fmt.Errorf("rewrite time index: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(l.dir, timeIndexFile))
+	return nil
 }
 
 // NewestTime is when the newest mark was taken: about when the newest

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/redis-relay/redis-relay/internal/fsutil"
 )
 
 // rewriteMarker heads the directives CONFIG REWRITE appends, as in Redis.
@@ -73,7 +75,7 @@ func rewriteConfigFileOver(path string, settings map[string]string, inherited ma
 	}
 
 	out := rewriteLines(string(old), want, atDefault)
-	if err := writeFileAtomic(path, []byte(out), mode); err != nil {
+	if err := fsutil.WriteFile(path, []byte(out), mode); err != nil {
 		return fmt.Errorf("rewrite %s: %w", path, err)
 	}
 	return nil
@@ -190,42 +192,4 @@ func eolFor(line string) string {
 		return "\r\n"
 	}
 	return "\n"
-}
-
-// writeFileAtomic replaces path with data: a temp file in the same
-// directory, fsynced, renamed over path, then the directory fsynced.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".rewrite-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

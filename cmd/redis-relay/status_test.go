@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis-relay/redis-relay/internal/redistest"
 	"github.com/redis-relay/redis-relay/proxy"
-	"github.com/redis-relay/redis-relay/proxy/redistest"
 )
 
 // relayWithReplica starts a master with some keys, a relay in front of it

@@ -312,7 +312,7 @@ func checkIdentity(ctx context.Context, c *redis.Client, pid int) error {
 	if err != nil {
 		return fmt.Errorf("info server: %w", err)
 	}
-	got := parseInfo(text)["process_id"]
+	got := ParseInfo(text)["process_id"]
 	if got != strconv.Itoa(pid) {
 		return fmt.Errorf("answered by process %q, want %d: %w", got, pid, errPortInUse)
 	}
@@ -453,7 +453,7 @@ func (s *Server) Info(t testing.TB, section string) map[string]string {
 	if err != nil {
 		t.Fatalf("redistest: %s: INFO %s: %v", s.Addr(), section, err)
 	}
-	return parseInfo(text)
+	return ParseInfo(text)
 }
 
 // InfoInt returns an integer INFO field, looked up in INFO everything. The
@@ -471,8 +471,11 @@ func (s *Server) InfoInt(t testing.TB, field string) int64 {
 	return n
 }
 
-// parseInfo turns an INFO reply into a map, skipping section headers.
-func parseInfo(text string) map[string]string {
+// ParseInfo turns an INFO reply ("key:value" lines ending in CRLF, with
+// "# Section" headers and blank lines between sections) into a map of its
+// fields. A value keeps everything after the first colon, so
+// "slave0:ip=127.0.0.1,port=6380,..." maps slave0 to "ip=127.0.0.1,...".
+func ParseInfo(text string) map[string]string {
 	fields := make(map[string]string)
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
@@ -484,6 +487,12 @@ func parseInfo(text string) map[string]string {
 		}
 	}
 	return fields
+}
+
+// InfoField returns one field of an INFO reply, or "" when the reply has no
+// such field.
+func InfoField(text, field string) string {
+	return ParseInfo(text)[field]
 }
 
 // Digest returns the DEBUG DIGEST of the whole dataset.
