@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/redis-relay/redis-relay/internal/fsutil"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -147,38 +148,12 @@ func (h *history) removeStrays(keepLog string, keepSnaps ...string) {
 func (h *history) writeState(st diskState) error {
 	raw, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("encode state: %w", err)
 	}
-	f, err := os.CreateTemp(h.dir, stateFile+".tmp-*")
-	if err != nil {
+	if err := fsutil.WriteFileWithSync(h.path(stateFile), raw, 0o644, h.fsyncFile); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	tmp := f.Name()
-	if _, err := f.Write(raw); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := h.fsyncFile(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("sync state: %w", err)
-	}
-	f.Close()
-	if err := os.Rename(tmp, h.path(stateFile)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("rename state: %w", err)
-	}
-	return syncDirectory(h.dir)
-}
-
-func syncDirectory(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 func newLogDirName() string { return "log-" + replstream.RandomHex40()[:12] }
