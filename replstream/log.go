@@ -228,6 +228,12 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 		return nil, "", err
 	}
 	l.times.written = len(l.times.marks)
+	// A crash during a rewrite of the time index leaves its temporary file.
+	// Removing it only saves disk, so a failure is not an error here.
+	stray, _ := filepath.Glob(filepath.Join(dir, timeIndexFile+".tmp-*"))
+	for _, name := range stray {
+		os.Remove(name)
+	}
 	l.startWriter()
 	return l, repaired, nil
 }
