@@ -1,10 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/redis-relay/redis-relay/replstream"
 )
 
 // AckPolicy decides which offset the relay acknowledges to its master.
@@ -80,5 +84,42 @@ func (u *upstreamLink) noteDownstreamAck() {
 	select {
 	case u.downstreamAcked <- struct{}{}:
 	default:
+	}
+}
+
+// ackLoop sends REPLCONF ACK every second, on request (GETACK), and with a
+// downstream ACK policy whenever downstream replicas acknowledge more. The
+// offset is what the policy allows, never more than the relay has fsynced.
+func (u *upstreamLink) ackLoop(ctx context.Context, c *upstreamConn, log *replstream.Log, req <-chan struct{}) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	sent := int64(-1)
+	for {
+		periodic := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			periodic = true
+		case <-req:
+		case <-u.downstreamAcked:
+			if pol := u.cfg.get().AckPolicy; pol.Kind == "" || pol.Kind == "received" {
+				continue
+			}
+		}
+		synced, err := log.Sync()
+		if err != nil {
+			c.nc.Close()
+			return fmt.Errorf("sync log: %w", err)
+		}
+		off := u.ackOffset(synced - 1)
+		if off == sent && !periodic {
+			continue // nothing new to tell; the 1 s ACK keeps the link alive
+		}
+		if err := c.write(appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))); err != nil {
+			return nil // the reader sees the broken connection
+		}
+		sent = off
+		u.status.acked.Store(off)
 	}
 }

@@ -11,8 +11,9 @@
 //     tripwire, and state.json, which records all of it. Every change
 //     goes through one lock, stateMu: compute the new state.json, write
 //     it, then apply it in memory. It owns the data dir.
-//   - The upstream link (upstream.go, source.go, refresh.go, sentinel.go,
-//     ack.go, commandcounts.go): the relay as a replica. It connects,
+//   - The upstream link (upstream.go, upstreamconn.go, stream.go, ack.go,
+//     linkdown.go, source.go, refresh.go, sentinel.go, commandcounts.go):
+//     the relay as a replica. It connects,
 //     sends PSYNC, receives a snapshot into the history or appends the
 //     stream to its log, ACKs, refreshes the snapshot over a second
 //     connection, and follows Sentinel. It is the history's only writer.

@@ -22,7 +22,7 @@ import (
 // history), the master's own full sync is taken instead, with a log line
 // and a counter: never a snapshot of another history.
 
-// sourceStats says where snapshots came from; guarded by Relay.mu.
+// sourceStats says where snapshots came from; guarded by upstreamLink.mu.
 type sourceStats struct {
 	lastFrom     string // "master" or the source's address
 	lastFallback string // why the last fallback to the master happened

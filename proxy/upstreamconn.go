@@ -1,0 +1,241 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/redis-relay/redis-relay/replstream"
+)
+
+// upstreamConn is one connection to an upstream (the master, or a snapshot source).
+type upstreamConn struct {
+	nc      net.Conn
+	br      *bufio.Reader
+	dec     *zstd.Decoder // set on a compressed link; br then reads through it
+	wmu     sync.Mutex
+	timeout func() time.Duration // repl-timeout
+	stop    func() bool
+}
+
+// dial connects to an upstream; the connection closes when ctx ends.
+func (u *upstreamLink) dial(ctx context.Context, addr string, status *linkStatus) (*upstreamConn, error) {
+	d := net.Dialer{Timeout: handshakeTimeout}
+	var nc net.Conn
+	var err error
+	if tc := u.cfg.get().UpstreamTLS; tc != nil {
+		td := tls.Dialer{NetDialer: &d, Config: tc}
+		nc, err = td.DialContext(ctx, "tcp", addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	c := &upstreamConn{nc: nc, timeout: u.cfg.timeout, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: u.cfg.timeout, status: status}, 64<<10)}
+	c.stop = context.AfterFunc(ctx, func() { nc.Close() })
+	return c, nil
+}
+
+// handshake sends PING, AUTH and the given REPLCONF commands as a stock
+// replica does, and returns the replies to the REPLCONFs (errors to them are
+// not fatal, as for a stock replica).
+func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]byte, error) {
+	if err := c.write(appendCommand(nil, "PING")); err != nil {
+		return nil, fmt.Errorf("send PING: %w", err)
+	}
+	line, err := c.readLine(handshakeTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("read PING reply: %w", err)
+	}
+	if len(line) > 0 && line[0] == '-' && !isAuthError(line) {
+		return nil, fmt.Errorf("PING answered %s", truncateText(line, 200))
+	}
+	var batch []byte
+	cfg := u.cfg.get()
+	auth := cfg.MasterAuth != ""
+	if auth {
+		if cfg.MasterUser != "" {
+			batch = appendCommand(batch, "AUTH", cfg.MasterUser, cfg.MasterAuth)
+		} else {
+			batch = appendCommand(batch, "AUTH", cfg.MasterAuth)
+		}
+	}
+	for _, cmd := range replconfs {
+		batch = appendCommand(batch, cmd...)
+	}
+	if err := c.write(batch); err != nil {
+		return nil, fmt.Errorf("send handshake: %w", err)
+	}
+	if auth {
+		line, err := c.readLine(handshakeTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("read AUTH reply: %w", err)
+		}
+		if len(line) == 0 || line[0] != '+' {
+			return nil, fmt.Errorf("%w: AUTH answered %s", errAuth, truncateText(line, 200))
+		}
+	}
+	replies := make([][]byte, len(replconfs))
+	for i := range replconfs {
+		line, err := c.readLine(handshakeTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("read handshake reply: %w", err)
+		}
+		if isAuthError(line) {
+			return nil, fmt.Errorf("%w: master requires a password (set masterauth)", errAuth)
+		}
+		replies[i] = line
+	}
+	return replies, nil
+}
+
+func (c *upstreamConn) close() {
+	c.stop()
+	c.nc.Close()
+	if c.dec != nil {
+		c.dec.Close()
+	}
+}
+
+// decompress reads everything after the PSYNC reply through a zstd
+// decoder, with bounded memory: the upstream is not trusted.
+func (c *upstreamConn) decompress(counts *linkBytes) error {
+	dec, err := zstd.NewReader(countingReader{r: c.br, n: &counts.wire},
+		zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20), zstd.WithDecoderMaxMemory(256<<20))
+	if err != nil {
+		return fmt.Errorf("start decompression: %w", err)
+	}
+	c.dec = dec
+	c.br = bufio.NewReaderSize(countingReader{r: dec, n: &counts.stream}, 64<<10)
+	return nil
+}
+
+func (c *upstreamConn) write(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(c.timeout()))
+	_, err := c.nc.Write(p)
+	return err
+}
+
+// readLine reads a reply line, allowing timeout for it.
+func (c *upstreamConn) readLine(timeout time.Duration) ([]byte, error) {
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	return replstream.ReadLine(c.br, 1<<16)
+}
+
+// activityReader refreshes the read deadline before every read, so the link
+// fails after ReplTimeout of silence, and records the time of the last byte.
+type activityReader struct {
+	nc          net.Conn
+	timeout     func() time.Duration
+	status      *linkStatus
+	deadlineSet time.Time
+}
+
+func (a *activityReader) Read(p []byte) (int, error) {
+	// Moving the deadline costs a timer update; under load, doing it once
+	// per eighth of the timeout is enough to keep it at least 7/8 away.
+	timeout := a.timeout()
+	if now := time.Now(); now.Sub(a.deadlineSet) > timeout/8 {
+		a.nc.SetReadDeadline(now.Add(timeout))
+		a.deadlineSet = now
+	}
+	n, err := a.nc.Read(p)
+	if n > 0 {
+		a.status.lastIO.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// handshakeTimeout bounds each reply during the handshake, as Redis's
+// CONFIG_REPL_SYNCIO_TIMEOUT does.
+const handshakeTimeout = 5 * time.Second
+
+func isAuthError(line []byte) bool {
+	s := string(line)
+	return strings.HasPrefix(s, "-NOAUTH") || strings.HasPrefix(s, "-NOPERM") || strings.HasPrefix(s, "-ERR operation not permitted")
+}
+
+// readReply reads the reply to PSYNC, skipping newline keepalives (each one
+// refreshes the timeout).
+func (c *upstreamConn) readReply() ([]byte, error) {
+	for {
+		line, err := c.readLine(c.timeout())
+		if err != nil {
+			return nil, err
+		}
+		if len(line) > 0 {
+			return line, nil
+		}
+	}
+}
+
+// progressWriter counts bytes written through it and logs the progress of
+// a long transfer every progressEvery: bytes done and total, rate and ETA.
+type progressWriter struct {
+	w      io.Writer
+	n      *atomic.Int64
+	also   *atomic.Int64 // optional second counter
+	total  int64         // -1 when unknown (EOF-framed transfer)
+	logger *slog.Logger
+	what   string
+	start  time.Time
+	last   time.Time
+}
+
+const progressEvery = 5 * time.Second
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.count(n)
+	return n, err
+}
+
+// count records n more bytes, and logs the progress when it is time.
+func (p *progressWriter) count(n int) {
+	done := p.n.Add(int64(n))
+	if p.also != nil {
+		p.also.Add(int64(n))
+	}
+	if now := time.Now(); now.Sub(p.last) >= progressEvery {
+		if p.last.IsZero() {
+			p.start, p.last = now, now
+			return
+		}
+		p.last = now
+		rate := float64(done) / now.Sub(p.start).Seconds()
+		args := []any{"bytes", done, "rate_mb_s", fmt.Sprintf("%.1f", rate/1e6)}
+		if p.total > 0 && rate > 0 {
+			eta := time.Duration(float64(p.total-done) / rate * float64(time.Second))
+			args = append(args, "total", p.total, "percent", fmt.Sprintf("%.1f", 100*float64(done)/float64(p.total)), "eta", eta.Round(time.Second))
+		}
+		p.logger.Info(p.what, args...)
+	}
+}
+
+// readPayloadHeader reads the $<len> or $EOF:<mark> line, skipping
+// keepalives.
+func (c *upstreamConn) readPayloadHeader() (replstream.Payload, error) {
+	for {
+		line, err := c.readLine(c.timeout())
+		if err != nil {
+			return replstream.Payload{}, fmt.Errorf("read transfer preamble: %w", err)
+		}
+		p, keepalive, err := replstream.ParsePayloadLine(line)
+		if err != nil || !keepalive {
+			return p, err
+		}
+	}
+}
