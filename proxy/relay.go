@@ -49,7 +49,7 @@ type Config struct {
 
 	// Snapshot refresh (see refresh.go) and log retention beyond the snapshot.
 	RefreshRatio    float64       // refresh when the log since the snapshot exceeds this many times its size; default 1, negative: never
-	RefreshMinBytes int64         // but never for less log than this; default 64 MiB (a fork per refresh is not free)
+	RefreshMinBytes int64         // but never for less log than this; default 1 GiB (a fork per refresh is not free), negative: no minimum
 	RefreshMaxAge   time.Duration // refresh a snapshot older than this; 0: no age limit
 	RetainBytes     int64         // keep at least this many bytes of log before the head, even older than the snapshot
 	RetainAge       time.Duration // keep log segments written within this long, even older than the snapshot
@@ -103,6 +103,10 @@ type Config struct {
 	// Rewrite, when set, persists the runtime settings (CONFIG REWRITE):
 	// directive name to value as written in a config file.
 	Rewrite func(settings map[string]string) error
+
+	// Process holds the settings the run command applies around the
+	// relay (listeners, TLS files, logging); CONFIG GET reports them.
+	Process ProcessConfig
 
 	// crashPoint, when set, is called at the named steps of a history
 	// change (see Relay.at); fault tests stop or slow the relay there.
