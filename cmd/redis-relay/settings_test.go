@@ -249,3 +249,14 @@ func TestSettingDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeListsEverySetting keeps the README's table of directives in
+// step with the settings table.
+func TestReadmeListsEverySetting(t *testing.T) {
+	readme := readFile(t, "../../README.md")
+	for _, d := range proxy.SettingTable() {
+		if !strings.Contains(readme, "`"+d.Name) {
+			t.Errorf("README.md does not describe %s", d.Name)
+		}
+	}
+}
