@@ -24,7 +24,7 @@ func (r *Relay) Settings() map[string]string {
 	cfg := r.currentConfig()
 	out := make(map[string]string, len(settingTable))
 	for _, s := range SettingTable() {
-		if s.NoRewrite {
+		if s.Rewrite == RewriteNever {
 			continue
 		}
 		if args := s.Format(&cfg); len(args) > 0 {

@@ -34,14 +34,12 @@ type Setting struct {
 	// Default is the value a setting has when nothing sets it, as a config
 	// file would write it; "" leaves the Config field at its zero value.
 	Default  string
-	Ignored  string // non-empty: accepted for compatibility but not used, and why
-	Secret   bool   // a password: never shown by CONFIG GET or --check-config
-	Runtime  bool   // CONFIG SET may change it while the relay runs
-	NArgs    int    // arguments after the name (the least, when variadic)
-	Variadic bool   // takes NArgs or more arguments
-	// NoRewrite keeps it out of what CONFIG REWRITE writes: it has no
-	// value to write (daemonize, replica-announce-ip).
-	NoRewrite bool
+	Ignored  string  // non-empty: accepted for compatibility but not used, and why
+	Secret   bool    // a password: never shown by CONFIG GET or --check-config
+	Runtime  bool    // CONFIG SET may change it while the relay runs
+	NArgs    int     // arguments after the name (the least, when variadic)
+	Variadic bool    // takes NArgs or more arguments
+	Rewrite  Rewrite // what CONFIG REWRITE writes of it
 
 	// parse stores the arguments in c, or says why they are not a value.
 	parse func(c *Config, args []string) error
@@ -125,6 +123,22 @@ func (s *Setting) EnvVar() string {
 	return "REDIS_RELAY_" + strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
 }
 
+// Rewrite says what CONFIG REWRITE writes of a setting.
+type Rewrite int
+
+const (
+	// RewriteValue writes the running value: the line the file has is
+	// updated, and a missing one appended unless the value is the default.
+	RewriteValue Rewrite = iota
+	// RewriteIfFromFile writes the value only where the config file gave
+	// it: a password (or the file it is read from) that came from the
+	// environment or a flag never reaches the file.
+	RewriteIfFromFile
+	// RewriteNever writes nothing: there is no value to keep
+	// (daemonize, replica-announce-ip).
+	RewriteNever
+)
+
 // secretShown is what CONFIG GET answers for a password that is set.
 const secretShown = "(set, not shown)"
 
@@ -203,7 +217,7 @@ var settingTable = []Setting{
 	},
 	settable(stringSetting("masteruser", "<user>", catUpstream, "", "ACL user to AUTH with at the master", func(c *Config) *string { return &c.MasterUser }, nil)),
 	settable(secret(stringSetting("masterauth", "<password>", catUpstream, "", "password to AUTH with at the master", func(c *Config) *string { return &c.MasterAuth }, nil))),
-	stringSetting("masterauth-file", "<path>", catUpstream, "", "read masterauth from this file at start-up (one line; instead of masterauth)", func(c *Config) *string { return &c.Process.MasterAuthFile }, nil),
+	passwordSource(stringSetting("masterauth-file", "<path>", catUpstream, "", "read masterauth from this file at start-up (one line; instead of masterauth)", func(c *Config) *string { return &c.Process.MasterAuthFile }, nil)),
 	settable(secondsSetting("repl-timeout", catUpstream, "60", "seconds of silence after which a link is dropped, both directions", func(c *Config) *time.Duration { return &c.ReplTimeout }, time.Second)),
 	ignored(secondsSetting("repl-ping-replica-period", catUpstream, "10", "Redis's replica ping period", func(c *Config) *time.Duration { return &c.Process.ReplPingReplicaPeriod }, time.Second),
 		"the relay forwards the master's own PINGs", "repl-ping-slave-period"),
@@ -238,7 +252,7 @@ var settingTable = []Setting{
 	secondsSetting("tcp-keepalive", catDownstream, "300", "TCP keepalive period of replica connections in seconds; 0: off", func(c *Config) *time.Duration { return &c.Process.TCPKeepAlive }, 0),
 	intSetting("port", catDownstream, "6380", "port to listen on for replicas", func(c *Config) *int { return &c.Process.Port }, 0, 65535),
 	settable(secret(stringSetting("requirepass", "<password>", catDownstream, "", "password replicas and clients must AUTH with", func(c *Config) *string { return &c.RequirePass }, nil))),
-	stringSetting("requirepass-file", "<path>", catDownstream, "", "read requirepass from this file at start-up (one line; instead of requirepass)", func(c *Config) *string { return &c.Process.RequirePassFile }, nil),
+	passwordSource(stringSetting("requirepass-file", "<path>", catDownstream, "", "read requirepass from this file at start-up (one line; instead of requirepass)", func(c *Config) *string { return &c.Process.RequirePassFile }, nil)),
 	settable(intSetting("maxclients", catDownstream, "10000", "most downstream connections at once", func(c *Config) *int { return &c.MaxClients }, 1, math.MaxInt32)),
 	withAliases(intSetting("replica-announce-port", catUpstream, "0", "listening port announced to the master (0: the port listened on)", func(c *Config) *int { return &c.AnnouncePort }, 0, 65535),
 		"slave-announce-port"),
@@ -395,7 +409,7 @@ var settingTable = []Setting{
 	stringSetting("logfile", "<path>", catOps, "", `append the log to this file; "": standard error`, func(c *Config) *string { return &c.Process.LogFile }, nil),
 	stringSetting("pidfile", "<path>", catOps, "", "write the process ID to this file while running", func(c *Config) *string { return &c.Process.PidFile }, nil),
 	{
-		Name: "daemonize", Synopsis: "no", Category: catOps, Kind: KindBool, Default: "no", NArgs: 1, NoRewrite: true,
+		Name: "daemonize", Synopsis: "no", Category: catOps, Kind: KindBool, Default: "no", NArgs: 1, Rewrite: RewriteNever,
 		Usage: "only no: the relay stays in the foreground",
 		parse: func(_ *Config, a []string) error {
 			on, err := parseYesNo(a[0])
@@ -407,7 +421,7 @@ var settingTable = []Setting{
 		format: func(*Config) []string { return []string{"no"} },
 	},
 	{
-		Name: "replica-announce-ip", Aliases: []string{"slave-announce-ip"}, Synopsis: "<ip>", Category: catUpstream, Kind: KindString, NArgs: 1, NoRewrite: true,
+		Name: "replica-announce-ip", Aliases: []string{"slave-announce-ip"}, Synopsis: "<ip>", Category: catUpstream, Kind: KindString, NArgs: 1, Rewrite: RewriteNever,
 		Usage: "not supported: the master lists the relay under the address it connects from",
 		parse: func(*Config, []string) error {
 			return errors.New("is not supported yet: the relay does not send REPLCONF ip-address, so its master (and Sentinel) list it under the address it connects from; remove the line, or announce the address with NAT rules")
@@ -502,7 +516,14 @@ func DefaultConfig() Config {
 
 func settable(s Setting) Setting { s.Runtime = true; return s }
 
-func secret(s Setting) Setting { s.Secret = true; return s }
+func secret(s Setting) Setting {
+	s.Secret, s.Rewrite = true, RewriteIfFromFile
+	return s
+}
+
+// passwordSource marks a setting, read once at start-up, that names where
+// a password comes from: it is rewritten only where the file gave it.
+func passwordSource(s Setting) Setting { s.Rewrite = RewriteIfFromFile; return s }
 
 func withAliases(s Setting, aliases ...string) Setting {
 	s.Aliases = append(s.Aliases, aliases...)

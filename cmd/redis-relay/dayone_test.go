@@ -129,6 +129,13 @@ func TestPersistableKeepsSecretsOut(t *testing.T) {
 	if !slices.Equal(left, []string{"masterauth", "sentinel-password"}) {
 		t.Errorf("left out %v, want [masterauth sentinel-password]", left)
 	}
+
+	// Where a password is read from is kept out the same way.
+	byFlag := defaultSettings()
+	byFlag.setOrigin("requirepass-file", "--requirepass-file")
+	if _, left := byFlag.persistable(map[string]string{"requirepass-file": "/run/credentials/requirepass"}); !slices.Equal(left, []string{"requirepass-file"}) {
+		t.Errorf("requirepass-file from a flag: left out %v, want [requirepass-file]", left)
+	}
 }
 
 // TestRewriteNeverWritesEnvironmentSecrets runs the relay with passwords

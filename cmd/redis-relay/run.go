@@ -118,13 +118,14 @@ func runAction(c *cli.Context) error {
 }
 
 // persistable returns the settings CONFIG REWRITE may write, and the names
-// of those it must leave out: a password whose value came from the
-// environment, a flag or a *-file directive stays out of the file, so a
-// rewrite never copies a secret to where it was not written before.
+// of those it must leave out: a password (or the *-file setting it is
+// read from) whose value came from the environment, a flag or a *-file
+// directive stays out of the file, so a rewrite never copies a secret, or
+// where one comes from, to where it was not written before.
 func (s *Settings) persistable(settings map[string]string) (kept map[string]string, left []string) {
 	kept = make(map[string]string, len(settings))
 	for name, v := range settings {
-		if d := proxy.LookupSetting(name); d != nil && d.Secret && !s.fromConfigFile(d.Name) && v != "" {
+		if d := proxy.LookupSetting(name); d != nil && d.Rewrite == proxy.RewriteIfFromFile && !s.fromConfigFile(d.Name) && v != "" {
 			left = append(left, name)
 			continue
 		}
