@@ -39,7 +39,7 @@ type Config struct {
 
 	// Snapshot refresh (see refresh.go) and log retention beyond the snapshot.
 	RefreshRatio    float64       // refresh when the log since the snapshot exceeds this many times its size; default 1, negative: never
-	RefreshMinBytes int64         // but never for less log than this; default 1 GiB (a fork per refresh is not free)
+	RefreshMinBytes int64         // but never for less log than this; default 1 GiB (a fork per refresh is not free), negative: no minimum
 	RefreshMaxAge   time.Duration // refresh a snapshot older than this; 0: no age limit
 	RetainBytes     int64         // keep at least this many bytes of log before the head, even older than the snapshot
 	RetainAge       time.Duration // keep log segments written within this long, even older than the snapshot
@@ -93,6 +93,10 @@ type Config struct {
 	// Rewrite, when set, persists the runtime settings (CONFIG REWRITE):
 	// directive name to value as written in a config file.
 	Rewrite func(settings map[string]string) error
+
+	// Process holds the settings the run command applies around the
+	// relay (listeners, TLS files, logging); CONFIG GET reports them.
+	Process ProcessConfig
 
 	// crashPoint, when set, is called at the named steps of a history
 	// change (see history.at); fault tests stop or slow the relay there.
@@ -150,6 +154,21 @@ func (l *liveConfig) get() Config {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.cfg
+}
+
+// update applies change to a copy of the configuration and, when it
+// returns nil, makes the copy current. change runs under mu: it must not
+// block.
+func (l *liveConfig) update(change func(next *Config) error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := l.cfg
+	if err := change(&next); err != nil {
+		return err
+	}
+	l.cfg = next
+	l.replTO.Store(int64(next.ReplTimeout))
+	return nil
 }
 
 // timeout is repl-timeout.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,3 +148,28 @@ func (r *Relay) Close() error { return r.hist.close() }
 // relay's history (replicas then full-sync to it and follow the new
 // master), or lets a stream held by the command tripwire through.
 func (r *Relay) ReleaseGuard() error { return r.hist.releaseGuard() }
+
+// currentConfig is the running configuration with the upstream that
+// REPLICAOF (or Sentinel) last named as replicaof.
+func (r *Relay) currentConfig() Config {
+	cfg := r.cfg.get()
+	cfg.MasterAddr, _ = r.up.masterAddr()
+	return cfg
+}
+
+// Settings returns every setting CONFIG REWRITE may write with its current
+// value, as Setting.Set reads it back. Passwords are in clear: the caller
+// decides which of them may reach a file.
+func (r *Relay) Settings() map[string]string {
+	cfg := r.currentConfig()
+	out := make(map[string]string, len(settingTable))
+	for _, s := range SettingTable() {
+		if s.Rewrite == RewriteNever {
+			continue
+		}
+		if args := s.Format(&cfg); len(args) > 0 {
+			out[s.Name] = strings.Join(args, " ")
+		}
+	}
+	return out
+}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -31,104 +30,20 @@ import (
 // twin, REDIS_RELAY_<NAME>. Settings are applied in the order built-in
 // default, config file, environment, command line; the last one wins.
 
-// Settings is the relay's configuration as the run command assembles it.
+// Settings is the relay's configuration as the run command assembles it:
+// every setting of proxy's table, and where each value came from.
 type Settings struct {
-	ReplicaOf   string // master as host:port; "" when none is configured
-	MasterAuth  string
-	MasterUser  string
-	Port        int
-	Bind        []string // addresses to listen on; a leading "-" marks one that may be missing
-	RequirePass string
-	Dir         string
+	proxy.Config
 
-	// Files holding a password, read once at start-up (requirepass-file,
-	// masterauth-file); each excludes its plain twin.
-	RequirePassFile string
-	MasterAuthFile  string
-
-	IdleTimeout   time.Duration // timeout: close clients idle this long; 0: never
-	ProtectedMode bool          // protected-mode: loopback clients only while no requirepass
-	TCPKeepAlive  time.Duration // tcp-keepalive on downstream connections; 0: off
-	LogFile       string        // logfile; "": standard error
-	PidFile       string        // pidfile; "": none
-
-	ReplBacklogSize       int64
-	ReplTimeout           time.Duration
-	ReplPingReplicaPeriod time.Duration // validated, then ignored
-	ReplDisklessSyncDelay time.Duration // validated, then ignored
-	MaxClients            int
-	AnnouncePort          int
-	AckPolicy             string // received, downstream-min or downstream-quorum:K
-
-	MetricsAddr string // "" disables the metrics server
-	LogLevel    string
-	LogFormat   string
-
-	SegmentSize              int64
-	RefreshRatio             float64 // negative: never refresh
-	RefreshMinSize           int64
-	RefreshMaxAge            time.Duration
-	RetainSize               int64
-	RetainAge                time.Duration
-	EmptyMasterGuard         bool
-	GuardMinKeysRatio        float64
-	HoldOnCommands           string // comma-separated command names; empty: the tripwire is off
-	SnapshotSource           string // host:port to take snapshots from instead of the master
-	SnapshotSourceFallback   bool
-	UpstreamCompression      string // no, yes, fastest, default, better, best
-	ServeCompression         bool
-	FullSyncBandwidth        int64
-	FullSyncReplicaBandwidth int64
-	FullSyncMaxConcurrent    int
-	WaitAhead                time.Duration
-
-	RequireUser    string        // ACL-style user accepted with requirepass, besides "default"
-	CommandTimeout time.Duration // a client's single command must arrive within this
-
-	Sentinels          string // comma-separated Sentinel addresses to follow; "" disables
-	SentinelMasterName string
-	SentinelUser       string
-	SentinelPassword   string
-	SentinelTLS        bool // connect to the Sentinels with TLS (tls-ca-cert-file, tls-cert-file)
-
-	TLSPort        int    // also listen for replicas with TLS on this port; 0: off
-	TLSCertFile    string // certificate and key for the TLS port, and the client certificate upstream
-	TLSKeyFile     string
-	TLSCACertFile  string // CA that signs the master's certificate and (with tls-auth-clients) clients'
-	TLSReplication bool   // connect to the master with TLS
-	TLSAuthClients string // yes, no or optional: client certificates on the TLS port
-
-	// origin says where each directive's value came from: "relay.conf:12",
-	// "--port" or "REDIS_RELAY_PORT". Directives left at their default are
+	// origin says where each setting's value came from: "relay.conf:12",
+	// "--port" or "REDIS_RELAY_PORT". Settings left at their default are
 	// absent.
 	origin map[string]string
 }
 
 // defaultSettings returns the built-in defaults.
 func defaultSettings() Settings {
-	return Settings{
-		Port:                  6380,
-		Bind:                  []string{"127.0.0.1"},
-		ProtectedMode:         true,
-		TCPKeepAlive:          300 * time.Second,
-		Dir:                   "./relay-data",
-		ReplBacklogSize:       64 << 20,
-		ReplTimeout:           60 * time.Second,
-		ReplPingReplicaPeriod: 10 * time.Second,
-		ReplDisklessSyncDelay: 5 * time.Second,
-		MaxClients:            10000,
-		AckPolicy:             "received",
-		LogLevel:              "info",
-		LogFormat:             "text",
-		SegmentSize:           64 << 20,
-		RefreshRatio:          1,
-		RefreshMinSize:        1 << 30,
-		EmptyMasterGuard:      true,
-		ServeCompression:      true,
-		WaitAhead:             60 * time.Second,
-		CommandTimeout:        10 * time.Second,
-		TLSAuthClients:        "yes",
-	}
+	return Settings{Config: proxy.DefaultConfig()}
 }
 
 // ConfigError is a config file line that could not be used.
@@ -361,14 +276,14 @@ func parseConfigDepth(name string, data []byte, s *Settings, depth int) error {
 			}
 			continue
 		}
-		d := lookupDirective(args[0])
+		d := proxy.LookupSetting(args[0])
 		if d == nil {
 			return &ConfigError{File: name, Line: i + 1, Directive: args[0], Err: errors.New("unknown directive")}
 		}
-		if err := d.apply(s, args[1:]); err != nil {
-			return &ConfigError{File: name, Line: i + 1, Directive: d.name, Err: err}
+		if err := d.Apply(&s.Config, args[1:]); err != nil {
+			return &ConfigError{File: name, Line: i + 1, Directive: d.Name, Err: err}
 		}
-		s.setOrigin(d.name, fmt.Sprintf("%s:%d", name, i+1))
+		s.setOrigin(d.Name, fmt.Sprintf("%s:%d", name, i+1))
 	}
 	return nil
 }
@@ -432,49 +347,44 @@ func (s *Settings) where(name string) string {
 	return name
 }
 
-// directiveFlags returns a flag for every directive, with its env twin.
+// directiveFlags returns a flag for every setting, with its env twin.
 func directiveFlags() []cli.Flag {
 	def := defaultSettings()
-	flags := make([]cli.Flag, 0, len(directives))
-	for i := range directives {
-		d := &directives[i]
-		usage := d.usage
-		if d.ignored != "" {
-			usage += " (accepted and ignored: " + d.ignored + ")"
+	table := proxy.SettingTable()
+	flags := make([]cli.Flag, 0, len(table))
+	for _, d := range table {
+		usage := d.Usage
+		if d.Ignored != "" {
+			usage += " (accepted and ignored: " + d.Ignored + ")"
 		}
 		flags = append(flags, &cli.StringFlag{
-			Name:        d.name,
-			Aliases:     d.aliases,
-			Category:    d.category,
+			Name:        d.Name,
+			Aliases:     d.Aliases,
+			Category:    d.Category,
 			Usage:       usage,
-			EnvVars:     []string{d.envVar()},
-			DefaultText: strings.Join(d.format(&def), " "),
+			EnvVars:     []string{d.EnvVar()},
+			DefaultText: d.Value(&def.Config),
 		})
 	}
 	return flags
 }
 
-// applyFlags applies every directive flag set on the command line or in the
-// environment.
+// applyFlags applies every setting's flag set on the command line or in
+// the environment.
 func (s *Settings) applyFlags(c *cli.Context) error {
-	for i := range directives {
-		d := &directives[i]
-		if !c.IsSet(d.name) {
+	for _, d := range proxy.SettingTable() {
+		if !c.IsSet(d.Name) {
 			continue
 		}
-		v := c.String(d.name)
-		where := "--" + d.name
-		if ev, ok := os.LookupEnv(d.envVar()); ok && ev == v {
-			where = d.envVar()
+		v := c.String(d.Name)
+		where := "--" + d.Name
+		if ev, ok := os.LookupEnv(d.EnvVar()); ok && ev == v {
+			where = d.EnvVar()
 		}
-		args, err := d.argsFromValue(v)
-		if err == nil {
-			err = d.apply(s, args)
-		}
-		if err != nil {
+		if err := d.Set(&s.Config, v); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
-		s.setOrigin(d.name, where)
+		s.setOrigin(d.Name, where)
 	}
 	return nil
 }
@@ -510,8 +420,8 @@ func (s *Settings) readPasswordFiles() error {
 		path        string
 		dst         *string
 	}{
-		{"requirepass-file", "requirepass", s.RequirePassFile, &s.RequirePass},
-		{"masterauth-file", "masterauth", s.MasterAuthFile, &s.MasterAuth},
+		{"requirepass-file", "requirepass", s.Process.RequirePassFile, &s.RequirePass},
+		{"masterauth-file", "masterauth", s.Process.MasterAuthFile, &s.MasterAuth},
 	} {
 		if f.path == "" {
 			continue
@@ -537,26 +447,22 @@ func (s *Settings) readPasswordFiles() error {
 	return errors.Join(errs...)
 }
 
-// Validate checks every value against its directive's rules (ranges,
+// Validate checks every value against its setting's rules (ranges,
 // host:port forms, known levels and formats). Each error names where the
 // value came from: "relay.conf:12: port: ...", "--port: ..." or
 // "REDIS_RELAY_PORT: ...".
 func (s *Settings) Validate() error {
 	var errs []error
-	for i := range directives {
-		d := &directives[i]
-		if d.check == nil {
-			continue
-		}
-		if err := d.check(s); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.where(d.name), err))
+	for _, d := range proxy.SettingTable() {
+		if err := d.Check(&s.Config); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.where(d.Name), err))
 		}
 	}
-	// Rules across directives, checked once every source is applied.
-	switch hasSentinels := len(splitList(s.Sentinels)) > 0; {
-	case hasSentinels && s.SentinelMasterName == "":
+	// Rules across settings, checked once every source is applied.
+	switch hasSentinels := len(s.Sentinels) > 0; {
+	case hasSentinels && s.MasterName == "":
 		errs = append(errs, fmt.Errorf("%s: names Sentinels but sentinel-master-name is not set: which master should the relay follow?", s.where("sentinel-addrs")))
-	case !hasSentinels && s.SentinelMasterName != "":
+	case !hasSentinels && s.MasterName != "":
 		errs = append(errs, fmt.Errorf("%s: is set but sentinel-addrs names no Sentinel to ask", s.where("sentinel-master-name")))
 	}
 	return errors.Join(errs...)
@@ -566,7 +472,7 @@ func (s *Settings) Validate() error {
 // may be missing (Redis's "-" prefix). "*" is every IPv4 address and "::*"
 // every IPv6 one, as in redis.conf.
 func (s *Settings) listenAddrs(port int) (addrs []string, optional []bool) {
-	for _, b := range s.Bind {
+	for _, b := range s.Process.Bind {
 		opt := strings.HasPrefix(b, "-")
 		b = strings.TrimPrefix(b, "-")
 		switch b {
@@ -581,89 +487,35 @@ func (s *Settings) listenAddrs(port int) (addrs []string, optional []bool) {
 	return addrs, optional
 }
 
-// proxyConfig maps the settings onto the daemon's Config.
+// proxyConfig returns the daemon's Config: the settings, with logger.
 func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
-	ack, _ := proxy.ParseAckPolicy(s.AckPolicy) // checked by Validate
-	refreshMin := s.RefreshMinSize
-	if refreshMin == 0 {
-		// The proxy reads 0 as "default" (64 MiB); a one-byte minimum is
-		// the same as none.
-		refreshMin = 1
-	}
-	return proxy.Config{
-		MasterAddr:               s.ReplicaOf,
-		MasterUser:               s.MasterUser,
-		MasterAuth:               s.MasterAuth,
-		DataDir:                  s.Dir,
-		AnnouncePort:             s.AnnouncePort,
-		RequirePass:              s.RequirePass,
-		RingSize:                 int(s.ReplBacklogSize),
-		SegmentSize:              s.SegmentSize,
-		ReplTimeout:              s.ReplTimeout,
-		WaitAhead:                s.WaitAhead,
-		MaxClients:               s.MaxClients,
-		AckPolicy:                ack,
-		RefreshRatio:             s.RefreshRatio,
-		RefreshMinBytes:          refreshMin,
-		RefreshMaxAge:            s.RefreshMaxAge,
-		RetainBytes:              s.RetainSize,
-		RetainAge:                s.RetainAge,
-		DisableGuard:             !s.EmptyMasterGuard,
-		GuardMinKeysRatio:        s.GuardMinKeysRatio,
-		HoldOnCommands:           splitList(s.HoldOnCommands),
-		SnapshotSource:           s.SnapshotSource,
-		SnapshotSourceFallback:   s.SnapshotSourceFallback,
-		UpstreamCompression:      s.UpstreamCompression,
-		NoServeCompression:       !s.ServeCompression,
-		FullSyncBandwidth:        s.FullSyncBandwidth,
-		FullSyncReplicaBandwidth: s.FullSyncReplicaBandwidth,
-		FullSyncMaxConcurrent:    s.FullSyncMaxConcurrent,
-		RequireUser:              s.RequireUser,
-		CommandTimeout:           s.CommandTimeout,
-		IdleTimeout:              s.IdleTimeout,
-		ProtectedMode:            s.ProtectedMode,
-		Sentinels:                splitList(s.Sentinels),
-		MasterName:               s.SentinelMasterName,
-		SentinelUser:             s.SentinelUser,
-		SentinelPassword:         s.SentinelPassword,
-		Logger:                   logger,
-	}
+	cfg := s.Config
+	cfg.Logger = logger
+	return cfg
 }
 
-func splitList(v string) []string {
-	var out []string
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// logIgnored reports the directives that were set but have no effect.
+// logIgnored reports the settings that were set but have no effect.
 func (s *Settings) logIgnored(logger *slog.Logger) {
-	for i := range directives {
-		d := &directives[i]
-		if where, ok := s.origin[d.name]; ok && d.ignored != "" {
-			logger.Info("directive accepted but ignored", "directive", d.name, "value", strings.Join(d.format(s), " "), "from", where, "reason", d.ignored)
+	for _, d := range proxy.SettingTable() {
+		if where, ok := s.origin[d.Name]; ok && d.Ignored != "" {
+			logger.Info("directive accepted but ignored", "directive", d.Name, "value", d.Value(&s.Config), "from", where, "reason", d.Ignored)
 		}
 	}
 }
 
 // writeConfig writes the settings as a config file, one directive per line
-// in the order of the directives table. Passwords are left out.
+// in the order of the settings table. Passwords are left out.
 func (s *Settings) writeConfig(w io.Writer) error {
 	var b strings.Builder
-	for i := range directives {
-		d := &directives[i]
-		args := d.format(s)
+	for _, d := range proxy.SettingTable() {
+		args := d.Format(&s.Config)
 		switch {
 		case args == nil || len(args) == 1 && args[0] == "":
-			fmt.Fprintf(&b, "# %s is not set\n", d.name)
-		case d.secret:
-			fmt.Fprintf(&b, "# %s is set (not shown)\n", d.name)
+			fmt.Fprintf(&b, "# %s is not set\n", d.Name)
+		case d.Secret:
+			fmt.Fprintf(&b, "# %s is set (not shown)\n", d.Name)
 		default:
-			b.WriteString(formatDirective(d.name, args))
+			b.WriteString(formatDirective(d.Name, args))
 			b.WriteByte('\n')
 		}
 	}

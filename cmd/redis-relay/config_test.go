@@ -83,9 +83,8 @@ func TestQuoteArgRoundTrip(t *testing.T) {
 // Settings can be compared and a difference read.
 func settingsText(s *Settings) string {
 	var b strings.Builder
-	for i := range directives {
-		d := &directives[i]
-		fmt.Fprintf(&b, "%s\n", formatDirective(d.name, d.format(s)))
+	for _, d := range proxy.SettingTable() {
+		fmt.Fprintf(&b, "%s\n", formatDirective(d.Name, d.Format(&s.Config)))
 	}
 	return b.String()
 }
@@ -95,21 +94,24 @@ func TestParseConfigFile(t *testing.T) {
 	if err := loadConfigFile("testdata/relay.conf", &s); err != nil {
 		t.Fatal(err)
 	}
-	want := Settings{
-		ReplicaOf: "10.0.0.5:6379", MasterUser: "relay", MasterAuth: `pa ss"word`,
-		ReplTimeout: 30 * time.Second, ReplPingReplicaPeriod: 5 * time.Second, ReplDisklessSyncDelay: 0,
-		AnnouncePort: 7380, AckPolicy: "downstream-quorum:2", Bind: []string{"0.0.0.0", "-::1"}, Port: 7000, RequirePass: "it's a secret", MaxClients: 500,
-		WaitAhead: 2 * time.Second, Dir: "/var/lib/redis-relay", ReplBacklogSize: 128 << 20, SegmentSize: 16 << 20,
-		RefreshRatio: 2.5, RefreshMinSize: 1 << 30, RefreshMaxAge: 6 * time.Hour, RetainSize: 512 << 20,
-		RetainAge: time.Hour, EmptyMasterGuard: false, GuardMinKeysRatio: 0.5, HoldOnCommands: "FLUSHALL,FLUSHDB", SnapshotSource: "10.0.0.6:6379", SnapshotSourceFallback: true, UpstreamCompression: "fastest", ServeCompression: false, FullSyncBandwidth: 100 << 20, FullSyncReplicaBandwidth: 20 << 20, FullSyncMaxConcurrent: 4,
-		MetricsAddr: "0.0.0.0:8380", LogLevel: "debug", LogFormat: "json",
-		LogFile: "/var/log/redis-relay.log", PidFile: "/run/redis-relay.pid",
-		IdleTimeout: 2 * time.Minute, ProtectedMode: false, TCPKeepAlive: time.Minute,
-		RequireUser: "sub", CommandTimeout: 3 * time.Second,
-		Sentinels: "10.0.0.7:26379,10.0.0.8:26379", SentinelMasterName: "mymaster", SentinelUser: "watcher", SentinelPassword: "s3nt", SentinelTLS: true,
-		TLSPort: 7443, TLSCertFile: "/etc/redis-relay/relay.crt", TLSKeyFile: "/etc/redis-relay/relay.key",
-		TLSCACertFile: "/etc/redis-relay/ca.crt", TLSReplication: true, TLSAuthClients: "optional",
-	}
+	want := defaultSettings()
+	c := &want.Config
+	c.MasterAddr, c.MasterUser, c.MasterAuth = "10.0.0.5:6379", "relay", `pa ss"word`
+	c.ReplTimeout, c.Process.ReplPingReplicaPeriod, c.Process.ReplDisklessSyncDelay = 30*time.Second, 5*time.Second, 0
+	c.AnnouncePort, c.AckPolicy = 7380, proxy.AckPolicy{Kind: "downstream-quorum", Quorum: 2}
+	c.Process.Bind, c.Process.Port, c.RequirePass, c.MaxClients = []string{"0.0.0.0", "-::1"}, 7000, "it's a secret", 500
+	c.WaitAhead, c.DataDir, c.RingSize, c.SegmentSize = 2*time.Second, "/var/lib/redis-relay", 128<<20, 16<<20
+	c.RefreshRatio, c.RefreshMinBytes, c.RefreshMaxAge, c.RetainBytes, c.RetainAge = 2.5, 1<<30, 6*time.Hour, 512<<20, time.Hour
+	c.DisableGuard, c.GuardMinKeysRatio, c.HoldOnCommands = true, 0.5, []string{"FLUSHALL", "FLUSHDB"}
+	c.SnapshotSource, c.SnapshotSourceFallback, c.UpstreamCompression, c.NoServeCompression = "10.0.0.6:6379", true, "fastest", true
+	c.FullSyncBandwidth, c.FullSyncReplicaBandwidth, c.FullSyncMaxConcurrent = 100<<20, 20<<20, 4
+	c.Process.MetricsAddr, c.Process.LogLevel, c.Process.LogFormat = "0.0.0.0:8380", "debug", "json"
+	c.Process.LogFile, c.Process.PidFile = "/var/log/redis-relay.log", "/run/redis-relay.pid"
+	c.IdleTimeout, c.ProtectedMode, c.Process.TCPKeepAlive = 2*time.Minute, false, time.Minute
+	c.RequireUser, c.CommandTimeout = "sub", 3*time.Second
+	c.Sentinels, c.MasterName, c.SentinelUser, c.SentinelPassword, c.Process.SentinelTLS = []string{"10.0.0.7:26379", "10.0.0.8:26379"}, "mymaster", "watcher", "s3nt", true
+	c.Process.TLSPort, c.Process.TLSCertFile, c.Process.TLSKeyFile = 7443, "/etc/redis-relay/relay.crt", "/etc/redis-relay/relay.key"
+	c.Process.TLSCACertFile, c.Process.TLSReplication, c.Process.TLSAuthClients = "/etc/redis-relay/ca.crt", true, "optional"
 	if got, exp := settingsText(&s), settingsText(&want); got != exp {
 		t.Fatalf("settings differ:\ngot:\n%s\nwant:\n%s", got, exp)
 	}
@@ -119,13 +121,13 @@ func TestParseConfigFile(t *testing.T) {
 	// The example sets every directive, so each has a file origin, but
 	// for the password files (each excludes its plain twin, which the
 	// example sets) and replica-announce-ip (refused with a reason).
-	for i := range directives {
-		switch directives[i].name {
+	for _, d := range proxy.SettingTable() {
+		switch d.Name {
 		case "requirepass-file", "masterauth-file", "replica-announce-ip":
 			continue
 		}
-		if o := s.origin[directives[i].name]; !strings.HasPrefix(o, "testdata/relay.conf:") {
-			t.Errorf("%s: origin %q, want a line of testdata/relay.conf", directives[i].name, o)
+		if o := s.origin[d.Name]; !strings.HasPrefix(o, "testdata/relay.conf:") {
+			t.Errorf("%s: origin %q, want a line of testdata/relay.conf", d.Name, o)
 		}
 	}
 	if o := s.origin["port"]; o != "testdata/relay.conf:16" {
@@ -139,40 +141,40 @@ func TestParseConfigForms(t *testing.T) {
 		text  string
 		check func(s *Settings) bool
 	}{
-		{"names are case-insensitive", "PORT 1234\nRepl-Timeout 9", func(s *Settings) bool { return s.Port == 1234 && s.ReplTimeout == 9*time.Second }},
-		{"slaveof alias", "slaveof 127.0.0.1 6000", func(s *Settings) bool { return s.ReplicaOf == "127.0.0.1:6000" }},
-		{"replicaof IPv6", "replicaof ::1 6000", func(s *Settings) bool { return s.ReplicaOf == "[::1]:6000" }},
-		{"replicaof no one", "replicaof a 1\nreplicaof no one", func(s *Settings) bool { return s.ReplicaOf == "" }},
-		{"last one wins", "port 1\nport 2\n", func(s *Settings) bool { return s.Port == 2 }},
-		{"CRLF and indentation", "  port 42\r\n\t# comment\r\n", func(s *Settings) bool { return s.Port == 42 }},
-		{"yes/no any case", "empty-master-guard NO", func(s *Settings) bool { return !s.EmptyMasterGuard }},
+		{"names are case-insensitive", "PORT 1234\nRepl-Timeout 9", func(s *Settings) bool { return s.Process.Port == 1234 && s.ReplTimeout == 9*time.Second }},
+		{"slaveof alias", "slaveof 127.0.0.1 6000", func(s *Settings) bool { return s.MasterAddr == "127.0.0.1:6000" }},
+		{"replicaof IPv6", "replicaof ::1 6000", func(s *Settings) bool { return s.MasterAddr == "[::1]:6000" }},
+		{"replicaof no one", "replicaof a 1\nreplicaof no one", func(s *Settings) bool { return s.MasterAddr == "" }},
+		{"last one wins", "port 1\nport 2\n", func(s *Settings) bool { return s.Process.Port == 2 }},
+		{"CRLF and indentation", "  port 42\r\n\t# comment\r\n", func(s *Settings) bool { return s.Process.Port == 42 }},
+		{"yes/no any case", "empty-master-guard NO", func(s *Settings) bool { return s.DisableGuard }},
 		{"negative refresh ratio", "refresh-ratio -1", func(s *Settings) bool { return s.RefreshRatio == -1 }},
 		{"size units", "repl-backlog-size 1gb\nsegment-size 100k\nretain-size 2m", func(s *Settings) bool {
-			return s.ReplBacklogSize == 1<<30 && s.SegmentSize == 100000 && s.RetainSize == 2000000
+			return s.RingSize == 1<<30 && s.SegmentSize == 100000 && s.RetainBytes == 2000000
 		}},
 		{"duration forms", "refresh-max-age 90\nretain-age 1.5\nwait-ahead 250ms", func(s *Settings) bool {
 			return s.RefreshMaxAge == 90*time.Second && s.RetainAge == 1500*time.Millisecond && s.WaitAhead == 250*time.Millisecond
 		}},
 		{"seconds as a Go duration", "repl-timeout 2m", func(s *Settings) bool { return s.ReplTimeout == 2*time.Minute }},
 		{"old alias names", "repl-ping-slave-period 3\nslave-announce-port 1", func(s *Settings) bool {
-			return s.ReplPingReplicaPeriod == 3*time.Second && s.AnnouncePort == 1
+			return s.Process.ReplPingReplicaPeriod == 3*time.Second && s.AnnouncePort == 1
 		}},
 		{"empty password", `requirepass ""`, func(s *Settings) bool { return s.RequirePass == "" }},
-		{"metrics off", `metrics-addr ""`, func(s *Settings) bool { return s.MetricsAddr == "" }},
+		{"metrics off", `metrics-addr ""`, func(s *Settings) bool { return s.Process.MetricsAddr == "" }},
 		{"several bind addresses", "bind 127.0.0.1 -::1 10.0.0.1", func(s *Settings) bool {
-			return slices.Equal(s.Bind, []string{"127.0.0.1", "-::1", "10.0.0.1"})
+			return slices.Equal(s.Process.Bind, []string{"127.0.0.1", "-::1", "10.0.0.1"})
 		}},
-		{"Redis log levels", "loglevel notice", func(s *Settings) bool { return s.LogLevel == "info" }},
-		{"loglevel warning", "loglevel warning", func(s *Settings) bool { return s.LogLevel == "warn" }},
-		{"loglevel verbose", "LOGLEVEL verbose", func(s *Settings) bool { return s.LogLevel == "debug" }},
+		{"Redis log levels", "loglevel notice", func(s *Settings) bool { return s.Process.LogLevel == "info" }},
+		{"loglevel warning", "loglevel warning", func(s *Settings) bool { return s.Process.LogLevel == "warn" }},
+		{"loglevel verbose", "LOGLEVEL verbose", func(s *Settings) bool { return s.Process.LogLevel == "debug" }},
 		{"daemonize no", "daemonize no", func(s *Settings) bool { return true }},
 		{"protected-mode no", "protected-mode no", func(s *Settings) bool { return !s.ProtectedMode }},
 		{"timeout", "timeout 300", func(s *Settings) bool { return s.IdleTimeout == 5*time.Minute }},
-		{"tcp-keepalive off", "tcp-keepalive 0", func(s *Settings) bool { return s.TCPKeepAlive == 0 }},
+		{"tcp-keepalive off", "tcp-keepalive 0", func(s *Settings) bool { return s.Process.TCPKeepAlive == 0 }},
 		{"logfile and pidfile", "logfile /tmp/r.log\npidfile /tmp/r.pid", func(s *Settings) bool {
-			return s.LogFile == "/tmp/r.log" && s.PidFile == "/tmp/r.pid"
+			return s.Process.LogFile == "/tmp/r.log" && s.Process.PidFile == "/tmp/r.pid"
 		}},
-		{"sentinel user and TLS", "sentinel-user u\nsentinel-tls yes", func(s *Settings) bool { return s.SentinelUser == "u" && s.SentinelTLS }},
+		{"sentinel user and TLS", "sentinel-user u\nsentinel-tls yes", func(s *Settings) bool { return s.SentinelUser == "u" && s.Process.SentinelTLS }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,16 +273,16 @@ func TestValidate(t *testing.T) {
 		modify func(s *Settings)
 		want   string
 	}{
-		{"port", func(s *Settings) { s.Port = -1 }, "port: -1 is outside 0-65535"},
-		{"port from a file", func(s *Settings) { s.Port = 1 << 20; s.setOrigin("port", "relay.conf:7") }, "relay.conf:7: port: 1048576 is outside 0-65535"},
-		{"port from a flag", func(s *Settings) { s.Port = 1 << 20; s.setOrigin("port", "--port") }, "--port: 1048576 is outside 0-65535"},
-		{"replicaof without port", func(s *Settings) { s.ReplicaOf = "10.0.0.1" }, `replicaof: "10.0.0.1" is not host:port`},
-		{"replicaof port", func(s *Settings) { s.ReplicaOf = "10.0.0.1:99999" }, `replicaof: "99999" is not a port (1-65535)`},
+		{"port", func(s *Settings) { s.Process.Port = -1 }, "port: -1 is outside 0-65535"},
+		{"port from a file", func(s *Settings) { s.Process.Port = 1 << 20; s.setOrigin("port", "relay.conf:7") }, "relay.conf:7: port: 1048576 is outside 0-65535"},
+		{"port from a flag", func(s *Settings) { s.Process.Port = 1 << 20; s.setOrigin("port", "--port") }, "--port: 1048576 is outside 0-65535"},
+		{"replicaof without port", func(s *Settings) { s.MasterAddr = "10.0.0.1" }, `replicaof: "10.0.0.1" is not host:port`},
+		{"replicaof port", func(s *Settings) { s.MasterAddr = "10.0.0.1:99999" }, `replicaof: "99999" is not a port (1-65535)`},
 		{"refresh ratio", func(s *Settings) { s.RefreshRatio = 0 }, "refresh-ratio: 0 is not a ratio"},
 		{"guard ratio", func(s *Settings) { s.GuardMinKeysRatio = -0.1 }, "guard-min-keys-ratio: -0.1 is outside 0-1"},
 		{"timeout", func(s *Settings) { s.ReplTimeout = time.Millisecond }, "repl-timeout: 1ms is below the minimum of 1"},
-		{"log level", func(s *Settings) { s.LogLevel = "" }, `log-level: "" is not a level`},
-		{"two at once", func(s *Settings) { s.Dir = ""; s.MaxClients = 0 }, "maxclients: 0 is outside 1-2147483647\ndir: must not be empty"},
+		{"log level", func(s *Settings) { s.Process.LogLevel = "" }, `log-level: "" is not a level`},
+		{"two at once", func(s *Settings) { s.DataDir = ""; s.MaxClients = 0 }, "maxclients: 0 is outside 1-2147483647\ndir: must not be empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,9 +331,11 @@ func TestProxyConfigMapping(t *testing.T) {
 			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
 		}
 	}
-	s.RefreshMinSize = 0
-	if got := s.proxyConfig(nil).RefreshMinBytes; got != 1 {
-		t.Errorf("refresh-min-size 0 maps to RefreshMinBytes %d, want 1 (the proxy reads 0 as its default)", got)
+	if err := proxy.LookupSetting("refresh-min-size").Set(&s.Config, "0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.proxyConfig(nil).RefreshMinBytes; got >= 0 {
+		t.Errorf("refresh-min-size 0 maps to RefreshMinBytes %d, want a negative value: no minimum (0 there takes the default)", got)
 	}
 }
 
@@ -392,18 +396,18 @@ func TestPrecedence(t *testing.T) {
 		what      string
 		got, want any
 	}{
-		{"port (file over default)", s.Port, 7001},
+		{"port (file over default)", s.Process.Port, 7001},
 		{"maxclients (file over default)", s.MaxClients, 10},
 		{"repl-timeout (env over file)", s.ReplTimeout, 40 * time.Second},
 		{"segment-size (env over default)", s.SegmentSize, int64(1 << 20)},
 		{"refresh-ratio (flag over env and file)", s.RefreshRatio, 4.0},
-		{"replicaof (flag over file)", s.ReplicaOf, "10.0.0.2:6380"},
-		{"log-level (flag over default)", s.LogLevel, "warn"},
+		{"replicaof (flag over file)", s.MasterAddr, "10.0.0.2:6380"},
+		{"log-level (flag over default)", s.Process.LogLevel, "warn"},
 		{"wait-ahead (default)", s.WaitAhead, 60 * time.Second},
-		{"bind (default)", strings.Join(s.Bind, " "), "127.0.0.1"},
+		{"bind (default)", strings.Join(s.Process.Bind, " "), "127.0.0.1"},
 		{"protected-mode (default)", s.ProtectedMode, true},
 		{"timeout (default: never)", s.IdleTimeout, time.Duration(0)},
-		{"tcp-keepalive (default)", s.TCPKeepAlive, 300 * time.Second},
+		{"tcp-keepalive (default)", s.Process.TCPKeepAlive, 300 * time.Second},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -420,8 +424,8 @@ func TestConfigFromEnvironment(t *testing.T) {
 	t.Setenv("REDIS_RELAY_CONFIG", conf)
 	t.Setenv("REDIS_RELAY_REPLICAOF", "master.example 6379")
 	s := effectiveSettings(t)
-	if s.Port != 7001 || s.ReplicaOf != "master.example:6379" {
-		t.Fatalf("port %d, replicaof %q; want 7001 and master.example:6379", s.Port, s.ReplicaOf)
+	if s.Process.Port != 7001 || s.MasterAddr != "master.example:6379" {
+		t.Fatalf("port %d, replicaof %q; want 7001 and master.example:6379", s.Process.Port, s.MasterAddr)
 	}
 }
 
@@ -479,15 +483,14 @@ func TestFlagsMatchDirectives(t *testing.T) {
 			names[n] = true
 		}
 	}
-	for i := range directives {
-		d := &directives[i]
-		for _, n := range append([]string{d.name}, d.aliases...) {
+	for _, d := range proxy.SettingTable() {
+		for _, n := range append([]string{d.Name}, d.Aliases...) {
 			if !names[n] {
-				t.Errorf("directive %s has no --%s flag", d.name, n)
+				t.Errorf("setting %s has no --%s flag", d.Name, n)
 			}
 		}
-		if want := "REDIS_RELAY_" + strings.ToUpper(strings.ReplaceAll(d.name, "-", "_")); d.envVar() != want {
-			t.Errorf("%s: env twin %s, want %s", d.name, d.envVar(), want)
+		if want := "REDIS_RELAY_" + strings.ToUpper(strings.ReplaceAll(d.Name, "-", "_")); d.EnvVar() != want {
+			t.Errorf("%s: env twin %s, want %s", d.Name, d.EnvVar(), want)
 		}
 	}
 }
@@ -535,14 +538,13 @@ func FuzzConfigParse(f *testing.F) {
 				t.Fatalf("line %q splits to %q; quoted again it splits to %q, %v", line, args, back, err)
 			}
 		}
-		want := make(map[*directive][]string)
-		atDefault := make(map[*directive]bool)
+		want := make(map[*proxy.Setting][]string)
+		atDefault := make(map[*proxy.Setting]bool)
 		def := defaultSettings()
-		for i := range directives {
-			d := &directives[i]
-			if args := d.format(&s); args != nil {
+		for _, d := range proxy.SettingTable() {
+			if args := d.Format(&s.Config); args != nil {
 				want[d] = args
-				atDefault[d] = slices.Equal(args, d.format(&def))
+				atDefault[d] = slices.Equal(args, d.Format(&def.Config))
 			}
 		}
 		again := defaultSettings()

@@ -62,8 +62,8 @@ func TestPasswordFiles(t *testing.T) {
 	empty := write("empty", "\n")
 
 	s := effectiveSettings(t, "--requirepass-file", req, "--masterauth-file", auth)
-	if s.RequirePassFile != req || s.MasterAuthFile != auth {
-		t.Errorf("--check-config shows requirepass-file %q, masterauth-file %q", s.RequirePassFile, s.MasterAuthFile)
+	if s.Process.RequirePassFile != req || s.Process.MasterAuthFile != auth {
+		t.Errorf("--check-config shows requirepass-file %q, masterauth-file %q", s.Process.RequirePassFile, s.Process.MasterAuthFile)
 	}
 
 	// settingsFromContext reads the files; check it through the flags.
@@ -129,6 +129,13 @@ func TestPersistableKeepsSecretsOut(t *testing.T) {
 	if !slices.Equal(left, []string{"masterauth", "sentinel-password"}) {
 		t.Errorf("left out %v, want [masterauth sentinel-password]", left)
 	}
+
+	// Where a password is read from is kept out the same way.
+	byFlag := defaultSettings()
+	byFlag.setOrigin("requirepass-file", "--requirepass-file")
+	if _, left := byFlag.persistable(map[string]string{"requirepass-file": "/run/credentials/requirepass"}); !slices.Equal(left, []string{"requirepass-file"}) {
+		t.Errorf("requirepass-file from a flag: left out %v, want [requirepass-file]", left)
+	}
 }
 
 // TestRewriteNeverWritesEnvironmentSecrets runs the relay with passwords
@@ -192,8 +199,8 @@ func TestInclude(t *testing.T) {
 	if err := loadConfigFile(main, &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Port != 7002 || s.MaxClients != 30 || s.ReplTimeout != 9*time.Second {
-		t.Errorf("port %d maxclients %d repl-timeout %v; want 7002 (later line wins), 30 (b after a), 9s", s.Port, s.MaxClients, s.ReplTimeout)
+	if s.Process.Port != 7002 || s.MaxClients != 30 || s.ReplTimeout != 9*time.Second {
+		t.Errorf("port %d maxclients %d repl-timeout %v; want 7002 (later line wins), 30 (b after a), 9s", s.Process.Port, s.MaxClients, s.ReplTimeout)
 	}
 	if o := s.origin["maxclients"]; o != filepath.Join(dir, "conf.d", "b.conf")+":1" {
 		t.Errorf("maxclients origin %q", o)

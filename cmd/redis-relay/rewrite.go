@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/redis-relay/redis-relay/internal/fsutil"
+	"github.com/redis-relay/redis-relay/proxy"
 )
 
 // rewriteMarker heads the directives CONFIG REWRITE appends, as in Redis.
@@ -40,23 +41,23 @@ func rewriteConfigFile(path string, settings map[string]string) error {
 // line but not appended, so the included file (a Kubernetes ConfigMap, say)
 // keeps deciding them.
 func rewriteConfigFileOver(path string, settings map[string]string, inherited map[string]bool) error {
-	want := make(map[*directive][]string, len(settings))
-	atDefault := make(map[*directive]bool)
+	want := make(map[*proxy.Setting][]string, len(settings))
+	atDefault := make(map[*proxy.Setting]bool)
 	def := defaultSettings()
 	for name, value := range settings {
-		d := lookupDirective(name)
+		d := proxy.LookupSetting(name)
 		if d == nil {
 			return fmt.Errorf("rewrite %s: unknown directive %q", path, name)
 		}
 		if _, dup := want[d]; dup {
-			return fmt.Errorf("rewrite %s: %s is given twice (as %q and an alias)", path, d.name, name)
+			return fmt.Errorf("rewrite %s: %s is given twice (as %q and an alias)", path, d.Name, name)
 		}
 		args, err := normalizedArgs(d, value)
 		if err != nil {
-			return fmt.Errorf("rewrite %s: %s: %w", path, d.name, err)
+			return fmt.Errorf("rewrite %s: %s: %w", path, d.Name, err)
 		}
 		want[d] = args
-		atDefault[d] = slices.Equal(args, d.format(&def)) || inherited[d.name]
+		atDefault[d] = slices.Equal(args, d.Format(&def.Config)) || inherited[d.Name]
 	}
 
 	if real, err := filepath.EvalSymlinks(path); err == nil {
@@ -84,16 +85,16 @@ func rewriteConfigFileOver(path string, settings map[string]string, inherited ma
 // normalizedArgs checks value as d's value and returns the arguments to
 // write for it, in the canonical form (sizes in units, durations in their
 // largest unit).
-func normalizedArgs(d *directive, value string) ([]string, error) {
-	args, err := d.argsFromValue(value)
+func normalizedArgs(d *proxy.Setting, value string) ([]string, error) {
+	args, err := d.Args(value)
 	if err != nil {
 		return nil, err
 	}
 	s := defaultSettings()
-	if err := d.apply(&s, args); err != nil {
+	if err := d.Apply(&s.Config, args); err != nil {
 		return nil, err
 	}
-	if canon := d.format(&s); canon != nil {
+	if canon := d.Format(&s.Config); canon != nil {
 		return canon, nil
 	}
 	return args, nil // replicaof no one
@@ -102,7 +103,7 @@ func normalizedArgs(d *directive, value string) ([]string, error) {
 // rewriteLines returns the text of a config file after the updates in
 // want. A directive in atDefault is updated where the file has it, but not
 // appended where it does not.
-func rewriteLines(old string, want map[*directive][]string, atDefault map[*directive]bool) string {
+func rewriteLines(old string, want map[*proxy.Setting][]string, atDefault map[*proxy.Setting]bool) string {
 	eol := "\n"
 	if first, _, ok := strings.Cut(old, "\n"); ok && strings.HasSuffix(first, "\r") {
 		eol = "\r\n"
@@ -112,7 +113,7 @@ func rewriteLines(old string, want map[*directive][]string, atDefault map[*direc
 		lines = lines[:len(lines)-1] // the file ended with a newline
 	}
 
-	last := make(map[*directive]int)
+	last := make(map[*proxy.Setting]int)
 	drop := make(map[int]bool)
 	hasMarker := false
 	for i, line := range lines {
@@ -123,7 +124,7 @@ func rewriteLines(old string, want map[*directive][]string, atDefault map[*direc
 		if err != nil || len(args) == 0 {
 			continue
 		}
-		d := lookupDirective(args[0])
+		d := proxy.LookupSetting(args[0])
 		if _, ok := want[d]; !ok {
 			continue
 		}
@@ -135,14 +136,14 @@ func rewriteLines(old string, want map[*directive][]string, atDefault map[*direc
 	for d, i := range last {
 		if !sameValue(d, lines[i], want[d]) {
 			indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]
-			lines[i] = indent + formatDirective(d.name, want[d]) + trailingCR(lines[i])
+			lines[i] = indent + formatDirective(d.Name, want[d]) + trailingCR(lines[i])
 		}
 	}
 
 	var added []string
 	for d, args := range want {
 		if _, ok := last[d]; !ok && !atDefault[d] {
-			added = append(added, formatDirective(d.name, args))
+			added = append(added, formatDirective(d.Name, args))
 		}
 	}
 	slices.Sort(added)
@@ -167,16 +168,16 @@ func rewriteLines(old string, want map[*directive][]string, atDefault map[*direc
 }
 
 // sameValue reports whether line already sets d to args.
-func sameValue(d *directive, line string, args []string) bool {
+func sameValue(d *proxy.Setting, line string, args []string) bool {
 	have, err := configLineArgs(line)
 	if err != nil || len(have) == 0 {
 		return false
 	}
 	a, b := defaultSettings(), defaultSettings()
-	if d.apply(&a, have[1:]) != nil || d.apply(&b, args) != nil {
+	if d.Apply(&a.Config, have[1:]) != nil || d.Apply(&b.Config, args) != nil {
 		return false
 	}
-	return slices.Equal(d.format(&a), d.format(&b))
+	return slices.Equal(d.Format(&a.Config), d.Format(&b.Config))
 }
 
 func trailingCR(line string) string {

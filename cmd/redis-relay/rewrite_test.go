@@ -46,12 +46,7 @@ func applied(t *testing.T, text string, settings map[string]string) string {
 		t.Fatal(err)
 	}
 	for name, v := range settings {
-		d := lookupDirective(name)
-		args, err := d.argsFromValue(v)
-		if err == nil {
-			err = d.apply(&s, args)
-		}
-		if err != nil {
+		if err := proxy.LookupSetting(name).Set(&s.Config, v); err != nil {
 			t.Fatalf("%s %q: %v", name, v, err)
 		}
 	}
@@ -164,7 +159,7 @@ func TestRewriteQuotesValues(t *testing.T) {
 	if err := parseConfig("relay.conf", []byte(got), &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.MasterAuth != settings["masterauth"] || s.RequirePass != "'single'" || s.Dir != "/var/lib/relay data" || s.ReplicaOf != "[::1]:6379" {
+	if s.MasterAuth != settings["masterauth"] || s.RequirePass != "'single'" || s.DataDir != "/var/lib/relay data" || s.MasterAddr != "[::1]:6379" {
 		t.Fatalf("values did not survive:\n%s", settingsText(&s))
 	}
 }
@@ -273,7 +268,7 @@ func TestRewriteTakesProxySettings(t *testing.T) {
 	if err := loadConfigFile("testdata/relay.conf", &s); err != nil {
 		t.Fatal(err)
 	}
-	s.Dir = t.TempDir()
+	s.DataDir = t.TempDir()
 	cfg := s.proxyConfig(testLogger(t))
 	relay, err := proxy.New(cfg)
 	if err != nil {

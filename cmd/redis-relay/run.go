@@ -55,23 +55,23 @@ func runAction(c *cli.Context) error {
 		return s.writeConfig(c.App.Writer)
 	}
 	logOut := c.App.ErrWriter
-	if s.LogFile != "" {
-		f, err := os.OpenFile(s.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if s.Process.LogFile != "" {
+		f, err := os.OpenFile(s.Process.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
 			return fmt.Errorf("logfile: %w", err)
 		}
 		defer f.Close()
 		logOut = f
 	}
-	logger, err := newLogger(logOut, s.LogLevel, s.LogFormat)
+	logger, err := newLogger(logOut, s.Process.LogLevel, s.Process.LogFormat)
 	if err != nil {
 		return err
 	}
-	if s.PidFile != "" {
-		if err := os.WriteFile(s.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if s.Process.PidFile != "" {
+		if err := os.WriteFile(s.Process.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			return fmt.Errorf("pidfile: %w", err)
 		}
-		defer os.Remove(s.PidFile)
+		defer os.Remove(s.Process.PidFile)
 	}
 	s.logIgnored(logger)
 	cfg := s.proxyConfig(logger)
@@ -103,28 +103,29 @@ func runAction(c *cli.Context) error {
 	}
 	var addrs, tlsAddrs []string
 	var optional, tlsOptional []bool
-	if s.Port != 0 { // as in redis.conf: port 0 is no plain TCP listener
-		addrs, optional = s.listenAddrs(s.Port)
+	if s.Process.Port != 0 { // as in redis.conf: port 0 is no plain TCP listener
+		addrs, optional = s.listenAddrs(s.Process.Port)
 	}
-	if s.TLSPort != 0 {
-		tlsAddrs, tlsOptional = s.listenAddrs(s.TLSPort)
+	if s.Process.TLSPort != 0 {
+		tlsAddrs, tlsOptional = s.listenAddrs(s.Process.TLSPort)
 	}
-	lc := net.ListenConfig{KeepAlive: s.TCPKeepAlive}
-	if s.TCPKeepAlive == 0 {
+	lc := net.ListenConfig{KeepAlive: s.Process.TCPKeepAlive}
+	if s.Process.TCPKeepAlive == 0 {
 		lc.KeepAlive = -1 // off
 	}
 	listeners := listenSpec{lc: lc, addrs: addrs, optional: optional, tlsAddrs: tlsAddrs, tlsOptional: tlsOptional, tls: tlsServer}
-	return serveRelay(c.Context, cfg, listeners, s.MetricsAddr, logger)
+	return serveRelay(c.Context, cfg, listeners, s.Process.MetricsAddr, logger)
 }
 
 // persistable returns the settings CONFIG REWRITE may write, and the names
-// of those it must leave out: a password whose value came from the
-// environment, a flag or a *-file directive stays out of the file, so a
-// rewrite never copies a secret to where it was not written before.
+// of those it must leave out: a password (or the *-file setting it is
+// read from) whose value came from the environment, a flag or a *-file
+// directive stays out of the file, so a rewrite never copies a secret, or
+// where one comes from, to where it was not written before.
 func (s *Settings) persistable(settings map[string]string) (kept map[string]string, left []string) {
 	kept = make(map[string]string, len(settings))
 	for name, v := range settings {
-		if d := lookupDirective(name); d != nil && d.secret && !s.fromConfigFile(d.name) && v != "" {
+		if d := proxy.LookupSetting(name); d != nil && d.Rewrite == proxy.RewriteIfFromFile && !s.fromConfigFile(d.Name) && v != "" {
 			left = append(left, name)
 			continue
 		}
@@ -139,12 +140,12 @@ func (s *Settings) persistable(settings map[string]string) (kept map[string]stri
 func (s *Settings) inherited(settings map[string]string, mainPath string) map[string]bool {
 	out := make(map[string]bool)
 	for name, v := range settings {
-		d := lookupDirective(name)
-		if d == nil || !s.fromConfigFile(d.name) || strings.HasPrefix(s.origin[d.name], mainPath+":") {
+		d := proxy.LookupSetting(name)
+		if d == nil || !s.fromConfigFile(d.Name) || strings.HasPrefix(s.origin[d.Name], mainPath+":") {
 			continue
 		}
-		if args, err := normalizedArgs(d, v); err == nil && slices.Equal(args, d.format(s)) {
-			out[d.name] = true
+		if args, err := normalizedArgs(d, v); err == nil && slices.Equal(args, d.Format(&s.Config)) {
+			out[d.Name] = true
 		}
 	}
 	return out
@@ -217,42 +218,42 @@ func (ls listenSpec) listen(ctx context.Context, logger *slog.Logger) ([]net.Lis
 // (into cfg.UpstreamTLS) and of the Sentinel links (cfg.SentinelTLS), and
 // the server side of the TLS port (returned).
 func (s *Settings) tlsConfigs(cfg *proxy.Config) (*tls.Config, error) {
-	if !s.TLSReplication && s.TLSPort == 0 && !s.SentinelTLS {
+	if !s.Process.TLSReplication && s.Process.TLSPort == 0 && !s.Process.SentinelTLS {
 		return nil, nil
 	}
 	var certs []tls.Certificate
-	if s.TLSCertFile != "" || s.TLSKeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
+	if s.Process.TLSCertFile != "" || s.Process.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.Process.TLSCertFile, s.Process.TLSKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls-cert-file/tls-key-file: %w", err)
 		}
 		certs = []tls.Certificate{cert}
 	}
 	var pool *x509.CertPool
-	if s.TLSCACertFile != "" {
-		pem, err := os.ReadFile(s.TLSCACertFile)
+	if s.Process.TLSCACertFile != "" {
+		pem, err := os.ReadFile(s.Process.TLSCACertFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls-ca-cert-file: %w", err)
 		}
 		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls-ca-cert-file: no certificate in %s", s.TLSCACertFile)
+			return nil, fmt.Errorf("tls-ca-cert-file: no certificate in %s", s.Process.TLSCACertFile)
 		}
 	}
-	if s.TLSReplication {
+	if s.Process.TLSReplication {
 		cfg.UpstreamTLS = &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}
 	}
-	if s.SentinelTLS {
+	if s.Process.SentinelTLS {
 		cfg.SentinelTLS = &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}
 	}
-	if s.TLSPort == 0 {
+	if s.Process.TLSPort == 0 {
 		return nil, nil
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("tls-port needs tls-cert-file and tls-key-file")
 	}
 	server := &tls.Config{Certificates: certs, ClientCAs: pool, MinVersion: tls.VersionTLS12}
-	switch s.TLSAuthClients {
+	switch s.Process.TLSAuthClients {
 	case "yes":
 		server.ClientAuth = tls.RequireAndVerifyClientCert
 	case "optional":
