@@ -24,12 +24,21 @@
 //     on its log, or a cursor at once. Sessions register with the
 //     history as its readers, so that a replication ID change, a trim or
 //     a downstream ACK policy can reach them.
-//   - The admin commands (admin.go, info.go, pubsub.go): INFO, ROLE,
-//     CONFIG, CLIENT, REPLICAOF, SHUTDOWN, LATENCY, RELAY and the pub/sub
-//     that Sentinel uses. They read the other parts through the Relay.
+//   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go):
+//     INFO, ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN, LATENCY, RELAY and
+//     the pub/sub that Sentinel uses. They read the other parts through
+//     the Relay.
 //
-// The Relay (relay.go, status.go, config.go) only builds and wires them,
-// and gathers each part's view into a Status for INFO and metrics.
+// The Relay (relay.go, status.go) only builds and wires them, and gathers
+// each part's view into a Status for INFO and metrics. Every part reads
+// the configuration from one liveConfig (config.go), which CONFIG SET
+// replaces whole.
+//
+// Every setting is defined once, in the settings table (settings.go,
+// settingtypes.go): its names, type, default, checks, whether CONFIG SET
+// may change it, how CONFIG REWRITE writes it and whether it is a
+// password. The config file, flags, environment variables and CONFIG
+// GET/SET/REWRITE all read it.
 //
 // Locks nest in one order: history.stateMu, then history.mu, then a
 // snapshot's or the log's own. Every other lock (liveConfig.mu,
