@@ -71,7 +71,7 @@ func runChildRelay(dir string) int {
 //	REDIS_RELAY_CHILD_REFRESH_MIN    refresh minimum log size in bytes
 //	REDIS_RELAY_CHILD_REPL_TIMEOUT   repl-timeout in seconds
 //	REDIS_RELAY_CHILD_SNAPSHOT_SOURCE  snapshot-source (host:port)
-//	REDIS_RELAY_CHILD_CRASH_AT       a step of a history change (see Relay.at):
+//	REDIS_RELAY_CHILD_CRASH_AT       a step of a history change (see history.at):
 //	                                 when the relay reaches it, it writes
 //	                                 "CRASHPOINT <step>" to its log and stops
 //	                                 there for good, so the test can kill it
@@ -127,7 +127,7 @@ func childSettings(cfg *Config) error {
 }
 
 // crashAt is the environment that stops a relay process at a step of a
-// history change (see Relay.at), after letting it pass skip times.
+// history change (see history.at), after letting it pass skip times.
 func crashAt(point string, skip int) []string {
 	return []string{"REDIS_RELAY_CHILD_CRASH_AT=" + point, "REDIS_RELAY_CHILD_CRASH_SKIP=" + strconv.Itoa(skip)}
 }
