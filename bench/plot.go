@@ -48,7 +48,18 @@ func (lp linePlot) writeSVG(w io.Writer, width, height float64) error {
 	p.Y.Min = 0
 	p.Legend.Top = true
 	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(8)
 	p.Add(plotter.NewGrid())
+	// Room above the highest point for the legend.
+	top := 0.0
+	for _, s := range lp.lines {
+		for _, y := range s.y {
+			top = max(top, y)
+		}
+	}
+	if top > 0 {
+		p.Y.Max = top * (1 + 0.12*float64(len(lp.lines)+1))
+	}
 	for i, s := range lp.lines {
 		if len(s.x) != len(s.y) || len(s.x) == 0 {
 			return fmt.Errorf("line %q: %d x and %d y values", s.name, len(s.x), len(s.y))
