@@ -370,6 +370,13 @@ func TestPlotsFromFixedSeries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v, want 0644", name, fi.Mode().Perm())
+		}
 		root, err := xmlRoot(b)
 		if err != nil || root != "svg" {
 			t.Fatalf("%s: root element %q, %v; want svg", name, root, err)

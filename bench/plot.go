@@ -102,6 +102,9 @@ func (lp linePlot) save(path string) error {
 		return err
 	}
 	err = lp.writeSVG(f, 7, 4)
+	if err == nil {
+		err = f.Chmod(0o644) // CreateTemp makes it 0600; the plot is for everyone
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
