@@ -52,9 +52,10 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./replstream/
 
-# Relay vs direct replicas vs an intermediate redis-server (docs/BENCHMARKS.md).
+# Relay vs direct replicas vs an intermediate redis-server (docs/BENCHMARKS.md),
+# redrawing the SVG plots next to it.
 compare: redis
-	$(GO) run ./bench
+	$(GO) run ./bench -plots docs
 
 # The added latency of a zstd-compressed relay-to-relay hop against a plain
 # one (docs/BENCHMARKS.md).

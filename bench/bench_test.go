@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -321,4 +323,145 @@ func runQuick(t *testing.T, args ...string) (*options, *results, *bytes.Buffer) 
 		t.Fatalf("measurements failed: %v\n%s", rs.fails, out.String())
 	}
 	return o, rs, &out
+}
+
+// TestPlotsFromFixedSeries draws both plots from fixed results and checks
+// that each file is well-formed SVG naming every line.
+func TestPlotsFromFixedSeries(t *testing.T) {
+	o, err := parseFlags([]string{"-ingest-loads", "400000/1,256/32", "-dataset", "200mb", "-n", "1,4,8"}, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := newResults()
+	heavy := ingestParams(o, o.ingestLoads[0])
+	for run, means := range map[int][3]float64{1: {5, 700, 2}, 2: {4, 1, 3}, 3: {6, 2, 1}} {
+		for i, c := range []string{cfgIntermediate, cfgRelay, cfgFloor} {
+			rs.add("ingest", heavy, "node_lag_mean_mb", c, run, means[i])
+			tr := &lagTrace{}
+			for k := range 80 {
+				tr.add(float64(k)/10, means[i]*float64(k%7), float64(k%3))
+			}
+			rs.addTrace(traceKey{paramsKey(heavy), c, run}, tr)
+		}
+	}
+	for _, c := range allConfigs {
+		for i, n := range o.ns {
+			rs.add("fanout", fanoutParams(200*mib, n, "at_once"), "sync_time_s", c, 1, float64(3+i*4))
+		}
+	}
+	if got := rs.get("ingest", heavy, "node_lag_mean_mb").medianRun(cfgRelay); got != 3 {
+		t.Errorf("median run of the relay's mean lag (700, 1, 2) = %d, want 3", got)
+	}
+
+	dir := t.TempDir()
+	paths, err := o.writePlots(dir, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 2 {
+		t.Fatalf("wrote %v, want two plots", paths)
+	}
+	wantNames := map[string][]string{
+		plotIngestLag: {"direct: stock replica (run 3)", "stock intermediate (run 1)", "relay (run 3)"},
+		plotFullSync:  {"direct", "intermediate", "relay"},
+	}
+	for name, names := range wantNames {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v, want 0644", name, fi.Mode().Perm())
+		}
+		root, err := xmlRoot(b)
+		if err != nil || root != "svg" {
+			t.Fatalf("%s: root element %q, %v; want svg", name, root, err)
+		}
+		for _, n := range names {
+			if !bytes.Contains(b, []byte(n)) {
+				t.Errorf("%s: no line named %q", name, n)
+			}
+		}
+		if bytes.Contains(b, []byte("floor")) {
+			t.Errorf("%s: draws the floor program", name)
+		}
+	}
+	if err := (linePlot{title: "empty"}).save(filepath.Join(dir, "x.svg")); err == nil {
+		t.Error("a plot without lines saved without an error")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.svg")); err == nil {
+		t.Error("a plot without lines left a file")
+	}
+}
+
+// xmlRoot returns the name of the document's root element, having read the
+// whole document (so malformed XML is an error).
+func xmlRoot(b []byte) (string, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	root := ""
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return root, nil
+		}
+		if err != nil {
+			return root, err
+		}
+		if se, ok := tok.(xml.StartElement); ok && root == "" {
+			root = se.Name.Local
+		}
+	}
+}
+
+func TestPerReplicaKB(t *testing.T) {
+	if got := perReplicaKB(20<<20, 30<<20, 100); got != 102.4 {
+		t.Errorf("perReplicaKB(20 MiB, 30 MiB, 100) = %v, want 102.4", got)
+	}
+	if got := perReplicaKB(1, 2, 0); got != 0 {
+		t.Errorf("perReplicaKB with no replicas = %v, want 0", got)
+	}
+}
+
+// TestScaleRelay attaches a few replicas at once to a small dataset through
+// the relay: one master full sync, every replica with the master's digest,
+// and the relay's memory read before and after.
+func TestScaleRelay(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not found: apt-get install -y redis-server")
+	}
+	o, rs, out := runQuick(t,
+		"-scenarios", "scale", "-configs", "relay", "-runs", "1",
+		"-scale-n", "3", "-scale-dataset", "2mb", "-sync-timeout", "60s",
+	)
+	get := func(metric string) float64 {
+		t.Helper()
+		r := rs.get("scale", scaleParams(o), metric)
+		if r == nil {
+			t.Fatalf("no scale %s:\n%s", metric, out.String())
+		}
+		v, ok := r.vals[cfgRelay][1]
+		if !ok {
+			t.Fatalf("no relay value for %s", metric)
+		}
+		return v
+	}
+	if v := get("master_sync_full"); v != 1 {
+		t.Errorf("master sync_full %v, want 1", v)
+	}
+	if v := get("served_full"); v != 3 {
+		t.Errorf("relay served %v full syncs to 3 replicas, want 3", v)
+	}
+	if v := get("digest_ok"); v != 1 {
+		t.Errorf("digest_ok %v, want 1", v)
+	}
+	if v := get("middle_rss_before_mb"); v <= 0 {
+		t.Errorf("relay RSS before the replicas %v MiB, want > 0", v)
+	}
+	if !strings.Contains(out.String(), "scale: master sync_full 1") {
+		t.Errorf("no scale target in the report:\n%s", out.String())
+	}
 }

@@ -203,17 +203,19 @@ func (o *options) startIngestLoad(ctx context.Context, e *env, master *proc, ld 
 	}, nil
 }
 
-// ingestOnce measures one configuration under one burst.
-func (o *options) ingestOnce(ctx context.Context, e *env, kind string, ld ingestLoad) (map[string]float64, error) {
+// ingestOnce measures one configuration under one burst, and returns the
+// lag samples with the metrics.
+func (o *options) ingestOnce(ctx context.Context, e *env, kind string, ld ingestLoad) (map[string]float64, *lagTrace, error) {
+
 	masterArgs := []string{"--repl-diskless-sync-delay", strconv.Itoa(o.disklessDelay), "--repl-backlog-size", o.ingestBacklog}
 	master, err := e.startRedis(ctx, "master", masterArgs...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer master.stop()
 	pRep, err := e.startRedis(ctx, "replica-p", "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer pRep.stop()
 	var node *proc
@@ -228,15 +230,15 @@ func (o *options) ingestOnce(ctx context.Context, e *env, kind string, ld ingest
 		err = fmt.Errorf("unknown ingest configuration %q", kind)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer node.stop()
 	if _, err := waitInSync(ctx, master, []*proc{pRep, node}, o.syncTimeout); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	before, err := readStats(ctx, master)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	offsets := func() (mOff, nOff, pOff int64, err error) {
 		if mOff, err = replOffset(ctx, master); err != nil {
@@ -251,14 +253,15 @@ func (o *options) ingestOnce(ctx context.Context, e *env, kind string, ld ingest
 	cpu0n, cpu0p := node.cpuSeconds(), pRep.cpuSeconds()
 	m0, n0, p0, err := offsets()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t0 := time.Now()
 	stopLoad, err := o.startIngestLoad(ctx, e, master, ld)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var nodeLag, pLag lagStats
+	trace := &lagTrace{}
 	tick := time.NewTicker(o.ingestInterval)
 	end := time.NewTimer(o.ingestDuration)
 	var sampleErr error
@@ -268,7 +271,7 @@ sampling:
 		case <-ctx.Done():
 			stopLoad()
 			tick.Stop()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-end.C:
 			break sampling
 		case <-tick.C:
@@ -280,37 +283,38 @@ sampling:
 		}
 		nodeLag.add(float64(mOff - nOff))
 		pLag.add(float64(mOff - pOff))
+		trace.add(time.Since(t0).Seconds(), float64(mOff-nOff)/mib, float64(mOff-pOff)/mib)
 	}
 	tick.Stop()
 	loadErr := stopLoad()
 	t1 := time.Now()
 	m1, _, _, err := offsets()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if sampleErr != nil {
-		return nil, fmt.Errorf("lag sampling: %w", sampleErr)
+		return nil, nil, fmt.Errorf("lag sampling: %w", sampleErr)
 	}
 	if loadErr != nil {
-		return nil, fmt.Errorf("write load: %w", loadErr)
+		return nil, nil, fmt.Errorf("write load: %w", loadErr)
 	}
 	// CPU and bytes run until each node holds the whole burst.
 	caught, err := waitInSync(ctx, master, []*proc{pRep, node}, o.syncTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("catch-up after the burst: %w", err)
+		return nil, nil, fmt.Errorf("catch-up after the burst: %w", err)
 	}
 	cpu1n, cpu1p := node.cpuSeconds(), pRep.cpuSeconds()
 	_, n2, p2, err := offsets()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	after, err := readStats(ctx, master)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	asks, obl, err := syncRequests(filepath.Join(master.dir, "redis.log"))
 	if err != nil {
-		return nil, fmt.Errorf("master log: %w", err)
+		return nil, nil, fmt.Errorf("master log: %w", err)
 	}
 
 	if os.Getenv("BENCH_DEBUG") != "" {
@@ -352,7 +356,7 @@ sampling:
 	}
 	mm["node_cpu_pct"] = 100 * (cpu1n - cpu0n) / caught.Sub(t0).Seconds()
 	mm["node_peak_rss_mb"] = float64(node.peakRSS()) / mib
-	return mm, nil
+	return mm, trace, nil
 }
 
 // pacedLoad runs writers SETs of valueSize bytes until ctx ends, together

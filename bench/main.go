@@ -16,12 +16,15 @@
 // resync (a replica cut off while more than Redis's 1 MB backlog is
 // written) and ingest (a burst of large writes with the node under test
 // beside a stock replica: lag, cuts by the master, CPU per MiB against the
-// floor program in bench/floor). Each configuration runs -runs times; tables show medians and
-// same-run ratios, followed by the design targets and one JSON line per
-// result.
+// floor program in bench/floor) and scale (100 replicas attaching at once to
+// a 20 MiB dataset: master cost, time against 100 direct replicas, the
+// middle node's memory per replica). Each configuration runs -runs times;
+// tables show medians and same-run ratios, followed by the design targets
+// and one JSON line per result. -plots DIR draws the lag over time under
+// the heaviest ingest burst and the full-sync time against N as SVG files.
 //
-//	go run ./bench            # the default run, 10-20 minutes on 2 cores
-//	go run ./bench -quick     # about a minute
+//	go run ./bench -plots docs  # the default run (make compare), 25-30 minutes on 2 cores
+//	go run ./bench -quick       # about a minute and a half
 package main
 
 import (
@@ -90,11 +93,15 @@ type options struct {
 	ingestRate     int64  // bytes of values per second; 0: as fast as the writers go
 	floorFsync     bool
 
+	scaleN       int
+	scaleDataset int64
+
 	relayBin   string
 	floorBin   string
 	relayArgs  []string
 	profileDir string
 	jsonPath   string
+	plotDir    string
 
 	mu       sync.Mutex
 	rdbSizes map[int64]int64
@@ -105,6 +112,7 @@ var scenarioTitles = map[string]string{
 	"stream": "stream: 2 leaf replicas under a pipelined SET load",
 	"resync": "resync: a leaf cut off while more than the 1 MB default backlog is written, then reconnected",
 	"ingest": "ingest: a write burst; the node under test and a stock replica P side by side on the master (lag, cuts by the master, CPU per MiB)",
+	"scale":  "scale: many replicas attach at once to a small dataset (master cost, time until all in sync, the middle node's memory and CPU per replica)",
 }
 
 func main() {
@@ -142,7 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		scenarios = fs.String("scenarios", "fanout,stream,resync,ingest", "scenarios to run")
+		scenarios = fs.String("scenarios", "fanout,stream,resync,ingest,scale", "scenarios to run")
 		configs   = fs.String("configs", "direct,intermediate,relay", "configurations to compare (direct, intermediate, relay; for the stream scenario also chain, chain-zstd)")
 		runs      = fs.Int("runs", 3, "runs of each configuration; tables show medians")
 		datasets  = fs.String("dataset", "200mb", "fanout dataset sizes (bytes of values; kb, mb, gb are powers of 1024), comma-separated")
@@ -172,6 +180,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		iRate     = fs.String("ingest-rate", "0", "ingest: pace go-redis writers to this many bytes of values per second (e.g. 200mb; 0: unpaced, redis-benchmark when present)")
 		floorSync = fs.Bool("floor-fsync", true, "ingest: the floor program fsyncs its file once a second (the relay's durability)")
 		floorBin  = fs.String("floor-bin", "", "floor program binary (default: go build ./bench/floor into the temp dir)")
+		scaleN    = fs.Int("scale-n", 100, "scale: replicas attaching at once")
+		sDataset  = fs.String("scale-dataset", "20mb", "scale: dataset size")
 		ring      = fs.String("ring", "64mb", "relay --repl-backlog-size (its memory ring)")
 		delay     = fs.Int("diskless-delay", 0, "repl-diskless-sync-delay of the master and the intermediate (Redis's default is 5)")
 		backlog   = fs.String("backlog", "", "repl-backlog-size of the master and the intermediate (empty: Redis's default, 1mb)")
@@ -181,6 +191,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		relayArgs = fs.String("relay-args", "", "extra arguments for \"redis-relay run\", space-separated (for tuning, e.g. \"--refresh-ratio=-1\"; with -relay-cpuprofile only --refresh-ratio)")
 		profDir   = fs.String("relay-cpuprofile", "", "run the relay in-process under a CPU profiler (bench/relayprof) and write its profiles into this directory")
 		jsonPath  = fs.String("json", "", "also write the JSON lines to this file")
+		plotDir   = fs.String("plots", "", "write SVG plots (ingest lag over time, full-sync time against N) into this directory")
 		quick     = fs.Bool("quick", false, "smoke run of about a minute: 1 run, 20mb dataset, N=1,4, 6 s of load (explicit flags still win)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -196,7 +207,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			"runs": "1", "dataset": "20mb", "n": "1,4", "stagger-n": "4",
 			"stream-duration": "6s", "warmup": "1s", "probes": "50",
 			"resync-dataset": "20mb", "resync-writes": "8mb",
-			"ingest-duration": "3s",
+			"ingest-duration": "3s", "scale-n": "10",
 		}
 		for name, v := range quickDefaults {
 			if !set[name] {
@@ -214,6 +225,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		ingestConfigs: splitList(*iConfigs), ingestClients: *iClients, ingestKeys: *iKeys, ingestDuration: *iDuration,
 		ingestInterval: *iInterval, ingestBacklog: *iBacklog, ingestWriter: *iWriter, floorFsync: *floorSync, floorBin: *floorBin,
 		syncTimeout: *syncTO, relayBin: *relayBin, relayArgs: strings.Fields(*relayArgs), profileDir: *profDir, jsonPath: *jsonPath,
+		plotDir: *plotDir, scaleN: *scaleN,
 		rdbSizes: map[int64]int64{},
 	}
 	var err error
@@ -238,6 +250,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.ingestLoads, err = parseIngestLoads(*iLoads); err != nil {
 		return nil, fmt.Errorf("-ingest-loads: %w", err)
 	}
+	if o.scaleDataset, err = parseSize(*sDataset); err != nil {
+		return nil, fmt.Errorf("-scale-dataset: %w", err)
+	}
 	if o.ringBytes, err = parseSize(*ring); err != nil {
 		return nil, fmt.Errorf("-ring: %w", err)
 	}
@@ -252,7 +267,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 func (o *options) check() error {
 	for _, s := range o.scenarios {
 		if scenarioTitles[s] == "" {
-			return fmt.Errorf("unknown scenario %q (fanout, stream, resync, ingest)", s)
+			return fmt.Errorf("unknown scenario %q (fanout, stream, resync, ingest, scale)", s)
 		}
 	}
 	for _, c := range o.configs {
@@ -318,6 +333,23 @@ func (o *options) check() error {
 				return fmt.Errorf("fanout with N=%d and a %s dataset needs about %s of redis-server memory (%d replicas + master + intermediate), over the %s limit (-max-memory); use a smaller -dataset or -n",
 					maxN, fmtBytes(d), fmtBytes(need), maxN, fmtBytes(o.maxMemory))
 			}
+		}
+	}
+	if o.plotDir != "" {
+		if fi, err := os.Stat(o.plotDir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("-plots %s: not a directory", o.plotDir)
+		}
+	}
+	if slices.Contains(o.scenarios, "scale") {
+		if o.scaleN < 1 || o.scaleN > 500 {
+			return fmt.Errorf("-scale-n %d: must be in 1..500", o.scaleN)
+		}
+		if o.scaleDataset < o.valueSize {
+			return errors.New("-scale-dataset is smaller than -value-size")
+		}
+		if need := fanoutMemoryEstimate(o.scaleDataset, o.valueSize) * int64(o.scaleN+2); need > o.maxMemory {
+			return fmt.Errorf("scale with N=%d and a %s dataset needs about %s of redis-server memory, over the %s limit (-max-memory)",
+				o.scaleN, fmtBytes(o.scaleDataset), fmtBytes(need), fmtBytes(o.maxMemory))
 		}
 	}
 	if slices.Contains(o.scenarios, "resync") && o.resyncDataset < o.valueSize {
@@ -491,10 +523,21 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 				}
 				for _, ld := range o.ingestLoads {
 					for _, c := range ic {
-						measure(run, sc, ingestParams(o, ld), c, func() (map[string]float64, error) {
-							return o.ingestOnce(ctx, e, c, ld)
+						params := ingestParams(o, ld)
+						measure(run, sc, params, c, func() (map[string]float64, error) {
+							m, tr, err := o.ingestOnce(ctx, e, c, ld)
+							if tr != nil {
+								rs.addTrace(traceKey{paramsKey(params), c, run}, tr)
+							}
+							return m, err
 						})
 					}
+				}
+			case "scale":
+				for _, c := range single {
+					measure(run, sc, scaleParams(o), c, func() (map[string]float64, error) {
+						return o.scaleOnce(ctx, e, c)
+					})
 				}
 			case "resync":
 				for _, w := range o.resyncWrites {
@@ -524,6 +567,15 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 		fmt.Fprintf(stdout, "\n### failures\n")
 		for _, f := range rs.fails {
 			fmt.Fprintln(stdout, "- "+f)
+		}
+	}
+	if o.plotDir != "" {
+		paths, err := o.writePlots(o.plotDir, rs)
+		for _, p := range paths {
+			logf("wrote %s", p)
+		}
+		if err != nil {
+			return rs, err
 		}
 	}
 	fmt.Fprintf(stdout, "\n### JSON\n")
@@ -613,6 +665,11 @@ func metricOrder(scenario, metric string) int {
 			"master_sync_full", "master_sync_partial_ok", "stream_mb", "master_mb_s", "ops_k", "drain_s", "node_cpu_ms_per_mb", "p_cpu_ms_per_mb",
 			"node_cpu_pct", "node_peak_rss_mb",
 		},
+		"scale": {
+			"sync_time_s", "attach_sync_s", "middle_sync_s", "cpu_s", "middle_cpu_s", "master_sync_full", "served_full", "relay_replica_disconnects",
+			"master_forks", "master_egress_mb", "master_egress_per_rdb", "master_peak_rss_mb",
+			"middle_rss_before_mb", "middle_rss_after_mb", "middle_peak_rss_mb", "middle_kb_per_replica", "middle_peak_kb_per_replica",
+		},
 		"resync": {
 			"catchup_s", "partial", "served_full", "served_partial_ok", "master_sync_full", "master_egress_mb", "serving_egress_mb",
 			"serving_peak_rss_mb", "leaf_peak_rss_mb",
@@ -635,6 +692,9 @@ func summary(scenario string, m map[string]float64) string {
 	case "ingest":
 		return fmt.Sprintf("lag mean %.1fMB max %.0fMB (P %.1f / %.0f) cuts %.0f (P %.0f) stream %.0fMB cpu %.2fms/MB (P %.2f)",
 			m["node_lag_mean_mb"], m["node_lag_max_mb"], m["p_lag_mean_mb"], m["p_lag_max_mb"], m["node_cuts"], m["p_cuts"], m["stream_mb"], m["node_cpu_ms_per_mb"], m["p_cpu_ms_per_mb"])
+	case "scale":
+		return fmt.Sprintf("sync %.2fs master_sync_full %.0f middle rss %.1f -> %.1fMB (%.0fKB per replica) digest_ok %.0f",
+			m["sync_time_s"], m["master_sync_full"], m["middle_rss_before_mb"], m["middle_rss_after_mb"], m["middle_kb_per_replica"], m["digest_ok"])
 	case "resync":
 		return fmt.Sprintf("partial %.0f full %.0f catch-up %.2fs digest_ok %.0f", m["partial"], m["served_full"], m["catchup_s"], m["digest_ok"])
 	}

@@ -100,9 +100,26 @@ type results struct {
 	rows  []*row
 	index map[string]*row
 	fails []string
+	// traces are the lag samples of ingest measurements, for -plots.
+	traces map[traceKey]*lagTrace
 }
 
-func newResults() *results { return &results{index: map[string]*row{}} }
+func newResults() *results {
+	return &results{index: map[string]*row{}, traces: map[traceKey]*lagTrace{}}
+}
+
+func (rs *results) addTrace(k traceKey, tr *lagTrace) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.traces[k] = tr
+}
+
+// trace returns the lag samples of one ingest measurement, or nil.
+func (rs *results) trace(k traceKey) *lagTrace {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.traces[k]
+}
 
 func (rs *results) add(scenario string, params []param, metric, config string, run int, v float64) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {

@@ -131,6 +131,84 @@ func (o *options) targets(rs *results) []target {
 		ts = append(ts, t)
 	}
 
+	// Full sync: all N in sync through the relay no slower than N replicas
+	// attached directly, in the same run.
+	{
+		t := target{name: "full sync: all N in sync <= 1.0x the time of N direct replicas (same run, at once), master sync_full 1"}
+		var parts []string
+		ok, any := true, false
+		for _, r := range rs.rowsOf("fanout", "sync_time_s") {
+			if paramVal(r, "mode") != "at_once" {
+				continue
+			}
+			v := r.ratio(cfgRelay, cfgDirect)
+			if math.IsNaN(v) {
+				continue
+			}
+			any = true
+			ok = ok && v <= 1.0
+			sf := "-"
+			if f := rs.get("fanout", r.params, "master_sync_full"); f != nil && len(f.runs(cfgRelay)) > 0 {
+				sf = fmtNum(slices.Max(f.runs(cfgRelay)))
+				ok = ok && slices.Max(f.runs(cfgRelay)) == 1
+			}
+			parts = append(parts, fmt.Sprintf("%s: relay/direct %.2fx (relay %s s, direct %s s; master sync_full %s)",
+				fanoutLabel(r), v, fmtNum(r.median(cfgRelay)), fmtNum(r.median(cfgDirect)), sf))
+		}
+		t.measured = strings.Join(parts, "; ")
+		t.verdict = verdict(ok)
+		if !any {
+			t.measured, t.verdict = noData, "-"
+		}
+		ts = append(ts, t)
+	}
+
+	// Latency relative to direct: idle p50 and p99 under load.
+	for _, lt := range []struct {
+		metric, name string
+		limit        float64
+	}{
+		{"lat_idle_p50_ms", "latency: idle p50 <= 1.10x direct", 1.10},
+		{"lat_load_p99_ms", "latency: p99 under load <= 1.5x direct", 1.5},
+	} {
+		t := target{name: lt.name}
+		if rows := rs.rowsOf("stream", lt.metric); len(rows) > 0 && !math.IsNaN(rows[0].ratio(cfgRelay, cfgDirect)) {
+			r := rows[0]
+			v := r.ratio(cfgRelay, cfgDirect)
+			t.measured = fmt.Sprintf("relay/direct %.2fx (relay %s ms, direct %s ms; intermediate/direct %s)",
+				v, fmtNum(r.median(cfgRelay)), fmtNum(r.median(cfgDirect)), fmtRatioPlain(r.ratio(cfgIntermediate, cfgDirect)))
+			t.verdict = verdict(v <= lt.limit)
+		} else {
+			t.measured, t.verdict = noData, "-"
+		}
+		ts = append(ts, t)
+	}
+
+	// Scale: many replicas at once on a small dataset.
+	{
+		t := target{name: "scale: master sync_full 1 with many replicas at once; time against as many direct replicas; relay memory per replica"}
+		r := rs.get("scale", scaleParams(o), "sync_time_s")
+		sf := rs.get("scale", scaleParams(o), "master_sync_full")
+		if r == nil || sf == nil || len(sf.runs(cfgRelay)) == 0 {
+			t.measured, t.verdict = noData, "-"
+		} else {
+			get := func(metric string) float64 {
+				if x := rs.get("scale", scaleParams(o), metric); x != nil {
+					return x.median(cfgRelay)
+				}
+				return math.NaN()
+			}
+			mx := slices.Max(sf.runs(cfgRelay))
+			t.measured = fmt.Sprintf("N=%d, %s: master sync_full %s (direct %s); all in sync relay %s s, direct %s s, relay/direct %s; relay RSS %s -> %s MiB (peak %s), %s KiB per replica; relay CPU %s s",
+				o.scaleN, fmtBytes(o.scaleDataset), fmtNum(mx), fmtNum(sf.median(cfgDirect)),
+				fmtNum(r.median(cfgRelay)), fmtNum(r.median(cfgDirect)), fmtRatioPlain(r.ratio(cfgRelay, cfgDirect)),
+				fmtNum(get("middle_rss_before_mb")), fmtNum(get("middle_rss_after_mb")), fmtNum(get("middle_peak_rss_mb")),
+				fmtNum(get("middle_kb_per_replica")), fmtNum(get("middle_cpu_s")))
+			t.verdict = verdict(mx == 1 && slices.Min(sf.runs(cfgRelay)) == 1)
+		}
+		ts = append(ts, t)
+	}
+
 	// 3. Steady-state throughput at a leaf.
 	{
 		t := target{name: "throughput at a leaf >= 0.95x direct"}
@@ -168,7 +246,7 @@ func (o *options) targets(rs *results) []target {
 		var parts []string
 		worst := math.NaN()
 		var fanout []float64
-		for _, sc := range []string{"fanout", "stream"} {
+		for _, sc := range []string{"fanout", "stream", "scale"} {
 			for _, r := range rs.rowsOf(sc, "middle_peak_rss_mb") {
 				runs := r.runs(cfgRelay)
 				if len(runs) == 0 {
@@ -178,7 +256,7 @@ func (o *options) targets(rs *results) []target {
 				if math.IsNaN(worst) || mx > worst {
 					worst = mx
 				}
-				label := "stream"
+				label := sc
 				if sc == "fanout" {
 					label = fanoutLabel(r)
 					fanout = append(fanout, r.median(cfgRelay))
