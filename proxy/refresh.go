@@ -10,26 +10,15 @@ import (
 // Snapshot refresh. The log since the snapshot grows with every write; once
 // it passes RefreshRatio times the snapshot's size (or the snapshot is older
 // than RefreshMaxAge) the relay fetches a fresh snapshot of the same history
-// over a second connection (never for less than RefreshMinBytes of log;
-// REPLCONF rdb-only 1 where the master knows it), swaps it in, and drops log
-// segments older than it that retention does not keep. One master fork per
-// refresh, however many replicas there are.
-//
-// A refresh writes a whole snapshot to the disk the log is written to. While
-// a write burst keeps the log's writes behind (more than a quarter of the
-// ring waiting for the disk), a due refresh waits, up to maxRefreshDefer:
-// started then, it would slow the log's writes and make the relay the
-// replica the master waits for.
-
-// maxRefreshDefer bounds how long a due refresh waits for the log's disk
-// writes to catch up.
-const maxRefreshDefer = 5 * time.Minute
+// over a second connection (never for less than RefreshMinBytes of log) (REPLCONF rdb-only 1 where the master knows it),
+// swaps it in, and drops log segments older than it that retention does not
+// keep. One master fork per refresh, however many replicas there are.
 
 // refreshLoop checks once a second whether a refresh is due, until ctx ends.
 func (u *upstreamLink) refreshLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var notBefore, deferred time.Time
+	var notBefore time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -37,19 +26,8 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		if time.Now().Before(notBefore) || !u.refreshDue() {
-			deferred = time.Time{}
 			continue
 		}
-		if u.logWritesBehind() {
-			if deferred.IsZero() {
-				deferred = time.Now()
-				u.logger.Info("snapshot refresh deferred: the log's disk writes are behind", "max_wait", maxRefreshDefer)
-			}
-			if time.Since(deferred) < maxRefreshDefer {
-				continue
-			}
-		}
-		deferred = time.Time{}
 		if err := u.refresh(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -59,17 +37,6 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 			notBefore = time.Now().Add(30 * time.Second)
 		}
 	}
-}
-
-// logWritesBehind reports whether more than a quarter of the log's ring
-// waits to be written to disk.
-func (u *upstreamLink) logWritesBehind() bool {
-	log := u.hist.currentLog()
-	if log == nil {
-		return false
-	}
-	st := log.Stats()
-	return st.Next-st.Written > st.RingSize/4
 }
 
 // refreshDue reports whether the snapshot should be replaced.
