@@ -10,9 +10,10 @@ import (
 // Snapshot refresh. The log since the snapshot grows with every write; once
 // it passes RefreshRatio times the snapshot's size (or the snapshot is older
 // than RefreshMaxAge) the relay fetches a fresh snapshot of the same history
-// over a second connection (never for less than RefreshMinBytes of log) (REPLCONF rdb-only 1 where the master knows it),
-// swaps it in, and drops log segments older than it that retention does not
-// keep. One master fork per refresh, however many replicas there are.
+// over a second connection (never for less than RefreshMinBytes of log;
+// REPLCONF rdb-only 1 where the master knows it), swaps it in, and drops log
+// segments older than it that retention does not keep. One master fork per
+// refresh, however many replicas there are.
 
 // refreshLoop checks once a second whether a refresh is due, until ctx ends.
 func (u *upstreamLink) refreshLoop(ctx context.Context) {
