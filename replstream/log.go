@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/fsutil"
@@ -88,7 +89,8 @@ type Log struct {
 	cuts    []Offset      // the new Next of every Truncate, oldest first; guarded by mu
 	times   timeIndex     // when bytes arrived; guarded by mu
 	tmu     sync.Mutex    // serialises writes of the time index file
-	wake    chan struct{} // closed and replaced when next grows or shrinks
+	wake    chan struct{} // closed and replaced when next grows or shrinks, if waiting; guarded by mu
+	waiting atomic.Bool   // a reader holds wake; set under mu read-locked (waitChan), cleared under mu locked (wakeReaders)
 	space   chan struct{} // closed and replaced when written, werr or closed change
 	closed  bool
 
@@ -372,14 +374,33 @@ func (l *Log) appendChunk(p []byte, atBoundary bool) error {
 	if atBoundary {
 		l.resume = l.next
 	}
-	close(l.wake)
-	l.wake = make(chan struct{})
+	l.wakeReaders()
 	l.mu.Unlock()
 	select {
 	case l.work <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// wakeReaders wakes every reader waiting for next to change. Only when one
+// waits is the channel closed and replaced: at a high append rate most
+// appends find every reader busy copying, and skip the allocation and the
+// close. Caller holds mu locked, so no reader is between waitChan and its
+// read unlock.
+func (l *Log) wakeReaders() {
+	if l.waiting.Load() {
+		l.waiting.Store(false)
+		close(l.wake)
+		l.wake = make(chan struct{})
+	}
+}
+
+// waitChan returns the channel the next change of next closes, and marks
+// that someone waits on it. Caller holds mu, read-locked or locked.
+func (l *Log) waitChan() chan struct{} {
+	l.waiting.Store(true)
+	return l.wake
 }
 
 // copyToRing stores p at offsets [next, next+len(p)). Caller holds mu.
@@ -509,8 +530,7 @@ func (l *Log) Truncate(at Offset) error {
 	marksOnDisk := k < l.times.written
 	l.times.marks = l.times.marks[:k]
 	l.times.written = min(l.times.written, k)
-	close(l.wake)
-	l.wake = make(chan struct{})
+	l.wakeReaders()
 	l.mu.Unlock()
 	if inFile {
 		if err := seg.f.Truncate(at - seg.first); err != nil {
@@ -684,7 +704,11 @@ func (l *Log) Cursor(from Offset) (*Cursor, error) {
 func (l *Log) WaitFor(ctx context.Context, off Offset) error {
 	for {
 		l.mu.RLock()
-		next, closed, wake := l.next, l.closed, l.wake
+		next, closed := l.next, l.closed
+		var wake chan struct{}
+		if !closed && next <= off {
+			wake = l.waitChan()
+		}
 		l.mu.RUnlock()
 		if closed {
 			return ErrClosed
@@ -757,7 +781,7 @@ func (c *Cursor) Read(ctx context.Context, p []byte) (int, error) {
 			l.mu.RUnlock()
 			return c.readDisk(seg, p[:min(int64(len(p)), avail)])
 		}
-		wake := l.wake
+		wake := l.waitChan()
 		l.mu.RUnlock()
 		select {
 		case <-wake:

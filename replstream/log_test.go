@@ -414,6 +414,36 @@ func TestLogCursorWakes(t *testing.T) {
 			}
 		}
 	})
+	t.Run("after appends nobody waited for", func(t *testing.T) {
+		m := newMirror(t, 1, smallOpts)
+		m.appendRandom(rand.New(rand.NewPCG(3, 3)), 20, 50)
+		c, err := m.l.Cursor(m.next())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan readResult, 1)
+		go func() {
+			buf := make([]byte, 64)
+			n, err := c.Read(context.Background(), buf)
+			ch <- readResult{buf[:n], err}
+		}()
+		// Append until the reader has been woken: whether it was waiting
+		// before the first Append or not, one of them must wake it.
+		cmd := encodeCmd("PING")
+		for {
+			if err := m.l.Append(cmd, true); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case r := <-ch:
+				if r.err != nil || !bytes.HasPrefix(cmd, r.data) || len(r.data) == 0 {
+					t.Fatalf("woken Read: %q, %v", r.data, r.err)
+				}
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	})
 	t.Run("close", func(t *testing.T) {
 		m := newMirror(t, 1, smallOpts)
 		ch := blockedRead(t, m.l, context.Background())
@@ -451,6 +481,24 @@ func TestLogCursorWakes(t *testing.T) {
 			t.Fatalf("Read after Close: %v", err)
 		}
 	})
+}
+
+// TestLogAppendAllocs guards the append path: with no reader waiting, an
+// Append allocates nothing (no wake-up channel is replaced).
+func TestLogAppendAllocs(t *testing.T) {
+	l, err := CreateLog(t.TempDir(), 1, LogOptions{RingSize: 1 << 20, SegmentSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cmd := encodeCmd("SET", "k", strings.Repeat("v", 100))
+	if n := testing.AllocsPerRun(200, func() {
+		if err := l.Append(cmd, true); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Append with no reader waiting: %v allocations, want 0", n)
+	}
 }
 
 func TestLogWaitFor(t *testing.T) {
