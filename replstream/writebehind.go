@@ -18,6 +18,16 @@ const writeChunk = 1 << 20
 // retryWrite is how long the write-behind waits after a failed write.
 const retryWrite = time.Second
 
+// While fewer than batchBytes wait (and less than an eighth of the ring),
+// the write-behind lets batchDelay pass before it writes, so that a stream
+// of small appends costs one wake-up and one write per batch rather than
+// per append. The bytes are in the ring meanwhile: readers do not wait for
+// them, and Sync waits at most batchDelay longer.
+const (
+	batchBytes = 256 << 10
+	batchDelay = 500 * time.Microsecond
+)
+
 func (l *Log) startWriter() {
 	l.started = true
 	go l.writeBehind()
@@ -25,12 +35,24 @@ func (l *Log) startWriter() {
 
 func (l *Log) writeBehind() {
 	defer close(l.done)
+	batch := time.NewTimer(batchDelay)
+	batch.Stop()
 	for {
 		select {
 		case <-l.work:
 		case <-l.stop:
 			l.writeAll() // a clean Close keeps what was appended
 			return
+		}
+		if l.fewWaiting() {
+			batch.Reset(batchDelay)
+			select {
+			case <-batch.C:
+			case <-l.stop:
+				batch.Stop()
+				l.writeAll()
+				return
+			}
 		}
 		if err := l.writeAll(); err != nil {
 			select {
@@ -45,6 +67,15 @@ func (l *Log) writeBehind() {
 			}
 		}
 	}
+}
+
+// fewWaiting reports whether the bytes waiting to be written are few enough
+// to wait for more (see batchDelay).
+func (l *Log) fewWaiting() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	n := l.next - l.written
+	return n < batchBytes && n < Offset(len(l.ring))/8
 }
 
 // writeAll writes what is appended now, and records the outcome.
