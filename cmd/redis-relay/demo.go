@@ -39,13 +39,29 @@ func demoCommand() *cli.Command {
 
 // demoServer is a redis-server process started by the demo.
 type demoServer struct {
-	name string
-	port int
-	cmd  *exec.Cmd
-	cli  *redis.Client
+	name   string
+	port   int
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
+	cli    *redis.Client
 }
 
+// startDemoServer starts redis-server on a free port. Another process may
+// take the port between the probe and the bind, so a server counts as
+// started only when the one answering on the port has our process's pid;
+// when the bind was lost, it tries again on another port.
 func startDemoServer(ctx context.Context, bin, name, dir string, args ...string) (*demoServer, error) {
+	var err error
+	for range 5 {
+		var s *demoServer
+		if s, err = tryDemoServer(ctx, bin, name, dir, args...); err == nil {
+			return s, nil
+		}
+	}
+	return nil, err
+}
+
+func tryDemoServer(ctx context.Context, bin, name, dir string, args ...string) (*demoServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -61,14 +77,29 @@ func startDemoServer(ctx context.Context, bin, name, dir string, args ...string)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &demoServer{name: name, port: port, cmd: cmd, cli: redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})}
+	s := &demoServer{name: name, port: port, cmd: cmd, exited: make(chan struct{}),
+		cli: redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})}
+	go func() {
+		cmd.Wait()
+		close(s.exited)
+	}()
 	for i := 0; ; i++ {
-		if err := s.cli.Ping(ctx).Err(); err == nil {
-			return s, nil
+		select {
+		case <-s.exited:
+			s.cli.Close()
+			return nil, fmt.Errorf("%s exited at start (port %d taken?); see %s", name, port, filepath.Join(sdir, "redis.log"))
+		default:
+		}
+		if info, err := s.cli.Info(ctx, "server").Result(); err == nil {
+			if strings.Contains(info, "process_id:"+strconv.Itoa(cmd.Process.Pid)+"\r\n") {
+				return s, nil
+			}
+			s.stop()
+			return nil, fmt.Errorf("another server answers on port %d", port)
 		}
 		if i == 100 {
 			s.stop()
-			return nil, fmt.Errorf("%s did not answer PING; see %s", name, filepath.Join(sdir, "redis.log"))
+			return nil, fmt.Errorf("%s did not answer; see %s", name, filepath.Join(sdir, "redis.log"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -77,7 +108,7 @@ func startDemoServer(ctx context.Context, bin, name, dir string, args ...string)
 func (s *demoServer) stop() {
 	s.cli.Close()
 	s.cmd.Process.Kill()
-	s.cmd.Wait()
+	<-s.exited
 }
 
 func freePort() (int, error) {
