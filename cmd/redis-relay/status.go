@@ -194,6 +194,9 @@ func renderStatus(addr string, in *relayInfo) string {
 			row("", "down for %s", time.Duration(n)*time.Second)
 		}
 		if e := in.unquote("upstream_last_error"); e != "" {
+			if reason := in.fields["upstream_link_down_reason"]; reason != "" {
+				e = reason + ": " + e
+			}
 			row("", "last error: %s", e)
 		}
 	}

@@ -198,6 +198,17 @@ func TestRenderSyncProgress(t *testing.T) {
 	}
 }
 
+// TestRenderLinkDownReason: a relay whose upstream is down says why, in the
+// word the metric's reason label uses.
+func TestRenderLinkDownReason(t *testing.T) {
+	const info = "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.5\r\nmaster_port:6379\r\nmaster_link_status:down\r\n" +
+		"master_link_down_since_seconds:3\r\n# Relay\r\nupstream_last_error:\"master requires a password\"\r\nupstream_link_down_reason:auth_failed\r\n"
+	want := "last error: auth_failed: master requires a password"
+	if out := renderStatus("relay:6380", parseInfo(info)); !strings.Contains(out, want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+}
+
 // Against a real relay: a diskless master's transfer shows bytes, rate and
 // the used_memory estimate, the master's version shows once known, and a
 // replica in send_bulk shows the bytes it has been sent.
