@@ -74,3 +74,15 @@ func BenchmarkParse(b *testing.B) {
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(st.Size())/(1<<20), "file-MiB")
 }
+
+// BenchmarkCRC64 measures the checksum every snapshot byte passes through.
+func BenchmarkCRC64(b *testing.B) {
+	p := make([]byte, 1<<20)
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		CRC64(p)
+	}
+}
