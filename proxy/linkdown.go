@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"syscall"
 )
 
 // Errors that decide how the upstream loop retries.
@@ -67,7 +68,8 @@ func linkDownReason(err error, phase string) LinkDownReason {
 		return linkDownRefused
 	case errors.As(err, &ne) && ne.Timeout():
 		return linkDownTimeout
-	case errors.Is(err, errMasterClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, errMasterClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return linkDownMasterClosed
 	case phase == LinkConnecting:
 		return linkDownConnect
