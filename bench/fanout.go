@@ -106,32 +106,42 @@ func (o *options) fanoutOnce(ctx context.Context, e *env, kind string, dataset i
 		m["middle_peak_rss_mb"] = float64(t.middle.peakRSS()) / mib
 		m["middle_cpu_s"] = t.middle.cpuSeconds()
 	}
-	// Full syncs the serving node served: N when every replica synced
-	// once; more means replicas had to start over.
-	served := d.syncFull
+	if err := syncChecks(ctx, t, d.syncFull, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// syncChecks records what every full-sync scenario checks: the full syncs
+// the serving node served (N when every replica synced once; more means
+// replicas had to start over; masterFull when there is no middle node),
+// the relay's replica sessions cut, and whether every leaf's digest
+// matches the master's.
+func syncChecks(ctx context.Context, t *topo, masterFull int64, m map[string]float64) error {
+	served := masterFull
 	if t.middle != nil {
 		ms, err := readStats(ctx, t.middle)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		served = ms.syncFull
 	}
 	m["served_full"] = float64(served)
-	if kind == cfgRelay {
+	if t.kind == cfgRelay {
 		// The relay counts a full sync once it is sent; a session cut
 		// before that shows only among its disconnects.
 		n, err := relayReplicaDisconnects(ctx, t.middle)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		m["relay_replica_disconnects"] = float64(n)
 	}
 	ok, err := digestsEqual(ctx, t.master, t.leaves...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m["digest_ok"] = b2f(ok)
-	return m, nil
+	return nil
 }
 
 func b2f(b bool) float64 {

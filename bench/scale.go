@@ -104,26 +104,10 @@ func (o *options) scaleOnce(ctx context.Context, e *env, kind string) (map[strin
 		m["middle_peak_rss_mb"] = float64(t.middle.peakRSS()) / mib
 		m["middle_kb_per_replica"] = perReplicaKB(rss0, rss1, o.scaleN)
 		m["middle_peak_kb_per_replica"] = perReplicaKB(rss0, t.middle.peakRSS(), o.scaleN)
-		ms, err := readStats(ctx, t.middle)
-		if err != nil {
-			return nil, err
-		}
-		m["served_full"] = float64(ms.syncFull)
-	} else {
-		m["served_full"] = float64(d.syncFull)
 	}
 	m["cpu_s"] = allCPU
-	if kind == cfgRelay {
-		n, err := relayReplicaDisconnects(ctx, t.middle)
-		if err != nil {
-			return nil, err
-		}
-		m["relay_replica_disconnects"] = float64(n)
-	}
-	ok, err := digestsEqual(ctx, t.master, t.leaves...)
-	if err != nil {
+	if err := syncChecks(ctx, t, d.syncFull, m); err != nil {
 		return nil, err
 	}
-	m["digest_ok"] = b2f(ok)
 	return m, nil
 }

@@ -44,7 +44,7 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 func (u *upstreamLink) refreshDue() bool {
 	var st Status
 	u.hist.fillStatus(&st)
-	if state, _, _, _, _, _ := u.status.get(); state != LinkConnected {
+	if u.status.current() != LinkConnected {
 		return false
 	}
 	if !st.HasHistory || st.SyncPending || st.GuardTripped || st.HoldActive {

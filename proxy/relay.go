@@ -66,14 +66,7 @@ type counters struct {
 func New(cfg Config) (*Relay, error) {
 	cfg.setDefaults()
 	live := newLiveConfig(cfg)
-	stats := &counters{disconnects: make(map[CloseReason]*atomic.Int64, len(closeReasons))}
-	for _, reason := range closeReasons {
-		stats.disconnects[reason] = new(atomic.Int64)
-	}
-	stats.linkDowns = make(map[LinkDownReason]*atomic.Int64)
-	for _, reason := range LinkDownReasons() {
-		stats.linkDowns[reason] = new(atomic.Int64)
-	}
+	stats := &counters{disconnects: newCounts(closeReasons), linkDowns: newCounts(LinkDownReasons())}
 	hist, err := openHistory(live, stats, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -172,4 +165,13 @@ func (r *Relay) Settings() map[string]string {
 		}
 	}
 	return out
+}
+
+// newCounts makes one counter per key; the keys are fixed from then on.
+func newCounts[K comparable](keys []K) map[K]*atomic.Int64 {
+	m := make(map[K]*atomic.Int64, len(keys))
+	for _, k := range keys {
+		m[k] = new(atomic.Int64)
+	}
+	return m
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis-relay/redis-relay/rdbparse"
@@ -165,14 +166,8 @@ func (r *Relay) Status() Status {
 	st.UpstreamPartials = c.upstreamPartials.Load()
 	st.BytesFromUpstream = c.bytesFromUpstream.Load()
 	st.BytesToReplicas = c.bytesToReplicas.Load()
-	st.Disconnects = make(map[CloseReason]int64, len(c.disconnects))
-	for reason, n := range c.disconnects {
-		st.Disconnects[reason] = n.Load()
-	}
-	st.LinkDowns = make(map[LinkDownReason]int64, len(c.linkDowns))
-	for reason, n := range c.linkDowns {
-		st.LinkDowns[reason] = n.Load()
-	}
+	st.Disconnects = loadCounts(c.disconnects)
+	st.LinkDowns = loadCounts(c.linkDowns)
 	st.Connections = c.connections.Load()
 	st.RejectedConns = c.rejectedConns.Load()
 	st.ProtocolErrors = c.protocolErrors.Load()
@@ -274,4 +269,13 @@ func (st Status) MasterOffset() int64 {
 		return 0
 	}
 	return st.Log.Next - 1
+}
+
+// loadCounts reads a map of counters by reason.
+func loadCounts[K comparable](counts map[K]*atomic.Int64) map[K]int64 {
+	out := make(map[K]int64, len(counts))
+	for k, n := range counts {
+		out[k] = n.Load()
+	}
+	return out
 }

@@ -93,6 +93,13 @@ func (u *linkStatus) set(state, addr string) {
 	u.state, u.addr = state, addr
 }
 
+// current is the link's state.
+func (u *linkStatus) current() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.state
+}
+
 func (u *linkStatus) get() (state, addr string, since time.Time, lastErr string, syncTotal int64, syncStart time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -159,7 +166,7 @@ func (u *upstreamLink) run(ctx context.Context, port int) {
 		}()
 		err := u.connect(linkCtx, addr)
 		cancel()
-		phase, _, _, _, _, _ := u.status.get()
+		phase := u.status.current()
 		u.cutPartialTail() // before INFO shows the link down, so its offset never goes back
 		u.status.set(LinkConnect, addr)
 		if ctx.Err() != nil {

@@ -1,6 +1,8 @@
 package replstream
 
 import (
+	"github.com/redis-relay/redis-relay/internal/redistest"
+
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +100,7 @@ func TestLogShortWriteIsOverwritten(t *testing.T) {
 	}
 	m.check() // readers are served from the ring meanwhile
 	// The retry succeeds once the disk has room again.
-	redistestEventually(t, 5*time.Second, func() error {
+	redistest.Eventually(t, 5*time.Second, func() error {
 		_, err := m.l.Sync()
 		return err
 	})
@@ -112,22 +114,6 @@ func TestLogShortWriteIsOverwritten(t *testing.T) {
 	m.l = l
 	t.Cleanup(func() { l.Close() })
 	m.check()
-}
-
-// redistestEventually polls cond until it returns nil or timeout passes.
-func redistestEventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestLogTruncate(t *testing.T) {
@@ -260,7 +246,7 @@ func TestLogFullFilesystem(t *testing.T) {
 	}
 	// The link comes back and the master resends what was refused, until
 	// the write-behind's retry has found room.
-	redistestEventually(t, 5*time.Second, func() error { return l.Append(failed, true) })
+	redistest.Eventually(t, 5*time.Second, func() error { return l.Append(failed, true) })
 	data = append(data, failed...)
 	if _, err := l.Sync(); err != nil {
 		t.Fatal(err)
