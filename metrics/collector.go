@@ -107,6 +107,7 @@ var (
 	mRefreshes     = define("snapshot_refreshes_total", counter, "Snapshots refreshed from upstream over a second connection.")
 	mRefreshFailed = define("snapshot_refresh_failures_total", counter, "Snapshot refreshes that failed.")
 	mTailCuts      = define("upstream_tail_cuts_total", counter, "Times the relay dropped an unfinished command or transaction from the end of its log after its upstream link broke.")
+	mBranchCuts    = define("upstream_branch_cuts_total", counter, "Times the relay dropped data-free commands (PING, PUBLISH) the old master sent after its new upstream was promoted, so that the new upstream continues instead of a full sync.")
 	mGuard         = define("guard_tripped", gauge, "1 while the empty-master guard holds back a snapshot from upstream.")
 	mGuardTrips    = define("guard_trips_total", counter, "Times the empty-master guard held back a snapshot from upstream.")
 	mReach         = define("recovery_window_seconds", gauge, "How far back redis-relay recover can rebuild the dataset: from the oldest snapshot the log still follows to the newest byte held.")
@@ -248,6 +249,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mRefreshes, float64(st.Refreshes))
 	e.emit(mRefreshFailed, float64(st.RefreshFailures))
 	e.emit(mTailCuts, float64(st.TailCuts))
+	e.emit(mBranchCuts, float64(st.BranchCuts))
 	e.emit(mGuard, boolean(st.GuardTripped))
 	e.emit(mGuardTrips, float64(st.GuardTrips))
 	if st.HasHistory && !st.RecoverOldestTime.IsZero() && !st.RecoverNewestTime.IsZero() {

@@ -113,6 +113,7 @@ func (a *admin) info(args [][]byte) string {
 			kv("snapshot_refreshes", st.Refreshes)
 			kv("snapshot_refresh_failures", st.RefreshFailures)
 			kv("upstream_tail_cuts", st.TailCuts)
+			kv("upstream_branch_cuts", st.BranchCuts)
 			kv("guard_tripped", b2i(st.GuardTripped))
 			if st.GuardTripped {
 				kv("guard_reason", strconv.Quote(st.GuardReason))

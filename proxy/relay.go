@@ -60,6 +60,7 @@ type counters struct {
 	refreshes          atomic.Int64
 	refreshFailures    atomic.Int64
 	tailCuts           atomic.Int64 // unfinished commands dropped after a link loss
+	branchCuts         atomic.Int64 // data-free tails dropped to continue on a promoted replica
 }
 
 // New opens the data dir and recovers the history kept there, if any.

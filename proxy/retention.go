@@ -42,8 +42,12 @@ func (h *history) commitRefresh(ctx context.Context, s *snapshot) error {
 		if h.log != log || h.pending != s || !h.id.Accepts(s.meta.ReplID, s.meta.Offset+1) {
 			return errors.New("history changed during the refresh")
 		}
-		if first, _ := log.Range(); first > s.meta.Offset+1 {
+		first, next := log.Range()
+		if first > s.meta.Offset+1 {
 			return fmt.Errorf("log starts at %d, after the snapshot's offset %d", first, s.meta.Offset)
+		}
+		if next <= s.meta.Offset {
+			return fmt.Errorf("log was cut back to %d, before the snapshot's offset %d", next, s.meta.Offset)
 		}
 		return nil
 	})

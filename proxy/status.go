@@ -129,6 +129,7 @@ type Status struct {
 	Refreshes           int64  // snapshots refreshed over a second connection
 	RefreshFailures     int64
 	TailCuts            int64 // unfinished commands dropped from the log after the upstream link broke
+	BranchCuts          int64 // data-free tails dropped so that a promoted upstream continues (branch.go)
 
 	// MasterVersion is the version of the server that wrote the newest
 	// snapshot the relay holds or is receiving (its RDB's redis-ver aux
@@ -183,6 +184,7 @@ func (r *Relay) Status() Status {
 	st.Refreshes = c.refreshes.Load()
 	st.RefreshFailures = c.refreshFailures.Load()
 	st.TailCuts = c.tailCuts.Load()
+	st.BranchCuts = c.branchCuts.Load()
 	return st
 }
 

@@ -263,6 +263,11 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		return err
 	}
 	id, next, ok := u.hist.position()
+	if ok && !u.forceFull && fromSource == nil {
+		if next, err = u.alignToBranch(c, addr, id.ReplID, next); err != nil {
+			return err
+		}
+	}
 	psync := []string{"PSYNC", "?", "-1"}
 	switch {
 	case fromSource != nil:
