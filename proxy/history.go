@@ -143,6 +143,14 @@ func (h *history) position() (id replstream.Identity, next int64, ok bool) {
 	return h.id, next, true
 }
 
+// changes returns a channel closed at the next change of the history's
+// ID, snapshot, refresh in flight or hold.
+func (h *history) changes() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.changed
+}
+
 // currentLog is the log the upstream link appends to.
 func (h *history) currentLog() *replstream.Log {
 	h.mu.Lock()

@@ -116,7 +116,9 @@ func TestPromotedBranchTail(t *testing.T) {
 			master := redistest.Start(t)
 			populate(t, master, 0, 3000)
 			spare := replicaOf(t, master.HostPort)
-			relay := startRelay(t, master.Addr())
+			// A replica holding bytes past the branch must not wait for
+			// them: wait-ahead is long enough here to tell.
+			relay := startRelay(t, master.Addr(), func(c *Config) { c.WaitAhead = 5 * time.Minute })
 			leaf := replicaOf(t, relay.HostPort)
 			mid := replicaOf(t, master.HostPort)
 			load := startBigLoad(master, bigLoadOptions{Writers: 2, Pause: 20 * time.Millisecond, Small: true, Seed: 5})
@@ -141,6 +143,8 @@ func TestPromotedBranchTail(t *testing.T) {
 			mid.Do(t, "REPLICAOF", sh, sp)
 			foRepoint(t, relay, spare)
 			foWaitRelayLinked(t, relay, sh, sp)
+			// Nothing is written to the new master yet.
+			foWaitReplID(t, spare.Info(t, "replication")["master_replid"], []*testRelay{relay}, leaf, mid)
 			writeKeys(t, spare, 1, 200)
 			inSync(t, 60*time.Second, spare, leaf, mid)
 			foWaitOffsets(t, spare, []*testRelay{relay}, leaf, mid)

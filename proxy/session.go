@@ -225,7 +225,7 @@ func (s *session) serve(ctx context.Context) error {
 			// the replica waiting for the PSYNC reply, as Redis's replica
 			// skips them there (slaveTryPartialResynchronization).
 			s.logger.Info("replica is ahead of the relay, waiting for upstream", "offset", s.off)
-			if err := srv.waitAhead(ctx, s.off, s.keepalive); err != nil {
+			if err := srv.waitAhead(ctx, s.replid, s.off, s.keepalive); err != nil {
 				return err
 			}
 			if d, cur, replid = srv.hist.psyncDecision(s.replid, s.off); d == replstream.WaitAhead {
@@ -547,8 +547,10 @@ func (s *session) readAcks(ctx context.Context) {
 // waitAhead waits up to WaitAhead for the current log to hold offset off-1
 // (a replica asking for off has everything before it), calling keepalive
 // every second. It gives up at once when the relay has no upstream to
-// resend those bytes. Only a failed keepalive is an error.
-func (srv *server) waitAhead(ctx context.Context, off int64, keepalive func() error) error {
+// resend those bytes, and as soon as the history is no longer replid
+// (the upstream branched before off: those bytes will never come). Only a
+// failed keepalive is an error.
+func (srv *server) waitAhead(ctx context.Context, replid string, off int64, keepalive func() error) error {
 	log := srv.hist.currentLog()
 	if addr, _ := srv.up.masterAddr(); log == nil || addr == "" {
 		return nil
@@ -560,9 +562,16 @@ func (srv *server) waitAhead(ctx context.Context, off int64, keepalive func() er
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
+		changed := srv.hist.changes()
+		if id, _, ok := srv.hist.position(); !ok || !strings.EqualFold(id.ReplID, replid) {
+			cancel()
+			<-done
+			return nil
+		}
 		select {
 		case <-done:
 			return nil
+		case <-changed:
 		case <-t.C:
 			if err := keepalive(); err != nil {
 				cancel()
