@@ -22,9 +22,10 @@ type pacer struct {
 	last   time.Time
 }
 
-// wait blocks until n more bytes fit under the rate, and returns how long
-// it waited.
-func (p *pacer) wait(ctx context.Context, rate int64, n int) (time.Duration, error) {
+// wait takes n bytes from the bucket and blocks until they fit under the
+// rate, and returns how long it waited. Bytes taken and then not sent go
+// back with refund.
+func (p *pacer) wait(ctx context.Context, rate int64, n int64) (time.Duration, error) {
 	if rate <= 0 {
 		return 0, nil
 	}
@@ -51,7 +52,21 @@ func (p *pacer) wait(ctx context.Context, rate int64, n int) (time.Duration, err
 	case <-t.C:
 		return d, nil
 	case <-ctx.Done():
+		p.refund(rate, n)
 		return 0, context.Cause(ctx)
+	}
+}
+
+// refund gives back n bytes taken by wait at rate and not sent, up to the
+// burst. After a change of rate there is nothing to give back to.
+func (p *pacer) refund(rate int64, n int64) {
+	if rate <= 0 || n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rate == rate {
+		p.tokens = min(float64(rate)/10, p.tokens+float64(n))
 	}
 }
 
@@ -61,6 +76,35 @@ func nonZero(v int64) int64 {
 		return 1 << 62
 	}
 	return v
+}
+
+// paced sends up to n snapshot bytes with send under the full-sync
+// bandwidth limits: the total one shared by every full sync and the
+// replica's own (own). A step is at most a tenth of a second at the lower
+// limit (at least 64 KiB) and at most step, what one send can send; both
+// buckets are charged exactly the bytes send reports sent.
+func (srv *server) paced(ctx context.Context, own *pacer, n, step int64, send func(n int64) (int64, error)) (int64, error) {
+	cfg := srv.cfg.get()
+	total, each := cfg.FullSyncBandwidth, cfg.FullSyncReplicaBandwidth
+	if total <= 0 && each <= 0 {
+		return send(n)
+	}
+	n = min(n, step, max(64<<10, min(nonZero(total), nonZero(each))/10))
+	w1, err := srv.syncPace.wait(ctx, total, n)
+	if err != nil {
+		return 0, err
+	}
+	w2, err := own.wait(ctx, each, n)
+	if err != nil {
+		srv.syncPace.refund(total, n)
+		return 0, err
+	}
+	srv.stats.paceWait.Add(int64(w1 + w2))
+	k, err := send(n)
+	srv.syncPace.refund(total, n-k)
+	own.refund(each, n-k)
+	srv.stats.pacedBytes.Add(k)
+	return k, err
 }
 
 // syncSlots bounds the full syncs served at once.

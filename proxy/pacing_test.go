@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -69,4 +71,84 @@ func TestPacedFullSyncs(t *testing.T) {
 		t.Error("the bandwidth limit never made a full sync wait")
 	}
 	t.Logf("4 x %d bytes: waited %v for the 2 MB/s limit, up to %d queued", size, st.FullSyncPaceWait, queued.Load())
+}
+
+// bigSnapshot fills master with about mb megabytes of 16 KB values that
+// stay that size in its RDB (no compression), for transfers long enough to
+// time.
+func bigSnapshot(t *testing.T, master *redistest.Server, mb int) {
+	t.Helper()
+	master.Do(t, "CONFIG", "SET", "rdbcompression", "no")
+	master.Do(t, "DEBUG", "POPULATE", mb*64, "big", 16<<10)
+}
+
+// bulkRate watches the relay's full sync to the replica listening on port
+// and returns the rate its snapshot went out at, in bytes per second, from
+// the first bytes seen sent to the last.
+func bulkRate(t *testing.T, relay *testRelay, port int) float64 {
+	t.Helper()
+	var t0, t1 time.Time
+	var b0, b1 int64
+	redistest.Eventually(t, 30*time.Second, func() error {
+		for _, r := range relay.Replicas() {
+			if r.Port != port {
+				continue
+			}
+			now := time.Now()
+			if r.BulkSent > 0 && t0.IsZero() {
+				t0, b0 = now, r.BulkSent
+			}
+			if r.BulkTotal > 0 && r.BulkSent >= r.BulkTotal {
+				t1, b1 = now, r.BulkSent
+				return nil
+			}
+		}
+		return fmt.Errorf("snapshot not all sent to replica on port %d", port)
+	})
+	if t0.IsZero() || b1 <= b0 {
+		t.Fatalf("too fast to time: %d bytes at once", b1)
+	}
+	return float64(b1-b0) / t1.Sub(t0).Seconds()
+}
+
+// TestPacedFullSyncRate: a full sync paced by
+// full-sync-replica-bandwidth-limit goes out at about that rate, on a
+// plain link (sendfile) and on a TLS one (through a buffer).
+func TestPacedFullSyncRate(t *testing.T) {
+	pki := newTestPKI(t)
+	master := redistest.Start(t)
+	bigSnapshot(t, master, 16)
+	relay := startRelay(t, master.Addr())
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if st := relay.Status(); !st.HasHistory || st.SyncPending {
+			return fmt.Errorf("relay has no snapshot yet")
+		}
+		return nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go relay.srv.serve(t.Context(), tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pki.cert}, MinVersion: tls.VersionTLS12}))
+	tlsPort := strconv.Itoa(listenerPort(ln))
+
+	for _, link := range []string{"plain", "tls"} {
+		for _, mb := range []int64{8, 16} {
+			relay.Client().Do(t.Context(), "CONFIG", "SET", "full-sync-replica-bandwidth-limit", fmt.Sprint(mb, "mb"))
+			var r *redistest.Server
+			if link == "tls" {
+				r = redistest.Start(t, append(pki.redisArgs(), "--tls-replication", "yes", "--replicaof", "127.0.0.1", tlsPort)...)
+			} else {
+				r = replicaOf(t, relay.HostPort)
+			}
+			rate := bulkRate(t, relay, r.Port)
+			limit := float64(mb << 20)
+			t.Logf("%s link, limit %d MB/s: %.1f MB/s (%.2fx)", link, mb, rate/(1<<20), rate/limit)
+			if rate < 0.7*limit || rate > 1.2*limit {
+				t.Errorf("%s link, limit %d MB/s: the full sync went at %.1f MB/s", link, mb, rate/(1<<20))
+			}
+			inSync(t, 30*time.Second, master, r)
+			r.Kill()
+		}
+	}
 }
