@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -82,6 +84,103 @@ func bigSnapshot(t *testing.T, master *redistest.Server, mb int) {
 	master.Do(t, "DEBUG", "POPULATE", mb*64, "big", 16<<10)
 }
 
+// TestQueuedFullSyncOutlivesReplTimeout: a replica whose repl-timeout is
+// shorter than its wait for a full-sync slot stays connected through the
+// wait: one session, one full sync, no timeout in its log.
+func TestQueuedFullSyncOutlivesReplTimeout(t *testing.T) {
+	master := redistest.Start(t)
+	bigSnapshot(t, master, 6)
+	relay := startRelay(t, master.Addr(), func(c *Config) {
+		c.FullSyncMaxConcurrent = 1
+		c.FullSyncReplicaBandwidth = 1 << 20 // the first sync takes about 6 s
+	})
+	first := replicaOf(t, relay.HostPort)
+	redistest.Eventually(t, 10*time.Second, func() error {
+		if relay.Status().FullSyncsRunning != 1 {
+			return fmt.Errorf("first full sync not running")
+		}
+		return nil
+	})
+	queued := replicaOf(t, relay.HostPort, "--repl-timeout", "2")
+	redistest.Eventually(t, 10*time.Second, func() error {
+		if relay.Status().FullSyncsQueued != 1 {
+			return fmt.Errorf("second full sync not queued")
+		}
+		return nil
+	})
+	inSync(t, 30*time.Second, master, first)
+	relay.Client().Do(t.Context(), "CONFIG", "SET", "full-sync-replica-bandwidth-limit", "0")
+	inSync(t, 30*time.Second, master, first, queued)
+
+	if n := relay.InfoInt(t, "sync_full"); n != 2 {
+		t.Errorf("relay sync_full = %d, want 2", n)
+	}
+	for reason, n := range relay.Status().Disconnects {
+		if n > 0 {
+			t.Errorf("relay saw %d replica disconnects (%s)", n, reason)
+		}
+	}
+	log, err := os.ReadFile(queued.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(log, []byte("Timeout")) {
+		t.Errorf("the queued replica timed out:\n%s", log)
+	}
+}
+
+// sendOrder watches the relay's replica sessions until want replicas have
+// started receiving a snapshot, and returns their listening ports in the
+// order they started.
+func sendOrder(t *testing.T, relay *testRelay, want int, timeout time.Duration) []int {
+	t.Helper()
+	var order []int
+	seen := map[int]bool{}
+	redistest.Eventually(t, timeout, func() error {
+		for _, r := range relay.Replicas() {
+			if r.State != stateWaitBgsave && !seen[r.Port] {
+				seen[r.Port] = true
+				order = append(order, r.Port)
+			}
+		}
+		if len(order) < want {
+			return fmt.Errorf("%d of %d full syncs started", len(order), want)
+		}
+		return nil
+	})
+	return order
+}
+
+// TestFullSyncQueueOrder: with one full sync at a time, replicas that
+// queue for it are served in the order they asked.
+func TestFullSyncQueueOrder(t *testing.T) {
+	master := redistest.Start(t)
+	bigSnapshot(t, master, 3)
+	relay := startRelay(t, master.Addr(), func(c *Config) {
+		c.FullSyncMaxConcurrent = 1
+		c.FullSyncReplicaBandwidth = 1 << 20
+	})
+	var replicas []*redistest.Server
+	var ports []int
+	for i := range 7 {
+		r := replicaOf(t, relay.HostPort)
+		replicas, ports = append(replicas, r), append(ports, r.Port)
+		redistest.Eventually(t, 10*time.Second, func() error {
+			if st := relay.Status(); st.FullSyncsRunning != 1 || st.FullSyncsQueued != i {
+				return fmt.Errorf("%d running, %d queued; want 1 and %d", st.FullSyncsRunning, st.FullSyncsQueued, i)
+			}
+			return nil
+		})
+	}
+	// All queued: the rest may go fast.
+	relay.Client().Do(t.Context(), "CONFIG", "SET", "full-sync-replica-bandwidth-limit", "16mb")
+	order := sendOrder(t, relay, len(replicas), 30*time.Second)
+	inSync(t, 30*time.Second, master, replicas...)
+	if fmt.Sprint(order) != fmt.Sprint(ports) {
+		t.Errorf("full syncs served in the order %v, want the order the replicas asked in %v", order, ports)
+	}
+}
+
 // bulkRate watches the relay's full sync to the replica listening on port
 // and returns the rate its snapshot went out at, in bytes per second, from
 // the first bytes seen sent to the last.
@@ -150,5 +249,47 @@ func TestPacedFullSyncRate(t *testing.T) {
 			inSync(t, 30*time.Second, master, r)
 			r.Kill()
 		}
+	}
+}
+
+// TestSyncSlotsOrder: full syncs that queue for a slot get it in the order
+// they asked, one release at a time.
+func TestSyncSlotsOrder(t *testing.T) {
+	var q syncSlots
+	one := func() int { return 1 }
+	nothing := func() error { return nil }
+	release, err := q.acquire(t.Context(), one, nothing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	got := make(chan int, n)
+	releases := make(chan func(), n)
+	for i := range n {
+		go func() {
+			r, err := q.acquire(t.Context(), one, nothing)
+			if err != nil {
+				return // the test is over
+			}
+			got <- i
+			releases <- r
+		}()
+		redistest.Eventually(t, 5*time.Second, func() error {
+			if _, waiting := q.counts(); waiting != i+1 {
+				return fmt.Errorf("%d waiting, want %d", waiting, i+1)
+			}
+			return nil
+		})
+	}
+	for i := range n {
+		release()
+		if g := <-got; g != i {
+			t.Fatalf("slot %d went to waiter %d", i, g)
+		}
+		release = <-releases
+	}
+	release()
+	if running, waiting := q.counts(); running != 0 || waiting != 0 {
+		t.Errorf("%d running, %d waiting after all released", running, waiting)
 	}
 }
