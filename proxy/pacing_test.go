@@ -212,7 +212,8 @@ func bulkRate(t *testing.T, relay *testRelay, port int) float64 {
 
 // TestPacedFullSyncRate: a full sync paced by
 // full-sync-replica-bandwidth-limit goes out at about that rate, on a
-// plain link (sendfile) and on a TLS one (through a buffer).
+// plain link (sendfile), a TLS one and a compressed one to a relay below
+// (both through a buffer).
 func TestPacedFullSyncRate(t *testing.T) {
 	pki := newTestPKI(t)
 	master := redistest.Start(t)
@@ -231,20 +232,35 @@ func TestPacedFullSyncRate(t *testing.T) {
 	go relay.srv.serve(t.Context(), tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pki.cert}, MinVersion: tls.VersionTLS12}))
 	tlsPort := strconv.Itoa(listenerPort(ln))
 
-	for _, link := range []string{"plain", "tls"} {
+	for _, link := range []string{"plain", "tls", "zstd"} {
 		for _, mb := range []int64{8, 16} {
 			relay.Client().Do(t.Context(), "CONFIG", "SET", "full-sync-replica-bandwidth-limit", fmt.Sprint(mb, "mb"))
 			var r *redistest.Server
-			if link == "tls" {
-				r = redistest.Start(t, append(pki.redisArgs(), "--tls-replication", "yes", "--replicaof", "127.0.0.1", tlsPort)...)
-			} else {
+			var below *testRelay
+			port := 0
+			switch link {
+			case "plain":
 				r = replicaOf(t, relay.HostPort)
+				port = r.Port
+			case "tls":
+				r = redistest.Start(t, append(pki.redisArgs(), "--tls-replication", "yes", "--replicaof", "127.0.0.1", tlsPort)...)
+				port = r.Port
+			case "zstd":
+				below = startRelay(t, relay.Addr(), func(c *Config) { c.UpstreamCompression = "yes" })
+				port = below.port
 			}
-			rate := bulkRate(t, relay, r.Port)
+			rate := bulkRate(t, relay, port)
 			limit := float64(mb << 20)
 			t.Logf("%s link, limit %d MB/s: %.1f MB/s (%.2fx)", link, mb, rate/(1<<20), rate/limit)
 			if rate < 0.7*limit || rate > 1.2*limit {
 				t.Errorf("%s link, limit %d MB/s: the full sync went at %.1f MB/s", link, mb, rate/(1<<20))
+			}
+			if below != nil {
+				if got := below.InfoField(t, "master_link_compression"); got != "zstd" {
+					t.Errorf("relay below: master_link_compression %q, want zstd", got)
+				}
+				below.Stop()
+				continue
 			}
 			inSync(t, 30*time.Second, master, r)
 			r.Kill()
