@@ -86,7 +86,8 @@ func bigSnapshot(t *testing.T, master *redistest.Server, mb int) {
 
 // TestQueuedFullSyncOutlivesReplTimeout: a replica whose repl-timeout is
 // shorter than its wait for a full-sync slot stays connected through the
-// wait: one session, one full sync, no timeout in its log.
+// wait, under writes: one session, one full sync, no timeout in its log,
+// the master's data.
 func TestQueuedFullSyncOutlivesReplTimeout(t *testing.T) {
 	master := redistest.Start(t)
 	bigSnapshot(t, master, 6)
@@ -101,6 +102,7 @@ func TestQueuedFullSyncOutlivesReplTimeout(t *testing.T) {
 		}
 		return nil
 	})
+	load := startLoad(t, master)
 	queued := replicaOf(t, relay.HostPort, "--repl-timeout", "2")
 	redistest.Eventually(t, 10*time.Second, func() error {
 		if relay.Status().FullSyncsQueued != 1 {
@@ -108,8 +110,14 @@ func TestQueuedFullSyncOutlivesReplTimeout(t *testing.T) {
 		}
 		return nil
 	})
-	inSync(t, 30*time.Second, master, first)
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if relay.Status().FullSyncsQueued != 0 {
+			return fmt.Errorf("second full sync still queued")
+		}
+		return nil
+	})
 	relay.Client().Do(t.Context(), "CONFIG", "SET", "full-sync-replica-bandwidth-limit", "0")
+	load.Stop(t)
 	inSync(t, 30*time.Second, master, first, queued)
 
 	if n := relay.InfoInt(t, "sync_full"); n != 2 {
