@@ -323,21 +323,7 @@ func (s *session) fullSync(ctx context.Context) error {
 	s.bulkTotal.Store(pw.total)
 	var own pacer // full-sync-replica-bandwidth-limit
 	send := func(f *os.File, pos, n int64) (int64, error) {
-		cfg := srv.cfg.get()
-		if total, each := cfg.FullSyncBandwidth, cfg.FullSyncReplicaBandwidth; total > 0 || each > 0 {
-			n = min(n, max(64<<10, min(nonZero(total), nonZero(each))/10))
-			w1, err := srv.syncPace.wait(ctx, total, int(n))
-			if err != nil {
-				return 0, err
-			}
-			w2, err := own.wait(ctx, each, int(n))
-			if err != nil {
-				return 0, err
-			}
-			srv.stats.paceWait.Add(int64(w1 + w2))
-			srv.stats.pacedBytes.Add(n)
-		}
-		k, err := s.sendFile(f, pos, n)
+		k, err := srv.paced(ctx, &own, n, s.sendStep(), func(n int64) (int64, error) { return s.sendFile(f, pos, n) })
 		pw.count(int(k))
 		return k, err
 	}
@@ -402,8 +388,20 @@ func (s *session) waitFirstAck(ctx context.Context) error {
 }
 
 // sendChunk bounds one send of snapshot bytes, so that the write deadline
-// (repl-timeout) applies to a bounded amount of data.
-const sendChunk = 4 << 20
+// (repl-timeout) applies to a bounded amount of data; bufferChunk bounds
+// one send through a buffer (TLS, compression).
+const (
+	sendChunk   = 4 << 20
+	bufferChunk = 256 << 10
+)
+
+// sendStep is the most one sendFile sends to this replica.
+func (s *session) sendStep() int64 {
+	if _, ok := s.c.nc.(*net.TCPConn); ok && s.enc == nil {
+		return sendChunk
+	}
+	return bufferChunk
+}
 
 // sendFile sends n bytes of f from pos, at most sendChunk: with sendfile
 // on plain TCP (the kernel copies from the page cache to the socket, once
@@ -421,7 +419,7 @@ func (s *session) sendFile(f *os.File, pos, n int64) (int64, error) {
 		return k, err
 	}
 	if s.buf == nil {
-		s.buf = make([]byte, 256<<10)
+		s.buf = make([]byte, bufferChunk)
 	}
 	rn, err := f.ReadAt(s.buf[:min(n, int64(len(s.buf)))], pos)
 	if rn == 0 {
