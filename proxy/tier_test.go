@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis-relay/redis-relay/internal/redistest"
+)
+
+// TestTierAfterFailover: relay R1 follows a failover from M to P with a
+// partial resync, so its stored snapshot still names M's replication ID
+// (in state.json and in the RDB's repl-id aux field). Under P's write
+// load, a relay R2 that joins below R1, a sibling R3 that takes its
+// snapshot from R1 and follows P, and a stock replica of R1 each
+// bootstrap with one snapshot from R1 and then continue partially onto
+// P's ID; P serves no full sync for any of them.
+func TestTierAfterFailover(t *testing.T) {
+	m := redistest.Start(t, "--repl-backlog-size", "64mb")
+	populate(t, m, 0, 5000)
+	p := replicaOf(t, m.HostPort, "--repl-backlog-size", "64mb")
+	inSync(t, 30*time.Second, m, p)
+	writeKeys(t, m, 1, 200) // R1's snapshot comes after P's: P's backlog covers it
+	r1 := startRelay(t, m.Addr(), func(c *Config) { c.RefreshRatio = -1 })
+	waitRelaySnapshot(t, r1)
+	load := startLoad(t, m)
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if st := r1.Status(); st.Log.Next-1-st.Snapshot.Offset < 256<<10 {
+			return fmt.Errorf("relay R1 holds %d bytes after its snapshot", st.Log.Next-1-st.Snapshot.Offset)
+		}
+		return nil
+	})
+	load.Stop(t)
+	waitOffsets(t, m, r1, p)
+
+	// The failover: P promoted, M gone, R1 re-pointed (a partial resync).
+	p.Do(t, "REPLICAOF", "NO", "ONE")
+	m.Kill()
+	ph, pp := p.HostPort()
+	if err := r1.Client().Do(t.Context(), "REPLICAOF", ph, pp).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitOffsets(t, p, r1)
+	if st := r1.Status(); st.Snapshot.ReplID == st.Identity.ReplID || st.Snapshot.ReplID != st.Identity.ReplID2 {
+		t.Fatalf("relay R1's snapshot is of %s, its history %+v: want the snapshot under replid2", st.Snapshot.ReplID, st.Identity)
+	}
+	if n := p.InfoInt(t, "sync_full"); n != 0 {
+		t.Fatalf("P served %d full syncs for the failover", n)
+	}
+
+	load = startLoad(t, p)
+	defer load.Stop(t)
+	r2 := startRelay(t, r1.Addr())
+	leaf2 := replicaOf(t, r2.HostPort)
+	r3 := startRelay(t, p.Addr(), func(c *Config) { c.SnapshotSource = r1.Addr() })
+	leaf3 := replicaOf(t, r3.HostPort)
+	leaf1 := replicaOf(t, r1.HostPort)
+	pid := p.Info(t, "replication")["master_replid"]
+	redistest.Eventually(t, 30*time.Second, func() error {
+		for _, r := range []*testRelay{r2, r3} {
+			if st := r.Status(); st.Identity.ReplID != pid || st.LinkState != LinkConnected {
+				return fmt.Errorf("relay %s: replid %s, link %s (%s); P is %s; R1 served %d full syncs",
+					r.Addr(), st.Identity.ReplID, st.LinkState, st.LastError, pid, r1.InfoInt(t, "sync_full"))
+			}
+		}
+		return nil
+	})
+	load.Stop(t)
+	inSync(t, 30*time.Second, p, leaf1, leaf2, leaf3)
+	waitOffsets(t, p, r1, leaf1)
+	waitOffsets(t, p, r2, leaf2)
+	waitOffsets(t, p, r3, leaf3)
+
+	if n := p.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("P served %d full syncs, want 0: the tier bootstraps from R1", n)
+	}
+	if n := r1.InfoInt(t, "sync_full"); n != 3 {
+		t.Errorf("relay R1 served %d full syncs, want 3 (R2, R3's snapshot, its stock replica)", n)
+	}
+	if n := r1.InfoInt(t, "sync_partial_ok"); n < 2 {
+		t.Errorf("relay R1 sync_partial_ok = %d, want 2 or more (R2 and the stock replica continue onto P's ID)", n)
+	}
+	for _, r := range []*testRelay{r2, r3} {
+		if n := r.InfoInt(t, "sync_full"); n != 1 {
+			t.Errorf("relay %s served %d full syncs to its replica, want 1", r.Addr(), n)
+		}
+	}
+	if n := r3.InfoInt(t, "master_forks_avoided"); n != 1 {
+		t.Errorf("relay R3 master_forks_avoided = %d, want 1", n)
+	}
+	if from := r3.InfoField(t, "snapshot_from"); from != r1.Addr() {
+		t.Errorf("relay R3 snapshot_from %q, want R1 %s", from, r1.Addr())
+	}
+}
