@@ -73,7 +73,7 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 	var offset int64
 	var err error
 	if cfg.SnapshotSource != "" {
-		c, replid, offset, err = u.fetchSnapshot(ctx, cfg.SnapshotSource)
+		c, replid, offset, err = u.fetchSnapshot(ctx, sourcePeer(cfg))
 		switch {
 		case err == nil:
 			addr, from = cfg.SnapshotSource, cfg.SnapshotSource
@@ -84,7 +84,7 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 		}
 	}
 	if c == nil {
-		if c, replid, offset, err = u.fetchSnapshot(ctx, addr); err != nil {
+		if c, replid, offset, err = u.fetchSnapshot(ctx, masterPeer(cfg, addr)); err != nil {
 			return err
 		}
 	}

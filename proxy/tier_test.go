@@ -92,3 +92,54 @@ func TestTierAfterFailover(t *testing.T) {
 		t.Errorf("relay R3 snapshot_from %q, want R1 %s", from, r1.Addr())
 	}
 }
+
+// TestSnapshotSourceCredentials: the master (requirepass Y), a stock
+// replica of it and relay R1 as snapshot sources (requirepass X). Relays
+// log in to each source with snapshot-source-password and to the master
+// with masterauth; neither password is ever offered to the other server,
+// which ACL LOG would show as a failed AUTH.
+func TestSnapshotSourceCredentials(t *testing.T) {
+	const masterPass, sourcePass = "master-secret", "source-secret"
+	master := redistest.Start(t, "--requirepass", masterPass, "--repl-backlog-size", "64mb")
+	master.Do(t, "DEBUG", "POPULATE", 3000, "key", 100)
+	spare := replicaOf(t, master.HostPort, "--masterauth", masterPass, "--requirepass", sourcePass)
+	inSync(t, 30*time.Second, master, spare)
+	write := func(n int) {
+		for i := range n {
+			master.Do(t, "SET", fmt.Sprint("w:", i), i)
+		}
+	}
+	write(100)
+	fromSource := func(src string) func(*Config) {
+		return func(c *Config) {
+			c.MasterAuth, c.RequirePass = masterPass, sourcePass
+			c.SnapshotSource, c.SnapshotSourcePassword = src, sourcePass
+		}
+	}
+	r1 := startRelay(t, master.Addr(), fromSource(spare.Addr()))
+	r2 := startRelay(t, master.Addr(), fromSource(r1.Addr()))
+	leaf := replicaOf(t, r2.HostPort, "--masterauth", sourcePass)
+	redistest.Eventually(t, 30*time.Second, func() error {
+		for _, r := range []*testRelay{r1, r2} {
+			if st := r.Status(); !st.HasHistory || st.LinkState != LinkConnected {
+				return fmt.Errorf("relay %s: link %s, %s", r.Addr(), st.LinkState, st.LastError)
+			}
+		}
+		return nil
+	})
+	write(500)
+	inSync(t, 30*time.Second, master, leaf)
+	if n := master.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("master sync_full = %d, want 1 (the stock replica's)", n)
+	}
+	for _, r := range []*testRelay{r1, r2} {
+		if n := r.Status().ForksAvoided; n != 1 {
+			t.Errorf("relay %s master_forks_avoided = %d, want 1", r.Addr(), n)
+		}
+	}
+	for _, s := range []*redistest.Server{master, spare} {
+		if log := s.Do(t, "ACL", "LOG"); len(log.([]any)) != 0 {
+			t.Errorf("%s saw failed logins: %v", s.Addr(), log)
+		}
+	}
+}

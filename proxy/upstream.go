@@ -224,7 +224,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	src := u.cfg.get().SnapshotSource
 	if _, _, ok := u.hist.position(); src != "" && (!ok || u.forceFull) {
 		u.status.set(LinkSync, addr)
-		s, err := u.snapshotFromSource(ctx, src)
+		s, err := u.snapshotFromSource(ctx, sourcePeer(u.cfg.get()))
 		switch {
 		case err == nil:
 			fromSource = s
@@ -242,7 +242,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		}
 	}()
 	u.status.set(LinkConnecting, addr)
-	c, err := u.dial(ctx, addr, &u.status)
+	c, err := u.dial(ctx, masterPeer(u.cfg.get(), addr), &u.status)
 	if err != nil {
 		return err
 	}
