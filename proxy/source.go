@@ -50,10 +50,15 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn
 		c.close()
 		return nil, "", 0, fmt.Errorf("send PSYNC: %w", err)
 	}
-	line, err := c.readReply()
+	// A relay with nothing to serve yet (no first sync, no master) keeps
+	// the request waiting with newlines. The source gets repl-timeout to
+	// name the snapshot it sends, newlines or not; after that the fetch
+	// fails and snapshot-source-fallback decides. A stock server answers
+	// +FULLRESYNC at once, before it forks.
+	line, err := c.readReplyWithin(u.cfg.timeout())
 	if err != nil {
 		c.close()
-		return nil, "", 0, fmt.Errorf("read PSYNC reply: %w", err)
+		return nil, "", 0, fmt.Errorf("read PSYNC reply (repl-timeout %s): %w", u.cfg.timeout(), err)
 	}
 	fields := strings.Fields(string(line))
 	if len(fields) != 3 || fields[0] != "+FULLRESYNC" || !replstream.ValidReplID(fields[1]) {

@@ -143,3 +143,80 @@ func TestSnapshotSourceCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceWaitsForMaster: while the master refuses the relay's
+// credentials, the relay asks its snapshot source for nothing (each
+// snapshot is a fork and a whole transfer there); once masterauth is
+// right it bootstraps from the source with one snapshot.
+func TestSourceWaitsForMaster(t *testing.T) {
+	const masterPass = "master-secret"
+	master := redistest.Start(t, "--requirepass", masterPass, "--repl-backlog-size", "64mb")
+	master.Do(t, "DEBUG", "POPULATE", 20000, "key", 200)
+	spare := replicaOf(t, master.HostPort, "--masterauth", masterPass)
+	inSync(t, 30*time.Second, master, spare)
+	relay := startRelay(t, master.Addr(), func(c *Config) {
+		c.MasterAuth = "wrong"
+		c.SnapshotSource = spare.Addr()
+	})
+	// Four refusals take about 2 s of backoff (0.25 + 0.5 + 1 s).
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if n := relay.Status().LinkDowns[linkDownAuth]; n < 4 {
+			return fmt.Errorf("%d authentication failures so far", n)
+		}
+		return nil
+	})
+	if n := spare.InfoInt(t, "sync_full"); n != 0 {
+		t.Errorf("the source served %d snapshots while the master refused the relay, want 0", n)
+	}
+	if err := relay.Client().Do(t.Context(), "CONFIG", "SET", "masterauth", masterPass).Err(); err != nil {
+		t.Fatal(err)
+	}
+	leaf := replicaOf(t, relay.HostPort)
+	for i := range 200 {
+		master.Do(t, "SET", fmt.Sprint("w:", i), i)
+	}
+	inSync(t, 30*time.Second, master, leaf)
+	if n := spare.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("the source served %d snapshots, want 1", n)
+	}
+	if n := master.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("master sync_full = %d, want 1 (the stock replica's)", n)
+	}
+	if n := relay.Status().ForksAvoided; n != 1 {
+		t.Errorf("master_forks_avoided = %d, want 1", n)
+	}
+}
+
+// TestSourceWithNothingToServe: a relay as snapshot source that has no
+// snapshot (it has no master) keeps the request waiting with newlines.
+// After repl-timeout the fetch fails, and with snapshot-source-fallback
+// yes the relay takes the master's snapshot.
+func TestSourceWithNothingToServe(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 2000)
+	empty := startRelay(t, "")
+	start := time.Now()
+	relay := startRelay(t, master.Addr(), func(c *Config) {
+		c.ReplTimeout = 2 * time.Second
+		c.SnapshotSource = empty.Addr()
+		c.SnapshotSourceFallback = true
+	})
+	leaf := replicaOf(t, relay.HostPort)
+	load := startLoad(t, master)
+	defer load.Stop(t)
+	redistest.Eventually(t, 15*time.Second, func() error {
+		if st := relay.Status(); !st.HasHistory || st.LinkState != LinkConnected {
+			return fmt.Errorf("relay link %s (%s)", st.LinkState, st.LastError)
+		}
+		return nil
+	})
+	t.Logf("fell back to the master after %s", time.Since(start).Round(time.Millisecond))
+	load.Stop(t)
+	inSync(t, 30*time.Second, master, leaf)
+	if n := relay.InfoInt(t, "snapshot_source_fallbacks"); n != 1 {
+		t.Errorf("snapshot_source_fallbacks = %d, want 1", n)
+	}
+	if from := relay.InfoField(t, "snapshot_from"); from != "master" {
+		t.Errorf("snapshot_from %q, want master", from)
+	}
+}

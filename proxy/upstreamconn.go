@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,6 +85,9 @@ func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]by
 		return nil, fmt.Errorf("read PING reply: %w", err)
 	}
 	if len(line) > 0 && line[0] == '-' && !isAuthError(line) {
+		if strings.HasPrefix(string(line), "-LOADING") {
+			return nil, fmt.Errorf("%w: PING answered %s", errTryLater, truncateText(line, 200))
+		}
 		return nil, fmt.Errorf("PING answered %s", truncateText(line, 200))
 	}
 	var batch []byte
@@ -206,6 +210,26 @@ func (c *upstreamConn) readReply() ([]byte, error) {
 		}
 	}
 }
+
+// readReplyWithin reads the reply to PSYNC as readReply does, but gives
+// up after within in all: newline keepalives do not extend it. (Every
+// read moves the connection's deadline, so the limit closes it instead.)
+func (c *upstreamConn) readReplyWithin(within time.Duration) ([]byte, error) {
+	var expired atomic.Bool
+	limit := time.AfterFunc(within, func() {
+		expired.Store(true)
+		c.nc.Close()
+	})
+	defer limit.Stop()
+	line, err := c.readReply()
+	if err != nil && expired.Load() {
+		return nil, fmt.Errorf("%w: no reply but keepalives within %s", errNoOffer, within)
+	}
+	return line, err
+}
+
+// errNoOffer: an upstream kept a PSYNC waiting past its bound.
+var errNoOffer = errors.New("upstream offered no snapshot")
 
 // progressWriter counts bytes written through it and logs the progress of
 // a long transfer every progressEvery: bytes done and total, rate and ETA.
