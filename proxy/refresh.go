@@ -55,6 +55,12 @@ func (u *upstreamLink) refreshDue() bool {
 	if since <= 0 {
 		return false
 	}
+	if !st.Identity.Accepts(st.Snapshot.ReplID, st.Snapshot.Offset+1) {
+		// Two ID changes since the snapshot (failovers): its RDB names an
+		// ID no longer accepted, so no +FULLRESYNC can agree with it and
+		// a relay below would refuse it. Replace it, whatever the ratio.
+		return true
+	}
 	if cfg.RefreshRatio >= 0 && since >= cfg.RefreshMinBytes && float64(since) > cfg.RefreshRatio*float64(max(st.Snapshot.Size, 1)) {
 		return true
 	}

@@ -220,3 +220,64 @@ func TestSourceWithNothingToServe(t *testing.T) {
 		t.Errorf("snapshot_from %q, want master", from)
 	}
 }
+
+// TestTierAfterTwoFailovers: after two failovers R1's snapshot names an ID
+// that its history no longer accepts (neither replid nor replid2), so no
+// announcement can agree with the RDB. R1 replaces it with a fresh one
+// from its master whatever refresh-ratio says, and a relay that joins
+// below it bootstraps from that.
+func TestTierAfterTwoFailovers(t *testing.T) {
+	m := redistest.Start(t, "--repl-backlog-size", "64mb")
+	populate(t, m, 0, 3000)
+	p := replicaOf(t, m.HostPort, "--repl-backlog-size", "64mb")
+	inSync(t, 30*time.Second, m, p)
+	writeKeys(t, m, 1, 100)
+	r1 := startRelay(t, m.Addr())
+	waitRelaySnapshot(t, r1)
+	repoint := func(to *redistest.Server) {
+		t.Helper()
+		h, port := to.HostPort()
+		if err := r1.Client().Do(t.Context(), "REPLICAOF", h, port).Err(); err != nil {
+			t.Fatal(err)
+		}
+		waitOffsets(t, to, r1)
+	}
+	waitOffsets(t, m, r1, p)
+	p.Do(t, "REPLICAOF", "NO", "ONE")
+	m.Kill()
+	repoint(p)
+	q := replicaOf(t, p.HostPort, "--repl-backlog-size", "64mb")
+	writeKeys(t, p, 2, 100)
+	inSync(t, 30*time.Second, p, q)
+	waitOffsets(t, p, r1, q)
+	q.Do(t, "REPLICAOF", "NO", "ONE")
+	p.Kill()
+	repoint(q)
+	if st := r1.Status(); st.Identity.Accepts(st.Snapshot.ReplID, st.Snapshot.Offset+1) {
+		t.Logf("relay R1 already refreshed: snapshot %s, history %+v", st.Snapshot.ReplID, st.Identity)
+	}
+
+	load := startLoad(t, q)
+	defer load.Stop(t)
+	r2 := startRelay(t, r1.Addr())
+	leaf := replicaOf(t, r2.HostPort)
+	qid := q.Info(t, "replication")["master_replid"]
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if st := r2.Status(); st.Identity.ReplID != qid || st.LinkState != LinkConnected {
+			return fmt.Errorf("relay R2: replid %s, link %s (%s); Q is %s; R1 served %d full syncs",
+				st.Identity.ReplID, st.LinkState, st.LastError, qid, r1.InfoInt(t, "sync_full"))
+		}
+		return nil
+	})
+	load.Stop(t)
+	inSync(t, 30*time.Second, q, leaf)
+	if n := r1.InfoInt(t, "snapshot_refreshes"); n != 1 {
+		t.Errorf("relay R1 refreshed %d times, want 1", n)
+	}
+	// R2 may be refused the stale snapshot (it retries after 0.25, 0.5,
+	// 1 s) until the refresh, due within a second, is in.
+	if n := r1.InfoInt(t, "sync_full"); n > 5 {
+		t.Errorf("relay R1 served %d full syncs, want a few at most (the stale snapshot until the refresh, then the fresh one)", n)
+	}
+	t.Logf("relay R1 served %d full syncs", r1.InfoInt(t, "sync_full"))
+}
