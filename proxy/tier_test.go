@@ -33,9 +33,11 @@ func TestTierAfterFailover(t *testing.T) {
 	load.Stop(t)
 	waitOffsets(t, m, r1, p)
 
-	// The failover: P promoted, M gone, R1 re-pointed (a partial resync).
-	p.Do(t, "REPLICAOF", "NO", "ONE")
+	// The failover: M gone, P promoted, R1 re-pointed (a partial resync).
+	// M dies first, so that nothing (a PING) reaches R1 after P's
+	// promotion.
 	m.Kill()
+	p.Do(t, "REPLICAOF", "NO", "ONE")
 	ph, pp := p.HostPort()
 	if err := r1.Client().Do(t.Context(), "REPLICAOF", ph, pp).Err(); err != nil {
 		t.Fatal(err)
@@ -48,8 +50,10 @@ func TestTierAfterFailover(t *testing.T) {
 		t.Fatalf("P served %d full syncs for the failover", n)
 	}
 
-	load = startLoad(t, p)
-	defer load.Stop(t)
+	// Large values and small writes on P while the tier bootstraps, and
+	// for 24 MB of stream after that.
+	big := startBigLoad(p, bigLoadOptions{Writers: 1, Rate: 8 << 20, Pause: 20 * time.Millisecond, Small: true, Seed: 20})
+	defer big.Stop(t, false)
 	r2 := startRelay(t, r1.Addr())
 	leaf2 := replicaOf(t, r2.HostPort)
 	r3 := startRelay(t, p.Addr(), func(c *Config) { c.SnapshotSource = r1.Addr() })
@@ -65,7 +69,14 @@ func TestTierAfterFailover(t *testing.T) {
 		}
 		return nil
 	})
-	load.Stop(t)
+	until := p.InfoInt(t, "master_repl_offset") + 24<<20
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if off := p.InfoInt(t, "master_repl_offset"); off < until {
+			return fmt.Errorf("P at offset %d, waiting for %d", off, until)
+		}
+		return nil
+	})
+	big.Stop(t, false)
 	inSync(t, 30*time.Second, p, leaf1, leaf2, leaf3)
 	waitOffsets(t, p, r1, leaf1)
 	waitOffsets(t, p, r2, leaf2)
@@ -243,15 +254,15 @@ func TestTierAfterTwoFailovers(t *testing.T) {
 		waitOffsets(t, to, r1)
 	}
 	waitOffsets(t, m, r1, p)
-	p.Do(t, "REPLICAOF", "NO", "ONE")
 	m.Kill()
+	p.Do(t, "REPLICAOF", "NO", "ONE")
 	repoint(p)
 	q := replicaOf(t, p.HostPort, "--repl-backlog-size", "64mb")
 	writeKeys(t, p, 2, 100)
 	inSync(t, 30*time.Second, p, q)
 	waitOffsets(t, p, r1, q)
-	q.Do(t, "REPLICAOF", "NO", "ONE")
 	p.Kill()
+	q.Do(t, "REPLICAOF", "NO", "ONE")
 	repoint(q)
 	if st := r1.Status(); st.Identity.Accepts(st.Snapshot.ReplID, st.Snapshot.Offset+1) {
 		t.Logf("relay R1 already refreshed: snapshot %s, history %+v", st.Snapshot.ReplID, st.Identity)
