@@ -51,14 +51,20 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn
 		return nil, "", 0, fmt.Errorf("send PSYNC: %w", err)
 	}
 	// A relay with nothing to serve yet (no first sync, no master) keeps
-	// the request waiting with newlines. The source gets repl-timeout to
-	// name the snapshot it sends, newlines or not; after that the fetch
-	// fails and snapshot-source-fallback decides. A stock server answers
-	// +FULLRESYNC at once, before it forks.
-	line, err := c.readReplyWithin(u.cfg.timeout())
+	// the request waiting with newlines. A snapshot source gets
+	// repl-timeout to name the snapshot it sends, newlines or not; after
+	// that the fetch fails and snapshot-source-fallback decides. (A stock
+	// server answers +FULLRESYNC as soon as its fork starts.) The master
+	// is waited for as a replica waits.
+	var line []byte
+	if p.offerWithin > 0 {
+		line, err = c.readReplyWithin(p.offerWithin)
+	} else {
+		line, err = c.readReply()
+	}
 	if err != nil {
 		c.close()
-		return nil, "", 0, fmt.Errorf("read PSYNC reply (repl-timeout %s): %w", u.cfg.timeout(), err)
+		return nil, "", 0, fmt.Errorf("read PSYNC reply: %w", err)
 	}
 	fields := strings.Fields(string(line))
 	if len(fields) != 3 || fields[0] != "+FULLRESYNC" || !replstream.ValidReplID(fields[1]) {

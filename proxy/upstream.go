@@ -369,6 +369,7 @@ func (u *upstreamLink) probeMaster(ctx context.Context, addr string) error {
 		return err
 	}
 	defer c.close()
+	u.status.set(LinkHandshake, addr)
 	_, err = u.handshake(c, []string{"REPLCONF", "capa", "eof", "capa", "psync2"})
 	return err
 }

@@ -30,6 +30,9 @@ type peer struct {
 	password string // "": no AUTH
 	passName string // the setting that holds password, for errors
 	tls      *tls.Config
+	// offerWithin bounds the wait for the reply to a snapshot request,
+	// keepalives or not; 0: no bound, as a replica waits for its master.
+	offerWithin time.Duration
 }
 
 // masterPeer is the master at addr.
@@ -39,7 +42,8 @@ func masterPeer(cfg Config, addr string) peer {
 
 // sourcePeer is the snapshot source.
 func sourcePeer(cfg Config) peer {
-	return peer{addr: cfg.SnapshotSource, role: "snapshot source", user: cfg.SnapshotSourceUser, password: cfg.SnapshotSourcePassword, passName: "snapshot-source-password", tls: cfg.SnapshotSourceTLS}
+	return peer{addr: cfg.SnapshotSource, role: "snapshot source", user: cfg.SnapshotSourceUser, password: cfg.SnapshotSourcePassword, passName: "snapshot-source-password", tls: cfg.SnapshotSourceTLS,
+		offerWithin: cfg.ReplTimeout}
 }
 
 // upstreamConn is one connection to an upstream (the master, or a snapshot source).
