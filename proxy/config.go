@@ -64,6 +64,11 @@ type Config struct {
 	// SnapshotSourceFallback the master is asked when it is down.
 	SnapshotSource         string
 	SnapshotSourceFallback bool
+	// The snapshot source's own credentials and TLS: the master's
+	// (MasterUser, MasterAuth) are sent to the master only.
+	SnapshotSourceUser     string
+	SnapshotSourcePassword string
+	SnapshotSourceTLS      *tls.Config // nil: plain TCP
 
 	// Compressed relay-to-relay links (compress.go): UpstreamCompression
 	// asks an upstream relay for one (no, yes, fastest, default, better,

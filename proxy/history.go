@@ -530,20 +530,36 @@ func (h *history) ackFloor() int64 {
 	return h.snap.meta.Offset
 }
 
-// announcedID is the replication ID to announce with +FULLRESYNC for snap.
-// Every snapshot the relay keeps lies on its current history, which may
-// have changed ID since the snapshot was taken (a failover): a stock
-// master in the relay's place announces its current ID, and so must the
-// relay, or the replica's next PSYNC names an ID the relay no longer
-// accepts past second_repl_offset. A snapshot of a new history still
-// arriving is announced with its own ID.
-func (h *history) announcedID(snap *snapshot) string {
+// announcedID is the replication ID to announce with +FULLRESYNC for snap,
+// to a replica that learns it (legacy is SYNC: no ID is announced).
+//
+// A snapshot taken before the history changed ID (a failover the relay
+// followed with a partial resync) names the old ID in its RDB aux fields
+// (repl-id, repl-offset). While that ID is the history's replid2 and the
+// snapshot lies before the change, it is announced under that ID, so the
+// +FULLRESYNC line and the RDB agree: a relay below checks that they do.
+// The replica then goes online under an ID that is no longer current, so
+// goOnline sends it back, and it continues partially at the snapshot's
+// offset through replid2 and learns the new ID, as Redis's PSYNC2 rule
+// has it.
+//
+// Any other snapshot the relay keeps lies on its current history and is
+// announced under the current ID, as a stock master announces its own:
+// the replica's next PSYNC must name an ID the relay still accepts. A
+// snapshot of a new history still arriving is announced with its own ID.
+func (h *history) announcedID(snap *snapshot, legacy bool) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if snap == h.snap || h.id.Accepts(snap.meta.ReplID, snap.meta.Offset+1) {
+	own, next := snap.meta.ReplID, snap.meta.Offset+1
+	switch {
+	case strings.EqualFold(own, h.id.ReplID):
+		return h.id.ReplID
+	case !legacy && h.id.SecondOffset >= 0 && strings.EqualFold(own, h.id.ReplID2) && next <= h.id.SecondOffset:
+		return own
+	case snap == h.snap || h.id.Accepts(own, next):
 		return h.id.ReplID
 	}
-	return snap.meta.ReplID
+	return own
 }
 
 // goOnline marks s online if replid is still the history's current ID. It

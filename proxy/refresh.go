@@ -55,6 +55,12 @@ func (u *upstreamLink) refreshDue() bool {
 	if since <= 0 {
 		return false
 	}
+	if !st.Identity.Accepts(st.Snapshot.ReplID, st.Snapshot.Offset+1) {
+		// Two ID changes since the snapshot (failovers): its RDB names an
+		// ID no longer accepted, so no +FULLRESYNC can agree with it and
+		// a relay below would refuse it. Replace it, whatever the ratio.
+		return true
+	}
 	if cfg.RefreshRatio >= 0 && since >= cfg.RefreshMinBytes && float64(since) > cfg.RefreshRatio*float64(max(st.Snapshot.Size, 1)) {
 		return true
 	}
@@ -73,7 +79,7 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 	var offset int64
 	var err error
 	if cfg.SnapshotSource != "" {
-		c, replid, offset, err = u.fetchSnapshot(ctx, cfg.SnapshotSource)
+		c, replid, offset, err = u.fetchSnapshot(ctx, sourcePeer(cfg))
 		switch {
 		case err == nil:
 			addr, from = cfg.SnapshotSource, cfg.SnapshotSource
@@ -84,7 +90,7 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 		}
 	}
 	if c == nil {
-		if c, replid, offset, err = u.fetchSnapshot(ctx, addr); err != nil {
+		if c, replid, offset, err = u.fetchSnapshot(ctx, masterPeer(cfg, addr)); err != nil {
 			return err
 		}
 	}

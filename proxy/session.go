@@ -283,7 +283,7 @@ func (s *session) fullSync(ctx context.Context) error {
 	}
 	defer f.Close()
 	meta := snap.metaCopy()
-	replid := srv.hist.announcedID(snap)
+	replid := srv.hist.announcedID(snap, s.legacy)
 	// Counted when it starts, as Redis counts sync_full: a transfer cut
 	// half way costs the replica a full sync all the same.
 	srv.stats.fullSyncsServed.Add(1)
@@ -353,9 +353,10 @@ func (s *session) fullSync(ctx context.Context) error {
 		}
 	}
 	if !srv.hist.goOnline(s, replid) {
-		// The history moved to a new ID during the transfer. The replica
-		// comes back with PSYNC <replid> <offset+1>, which the new ID
-		// accepts through replid2, and learns the new ID.
+		// The history moved to a new ID during the transfer, or before
+		// it (a snapshot served under replid2, see announcedID). The
+		// replica comes back with PSYNC <replid> <offset+1>, which the new
+		// ID accepts through replid2, and learns the new ID.
 		return &closeError{reason: reasonReplIDChanged}
 	}
 	return s.stream(ctx, cur)

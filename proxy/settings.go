@@ -157,6 +157,7 @@ type ProcessConfig struct {
 	TLSReplication bool   // connect to the master with TLS
 	TLSAuthClients string // yes, no or optional
 	SentinelTLS    bool   // connect to the Sentinels with TLS
+	SourceTLS      bool   // connect to the snapshot source with TLS
 	MetricsAddr    string // "": no metrics server
 	LogLevel       string // debug, info, warn or error
 	LogFormat      string // text or json
@@ -165,8 +166,9 @@ type ProcessConfig struct {
 
 	// Files holding a password, read once at start-up; each excludes its
 	// plain twin.
-	RequirePassFile string
-	MasterAuthFile  string
+	RequirePassFile    string
+	MasterAuthFile     string
+	SourcePasswordFile string
 
 	// Redis's, checked and otherwise ignored.
 	ReplPingReplicaPeriod time.Duration
@@ -315,6 +317,9 @@ var settingTable = []Setting{
 
 	settable(stringSetting("snapshot-source", "<host:port>", catRefresh, "", "take the first snapshot and every refresh from this server (a stock replica of the master, or another relay) instead of the master; empty: the master", func(c *Config) *string { return &c.SnapshotSource }, nil)),
 	settable(boolSetting("snapshot-source-fallback", catRefresh, "no", "take a snapshot from the master when the snapshot source is down", func(c *Config) *bool { return &c.SnapshotSourceFallback }, false)),
+	settable(stringSetting("snapshot-source-user", "<user>", catRefresh, "", "ACL user to AUTH with at the snapshot source (the master's masteruser is never sent there)", func(c *Config) *string { return &c.SnapshotSourceUser }, nil)),
+	settable(secret(stringSetting("snapshot-source-password", "<password>", catRefresh, "", "password to AUTH with at the snapshot source (the master's masterauth is never sent there); empty: no AUTH", func(c *Config) *string { return &c.SnapshotSourcePassword }, nil))),
+	passwordSource(stringSetting("snapshot-source-password-file", "<path>", catRefresh, "", "read snapshot-source-password from this file at start-up (one line; instead of snapshot-source-password)", func(c *Config) *string { return &c.Process.SourcePasswordFile }, nil)),
 	{
 		Name: "upstream-compression", Synopsis: "<no|yes|fastest|default|better|best>", Category: catUpstream, Kind: KindString, Default: "no", NArgs: 1, Runtime: true,
 		Usage: "ask an upstream relay for a zstd-compressed link at this level (a stock master ignores it)",
@@ -379,6 +384,7 @@ var settingTable = []Setting{
 	stringSetting("tls-key-file", "<path>", catTLS, "", "private key of tls-cert-file", func(c *Config) *string { return &c.Process.TLSKeyFile }, nil),
 	stringSetting("tls-ca-cert-file", "<path>", catTLS, "", "CA certificates that sign the master's and clients' certificates", func(c *Config) *string { return &c.Process.TLSCACertFile }, nil),
 	boolSetting("tls-replication", catTLS, "no", "connect to the master with TLS", func(c *Config) *bool { return &c.Process.TLSReplication }, false),
+	boolSetting("snapshot-source-tls", catTLS, "no", "connect to the snapshot source with TLS, verified with tls-ca-cert-file, presenting tls-cert-file", func(c *Config) *bool { return &c.Process.SourceTLS }, false),
 	stringSetting("tls-auth-clients", "<yes|no|optional>", catTLS, "yes", "require client certificates on the TLS port", func(c *Config) *string { return &c.Process.TLSAuthClients }, func(v string) error {
 		if v != "yes" && v != "no" && v != "optional" {
 			return fmt.Errorf("%q is not yes, no or optional", v)

@@ -32,9 +32,9 @@ type sourceStats struct {
 // it knows it, else a full PSYNC closed after the payload) and returns the
 // connection positioned at the payload, with the replid and offset of
 // +FULLRESYNC.
-func (u *upstreamLink) fetchSnapshot(ctx context.Context, addr string) (*upstreamConn, string, int64, error) {
+func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn, string, int64, error) {
 	var status linkStatus
-	c, err := u.dial(ctx, addr, &status)
+	c, err := u.dial(ctx, p, &status)
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -44,13 +44,24 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, addr string) (*upstrea
 		return nil, "", 0, err
 	}
 	if len(replies[1]) > 0 && replies[1][0] == '-' {
-		u.logger.Info("snapshot source does not know REPLCONF rdb-only; taking a full PSYNC closed after the snapshot", "upstream", addr)
+		u.logger.Info("snapshot source does not know REPLCONF rdb-only; taking a full PSYNC closed after the snapshot", "upstream", p.addr)
 	}
 	if err := c.write(appendCommand(nil, "PSYNC", "?", "-1")); err != nil {
 		c.close()
 		return nil, "", 0, fmt.Errorf("send PSYNC: %w", err)
 	}
-	line, err := c.readReply()
+	// A relay with nothing to serve yet (no first sync, no master) keeps
+	// the request waiting with newlines. A snapshot source gets
+	// repl-timeout to name the snapshot it sends, newlines or not; after
+	// that the fetch fails and snapshot-source-fallback decides. (A stock
+	// server answers +FULLRESYNC as soon as its fork starts.) The master
+	// is waited for as a replica waits.
+	var line []byte
+	if p.offerWithin > 0 {
+		line, err = c.readReplyWithin(p.offerWithin)
+	} else {
+		line, err = c.readReply()
+	}
 	if err != nil {
 		c.close()
 		return nil, "", 0, fmt.Errorf("read PSYNC reply: %w", err)
@@ -99,9 +110,10 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 // snapshotFromSource takes a first snapshot from the snapshot source and
 // checks it; it is not the relay's history until the master continues
 // after it (see upstream.run).
-func (u *upstreamLink) snapshotFromSource(ctx context.Context, addr string) (*snapshot, error) {
+func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*snapshot, error) {
+	addr := p.addr
 	start := time.Now()
-	c, replid, offset, err := u.fetchSnapshot(ctx, addr)
+	c, replid, offset, err := u.fetchSnapshot(ctx, p)
 	if err != nil {
 		return nil, err
 	}

@@ -111,3 +111,37 @@ func TestTLSBothWays(t *testing.T) {
 		t.Fatal("plain PING answered on the TLS port")
 	}
 }
+
+// TestSnapshotSourceTLS: the master link and the snapshot source's each
+// use their own TLS setting: one relay reaches the master over TLS and
+// its source in plain text, the other the reverse.
+func TestSnapshotSourceTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	clientTLS := &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.cert}, MinVersion: tls.VersionTLS12}
+	masterTLS, spareTLS := redistest.FreePort(t), redistest.FreePort(t)
+	master := redistest.Start(t, append(pki.redisArgs(), "--tls-port", strconv.Itoa(masterTLS), "--repl-backlog-size", "64mb")...)
+	populate(t, master, 0, 2000)
+	spare := replicaOf(t, master.HostPort, append(pki.redisArgs(), "--tls-port", strconv.Itoa(spareTLS))...)
+	inSync(t, 20*time.Second, master, spare)
+	writeKeys(t, master, 1, 100)
+	tlsAddr := func(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+	r1 := startRelay(t, tlsAddr(masterTLS), func(c *Config) {
+		c.UpstreamTLS = clientTLS
+		c.SnapshotSource = spare.Addr()
+	})
+	r2 := startRelay(t, master.Addr(), func(c *Config) {
+		c.SnapshotSource = tlsAddr(spareTLS)
+		c.SnapshotSourceTLS = clientTLS
+	})
+	leaves := []*redistest.Server{replicaOf(t, r1.HostPort), replicaOf(t, r2.HostPort)}
+	writeKeys(t, master, 2, 100)
+	inSync(t, 30*time.Second, master, leaves...)
+	for _, r := range []*testRelay{r1, r2} {
+		if n := r.Status().ForksAvoided; n != 1 {
+			t.Errorf("relay %s master_forks_avoided = %d, want 1", r.Addr(), n)
+		}
+	}
+	if n := master.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("master sync_full = %d, want 1 (the stock replica's)", n)
+	}
+}

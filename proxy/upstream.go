@@ -223,8 +223,15 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	var fromSource *snapshot
 	src := u.cfg.get().SnapshotSource
 	if _, _, ok := u.hist.position(); src != "" && (!ok || u.forceFull) {
+		// A snapshot from the source (a fork there, a whole transfer) is
+		// thrown away unless the master takes the PSYNC after it: first
+		// make sure the master answers and accepts the handshake.
+		u.status.set(LinkConnecting, addr)
+		if err := u.probeMaster(ctx, addr); err != nil {
+			return fmt.Errorf("master not ready, no snapshot asked of the source: %w", err)
+		}
 		u.status.set(LinkSync, addr)
-		s, err := u.snapshotFromSource(ctx, src)
+		s, err := u.snapshotFromSource(ctx, sourcePeer(u.cfg.get()))
 		switch {
 		case err == nil:
 			fromSource = s
@@ -242,7 +249,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		}
 	}()
 	u.status.set(LinkConnecting, addr)
-	c, err := u.dial(ctx, addr, &u.status)
+	c, err := u.dial(ctx, masterPeer(u.cfg.get(), addr), &u.status)
 	if err != nil {
 		return err
 	}
@@ -355,6 +362,21 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		return fmt.Errorf("%w: %s", errPSYNCRefused, truncateText(line, 200))
 	}
 	return fmt.Errorf("%w: unexpected reply %q", errPSYNCRefused, truncateText(line, 100))
+}
+
+// probeMaster dials the master and runs the handshake (PING, AUTH,
+// REPLCONF), then hangs up: a master that is down, refuses the
+// credentials or is loading fails here, with the error the link would
+// have met.
+func (u *upstreamLink) probeMaster(ctx context.Context, addr string) error {
+	c, err := u.dial(ctx, masterPeer(u.cfg.get(), addr), &u.status)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	u.status.set(LinkHandshake, addr)
+	_, err = u.handshake(c, []string{"REPLCONF", "capa", "eof", "capa", "psync2"})
+	return err
 }
 
 // fullSync receives the snapshot announced by +FULLRESYNC replid offset,

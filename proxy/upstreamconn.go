@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,8 +19,36 @@ import (
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
+// peer is an upstream server and how to log in to it: the master with
+// masteruser, masterauth and tls-replication, or the snapshot source with
+// its own snapshot-source-* settings. Neither's credentials are ever sent
+// to the other.
+type peer struct {
+	addr     string
+	role     string // "master" or "snapshot source", for errors
+	user     string // AUTH user; "": the default user
+	password string // "": no AUTH
+	passName string // the setting that holds password, for errors
+	tls      *tls.Config
+	// offerWithin bounds the wait for the reply to a snapshot request,
+	// keepalives or not; 0: no bound, as a replica waits for its master.
+	offerWithin time.Duration
+}
+
+// masterPeer is the master at addr.
+func masterPeer(cfg Config, addr string) peer {
+	return peer{addr: addr, role: "master", user: cfg.MasterUser, password: cfg.MasterAuth, passName: "masterauth", tls: cfg.UpstreamTLS}
+}
+
+// sourcePeer is the snapshot source.
+func sourcePeer(cfg Config) peer {
+	return peer{addr: cfg.SnapshotSource, role: "snapshot source", user: cfg.SnapshotSourceUser, password: cfg.SnapshotSourcePassword, passName: "snapshot-source-password", tls: cfg.SnapshotSourceTLS,
+		offerWithin: cfg.ReplTimeout}
+}
+
 // upstreamConn is one connection to an upstream (the master, or a snapshot source).
 type upstreamConn struct {
+	peer    peer
 	nc      net.Conn
 	br      *bufio.Reader
 	dec     *zstd.Decoder // set on a compressed link; br then reads through it
@@ -29,27 +58,28 @@ type upstreamConn struct {
 }
 
 // dial connects to an upstream; the connection closes when ctx ends.
-func (u *upstreamLink) dial(ctx context.Context, addr string, status *linkStatus) (*upstreamConn, error) {
+func (u *upstreamLink) dial(ctx context.Context, p peer, status *linkStatus) (*upstreamConn, error) {
 	d := net.Dialer{Timeout: handshakeTimeout}
 	var nc net.Conn
 	var err error
-	if tc := u.cfg.get().UpstreamTLS; tc != nil {
-		td := tls.Dialer{NetDialer: &d, Config: tc}
-		nc, err = td.DialContext(ctx, "tcp", addr)
+	if p.tls != nil {
+		td := tls.Dialer{NetDialer: &d, Config: p.tls}
+		nc, err = td.DialContext(ctx, "tcp", p.addr)
 	} else {
-		nc, err = d.DialContext(ctx, "tcp", addr)
+		nc, err = d.DialContext(ctx, "tcp", p.addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	c := &upstreamConn{nc: nc, timeout: u.cfg.timeout, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: u.cfg.timeout, status: status}, 64<<10)}
+	c := &upstreamConn{peer: p, nc: nc, timeout: u.cfg.timeout, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: u.cfg.timeout, status: status}, 64<<10)}
 	c.stop = context.AfterFunc(ctx, func() { nc.Close() })
 	return c, nil
 }
 
-// handshake sends PING, AUTH and the given REPLCONF commands as a stock
-// replica does, and returns the replies to the REPLCONFs (errors to them are
-// not fatal, as for a stock replica).
+// handshake sends PING, AUTH (with the credentials of the peer dialled)
+// and the given REPLCONF commands as a stock replica does, and returns the
+// replies to the REPLCONFs (errors to them are not fatal, as for a stock
+// replica).
 func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]byte, error) {
 	if err := c.write(appendCommand(nil, "PING")); err != nil {
 		return nil, fmt.Errorf("send PING: %w", err)
@@ -59,16 +89,19 @@ func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]by
 		return nil, fmt.Errorf("read PING reply: %w", err)
 	}
 	if len(line) > 0 && line[0] == '-' && !isAuthError(line) {
+		if strings.HasPrefix(string(line), "-LOADING") {
+			return nil, fmt.Errorf("%w: PING answered %s", errTryLater, truncateText(line, 200))
+		}
 		return nil, fmt.Errorf("PING answered %s", truncateText(line, 200))
 	}
 	var batch []byte
-	cfg := u.cfg.get()
-	auth := cfg.MasterAuth != ""
+	p := c.peer
+	auth := p.password != ""
 	if auth {
-		if cfg.MasterUser != "" {
-			batch = appendCommand(batch, "AUTH", cfg.MasterUser, cfg.MasterAuth)
+		if p.user != "" {
+			batch = appendCommand(batch, "AUTH", p.user, p.password)
 		} else {
-			batch = appendCommand(batch, "AUTH", cfg.MasterAuth)
+			batch = appendCommand(batch, "AUTH", p.password)
 		}
 	}
 	for _, cmd := range replconfs {
@@ -83,7 +116,7 @@ func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]by
 			return nil, fmt.Errorf("read AUTH reply: %w", err)
 		}
 		if len(line) == 0 || line[0] != '+' {
-			return nil, fmt.Errorf("%w: AUTH answered %s", errAuth, truncateText(line, 200))
+			return nil, fmt.Errorf("%w: %s AUTH answered %s", errAuth, p.role, truncateText(line, 200))
 		}
 	}
 	replies := make([][]byte, len(replconfs))
@@ -93,7 +126,7 @@ func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]by
 			return nil, fmt.Errorf("read handshake reply: %w", err)
 		}
 		if isAuthError(line) {
-			return nil, fmt.Errorf("%w: master requires a password (set masterauth)", errAuth)
+			return nil, fmt.Errorf("%w: %s requires a password (set %s)", errAuth, p.role, p.passName)
 		}
 		replies[i] = line
 	}
@@ -181,6 +214,26 @@ func (c *upstreamConn) readReply() ([]byte, error) {
 		}
 	}
 }
+
+// readReplyWithin reads the reply to PSYNC as readReply does, but gives
+// up after within in all: newline keepalives do not extend it. (Every
+// read moves the connection's deadline, so the limit closes it instead.)
+func (c *upstreamConn) readReplyWithin(within time.Duration) ([]byte, error) {
+	var expired atomic.Bool
+	limit := time.AfterFunc(within, func() {
+		expired.Store(true)
+		c.nc.Close()
+	})
+	defer limit.Stop()
+	line, err := c.readReply()
+	if err != nil && expired.Load() {
+		return nil, fmt.Errorf("%w: no reply but keepalives within %s", errNoOffer, within)
+	}
+	return line, err
+}
+
+// errNoOffer: an upstream kept a PSYNC waiting past its bound.
+var errNoOffer = errors.New("upstream offered no snapshot")
 
 // progressWriter counts bytes written through it and logs the progress of
 // a long transfer every progressEvery: bytes done and total, rate and ETA.

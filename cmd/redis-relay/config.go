@@ -407,9 +407,10 @@ func settingsFromContext(c *cli.Context) (Settings, error) {
 	return s, s.readPasswordFiles()
 }
 
-// readPasswordFiles reads requirepass-file and masterauth-file into the
-// passwords they stand for. Each file holds the password on its first line
-// (a trailing newline is not part of it). A file and the plain directive
+// readPasswordFiles reads requirepass-file, masterauth-file and
+// snapshot-source-password-file into the passwords they stand for. Each
+// file holds the password on its first line (a trailing newline is not
+// part of it). A file and the plain directive
 // together are refused: which one is meant would depend on the order of
 // sources. The origin of the password becomes the file directive, so
 // CONFIG REWRITE never writes it.
@@ -422,6 +423,7 @@ func (s *Settings) readPasswordFiles() error {
 	}{
 		{"requirepass-file", "requirepass", s.Process.RequirePassFile, &s.RequirePass},
 		{"masterauth-file", "masterauth", s.Process.MasterAuthFile, &s.MasterAuth},
+		{"snapshot-source-password-file", "snapshot-source-password", s.Process.SourcePasswordFile, &s.SnapshotSourcePassword},
 	} {
 		if f.path == "" {
 			continue

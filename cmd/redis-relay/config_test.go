@@ -104,6 +104,7 @@ func TestParseConfigFile(t *testing.T) {
 	c.RefreshRatio, c.RefreshMinBytes, c.RefreshMaxAge, c.RetainBytes, c.RetainAge = 2.5, 1<<30, 6*time.Hour, 512<<20, time.Hour
 	c.DisableGuard, c.GuardMinKeysRatio, c.HoldOnCommands = true, 0.5, []string{"FLUSHALL", "FLUSHDB"}
 	c.SnapshotSource, c.SnapshotSourceFallback, c.UpstreamCompression, c.NoServeCompression = "10.0.0.6:6379", true, "fastest", true
+	c.SnapshotSourceUser, c.SnapshotSourcePassword, c.Process.SourceTLS = "sibling", "s0urce", true
 	c.FullSyncBandwidth, c.FullSyncReplicaBandwidth, c.FullSyncMaxConcurrent = 100<<20, 20<<20, 4
 	c.Process.MetricsAddr, c.Process.LogLevel, c.Process.LogFormat = "0.0.0.0:8380", "debug", "json"
 	c.Process.LogFile, c.Process.PidFile = "/var/log/redis-relay.log", "/run/redis-relay.pid"
@@ -123,7 +124,7 @@ func TestParseConfigFile(t *testing.T) {
 	// example sets) and replica-announce-ip (refused with a reason).
 	for _, d := range proxy.SettingTable() {
 		switch d.Name {
-		case "requirepass-file", "masterauth-file", "replica-announce-ip":
+		case "requirepass-file", "masterauth-file", "snapshot-source-password-file", "replica-announce-ip":
 			continue
 		}
 		if o := s.origin[d.Name]; !strings.HasPrefix(o, "testdata/relay.conf:") {

@@ -75,6 +75,11 @@ func TestPasswordFiles(t *testing.T) {
 	if got.origin["requirepass"] != "requirepass-file" || got.fromConfigFile("requirepass") {
 		t.Errorf("requirepass origin %q, want requirepass-file (not the config file)", got.origin["requirepass"])
 	}
+	src := write("source", "sibling secret\n")
+	got = loadSettings(t, "--masterauth-file", auth, "--snapshot-source-password-file", src)
+	if got.SnapshotSourcePassword != "sibling secret" || got.MasterAuth != "upstream" {
+		t.Errorf("snapshot-source-password %q, masterauth %q; want %q, %q", got.SnapshotSourcePassword, got.MasterAuth, "sibling secret", "upstream")
+	}
 
 	for _, tt := range []struct {
 		name string
@@ -84,6 +89,7 @@ func TestPasswordFiles(t *testing.T) {
 		{"file and plain", []string{"--requirepass-file", req, "--requirepass", "x"}, "requirepass-file and requirepass are both set (--requirepass-file, --requirepass): keep one"},
 		{"empty file", []string{"--masterauth-file", empty}, "--masterauth-file: " + empty + " holds no password on its first line"},
 		{"missing file", []string{"--requirepass-file", filepath.Join(dir, "nope")}, "no such file or directory"},
+		{"source file and plain", []string{"--snapshot-source-password-file", req, "--snapshot-source-password", "x"}, "snapshot-source-password-file and snapshot-source-password are both set"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := runApp(t.Context(), append([]string{"run", "--dir", t.TempDir(), "--port", "0"}, tt.args...)...)

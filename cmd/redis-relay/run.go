@@ -215,10 +215,11 @@ func (ls listenSpec) listen(ctx context.Context, logger *slog.Logger) ([]net.Lis
 }
 
 // tlsConfigs builds the TLS settings: the client side of the master link
-// (into cfg.UpstreamTLS) and of the Sentinel links (cfg.SentinelTLS), and
-// the server side of the TLS port (returned).
+// (into cfg.UpstreamTLS), of the snapshot source's (cfg.SnapshotSourceTLS)
+// and of the Sentinel links (cfg.SentinelTLS), and the server side of the
+// TLS port (returned).
 func (s *Settings) tlsConfigs(cfg *proxy.Config) (*tls.Config, error) {
-	if !s.Process.TLSReplication && s.Process.TLSPort == 0 && !s.Process.SentinelTLS {
+	if !s.Process.TLSReplication && s.Process.TLSPort == 0 && !s.Process.SentinelTLS && !s.Process.SourceTLS {
 		return nil, nil
 	}
 	var certs []tls.Certificate
@@ -245,6 +246,9 @@ func (s *Settings) tlsConfigs(cfg *proxy.Config) (*tls.Config, error) {
 	}
 	if s.Process.SentinelTLS {
 		cfg.SentinelTLS = &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}
+	}
+	if s.Process.SourceTLS {
+		cfg.SnapshotSourceTLS = &tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12}
 	}
 	if s.Process.TLSPort == 0 {
 		return nil, nil
