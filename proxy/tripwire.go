@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -84,6 +85,48 @@ func (h *history) releaseHold() error {
 	}
 	h.logger.Warn("command tripwire released by operator", "command", hs.Command, "offset", hs.At)
 	h.saveHold()
+	return nil
+}
+
+// A hold covers every way a replica could get past its point, not only
+// the stream: while it is on,
+//   - a full sync from upstream (a restarted relay whose master's backlog
+//     moved on, a new master) is held back as the empty-master guard holds
+//     a snapshot (holdNewHistory): the upstream link pauses, replicas are
+//     served the current history up to the hold, and RELAY GUARD RELEASE
+//     installs the held snapshot, which ends the hold;
+//   - a refreshed snapshot taken at or past the hold point is dropped
+//     (pastHold), and none still arriving is served (syncSource);
+//   - sessions bound every read by the hold (stream).
+
+// errPastHold: a refreshed snapshot would carry what the tripwire holds
+// back from the replicas.
+var errPastHold = errors.New("the command tripwire holds replicas before this snapshot's offset")
+
+// holdNewHistory holds back a snapshot that would start a new history while
+// the tripwire holds (it may carry the held command, or be another
+// master's); it reports whether it did.
+func (h *history) holdNewHistory(s *snapshot) bool {
+	h.mu.Lock()
+	hs := h.hold
+	h.mu.Unlock()
+	if hs == nil {
+		return false
+	}
+	<-s.parsed // the held snapshot keeps its key count for INFO and the release
+	why := fmt.Sprintf("the command tripwire holds replicas before %s at offset %d; a full sync brought snapshot %s at offset %d, which may carry it", hs.Command, hs.At, s.meta.ReplID, s.meta.Offset)
+	h.quarantine(s, why)
+	h.logger.Error("COMMAND TRIPWIRE: a full sync from upstream is held back with the hold; replicas keep their data. RELAY GUARD RELEASE lets both through",
+		"command", hs.Command, "offset", hs.At, "replid", s.meta.ReplID, "snapshot_offset", s.meta.Offset, "path", s.path)
+	return true
+}
+
+// pastHold fails when a snapshot at offset holds bytes at or past the hold
+// point. Caller holds mu.
+func (h *history) pastHold(offset int64) error {
+	if h.hold != nil && offset >= h.hold.At {
+		return fmt.Errorf("%w: %s held at offset %d, snapshot at %d", errPastHold, h.hold.Command, h.hold.At, offset)
+	}
 	return nil
 }
 

@@ -2,6 +2,11 @@ package proxy
 
 import (
 	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -81,6 +86,8 @@ func TestTripwireHoldSetDuringRead(t *testing.T) {
 			}
 		}
 	})
+	release := sync.OnceFunc(func() { close(resume) })
+	t.Cleanup(release) // before the relay stops
 	replica := replicaOf(t, relay.HostPort)
 	inSync(t, 30*time.Second, master, replica)
 
@@ -103,7 +110,7 @@ func TestTripwireHoldSetDuringRead(t *testing.T) {
 		return nil
 	})
 	holdAt := relay.InfoInt(t, "hold_offset")
-	close(resume)
+	release()
 
 	redistest.Eventually(t, 10*time.Second, func() error {
 		if off := replica.InfoInt(t, "master_repl_offset"); off < holdAt-1 {
@@ -117,4 +124,201 @@ func TestTripwireHoldSetDuringRead(t *testing.T) {
 	if got := replica.Digest(t); got != before {
 		t.Fatalf("replica digest %s, want %s: the dataset just before the FLUSHALL", got, before)
 	}
+}
+
+// holdPoint waits until the relay holds before a FLUSHALL and every replica
+// has everything before it, and returns the hold's offset and the replicas'
+// digest there.
+func holdPoint(t *testing.T, relay *testRelay, replicas ...*redistest.Server) (int64, string) {
+	t.Helper()
+	var holdAt int64
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if relay.InfoField(t, "hold_active") != "1" {
+			return fmt.Errorf("not holding")
+		}
+		holdAt = relay.InfoInt(t, "hold_offset")
+		return nil
+	})
+	var digest string
+	for _, r := range replicas {
+		redistest.Eventually(t, 20*time.Second, func() error {
+			if off := r.InfoInt(t, "master_repl_offset"); off != holdAt-1 {
+				return fmt.Errorf("replica %s at offset %d, want %d: just before the hold", r.Addr(), off, holdAt-1)
+			}
+			return nil
+		})
+		d := r.Digest(t)
+		switch {
+		case d == "0000000000000000000000000000000000000000":
+			t.Fatalf("replica %s is empty at the hold point", r.Addr())
+		case digest == "":
+			digest = d
+		case d != digest:
+			t.Fatalf("replica %s digest %s, another's %s, at the same offset", r.Addr(), d, digest)
+		}
+	}
+	return holdAt, digest
+}
+
+// stillHeld checks that the relay still holds at holdAt and that every
+// replica is still just before it, with the dataset it had there.
+func stillHeld(t *testing.T, relay *testRelay, holdAt int64, digest string, replicas ...*redistest.Server) {
+	t.Helper()
+	if relay.InfoField(t, "hold_active") != "1" || relay.InfoInt(t, "hold_offset") != holdAt {
+		t.Fatalf("the relay no longer holds at %d: hold_active %s", holdAt, relay.InfoField(t, "hold_active"))
+	}
+	if off := relay.InfoInt(t, "snapshot_offset"); off >= holdAt {
+		t.Errorf("relay snapshot at offset %d, at or past the hold at %d", off, holdAt)
+	}
+	for _, r := range replicas {
+		redistest.Eventually(t, 20*time.Second, func() error {
+			if off := r.InfoInt(t, "master_repl_offset"); off != holdAt-1 {
+				return fmt.Errorf("replica %s at offset %d, want %d: just before the hold", r.Addr(), off, holdAt-1)
+			}
+			return nil
+		})
+		if d := r.Digest(t); d != digest {
+			t.Errorf("replica %s digest %s, want %s: the dataset just before the FLUSHALL", r.Addr(), d, digest)
+		}
+		// No full sync the replica was offered may start past the hold.
+		log, err := os.ReadFile(r.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range fullResyncLine.FindAllStringSubmatch(string(log), -1) {
+			if off, _ := strconv.ParseInt(m[1], 10, 64); off >= holdAt {
+				t.Errorf("replica %s was offered a full sync at offset %d, past the hold at %d", r.Addr(), off, holdAt)
+			}
+		}
+	}
+}
+
+// fullResyncLine is how a redis-server logs the +FULLRESYNC it got.
+var fullResyncLine = regexp.MustCompile(`Full resync from master: [0-9a-f]{40}:(\d+)`)
+
+// TestTripwireHoldSurvivesFullSync: a relay restarted while holding, after
+// the master's backlog has moved past it, full-syncs from the master; the
+// new snapshot already holds the FLUSHALL. It is held back with the hold:
+// the replica keeps its data, a replica that joins meanwhile gets the data
+// from before the FLUSHALL, and RELAY GUARD RELEASE lets both through.
+func TestTripwireHoldSurvivesFullSync(t *testing.T) {
+	master := redistest.Start(t, "--repl-backlog-size", "1mb")
+	populate(t, master, 0, 2000)
+	relay := startRelay(t, master.Addr(), func(c *Config) { c.HoldOnCommands = []string{"FLUSHALL"} })
+	replica := replicaOf(t, relay.HostPort)
+	inSync(t, 30*time.Second, master, replica)
+	load := startBigLoad(master, bigLoadOptions{Writers: 1, Rate: 2 << 20, Small: true, Seed: 3})
+	defer load.Stop(t, false)
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if load.bytes.Load() < 2<<20 {
+			return fmt.Errorf("load wrote %d bytes", load.bytes.Load())
+		}
+		return nil
+	})
+
+	master.Do(t, "FLUSHALL")
+	holdAt, digest := holdPoint(t, relay, replica)
+
+	relay.Stop()
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if moved := master.InfoInt(t, "master_repl_offset") - holdAt; moved < 4<<20 {
+			return fmt.Errorf("master moved %d bytes past the hold", moved)
+		}
+		return nil
+	})
+	relay.start(relay.port)
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if relay.InfoField(t, "guard_tripped") != "1" {
+			return fmt.Errorf("the restarted relay's full sync is not held back (hold_active %s, snapshot_offset %s)",
+				relay.InfoField(t, "hold_active"), relay.InfoField(t, "snapshot_offset"))
+		}
+		return nil
+	})
+	if n := relay.Status().UpstreamFullSyncs; n != 0 {
+		t.Errorf("the restarted relay took %d full syncs as its history while holding", n)
+	}
+	late := replicaOf(t, relay.HostPort)
+	stillHeld(t, relay, holdAt, digest, replica, late)
+
+	if err := relay.Client().Do(t.Context(), "RELAY", "GUARD", "RELEASE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	load.Stop(t, false)
+	inSync(t, 60*time.Second, master, replica, late)
+	if relay.InfoField(t, "hold_active") != "0" || relay.InfoField(t, "guard_tripped") != "0" {
+		t.Errorf("after the release: hold_active %s, guard_tripped %s", relay.InfoField(t, "hold_active"), relay.InfoField(t, "guard_tripped"))
+	}
+}
+
+// TestTripwireHoldDropsRefresh: a snapshot refresh in flight when the held
+// command arrives is taken past it (the master forks after a delay). It is
+// not committed, nor served to a replica that joins while holding, not even
+// while it is still on its way in (the test stops it there).
+func TestTripwireHoldDropsRefresh(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 2000)
+	stopped, resume := make(chan struct{}), make(chan struct{})
+	relay := startRelay(t, master.Addr(), func(c *Config) {
+		c.HoldOnCommands = []string{"FLUSHALL"}
+		c.RefreshRatio = -1
+		c.RefreshMinBytes = 1
+		c.crashPoint = func(point string) {
+			if point == "refresh-received" {
+				close(stopped)
+				<-resume
+			}
+		}
+	})
+	release := sync.OnceFunc(func() { close(resume) })
+	t.Cleanup(release) // before the relay stops
+	replica := replicaOf(t, relay.HostPort)
+	inSync(t, 30*time.Second, master, replica)
+	load := startBigLoad(master, bigLoadOptions{Writers: 1, Rate: 2 << 20, Small: true, Seed: 4})
+	defer load.Stop(t, false)
+
+	// The refresh asks for a snapshot; the master forks 3 s later.
+	master.Do(t, "CONFIG", "SET", "repl-diskless-sync-delay", "3")
+	if err := relay.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "0.000001").Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 10*time.Second, func() error {
+		for k, v := range master.Info(t, "replication") {
+			if strings.HasPrefix(k, "slave") && strings.Contains(v, "state=wait_bgsave") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no refresh waiting on the master")
+	})
+	master.Do(t, "FLUSHALL")
+	holdAt, digest := holdPoint(t, relay, replica)
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the refresh never arrived")
+	}
+	late := replicaOf(t, relay.HostPort)
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if off := late.InfoInt(t, "master_repl_offset"); off != holdAt-1 {
+			return fmt.Errorf("replica joining during the refresh at offset %d, want %d: just before the hold", off, holdAt-1)
+		}
+		return nil
+	})
+	release()
+	redistest.Eventually(t, 30*time.Second, func() error {
+		st := relay.Status()
+		if st.Refreshes+st.RefreshFailures == 0 || st.SyncPending {
+			return fmt.Errorf("refresh still running")
+		}
+		return nil
+	})
+	stillHeld(t, relay, holdAt, digest, replica, late)
+	if n := master.InfoInt(t, "sync_full"); n != 2 {
+		t.Errorf("master sync_full %d, want 2: the first sync and the refresh", n)
+	}
+
+	if err := relay.Client().Do(t.Context(), "RELAY", "GUARD", "RELEASE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	load.Stop(t, false)
+	inSync(t, 60*time.Second, master, replica, late)
 }
