@@ -20,6 +20,7 @@ var errGuardTripped = errors.New("empty-master guard tripped")
 // guardState is guarded by history.mu.
 type guardState struct {
 	held     *snapshot // the snapshot held back; nil while the guard is not tripped
+	tripwire bool      // held with the command tripwire's hold, not for the guard's own reasons
 	reason   string
 	since    time.Time
 	released chan struct{} // closed when the held snapshot is released or discarded
@@ -60,15 +61,17 @@ func (h *history) guardCheck(s *snapshot) string {
 
 // holdSnapshot quarantines s for the empty-master guard.
 func (h *history) holdSnapshot(s *snapshot, why string) {
-	h.quarantine(s, why)
+	h.quarantine(s, why, false)
 	h.stats.guardTrips.Add(1)
 	h.logger.Error("EMPTY-MASTER GUARD TRIPPED: not propagating the new master's snapshot; replicas keep their data. Release with RELAY GUARD RELEASE once the master is known good", "reason", why, "replid", s.meta.ReplID, "path", s.path)
 }
 
 // quarantine holds s back: replicas streaming it are cut before its last
 // byte, replicas keep being served the current history, and the upstream
-// link waits until RELAY GUARD RELEASE makes s the relay's history.
-func (h *history) quarantine(s *snapshot, why string) {
+// link waits until RELAY GUARD RELEASE makes s the relay's history. With
+// tripwire it is held for the command tripwire: INFO shows it with the hold,
+// not as the guard's.
+func (h *history) quarantine(s *snapshot, why string, tripwire bool) {
 	written, _, _, _, _ := s.state()
 	s.finish(nil, errGuardTripped)
 	held := completeSnapshot(s.metaCopy(), s.path)
@@ -77,7 +80,7 @@ func (h *history) quarantine(s *snapshot, why string) {
 	held.summary, held.parseErr = s.summary, s.parseErr
 	close(held.parsed)
 	h.mu.Lock()
-	h.guard = guardState{held: held, reason: why, since: time.Now(), released: make(chan struct{})}
+	h.guard = guardState{held: held, tripwire: tripwire, reason: why, since: time.Now(), released: make(chan struct{})}
 	if h.pending == s {
 		h.pending = nil
 	}

@@ -632,9 +632,11 @@ func (h *history) fillStatus(st *Status) (current, pending *snapshot) {
 		st.RecoverNewestTime = h.log.NewestTime()
 		current = h.snap
 	}
-	st.GuardTripped = h.guard.held != nil
-	st.GuardReason = h.guard.reason
-	st.GuardSince = h.guard.since
+	if g := h.guard; g.held != nil && g.tripwire {
+		st.HoldSnapshot, st.HoldSnapshotOffset = true, g.held.meta.Offset
+	} else if g.held != nil {
+		st.GuardTripped, st.GuardReason, st.GuardSince = true, g.reason, g.since
+	}
 	if hd := h.hold; hd != nil {
 		st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = true, hd.Command, hd.At, hd.Since
 	}

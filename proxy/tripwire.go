@@ -42,10 +42,32 @@ func holdCommands(names []string) map[string]bool {
 }
 
 // setHoldCommands sets the command names that trip the wire
-// (hold-on-commands).
+// (hold-on-commands). Naming DEL or UNLINK logs a warning (expiryCaveat).
 func (h *history) setHoldCommands(names []string) {
 	set := holdCommands(names)
-	h.holdSet.Store(&set)
+	old := h.holdSet.Swap(&set)
+	for name := range set {
+		if why := expiryCaveat(name); why != "" && (old == nil || !(*old)[name]) {
+			h.logger.Warn("hold-on-commands names "+strings.ToUpper(name)+": it will also trip on keys the master expires or evicts", "reason", why)
+		}
+	}
+}
+
+// expiryCaveat says why a wire on the command name also matches deletions
+// the master makes on its own, or "" when it does not. A Redis 7 master
+// propagates the removal of a key that expires (in its expire cycle, on
+// access, or by EXPIRE with a time in the past) or that is evicted as
+// "DEL key", or as "UNLINK key" with lazyfree-lazy-expire and
+// lazyfree-lazy-eviction yes: the bytes an application's DEL or UNLINK may
+// have, with nothing in the stream to tell them apart.
+func expiryCaveat(name string) string {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "del":
+		return "a master sends DEL for every key that expires or is evicted, unless lazyfree-lazy-expire and lazyfree-lazy-eviction are yes on it (then UNLINK); nothing in the stream tells those from an application's DEL"
+	case "unlink":
+		return "a master with lazyfree-lazy-expire or lazyfree-lazy-eviction yes sends UNLINK for every key that expires or is evicted; nothing in the stream tells those from an application's UNLINK"
+	}
+	return ""
 }
 
 // tripwire is called by the upstream link for every command, with the
@@ -115,7 +137,7 @@ func (h *history) holdNewHistory(s *snapshot) bool {
 	}
 	<-s.parsed // the held snapshot keeps its key count for INFO and the release
 	why := fmt.Sprintf("the command tripwire holds replicas before %s at offset %d; a full sync brought snapshot %s at offset %d, which may carry it", hs.Command, hs.At, s.meta.ReplID, s.meta.Offset)
-	h.quarantine(s, why)
+	h.quarantine(s, why, true)
 	h.logger.Error("COMMAND TRIPWIRE: a full sync from upstream is held back with the hold; replicas keep their data. RELAY GUARD RELEASE lets both through",
 		"command", hs.Command, "offset", hs.At, "replid", s.meta.ReplID, "snapshot_offset", s.meta.Offset, "path", s.path)
 	return true

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"strconv"
@@ -228,12 +229,16 @@ func TestTripwireHoldSurvivesFullSync(t *testing.T) {
 	})
 	relay.start(relay.port)
 	redistest.Eventually(t, 30*time.Second, func() error {
-		if relay.InfoField(t, "guard_tripped") != "1" {
+		info := foRelayInfo(t, relay)
+		if info["hold_snapshot_offset"] == "" {
 			return fmt.Errorf("the restarted relay's full sync is not held back (hold_active %s, snapshot_offset %s)",
-				relay.InfoField(t, "hold_active"), relay.InfoField(t, "snapshot_offset"))
+				info["hold_active"], info["snapshot_offset"])
 		}
 		return nil
 	})
+	if relay.InfoField(t, "guard_tripped") != "0" {
+		t.Error("the empty-master guard reports a trip: the snapshot is held for the tripwire")
+	}
 	if n := relay.Status().UpstreamFullSyncs; n != 0 {
 		t.Errorf("the restarted relay took %d full syncs as its history while holding", n)
 	}
@@ -245,8 +250,8 @@ func TestTripwireHoldSurvivesFullSync(t *testing.T) {
 	}
 	load.Stop(t, false)
 	inSync(t, 60*time.Second, master, replica, late)
-	if relay.InfoField(t, "hold_active") != "0" || relay.InfoField(t, "guard_tripped") != "0" {
-		t.Errorf("after the release: hold_active %s, guard_tripped %s", relay.InfoField(t, "hold_active"), relay.InfoField(t, "guard_tripped"))
+	if info := foRelayInfo(t, relay); info["hold_active"] != "0" || info["hold_snapshot_offset"] != "" {
+		t.Errorf("after the release: hold_active %s, hold_snapshot_offset %q", info["hold_active"], info["hold_snapshot_offset"])
 	}
 }
 
@@ -321,4 +326,85 @@ func TestTripwireHoldDropsRefresh(t *testing.T) {
 	}
 	load.Stop(t, false)
 	inSync(t, 60*time.Second, master, replica, late)
+}
+
+// TestTripwireDelMatchesExpiry keeps what the README says of DEL and
+// UNLINK: a master sends DEL for a key it expires, so a DEL wire trips on
+// it (and recover --before-command DEL stops there) though no client sent
+// DEL; with lazyfree-lazy-expire and lazyfree-lazy-eviction yes, expired
+// and evicted keys arrive as UNLINK and only an application's DEL trips it.
+func TestTripwireDelMatchesExpiry(t *testing.T) {
+	start := func(t *testing.T, args ...string) (*redistest.Server, *testRelay, *redistest.Server) {
+		master := redistest.Start(t, args...)
+		populate(t, master, 0, 500)
+		relay := startRelay(t, master.Addr(), func(c *Config) {
+			c.HoldOnCommands = []string{"DEL"}
+			c.RefreshRatio = -1
+		})
+		replica := replicaOf(t, relay.HostPort)
+		inSync(t, 30*time.Second, master, replica)
+		master.Do(t, "SET", "short-lived", "1", "PX", "50")
+		redistest.Eventually(t, 10*time.Second, func() error {
+			if n := master.InfoInt(t, "expired_keys"); n < 1 {
+				return fmt.Errorf("master expired_keys %d", n)
+			}
+			return nil
+		})
+		return master, relay, replica
+	}
+
+	t.Run("expiry sent as DEL", func(t *testing.T) {
+		master, relay, replica := start(t)
+		holdAt, _ := holdPoint(t, relay, replica)
+		if cmd := relay.InfoField(t, "hold_command"); cmd != "DEL" {
+			t.Errorf("hold_command %q, want DEL", cmd)
+		}
+		if n, ok := master.Info(t, "commandstats")["cmdstat_del"]; ok {
+			t.Fatalf("a client sent DEL (%s): the test wants the master's own", n)
+		}
+		if _, err := relay.hist.currentLog().Sync(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Recover(t.Context(), RecoverOptions{
+			DataDir: relay.cfg.DataDir, UntilOffset: -1, BeforeCommand: "del", Out: t.TempDir() + "/before-del.rdb",
+			Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		})
+		if err != nil {
+			t.Fatalf("recover --before-command DEL: %v", err)
+		}
+		if res.Command != "DEL" || res.CmdAt != holdAt {
+			t.Errorf("recover --before-command DEL left out %s at %d, want the expiry's DEL at %d", res.Command, res.CmdAt, holdAt)
+		}
+	})
+
+	t.Run("lazyfree: expiry and eviction sent as UNLINK", func(t *testing.T) {
+		master, relay, replica := start(t, "--lazyfree-lazy-expire", "yes", "--lazyfree-lazy-eviction", "yes")
+		for i := range 10 {
+			master.Do(t, "SET", fmt.Sprintf("evictable:%d", i), i, "EX", "3600")
+		}
+		master.Do(t, "CONFIG", "SET", "maxmemory-policy", "volatile-random")
+		master.Do(t, "CONFIG", "SET", "maxmemory", "1")
+		redistest.Eventually(t, 10*time.Second, func() error { // every command runs the eviction first
+			if n := master.InfoInt(t, "evicted_keys"); n < 10 {
+				return fmt.Errorf("master evicted_keys %d", n)
+			}
+			return nil
+		})
+		master.Do(t, "CONFIG", "SET", "maxmemory", "0")
+		inSync(t, 20*time.Second, master, replica)
+		redistest.Eventually(t, 10*time.Second, func() error {
+			if n := relay.Status().Commands["unlink"]; n < 11 {
+				return fmt.Errorf("relay relayed %d UNLINKs", n)
+			}
+			return nil
+		})
+		if relay.InfoField(t, "hold_active") != "0" {
+			t.Fatalf("the DEL wire tripped on %s without a DEL", relay.InfoField(t, "hold_command"))
+		}
+		master.Do(t, "DEL", "db0:1:s")
+		holdPoint(t, relay, replica)
+		if cmd := relay.InfoField(t, "hold_command"); cmd != "DEL" {
+			t.Errorf("hold_command %q, want DEL", cmd)
+		}
+	})
 }
