@@ -119,7 +119,8 @@ func (h *history) releaseHold() error {
 //     installs the held snapshot, which ends the hold;
 //   - a refreshed snapshot taken at or past the hold point is dropped
 //     (pastHold), and none still arriving is served (syncSource);
-//   - sessions bound every read by the hold (stream).
+//   - sessions look the hold up after each read of the log, and send
+//     nothing at or past it (session.stream).
 
 // errPastHold: a refreshed snapshot would carry what the tripwire holds
 // back from the replicas.
@@ -135,7 +136,7 @@ func (h *history) holdNewHistory(s *snapshot) bool {
 	if hs == nil {
 		return false
 	}
-	<-s.parsed // the held snapshot keeps its key count for INFO and the release
+	<-s.parsed // installed on release with its summary (keys, version)
 	why := fmt.Sprintf("the command tripwire holds replicas before %s at offset %d; a full sync brought snapshot %s at offset %d, which may carry it", hs.Command, hs.At, s.meta.ReplID, s.meta.Offset)
 	h.quarantine(s, why, true)
 	h.logger.Error("COMMAND TRIPWIRE: a full sync from upstream is held back with the hold; replicas keep their data. RELAY GUARD RELEASE lets both through",
