@@ -20,6 +20,7 @@ var errGuardTripped = errors.New("empty-master guard tripped")
 // guardState is guarded by history.mu.
 type guardState struct {
 	held     *snapshot // the snapshot held back; nil while the guard is not tripped
+	tripwire bool      // held with the command tripwire's hold, not for the guard's own reasons
 	reason   string
 	since    time.Time
 	released chan struct{} // closed when the held snapshot is released or discarded
@@ -58,9 +59,19 @@ func (h *history) guardCheck(s *snapshot) string {
 	return ""
 }
 
-// holdSnapshot quarantines s: replicas streaming it are cut before its
-// last byte, and the upstream link waits for a release.
+// holdSnapshot quarantines s for the empty-master guard.
 func (h *history) holdSnapshot(s *snapshot, why string) {
+	h.quarantine(s, why, false)
+	h.stats.guardTrips.Add(1)
+	h.logger.Error("EMPTY-MASTER GUARD TRIPPED: not propagating the new master's snapshot; replicas keep their data. Release with RELAY GUARD RELEASE once the master is known good", "reason", why, "replid", s.meta.ReplID, "path", s.path)
+}
+
+// quarantine holds s back: replicas streaming it are cut before its last
+// byte, replicas keep being served the current history, and the upstream
+// link waits until RELAY GUARD RELEASE makes s the relay's history. With
+// tripwire it is held for the command tripwire: INFO shows it with the hold,
+// not as the guard's.
+func (h *history) quarantine(s *snapshot, why string, tripwire bool) {
 	written, _, _, _, _ := s.state()
 	s.finish(nil, errGuardTripped)
 	held := completeSnapshot(s.metaCopy(), s.path)
@@ -69,14 +80,12 @@ func (h *history) holdSnapshot(s *snapshot, why string) {
 	held.summary, held.parseErr = s.summary, s.parseErr
 	close(held.parsed)
 	h.mu.Lock()
-	h.guard = guardState{held: held, reason: why, since: time.Now(), released: make(chan struct{})}
+	h.guard = guardState{held: held, tripwire: tripwire, reason: why, since: time.Now(), released: make(chan struct{})}
 	if h.pending == s {
 		h.pending = nil
 	}
 	h.broadcast()
 	h.mu.Unlock()
-	h.stats.guardTrips.Add(1)
-	h.logger.Error("EMPTY-MASTER GUARD TRIPPED: not propagating the new master's snapshot; replicas keep their data. Release with RELAY GUARD RELEASE once the master is known good", "reason", why, "replid", s.meta.ReplID, "path", s.path)
 }
 
 // guardHold returns a channel that is closed when the guard is not (or no
@@ -93,8 +102,9 @@ func (h *history) guardHold() <-chan struct{} {
 }
 
 // releaseGuard makes the held snapshot the relay's history: replicas then
-// full-sync to it and follow the new master. With no snapshot held it
-// releases the command tripwire's hold.
+// full-sync to it and follow the new master. A new history ends the
+// command tripwire's hold too. With no snapshot held it releases the
+// command tripwire's hold.
 func (h *history) releaseGuard() error {
 	h.mu.Lock()
 	g := h.guard
@@ -111,7 +121,7 @@ func (h *history) releaseGuard() error {
 	if _, err := h.install(g.held); err != nil {
 		return fmt.Errorf("install released snapshot: %w", err)
 	}
-	h.logger.Warn("empty-master guard released by operator", "replid", g.held.meta.ReplID, "offset", g.held.meta.Offset)
+	h.logger.Warn("held snapshot released by operator", "replid", g.held.meta.ReplID, "offset", g.held.meta.Offset, "reason", g.reason)
 	return nil
 }
 

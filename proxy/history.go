@@ -213,13 +213,17 @@ func (h *history) abortFullSync(s *snapshot, why error) {
 // commitFullSync checks a fully received snapshot and makes it the relay's
 // history: a new log starts after it, state.json names both, and the old
 // history is dropped (its sessions end when its log closes). A snapshot that
-// trips the empty-master guard is held back instead (errGuardTripped).
+// trips the empty-master guard, or arrives while the command tripwire
+// holds, is held back instead (errGuardTripped).
 func (h *history) commitFullSync(s *snapshot) (*replstream.Log, error) {
 	s.markReceived()
 	h.at("commit")
 	if err := h.validate(s); err != nil {
 		h.stats.snapshotsRejected.Add(1)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
+	}
+	if h.holdNewHistory(s) {
+		return nil, fmt.Errorf("%w: the command tripwire holds replicas", errGuardTripped)
 	}
 	if why := h.guardCheck(s); why != "" {
 		h.holdSnapshot(s, why)
@@ -589,7 +593,9 @@ func (h *history) syncSource(ctx context.Context, keepalive func() error, pin *a
 	for {
 		h.mu.Lock()
 		s := h.pending
-		if s == nil {
+		if s == nil || h.hold != nil {
+			// While the command tripwire holds, a snapshot still arriving
+			// may carry what it holds back.
 			s = h.snap
 		}
 		var f *os.File
@@ -650,9 +656,11 @@ func (h *history) fillStatus(st *Status) (current, pending *snapshot) {
 		st.RecoverNewestTime = h.log.NewestTime()
 		current = h.snap
 	}
-	st.GuardTripped = h.guard.held != nil
-	st.GuardReason = h.guard.reason
-	st.GuardSince = h.guard.since
+	if g := h.guard; g.held != nil && g.tripwire {
+		st.HoldSnapshot, st.HoldSnapshotOffset = true, g.held.meta.Offset
+	} else if g.held != nil {
+		st.GuardTripped, st.GuardReason, st.GuardSince = true, g.reason, g.since
+	}
 	if hd := h.hold; hd != nil {
 		st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = true, hd.Command, hd.At, hd.Since
 	}

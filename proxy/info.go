@@ -147,6 +147,9 @@ func (a *admin) info(args [][]byte) string {
 				kv("hold_command", st.HoldCommand)
 				kv("hold_offset", st.HoldAt)
 				kv("hold_since_seconds", int(time.Since(st.HoldSince).Seconds()))
+				if st.HoldSnapshot {
+					kv("hold_snapshot_offset", st.HoldSnapshotOffset)
+				}
 			}
 			kv("hold_trips", st.HoldTrips)
 			for _, reason := range closeReasons {

@@ -68,6 +68,9 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if why := expiryCaveat(o.BeforeCommand); why != "" {
+		o.Logger.Warn("--before-command "+strings.ToUpper(o.BeforeCommand)+" also stops at a key the master expired or evicted", "reason", why)
+	}
 	h, err := openArchive(o.DataDir)
 	if err != nil {
 		return RecoverResult{}, err

@@ -19,17 +19,19 @@ import (
 // history, same log, newer starting point.
 func (h *history) commitRefresh(ctx context.Context, s *snapshot) error {
 	s.markReceived()
+	h.at("refresh-received")
 	if err := h.validate(s); err != nil {
 		h.stats.snapshotsRejected.Add(1)
 		return fmt.Errorf("snapshot rejected: %w", err)
 	}
-	s.markVerified()
 	if err := h.syncSnapshot(s); err != nil {
 		return err
 	}
 	// The main link may be a little behind the refresh's fork point; serve
 	// the new snapshot only once the log holds the byte just before the
-	// stream it continues with.
+	// stream it continues with. By then the command tripwire has seen every
+	// command the snapshot holds: one that holds the held command is
+	// dropped, and its last byte never reaches a replica.
 	log := h.currentLog()
 	wctx, cancel := context.WithTimeout(ctx, h.cfg.timeout())
 	err := log.WaitFor(wctx, s.meta.Offset)
@@ -37,10 +39,20 @@ func (h *history) commitRefresh(ctx context.Context, s *snapshot) error {
 	if err != nil {
 		return fmt.Errorf("log did not reach the snapshot's offset %d: %w", s.meta.Offset, err)
 	}
+	h.mu.Lock()
+	err = h.pastHold(s.meta.Offset)
+	h.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.markVerified()
 	h.at("refresh-commit")
 	err = h.adopt(s, log, func() error { // under mu
 		if h.log != log || h.pending != s || !h.id.Accepts(s.meta.ReplID, s.meta.Offset+1) {
 			return errors.New("history changed during the refresh")
+		}
+		if err := h.pastHold(s.meta.Offset); err != nil {
+			return err
 		}
 		first, next := log.Range()
 		if first > s.meta.Offset+1 {

@@ -454,39 +454,42 @@ func (s *session) setOnline() {
 }
 
 // stream copies the log to the replica from the cursor on.
+//
+// Bytes first, then the hold: the command tripwire is set before the
+// command's bytes reach the log, so a hold looked up after a read covers
+// every command the read returned. Bytes at or past the hold point wait in
+// out until it is released.
 func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 	buf := make([]byte, 64<<10)
 	s.sent.Store(cur.Offset())
+	var out []byte // read and not sent yet; ends at cur.Offset()
 	for {
-		p := buf
-		if s.srv.hist.tripwireArmed() {
-			// Bytes first, then the hold: the command tripwire is set
-			// before the command's bytes reach the log.
-			if err := cur.Wait(ctx); err != nil {
+		if len(out) == 0 {
+			n, err := cur.Read(ctx, buf)
+			if err != nil {
 				if ctx.Err() != nil {
 					return context.Cause(ctx)
 				}
 				return err
 			}
-			limit, err := s.srv.hist.waitHold(ctx, cur.Offset())
+			out = buf[:n]
+		}
+		n := int64(len(out))
+		if s.srv.hist.tripwireArmed() {
+			s.srv.hist.at("hold-lookup")
+			limit, err := s.srv.hist.waitHold(ctx, cur.Offset()-n)
 			if err != nil {
 				return err
 			}
-			if limit >= 0 && limit < int64(len(p)) {
-				p = p[:limit]
+			if limit >= 0 {
+				n = min(n, limit)
 			}
 		}
-		n, err := cur.Read(ctx, p)
-		if err != nil {
-			if ctx.Err() != nil {
-				return context.Cause(ctx)
-			}
+		if err := s.write(out[:n]); err != nil {
 			return err
 		}
-		if err := s.write(buf[:n]); err != nil {
-			return err
-		}
-		s.sent.Store(cur.Offset())
+		out = out[n:]
+		s.sent.Store(cur.Offset() - int64(len(out)))
 	}
 }
 

@@ -343,7 +343,7 @@ var settingTable = []Setting{
 	settable(boolSetting("serve-compression", catDownstream, "yes", "give relays below a compressed link when they ask for one", func(c *Config) *bool { return &c.NoServeCompression }, true)),
 	{
 		Name: "hold-on-commands", Synopsis: "<name,...>", Category: catGuard, Kind: KindString, NArgs: 1, Runtime: true,
-		Usage: "stop the stream to replicas just before the first of these commands (e.g. FLUSHALL,FLUSHDB) until RELAY GUARD RELEASE; empty: off",
+		Usage: "stop the stream to replicas just before the first of these commands (e.g. FLUSHALL,FLUSHDB) until RELAY GUARD RELEASE; empty: off. DEL (UNLINK with lazyfree-lazy-expire/-eviction yes) also matches every key the master expires or evicts",
 		parse: func(c *Config, a []string) error {
 			c.HoldOnCommands = nil
 			for _, name := range splitList(a[0]) {

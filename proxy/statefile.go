@@ -31,9 +31,12 @@ const stateFile = "state.json"
 
 // at marks a step where a crash must leave the data dir consistent:
 // "commit" (a snapshot fully received, before its checks and fsync),
+// "refresh-received" (the same for a refreshed snapshot),
 // "refresh-commit" (a refreshed snapshot checked, before the swap),
 // "state-written" (state.json names a new snapshot or log, before the old
-// files go) and "shift-written" (state.json holds a new replid).
+// files go) and "shift-written" (state.json holds a new replid). Tests also
+// stop at "hold-lookup": a session has read bytes of the log and has not
+// yet looked up the command tripwire's hold for them.
 func (h *history) at(point string) {
 	if f := h.cfg.fixed.crashPoint; f != nil {
 		f(point)

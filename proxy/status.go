@@ -83,6 +83,8 @@ type Status struct {
 	HoldCommand         string    // the command that tripped it
 	HoldAt              int64
 	HoldSince           time.Time
+	HoldSnapshot        bool  // a full sync from upstream is held back with the hold
+	HoldSnapshotOffset  int64 // its offset
 	LinkState           string
 	MasterAddr          string
 	LinkSince           time.Time

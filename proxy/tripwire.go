@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -41,10 +42,32 @@ func holdCommands(names []string) map[string]bool {
 }
 
 // setHoldCommands sets the command names that trip the wire
-// (hold-on-commands).
+// (hold-on-commands). Naming DEL or UNLINK logs a warning (expiryCaveat).
 func (h *history) setHoldCommands(names []string) {
 	set := holdCommands(names)
-	h.holdSet.Store(&set)
+	old := h.holdSet.Swap(&set)
+	for name := range set {
+		if why := expiryCaveat(name); why != "" && (old == nil || !(*old)[name]) {
+			h.logger.Warn("hold-on-commands names "+strings.ToUpper(name)+": it will also trip on keys the master expires or evicts", "reason", why)
+		}
+	}
+}
+
+// expiryCaveat says why a wire on the command name also matches deletions
+// the master makes on its own, or "" when it does not. A Redis 7 master
+// propagates the removal of a key that expires (in its expire cycle, on
+// access, or by EXPIRE with a time in the past) or that is evicted as
+// "DEL key", or as "UNLINK key" with lazyfree-lazy-expire and
+// lazyfree-lazy-eviction yes: the bytes an application's DEL or UNLINK may
+// have, with nothing in the stream to tell them apart.
+func expiryCaveat(name string) string {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "del":
+		return "a master sends DEL for every key that expires or is evicted, unless lazyfree-lazy-expire and lazyfree-lazy-eviction are yes on it (then UNLINK); nothing in the stream tells those from an application's DEL"
+	case "unlink":
+		return "a master with lazyfree-lazy-expire or lazyfree-lazy-eviction yes sends UNLINK for every key that expires or is evicted; nothing in the stream tells those from an application's UNLINK"
+	}
+	return ""
 }
 
 // tripwire is called by the upstream link for every command, with the
@@ -84,6 +107,49 @@ func (h *history) releaseHold() error {
 	}
 	h.logger.Warn("command tripwire released by operator", "command", hs.Command, "offset", hs.At)
 	h.saveHold()
+	return nil
+}
+
+// A hold covers every way a replica could get past its point, not only
+// the stream: while it is on,
+//   - a full sync from upstream (a restarted relay whose master's backlog
+//     moved on, a new master) is held back as the empty-master guard holds
+//     a snapshot (holdNewHistory): the upstream link pauses, replicas are
+//     served the current history up to the hold, and RELAY GUARD RELEASE
+//     installs the held snapshot, which ends the hold;
+//   - a refreshed snapshot taken at or past the hold point is dropped
+//     (pastHold), and none still arriving is served (syncSource);
+//   - sessions look the hold up after each read of the log, and send
+//     nothing at or past it (session.stream).
+
+// errPastHold: a refreshed snapshot would carry what the tripwire holds
+// back from the replicas.
+var errPastHold = errors.New("the command tripwire holds replicas before this snapshot's offset")
+
+// holdNewHistory holds back a snapshot that would start a new history while
+// the tripwire holds (it may carry the held command, or be another
+// master's); it reports whether it did.
+func (h *history) holdNewHistory(s *snapshot) bool {
+	h.mu.Lock()
+	hs := h.hold
+	h.mu.Unlock()
+	if hs == nil {
+		return false
+	}
+	<-s.parsed // installed on release with its summary (keys, version)
+	why := fmt.Sprintf("the command tripwire holds replicas before %s at offset %d; a full sync brought snapshot %s at offset %d, which may carry it", hs.Command, hs.At, s.meta.ReplID, s.meta.Offset)
+	h.quarantine(s, why, true)
+	h.logger.Error("COMMAND TRIPWIRE: a full sync from upstream is held back with the hold; replicas keep their data. RELAY GUARD RELEASE lets both through",
+		"command", hs.Command, "offset", hs.At, "replid", s.meta.ReplID, "snapshot_offset", s.meta.Offset, "path", s.path)
+	return true
+}
+
+// pastHold fails when a snapshot at offset holds bytes at or past the hold
+// point. Caller holds mu.
+func (h *history) pastHold(offset int64) error {
+	if h.hold != nil && offset >= h.hold.At {
+		return fmt.Errorf("%w: %s held at offset %d, snapshot at %d", errPastHold, h.hold.Command, h.hold.At, offset)
+	}
 	return nil
 }
 

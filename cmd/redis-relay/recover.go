@@ -27,7 +27,7 @@ func recoverCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Usage: "the relay's data dir", Required: true},
 			&cli.StringFlag{Name: "until", Usage: "the dataset as it was at this time, or as of this replication offset"},
-			&cli.StringFlag{Name: "before-command", Usage: "the dataset just before the first command of this name (FLUSHALL, FLUSHDB, DEL, ...)"},
+			&cli.StringFlag{Name: "before-command", Usage: "the dataset just before the first command of this name (FLUSHALL, FLUSHDB, ...); DEL (UNLINK with lazyfree-lazy-expire/-eviction yes) also matches every key the master expired or evicted"},
 			&cli.StringFlag{Name: "after", Usage: "with --before-command: the first such command at or after this time"},
 			&cli.StringFlag{Name: "out", Usage: "write the dataset to this RDB file"},
 			&cli.IntFlag{Name: "serve", Usage: "leave a redis-server with the dataset on this loopback port"},
