@@ -27,8 +27,8 @@ import (
 // stream after it, with the time each part arrived (the log's time index).
 // Recover rebuilds the dataset as of a point with the engine that matters:
 // a scratch redis-server is fed the snapshot and the stream up to the point
-// exactly as a replica is fed (+FULLRESYNC, the RDB, the commands), then
-// promoted and saved. The point always falls on a resume point: whole
+// exactly as a replica is fed (+FULLRESYNC, the RDB, the commands), and
+// its dataset is digested and saved while it is still that replica. The point always falls on a resume point: whole
 // commands, never half a MULTI/EXEC block. The data dir is only read.
 
 // RecoverOptions say which point to go back to and what to leave there.
@@ -41,7 +41,8 @@ type RecoverOptions struct {
 	After         time.Time // ... that arrived at or after this time (zero: any)
 
 	Out         string // write the dataset here as an RDB file
-	ServePort   int    // or leave a redis-server with it on this loopback port
+	ServePort   int    // or leave a redis-server with it on this port
+	Bind        string // the addresses it listens on (redis-server's bind); default 127.0.0.1
 	RedisServer string // redis-server binary; default: from PATH
 	Logger      *slog.Logger
 }
@@ -57,6 +58,13 @@ type RecoverResult struct {
 	Keys    int64
 	Pid     int // with ServePort: the redis-server left running
 	Elapsed time.Duration
+}
+
+func (o RecoverOptions) bind() string {
+	if strings.TrimSpace(o.Bind) == "" {
+		return "127.0.0.1"
+	}
+	return o.Bind
 }
 
 // ErrOutOfRange: the point asked for is not in what the data dir holds.
@@ -89,13 +97,16 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 			srv.stop()
 		}
 	}()
-	if err := h.feed(ctx, srv, cut); err != nil {
+	release, err := h.feed(ctx, srv, cut)
+	if err != nil {
 		return RecoverResult{}, err
 	}
+	defer release()
+	// The dataset as of the point is taken while the scratch server is
+	// still a replica: a replica never expires keys on its own, so a key
+	// whose TTL ran out after the point is still there, with its absolute
+	// expiry time, however long the recovery took.
 	c := srv.client
-	if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
-		return RecoverResult{}, fmt.Errorf("promote the scratch server: %w", err)
-	}
 	if res.Digest, err = c.Do(ctx, "DEBUG", "DIGEST").Text(); err != nil {
 		return RecoverResult{}, fmt.Errorf("digest: %w", err)
 	}
@@ -111,6 +122,11 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 		}
 	}
 	if o.ServePort > 0 {
+		// Served, it is a master like any other: from now on it expires
+		// the keys whose time has come.
+		if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+			return RecoverResult{}, fmt.Errorf("promote the scratch server: %w", err)
+		}
 		keep = true
 		res.Pid = srv.cmd.Process.Pid
 	}
@@ -277,11 +293,18 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 // scratch is the redis-server a recovery feeds.
 type scratch struct {
 	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has ended
 	dir    string
 	port   int
 	client *redis.Client
 }
 
+// startScratch starts the scratch redis-server and returns it once it is
+// proven to be the one answering on its port: INFO's process_id is the
+// pid of the process started. Until then nothing but PING and INFO is sent
+// to the port, so a server someone else runs there is never touched. A
+// port asked for (--serve) that is taken is an error; a port picked here
+// that a stranger took in the meantime is picked again.
 func startScratch(ctx context.Context, o RecoverOptions) (*scratch, error) {
 	bin := o.RedisServer
 	if bin == "" {
@@ -290,82 +313,168 @@ func startScratch(ctx context.Context, o RecoverOptions) (*scratch, error) {
 			return nil, errors.New("redis-server not found on PATH (install it, or pass its path)")
 		}
 	}
-	port := o.ServePort
-	if port == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if o.ServePort > 0 {
+		addr := net.JoinHostPort(connectHost(o.bind()), strconv.Itoa(o.ServePort))
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--serve %d: %w (%v); nothing was sent to it", o.ServePort, errPortTaken, err)
 		}
-		port = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
+		return tryScratch(ctx, o, bin, o.ServePort)
 	}
+	var err error
+	for range 3 {
+		ln, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			return nil, lerr
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		var s *scratch
+		if s, err = tryScratch(ctx, o, bin, port); err == nil || !errors.Is(err, errPortTaken) {
+			return s, err
+		}
+	}
+	return nil, err
+}
+
+var errPortTaken = errors.New("port in use")
+
+func tryScratch(ctx context.Context, o RecoverOptions, bin string, port int) (*scratch, error) {
+	bind := o.bind()
+	addr := net.JoinHostPort(connectHost(bind), strconv.Itoa(port))
 	dir, err := os.MkdirTemp("", "redis-relay-recover-")
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no",
+	args := []string{"--port", strconv.Itoa(port), "--bind", bind, "--dir", dir, "--save", "", "--appendonly", "no",
 		"--logfile", filepath.Join(dir, "redis.log")}
 	args = append(args, DebugCommandArgs(bin)...)
-	s := &scratch{cmd: exec.Command(bin, args...), dir: dir, port: port}
+	s := &scratch{cmd: exec.Command(bin, args...), exited: make(chan struct{}), dir: dir, port: port}
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	s.client = redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Protocol: 2, DisableIdentity: true, ReadTimeout: time.Minute})
+	go func() {
+		s.cmd.Wait()
+		close(s.exited)
+	}()
+	s.client = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, ReadTimeout: time.Minute, MaxRetries: -1})
+	pid := s.cmd.Process.Pid
 	deadline := time.Now().Add(10 * time.Second)
-	for s.client.Ping(ctx).Err() != nil {
+	for {
+		select {
+		case <-s.exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+			s.stop()
+			if bytes.Contains(log, []byte("Address already in use")) {
+				return nil, fmt.Errorf("port %d: %w by another process; nothing was sent to it", port, errPortTaken)
+			}
+			return nil, fmt.Errorf("the scratch redis-server on port %d exited at start: %s", port, lastLine(log))
+		default:
+		}
+		info, err := s.client.Info(ctx, "server").Result()
+		if err == nil {
+			if got := infoField(info, "process_id"); got != strconv.Itoa(pid) {
+				s.stop()
+				return nil, fmt.Errorf("port %d: %w by another redis-server (pid %s); nothing was sent to it", port, errPortTaken, got)
+			}
+			return s, nil
+		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			s.stop()
 			return nil, fmt.Errorf("the scratch redis-server on port %d did not start; see its log in %s", port, dir)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return s, nil
+}
+
+// connectHost is the address to reach a server bound to bind (the first of
+// its addresses; loopback for a wildcard).
+func connectHost(bind string) string {
+	host, _, _ := strings.Cut(strings.TrimSpace(bind), " ")
+	host = strings.TrimPrefix(host, "-")
+	switch host {
+	case "", "*", "0.0.0.0":
+		return "127.0.0.1"
+	case "::", "::*", "*::":
+		return "::1"
+	}
+	return host
+}
+
+// infoField is the value of one field of an INFO reply ("" if absent).
+func infoField(info, field string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }
 
 func (s *scratch) stop() {
 	s.client.Close()
 	s.cmd.Process.Kill()
-	s.cmd.Wait()
+	<-s.exited
 	os.RemoveAll(s.dir)
 }
 
 // feed makes the scratch server a replica of a one-shot master that serves
 // the snapshot and the stream up to cut, and waits until it has applied
-// all of it.
-func (h *archive) feed(ctx context.Context, srv *scratch, cut int64) error {
+// all of it. The link stays open until release: the scratch server stays a
+// replica of this one-shot master and has no port to reconnect to that
+// someone else could have taken.
+func (h *archive) feed(ctx context.Context, srv *scratch, cut int64) (release func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer ln.Close()
 	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
-	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
+	var nc net.Conn
+	release = func() {
+		stop()
+		cancel()
+		if nc != nil {
+			nc.Close()
+		}
+		ln.Close()
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	if err := srv.client.Do(ctx, "REPLICAOF", "127.0.0.1", port).Err(); err != nil {
-		return fmt.Errorf("point the scratch server at the recovery: %w", err)
+		return nil, fmt.Errorf("point the scratch server at the recovery: %w", err)
 	}
-	nc, err := ln.Accept()
-	if err != nil {
-		return fmt.Errorf("wait for the scratch server: %w", err)
+	if nc, err = ln.Accept(); err != nil {
+		return nil, fmt.Errorf("wait for the scratch server: %w", err)
 	}
-	defer nc.Close()
 	stopConn := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stopConn()
 	br := bufio.NewReader(nc)
 	for {
 		args, err := readCommand(br)
 		if err != nil {
-			return fmt.Errorf("handshake with the scratch server: %w", err)
+			return nil, fmt.Errorf("handshake with the scratch server: %w", err)
 		}
 		if len(args) == 0 {
 			continue
 		}
 		switch strings.ToLower(string(args[0])) {
 		case "psync", "sync":
-			return h.serveTo(nc, br, cut)
+			if err := h.serveTo(nc, br, cut); err != nil {
+				return nil, err
+			}
+			return release, nil
 		case "ping":
 			nc.Write([]byte("+PONG\r\n"))
 		default: // AUTH, REPLCONF
