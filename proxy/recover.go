@@ -142,7 +142,7 @@ type archive struct {
 	snaps []Snapshot // newest first; snaps[len-1] is where framing starts
 	files []*os.File // open on snaps
 	log   *replstream.LogReader
-	marks []replstream.TimeMark
+	times *replstream.TimeIndex
 }
 
 func openArchive(dir string) (*archive, error) {
@@ -177,7 +177,7 @@ func openArchive(dir string) (*archive, error) {
 		h.close()
 		return nil, fmt.Errorf("log holds [%d, %d), the snapshot needs %d", first, next, h.state.Snapshot.Offset+1)
 	}
-	if h.marks, err = replstream.ReadTimeIndex(logDir, first, next); err != nil {
+	if h.times, err = replstream.OpenTimeIndex(logDir, first, next); err != nil {
 		h.close()
 		return nil, err
 	}
@@ -187,6 +187,9 @@ func openArchive(dir string) (*archive, error) {
 func (h *archive) close() {
 	for _, f := range h.files {
 		f.Close()
+	}
+	if h.times != nil {
+		h.times.Close()
 	}
 	h.log.Close()
 }
@@ -213,8 +216,8 @@ func (h *archive) span() string {
 	s := fmt.Sprintf("offsets %d to %d", h.start()-1, next-1)
 	if created := h.oldest().Created; !created.IsZero() {
 		s += ", from " + created.UTC().Format(time.RFC3339Nano)
-		if n := len(h.marks); n > 0 {
-			s += " to " + h.marks[n-1].Time.UTC().Format(time.RFC3339Nano)
+		if m, ok, _ := h.times.Newest(); ok {
+			s += " to " + m.Time.UTC().Format(time.RFC3339Nano)
 		}
 	}
 	return s
@@ -236,11 +239,23 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 		if o.Until.Before(h.oldest().Created) {
 			return 0, res, fmt.Errorf("%w: %s is before the snapshot; this data dir holds %s", ErrOutOfRange, o.Until.UTC().Format(time.RFC3339Nano), h.span())
 		}
-		limit = replstream.OffsetAfter(h.marks, o.Until, next)
+		var err error
+		if limit, err = h.times.OffsetAfter(o.Until); err != nil {
+			return 0, res, err
+		}
 	case o.BeforeCommand == "":
 		return 0, res, errors.New("say which point: a time, an offset or a command")
 	}
 	name := []byte(strings.ToLower(o.BeforeCommand))
+	// With After, only commands from the first mark at or after that time
+	// on count (marks grow in offset and time alike).
+	from := h.start()
+	if !o.After.IsZero() {
+		var err error
+		if from, err = h.times.OffsetAfter(o.After.Add(-time.Nanosecond)); err != nil {
+			return 0, res, err
+		}
+	}
 	fr := replstream.NewFramer(h.start(), replstream.DefaultLimits)
 	rp := replstream.NewResumePoint(h.start())
 	found := false
@@ -249,7 +264,7 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 			return
 		}
 		if len(name) > 0 && bytes.EqualFold(c.Name, name) {
-			if t, ok := replstream.TimeOf(h.marks, c.Offset); o.After.IsZero() || ok && !t.Before(o.After) {
+			if c.Offset >= from {
 				found = true
 				res.Command, res.CmdAt = strings.ToUpper(o.BeforeCommand), c.Offset
 				return
@@ -283,7 +298,10 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 	cut := rp.At()
 	res.Offset = cut - 1
 	if cut > h.start() {
-		res.Time, _ = replstream.TimeOf(h.marks, cut-1)
+		var err error
+		if res.Time, _, err = h.times.TimeOf(cut - 1); err != nil {
+			return 0, res, err
+		}
 	} else {
 		res.Time = h.oldest().Created
 	}
