@@ -33,7 +33,7 @@ func recoverCommand() *cli.Command {
 			&cli.StringFlag{Name: "after", Usage: "with --before-command: the first such command at or after this time"},
 			&cli.StringFlag{Name: "out", Usage: "write the dataset to this RDB file"},
 			&cli.IntFlag{Name: "serve", Usage: "leave a redis-server with the dataset on this port (it must be free)"},
-			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "with --serve: the addresses that redis-server listens on (it has no password)"},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "with --serve: the addresses that redis-server listens on (no password: protected mode refuses other hosts until one is set)"},
 			&cli.StringFlag{Name: "redis-server", Usage: "the redis-server binary to use (default: from PATH)"},
 		},
 		Action: func(c *cli.Context) error {
