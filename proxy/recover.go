@@ -60,6 +60,7 @@ type RecoverResult struct {
 	Elapsed time.Duration
 }
 
+// bind is what the scratch server listens on.
 func (o RecoverOptions) bind() string {
 	if strings.TrimSpace(o.Bind) == "" {
 		return "127.0.0.1"
@@ -400,8 +401,9 @@ func tryScratch(ctx context.Context, o RecoverOptions, bin string, port int) (*s
 			return s, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
 			s.stop()
-			return nil, fmt.Errorf("the scratch redis-server on port %d did not start; see its log in %s", port, dir)
+			return nil, fmt.Errorf("the scratch redis-server on port %d did not answer (%v); its log ends: %s", port, err, lastLine(log))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
