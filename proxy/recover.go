@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -156,10 +157,20 @@ func openArchive(dir string) (*archive, error) {
 		return nil, fmt.Errorf("%s is not a relay's state: %v", stateFile, err)
 	}
 	logDir := filepath.Join(dir, h.state.LogDir)
+	// The time index first, so that its files of segments a running relay
+	// trims before the log is opened are still held.
+	if h.times, err = replstream.OpenTimeIndex(logDir, 0, math.MaxInt64); err != nil {
+		return nil, err
+	}
 	if h.log, err = replstream.OpenLogReader(logDir); err != nil {
+		h.times.Close()
 		return nil, err
 	}
 	first, next := h.log.Range()
+	if err := h.times.Clip(first, next); err != nil {
+		h.close()
+		return nil, err
+	}
 	for i, s := range append([]Snapshot{h.state.Snapshot}, h.state.Older...) {
 		if s.Offset+1 < first || s.Offset+1 > next {
 			continue // the log no longer (or not yet) holds the stream after it
@@ -178,10 +189,6 @@ func openArchive(dir string) (*archive, error) {
 		h.close()
 		return nil, fmt.Errorf("log holds [%d, %d), the snapshot needs %d", first, next, h.state.Snapshot.Offset+1)
 	}
-	if h.times, err = replstream.OpenTimeIndex(logDir, first, next); err != nil {
-		h.close()
-		return nil, err
-	}
 	return h, nil
 }
 
@@ -189,9 +196,7 @@ func (h *archive) close() {
 	for _, f := range h.files {
 		f.Close()
 	}
-	if h.times != nil {
-		h.times.Close()
-	}
+	h.times.Close()
 	h.log.Close()
 }
 

@@ -479,6 +479,7 @@ type TimeIndex struct {
 	parts []indexPart // oldest first
 	lo    int         // the marks before lo are of offsets before first
 	hi    int         // the marks from hi on are of offsets at or after next
+	total int         // marks in parts
 	first Offset
 	next  Offset
 }
@@ -537,15 +538,29 @@ func OpenTimeIndex(dir string, first, next Offset) (*TimeIndex, error) {
 	if len(x.parts) == 1 && x.parts[0].mem != nil {
 		total = x.parts[0].n
 	}
-	x.lo, err = x.search(0, total, func(m mark) bool { return m.off >= first })
-	if err == nil {
-		x.hi, err = x.search(x.lo, total, func(m mark) bool { return m.off >= next })
-	}
-	if err != nil {
+	x.total = total
+	if err := x.Clip(first, next); err != nil {
 		x.Close()
 		return nil, err
 	}
 	return x, nil
+}
+
+// Clip narrows the index to the marks of offsets in [first, next). A tool
+// that reads a running relay's data dir opens the index first, over every
+// offset, then the log, then clips the index to the log's range: a
+// segment trimmed in between keeps its marks, held open.
+func (x *TimeIndex) Clip(first, next Offset) error {
+	lo, err := x.search(0, x.total, func(m mark) bool { return m.off >= first })
+	if err != nil {
+		return err
+	}
+	hi, err := x.search(lo, x.total, func(m mark) bool { return m.off >= next })
+	if err != nil {
+		return err
+	}
+	x.lo, x.hi, x.first, x.next = lo, hi, first, next
+	return nil
 }
 
 // openIndexPart opens the index file of the segment that holds [first,

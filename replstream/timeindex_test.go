@@ -333,3 +333,45 @@ func FuzzTimeIndex(f *testing.F) {
 		query()
 	})
 }
+
+// TestTimeIndexHeldAcrossTrim: an index opened before a trim still
+// resolves times in the segments the trim removed, as a tool reading a
+// running relay's data dir needs (it opens the index before the log).
+func TestTimeIndexHeldAcrossTrim(t *testing.T) {
+	m := newMirror(t, 1, LogOptions{RingSize: 4096, SegmentSize: 100})
+	start := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	now := start
+	m.l.clock = func() time.Time { return now }
+	cmd := encodeCmd("SET", "k", "value")
+	for i := range 30 {
+		now = start.Add(time.Duration(i) * time.Second)
+		if err := m.l.Append(cmd, true); err != nil {
+			t.Fatal(err)
+		}
+		m.data = append(m.data, cmd...)
+		if i%3 == 2 {
+			flushedSegments(t, m.l)
+		}
+	}
+	x, err := OpenTimeIndex(m.dir, 0, 1<<62)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	segs := m.l.Segments()
+	if len(segs) < 4 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	if err := m.l.TrimBefore(segs[3].First); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Clip(1, m.next()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		want := 1 + Offset(i*len(cmd))
+		if got, err := x.OffsetAfter(start.Add(time.Duration(i)*time.Second - time.Millisecond)); err != nil || got != want {
+			t.Fatalf("OffsetAfter(write %d) = %d, %v; want %d", i, got, err, want)
+		}
+	}
+}
