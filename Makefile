@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzFramer -fuzztime=$(FUZZTIME) ./replstream/
 	$(GO) test -run='^$$' -fuzz=FuzzPayloadLine -fuzztime=$(FUZZTIME) ./replstream/
 	$(GO) test -run='^$$' -fuzz=FuzzCopyPayloadEOF -fuzztime=$(FUZZTIME) ./replstream/
+	$(GO) test -run='^$$' -fuzz=FuzzTimeIndex -fuzztime=$(FUZZTIME) ./replstream/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./rdbparse/
 	$(GO) test -run='^$$' -fuzz=FuzzReadHeader -fuzztime=$(FUZZTIME) ./rdbparse/
 	$(GO) test -run='^$$' -fuzz=FuzzClientCommands -fuzztime=$(FUZZTIME) ./proxy/

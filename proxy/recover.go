@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -27,8 +28,8 @@ import (
 // stream after it, with the time each part arrived (the log's time index).
 // Recover rebuilds the dataset as of a point with the engine that matters:
 // a scratch redis-server is fed the snapshot and the stream up to the point
-// exactly as a replica is fed (+FULLRESYNC, the RDB, the commands), then
-// promoted and saved. The point always falls on a resume point: whole
+// exactly as a replica is fed (+FULLRESYNC, the RDB, the commands), and
+// its dataset is digested and saved while it is still that replica. The point always falls on a resume point: whole
 // commands, never half a MULTI/EXEC block. The data dir is only read.
 
 // RecoverOptions say which point to go back to and what to leave there.
@@ -41,7 +42,8 @@ type RecoverOptions struct {
 	After         time.Time // ... that arrived at or after this time (zero: any)
 
 	Out         string // write the dataset here as an RDB file
-	ServePort   int    // or leave a redis-server with it on this loopback port
+	ServePort   int    // or leave a redis-server with it on this port
+	Bind        string // the addresses it listens on (redis-server's bind); default 127.0.0.1
 	RedisServer string // redis-server binary; default: from PATH
 	Logger      *slog.Logger
 }
@@ -57,6 +59,14 @@ type RecoverResult struct {
 	Keys    int64
 	Pid     int // with ServePort: the redis-server left running
 	Elapsed time.Duration
+}
+
+// bind is what the scratch server listens on.
+func (o RecoverOptions) bind() string {
+	if strings.TrimSpace(o.Bind) == "" {
+		return "127.0.0.1"
+	}
+	return o.Bind
 }
 
 // ErrOutOfRange: the point asked for is not in what the data dir holds.
@@ -92,13 +102,16 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 			srv.stop()
 		}
 	}()
-	if err := h.feed(ctx, srv, cut); err != nil {
+	release, err := h.feed(ctx, srv, cut)
+	if err != nil {
 		return RecoverResult{}, err
 	}
+	defer release()
+	// The dataset as of the point is taken while the scratch server is
+	// still a replica: a replica never expires keys on its own, so a key
+	// whose TTL ran out after the point is still there, with its absolute
+	// expiry time, however long the recovery took.
 	c := srv.client
-	if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
-		return RecoverResult{}, fmt.Errorf("promote the scratch server: %w", err)
-	}
 	if res.Digest, err = c.Do(ctx, "DEBUG", "DIGEST").Text(); err != nil {
 		return RecoverResult{}, fmt.Errorf("digest: %w", err)
 	}
@@ -114,6 +127,11 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 		}
 	}
 	if o.ServePort > 0 {
+		// Served, it is a master like any other: from now on it expires
+		// the keys whose time has come.
+		if err := c.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+			return RecoverResult{}, fmt.Errorf("promote the scratch server: %w", err)
+		}
 		keep = true
 		res.Pid = srv.cmd.Process.Pid
 	}
@@ -129,7 +147,7 @@ type archive struct {
 	snaps []Snapshot // newest first; snaps[len-1] is where framing starts
 	files []*os.File // open on snaps
 	log   *replstream.LogReader
-	marks []replstream.TimeMark
+	times *replstream.TimeIndex
 }
 
 func openArchive(dir string) (*archive, error) {
@@ -142,10 +160,20 @@ func openArchive(dir string) (*archive, error) {
 		return nil, fmt.Errorf("%s is not a relay's state: %v", stateFile, err)
 	}
 	logDir := filepath.Join(dir, h.state.LogDir)
+	// The time index first, so that its files of segments a running relay
+	// trims before the log is opened are still held.
+	if h.times, err = replstream.OpenTimeIndex(logDir, 0, math.MaxInt64); err != nil {
+		return nil, err
+	}
 	if h.log, err = replstream.OpenLogReader(logDir); err != nil {
+		h.times.Close()
 		return nil, err
 	}
 	first, next := h.log.Range()
+	if err := h.times.Clip(first, next); err != nil {
+		h.close()
+		return nil, err
+	}
 	for i, s := range append([]Snapshot{h.state.Snapshot}, h.state.Older...) {
 		if s.Offset+1 < first || s.Offset+1 > next {
 			continue // the log no longer (or not yet) holds the stream after it
@@ -164,10 +192,6 @@ func openArchive(dir string) (*archive, error) {
 		h.close()
 		return nil, fmt.Errorf("log holds [%d, %d), the snapshot needs %d", first, next, h.state.Snapshot.Offset+1)
 	}
-	if h.marks, err = replstream.ReadTimeIndex(logDir, first, next); err != nil {
-		h.close()
-		return nil, err
-	}
 	return h, nil
 }
 
@@ -175,6 +199,7 @@ func (h *archive) close() {
 	for _, f := range h.files {
 		f.Close()
 	}
+	h.times.Close()
 	h.log.Close()
 }
 
@@ -200,8 +225,8 @@ func (h *archive) span() string {
 	s := fmt.Sprintf("offsets %d to %d", h.start()-1, next-1)
 	if created := h.oldest().Created; !created.IsZero() {
 		s += ", from " + created.UTC().Format(time.RFC3339Nano)
-		if n := len(h.marks); n > 0 {
-			s += " to " + h.marks[n-1].Time.UTC().Format(time.RFC3339Nano)
+		if m, ok, _ := h.times.Newest(); ok {
+			s += " to " + m.Time.UTC().Format(time.RFC3339Nano)
 		}
 	}
 	return s
@@ -223,11 +248,23 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 		if o.Until.Before(h.oldest().Created) {
 			return 0, res, fmt.Errorf("%w: %s is before the snapshot; this data dir holds %s", ErrOutOfRange, o.Until.UTC().Format(time.RFC3339Nano), h.span())
 		}
-		limit = replstream.OffsetAfter(h.marks, o.Until, next)
+		var err error
+		if limit, err = h.times.OffsetAfter(o.Until); err != nil {
+			return 0, res, err
+		}
 	case o.BeforeCommand == "":
 		return 0, res, errors.New("say which point: a time, an offset or a command")
 	}
 	name := []byte(strings.ToLower(o.BeforeCommand))
+	// With After, only commands from the first mark at or after that time
+	// on count (marks grow in offset and time alike).
+	from := h.start()
+	if !o.After.IsZero() {
+		var err error
+		if from, err = h.times.OffsetAfter(o.After.Add(-time.Nanosecond)); err != nil {
+			return 0, res, err
+		}
+	}
 	fr := replstream.NewFramer(h.start(), replstream.DefaultLimits)
 	rp := replstream.NewResumePoint(h.start())
 	found := false
@@ -236,7 +273,7 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 			return
 		}
 		if len(name) > 0 && bytes.EqualFold(c.Name, name) {
-			if t, ok := replstream.TimeOf(h.marks, c.Offset); o.After.IsZero() || ok && !t.Before(o.After) {
+			if c.Offset >= from {
 				found = true
 				res.Command, res.CmdAt = strings.ToUpper(o.BeforeCommand), c.Offset
 				return
@@ -270,7 +307,10 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 	cut := rp.At()
 	res.Offset = cut - 1
 	if cut > h.start() {
-		res.Time, _ = replstream.TimeOf(h.marks, cut-1)
+		var err error
+		if res.Time, _, err = h.times.TimeOf(cut - 1); err != nil {
+			return 0, res, err
+		}
 	} else {
 		res.Time = h.oldest().Created
 	}
@@ -280,11 +320,18 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 // scratch is the redis-server a recovery feeds.
 type scratch struct {
 	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has ended
 	dir    string
 	port   int
 	client *redis.Client
 }
 
+// startScratch starts the scratch redis-server and returns it once it is
+// proven to be the one answering on its port: INFO's process_id is the
+// pid of the process started. Until then nothing but PING and INFO is sent
+// to the port, so a server someone else runs there is never touched. A
+// port asked for (--serve) that is taken is an error; a port picked here
+// that a stranger took in the meantime is picked again.
 func startScratch(ctx context.Context, o RecoverOptions) (*scratch, error) {
 	bin := o.RedisServer
 	if bin == "" {
@@ -293,82 +340,169 @@ func startScratch(ctx context.Context, o RecoverOptions) (*scratch, error) {
 			return nil, errors.New("redis-server not found on PATH (install it, or pass its path)")
 		}
 	}
-	port := o.ServePort
-	if port == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if o.ServePort > 0 {
+		addr := net.JoinHostPort(connectHost(o.bind()), strconv.Itoa(o.ServePort))
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--serve %d: %w (%v); nothing was sent to it", o.ServePort, errPortTaken, err)
 		}
-		port = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
+		return tryScratch(ctx, o, bin, o.ServePort)
 	}
+	var err error
+	for range 3 {
+		ln, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			return nil, lerr
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		var s *scratch
+		if s, err = tryScratch(ctx, o, bin, port); err == nil || !errors.Is(err, errPortTaken) {
+			return s, err
+		}
+	}
+	return nil, err
+}
+
+var errPortTaken = errors.New("port in use")
+
+func tryScratch(ctx context.Context, o RecoverOptions, bin string, port int) (*scratch, error) {
+	bind := o.bind()
+	addr := net.JoinHostPort(connectHost(bind), strconv.Itoa(port))
 	dir, err := os.MkdirTemp("", "redis-relay-recover-")
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no",
+	args := []string{"--port", strconv.Itoa(port), "--bind", bind, "--dir", dir, "--save", "", "--appendonly", "no",
 		"--logfile", filepath.Join(dir, "redis.log")}
 	args = append(args, DebugCommandArgs(bin)...)
-	s := &scratch{cmd: exec.Command(bin, args...), dir: dir, port: port}
+	s := &scratch{cmd: exec.Command(bin, args...), exited: make(chan struct{}), dir: dir, port: port}
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	s.client = redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Protocol: 2, DisableIdentity: true, ReadTimeout: time.Minute})
+	go func() {
+		s.cmd.Wait()
+		close(s.exited)
+	}()
+	s.client = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, ReadTimeout: time.Minute, MaxRetries: -1})
+	pid := s.cmd.Process.Pid
 	deadline := time.Now().Add(10 * time.Second)
-	for s.client.Ping(ctx).Err() != nil {
-		if time.Now().After(deadline) || ctx.Err() != nil {
+	for {
+		select {
+		case <-s.exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
 			s.stop()
-			return nil, fmt.Errorf("the scratch redis-server on port %d did not start; see its log in %s", port, dir)
+			if bytes.Contains(log, []byte("Address already in use")) {
+				return nil, fmt.Errorf("port %d: %w by another process; nothing was sent to it", port, errPortTaken)
+			}
+			return nil, fmt.Errorf("the scratch redis-server on port %d exited at start: %s", port, lastLine(log))
+		default:
+		}
+		info, err := s.client.Info(ctx, "server").Result()
+		if err == nil {
+			if got := infoField(info, "process_id"); got != strconv.Itoa(pid) {
+				s.stop()
+				return nil, fmt.Errorf("port %d: %w by another redis-server (pid %s); nothing was sent to it", port, errPortTaken, got)
+			}
+			return s, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+			s.stop()
+			return nil, fmt.Errorf("the scratch redis-server on port %d did not answer (%v); its log ends: %s", port, err, lastLine(log))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return s, nil
+}
+
+// connectHost is the address to reach a server bound to bind (the first of
+// its addresses; loopback for a wildcard).
+func connectHost(bind string) string {
+	host, _, _ := strings.Cut(strings.TrimSpace(bind), " ")
+	host = strings.TrimPrefix(host, "-")
+	switch host {
+	case "", "*", "0.0.0.0":
+		return "127.0.0.1"
+	case "::", "::*", "*::":
+		return "::1"
+	}
+	return host
+}
+
+// infoField is the value of one field of an INFO reply ("" if absent).
+func infoField(info, field string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }
 
 func (s *scratch) stop() {
 	s.client.Close()
 	s.cmd.Process.Kill()
-	s.cmd.Wait()
+	<-s.exited
 	os.RemoveAll(s.dir)
 }
 
 // feed makes the scratch server a replica of a one-shot master that serves
 // the snapshot and the stream up to cut, and waits until it has applied
-// all of it.
-func (h *archive) feed(ctx context.Context, srv *scratch, cut int64) error {
+// all of it. The link stays open until release: the scratch server stays a
+// replica of this one-shot master and has no port to reconnect to that
+// someone else could have taken.
+func (h *archive) feed(ctx context.Context, srv *scratch, cut int64) (release func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer ln.Close()
 	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
-	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
+	var nc net.Conn
+	release = func() {
+		stop()
+		cancel()
+		if nc != nil {
+			nc.Close()
+		}
+		ln.Close()
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	if err := srv.client.Do(ctx, "REPLICAOF", "127.0.0.1", port).Err(); err != nil {
-		return fmt.Errorf("point the scratch server at the recovery: %w", err)
+		return nil, fmt.Errorf("point the scratch server at the recovery: %w", err)
 	}
-	nc, err := ln.Accept()
-	if err != nil {
-		return fmt.Errorf("wait for the scratch server: %w", err)
+	if nc, err = ln.Accept(); err != nil {
+		return nil, fmt.Errorf("wait for the scratch server: %w", err)
 	}
-	defer nc.Close()
 	stopConn := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stopConn()
 	br := bufio.NewReader(nc)
 	for {
 		args, err := readCommand(br)
 		if err != nil {
-			return fmt.Errorf("handshake with the scratch server: %w", err)
+			return nil, fmt.Errorf("handshake with the scratch server: %w", err)
 		}
 		if len(args) == 0 {
 			continue
 		}
 		switch strings.ToLower(string(args[0])) {
 		case "psync", "sync":
-			return h.serveTo(nc, br, cut)
+			if err := h.serveTo(nc, br, cut); err != nil {
+				return nil, err
+			}
+			return release, nil
 		case "ping":
 			nc.Write([]byte("+PONG\r\n"))
 		default: // AUTH, REPLCONF

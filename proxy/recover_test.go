@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,5 +181,112 @@ func TestRecoverAcrossRefresh(t *testing.T) {
 				t.Fatalf("a point before the refresh without retention: %v, want ErrOutOfRange", err)
 			}
 		})
+	}
+}
+
+// TestRecoverServeBusyPort: --serve on a port where an unrelated
+// redis-server runs fails with an error that names the port, and that
+// server is left as it was: its key, its role, its data.
+func TestRecoverServeBusyPort(t *testing.T) {
+	master := redistest.Start(t)
+	relay := startRelay(t, master.Addr(), func(c *Config) { c.RefreshRatio = -1 })
+	writeKeys(t, master, 0, 50)
+	waitOffsets(t, master, relay)
+	if _, err := relay.hist.currentLog().Sync(); err != nil {
+		t.Fatal(err)
+	}
+	other := redistest.Start(t)
+	other.Do(t, "SET", "precious", "do not touch")
+	digest := other.Digest(t)
+	untouched := func(what string) {
+		t.Helper()
+		if got := other.Do(t, "GET", "precious"); got != "do not touch" {
+			t.Fatalf("%s: precious = %v", what, got)
+		}
+		if role := other.Info(t, "replication")["role"]; role != "master" {
+			t.Fatalf("%s: the unrelated server's role is %s", what, role)
+		}
+		if got := other.Digest(t); got != digest {
+			t.Fatalf("%s: the unrelated server's digest %s, was %s", what, got, digest)
+		}
+	}
+	_, err := Recover(t.Context(), RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: time.Now(), ServePort: other.Port})
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(other.Port)) {
+		t.Fatalf("recover --serve %d: %v, want an error naming the port", other.Port, err)
+	}
+	untouched("recover --serve")
+
+	// The server started is proven ours by its pid before anything is sent
+	// to the port, even where the port looked free a moment before.
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryScratch(t.Context(), RecoverOptions{}, bin, other.Port); !errors.Is(err, errPortTaken) {
+		t.Fatalf("a scratch server on a taken port: %v, want errPortTaken", err)
+	}
+	untouched("a scratch server on its port")
+}
+
+// TestRecoverTTLAsOfPoint: keys with short TTLs written before the point
+// are all in the dataset recovered as of it, with their expiry times, the
+// same whether the recovery runs before or after their TTLs ran out.
+func TestRecoverTTLAsOfPoint(t *testing.T) {
+	master := redistest.Start(t)
+	// Enough keys that taking the digest and the RDB lasts longer than one
+	// of the scratch server's expiry cycles (10 a second).
+	master.Do(t, "DEBUG", "POPULATE", 50000, "lasting", 32)
+	relay := startRelay(t, master.Addr(), func(c *Config) { c.RefreshRatio = -1 })
+	const expiring = 3000
+	pipe := master.Client().Pipeline()
+	for i := range expiring {
+		pipe.Set(t.Context(), "ttl:"+strconv.Itoa(i), i, time.Duration(1500+i%1500)*time.Millisecond)
+	}
+	if _, err := pipe.Exec(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitOffsets(t, master, relay)
+	all := master.Do(t, "DBSIZE").(int64)
+	time.Sleep(50 * time.Millisecond) // the point, well apart from the writes around it in the time index
+	point := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	master.Do(t, "SET", "after", "the point")
+	waitOffsets(t, master, relay)
+	if _, err := relay.hist.currentLog().Sync(); err != nil {
+		t.Fatal(err)
+	}
+	recover := func() (RecoverResult, int64) {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "x.rdb")
+		res, err := Recover(t.Context(), RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: point, Out: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := rdbparse.ParseFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, sum.Keys
+	}
+	first, firstRDB := recover()
+	// Every TTL runs out; the master expires the keys and propagates DELs
+	// (after the point).
+	redistest.Eventually(t, 20*time.Second, func() error {
+		if n := master.Do(t, "DBSIZE").(int64); n != all-expiring+1 {
+			return fmt.Errorf("master holds %d keys, %d once every TTL has run out", n, all-expiring+1)
+		}
+		return nil
+	})
+	second, secondRDB := recover()
+	for i, r := range []struct {
+		res  RecoverResult
+		keys int64
+	}{{first, firstRDB}, {second, secondRDB}} {
+		if r.res.Keys != all || r.keys != all {
+			t.Errorf("run %d: %d keys, %d in the RDB; the master held %d at the point", i+1, r.res.Keys, r.keys, all)
+		}
+	}
+	if first.Digest != second.Digest {
+		t.Errorf("digest %s, then %s once the TTLs ran out", first.Digest, second.Digest)
 	}
 }

@@ -72,26 +72,27 @@ type Log struct {
 	dir string
 	opt LogOptions
 
-	// wmu is held by the write-behind while it writes or rolls a segment,
-	// and by Truncate, so that a cut never races a write of the cut bytes.
+	// wmu is held by the write-behind while it writes or rolls a segment
+	// or writes time marks, and by Truncate, so that a cut never races a
+	// write of the cut bytes or their marks.
 	wmu sync.Mutex
 
 	mu      sync.RWMutex
-	ring    []byte        // ring[o % len(ring)] holds offset o for o in [ringStart(), next); guarded by mu
-	ringLo  Offset        // the ring holds nothing before this offset (it starts empty); guarded by mu
-	segs    []*segment    // oldest first, contiguous; the last one is written to; guarded by mu
-	first   Offset        // offset of the oldest byte held; guarded by mu
-	next    Offset        // master_repl_offset+1; guarded by mu
-	written Offset        // bytes before this offset are in segment files; next-len(ring) <= written <= next; guarded by mu
-	synced  Offset        // bytes before this offset are fsynced; guarded by mu
-	resume  Offset        // the newest resume point appended; guarded by mu
-	werr    error         // the last write error, until a write succeeds; guarded by mu
-	cuts    []Offset      // the new Next of every Truncate, oldest first; guarded by mu
-	times   timeIndex     // when bytes arrived; guarded by mu
-	tmu     sync.Mutex    // serialises writes of the time index file
-	wake    chan struct{} // closed and replaced when next grows or shrinks, if waiting; guarded by mu
-	waiting atomic.Bool   // a reader holds wake; set under mu read-locked (waitChan), cleared under mu locked (wakeReaders)
-	space   chan struct{} // closed and replaced when written, werr or closed change
+	ring    []byte           // ring[o % len(ring)] holds offset o for o in [ringStart(), next); guarded by mu
+	ringLo  Offset           // the ring holds nothing before this offset (it starts empty); guarded by mu
+	segs    []*segment       // oldest first, contiguous; the last one is written to; guarded by mu
+	first   Offset           // offset of the oldest byte held; guarded by mu
+	next    Offset           // master_repl_offset+1; guarded by mu
+	written Offset           // bytes before this offset are in segment files; next-len(ring) <= written <= next; guarded by mu
+	synced  Offset           // bytes before this offset are fsynced; guarded by mu
+	resume  Offset           // the newest resume point appended; guarded by mu
+	werr    error            // the last write error, until a write succeeds; guarded by mu
+	cuts    []Offset         // the new Next of every Truncate, oldest first; guarded by mu
+	times   timeIndex        // when bytes arrived: the marks not yet written; guarded by mu
+	clock   func() time.Time // time.Now; tests set a synthetic clock before any Append
+	wake    chan struct{}    // closed and replaced when next grows or shrinks, if waiting; guarded by mu
+	waiting atomic.Bool      // a reader holds wake; set under mu read-locked (waitChan), cleared under mu locked (wakeReaders)
+	space   chan struct{}    // closed and replaced when written, werr or closed change
 	closed  bool
 
 	started bool          // the write-behind runs; set before any Append
@@ -136,6 +137,9 @@ func CreateLog(dir string, start Offset, opt LogOptions) (*Log, error) {
 	if len(names) > 0 {
 		return nil, fmt.Errorf("create log in %s: directory already holds segments", dir)
 	}
+	if err := removeTimeIndex(dir); err != nil { // of segments gone: not ours
+		return nil, err
+	}
 	l := newLog(dir, opt, start)
 	if err := l.addSegment(start); err != nil {
 		l.Close()
@@ -153,7 +157,7 @@ func newLog(dir string, opt LogOptions, start Offset) *Log {
 	ring, free := allocRing(opt.RingSize)
 	return &Log{
 		dir: dir, opt: opt, ring: ring, freeRing: free,
-		ringLo: start, first: start, next: start, written: start, synced: start, resume: start,
+		ringLo: start, first: start, next: start, written: start, synced: start, resume: start, clock: time.Now,
 		wake: make(chan struct{}), space: make(chan struct{}),
 		work: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -226,15 +230,12 @@ func OpenLog(dir string, opt LogOptions) (l *Log, repaired string, err error) {
 	l.segs = segs
 	l.next = last.first + last.size
 	l.ringLo, l.written, l.synced, l.resume = l.next, l.next, l.next, l.next
-	if l.times.marks, err = ReadTimeIndex(dir, l.first, l.next); err != nil {
-		return nil, "", err
+	firsts := make([]Offset, len(segs))
+	for i, s := range segs {
+		firsts[i] = s.first
 	}
-	l.times.written = len(l.times.marks)
-	// A crash during a rewrite of the time index leaves its temporary file.
-	// Removing it only saves disk, so a failure is not an error here.
-	stray, _ := filepath.Glob(filepath.Join(dir, timeIndexFile+".tmp-*"))
-	for _, name := range stray {
-		os.Remove(name)
+	if l.times.last, err = openTimeIndex(dir, firsts, l.next); err != nil {
+		return nil, "", err
 	}
 	l.startWriter()
 	return l, repaired, nil
@@ -368,7 +369,7 @@ func (l *Log) appendChunk(p []byte, atBoundary bool) error {
 		<-space
 		l.mu.Lock()
 	}
-	l.times.mark(l.next, time.Now())
+	l.times.mark(l.next, l.clock())
 	l.copyToRing(p)
 	l.next += n
 	if atBoundary {
@@ -454,7 +455,10 @@ func (l *Log) Sync() (Offset, error) {
 	if err := l.waitWritten(upto); err != nil {
 		return 0, err
 	}
-	if err := l.writeTimeIndex(); err != nil {
+	if err := l.flushMarks(); err != nil {
+		return 0, err
+	}
+	if err := l.syncMarks(); err != nil {
 		return 0, err
 	}
 	l.mu.RLock()
@@ -526,10 +530,7 @@ func (l *Log) Truncate(at Offset) error {
 	}
 	l.synced = min(l.synced, at)
 	l.cuts = append(l.cuts, at)
-	k := sort.Search(len(l.times.marks), func(k int) bool { return l.times.marks[k].Offset >= at })
-	marksOnDisk := k < l.times.written
-	l.times.marks = l.times.marks[:k]
-	l.times.written = min(l.times.written, k)
+	marksCut := l.times.cut(at)
 	l.wakeReaders()
 	l.mu.Unlock()
 	if inFile {
@@ -537,8 +538,8 @@ func (l *Log) Truncate(at Offset) error {
 			return fmt.Errorf("truncate segment %d: %w", seg.first, err)
 		}
 	}
-	if marksOnDisk {
-		return l.rewriteTimeIndex()
+	if marksCut {
+		return l.cutMarks(seg.first, at)
 	}
 	return nil
 }
@@ -599,7 +600,15 @@ func (l *Log) TrimBefore(off Offset) error {
 		}
 	}
 	if len(drop) > 0 {
-		err = errors.Join(err, l.rewriteTimeIndex())
+		// Under wmu: a flush of marks in progress may have been about to
+		// write to these files; later ones skip trimmed offsets.
+		l.wmu.Lock()
+		for _, s := range drop {
+			if rerr := os.Remove(filepath.Join(l.dir, indexName(s.first))); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("remove time index: %w", rerr))
+			}
+		}
+		l.wmu.Unlock()
 	}
 	return err
 }

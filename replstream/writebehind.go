@@ -89,8 +89,14 @@ func (l *Log) writeAll() error {
 			l.space = make(chan struct{})
 		}
 		l.mu.Unlock()
-		if err != nil || !more {
+		if err != nil {
 			return err
+		}
+		if !more {
+			// The marks of the bytes written go to disk too. One that
+			// cannot be written stays pending; Sync reports the error.
+			l.flushMarks()
+			return nil
 		}
 	}
 }

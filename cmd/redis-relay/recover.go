@@ -20,17 +20,20 @@ func recoverCommand() *cli.Command {
 			"   redis-relay recover --dir /var/lib/redis-relay --before-command FLUSHALL --out before-flush.rdb\n" +
 			"   redis-relay recover --dir /var/lib/redis-relay --until 2026-11-29T14:05:00Z --serve 7000",
 		Description: "A scratch redis-server is fed the relay's snapshot and the stream after it up to the\n" +
-			"point, as a replica would be, then promoted: the dataset is written as an RDB file\n" +
-			"(--out) or left running on a loopback port (--serve). The point falls on a whole\n" +
-			"command and never inside MULTI/EXEC. The data dir is only read: it may belong to a\n" +
-			"running relay or be a copy taken off a broken host. Times are RFC 3339.",
+			"point, as a replica would be. While it is still that replica (no key expires) its digest\n" +
+			"and key count are printed and the dataset is written as an RDB file (--out); or it is\n" +
+			"promoted and left running (--serve, on a free port, loopback unless --bind says\n" +
+			"otherwise). The point falls on a whole command and never inside MULTI/EXEC. The data\n" +
+			"dir is only read: it may belong to a running relay or be a copy taken off a broken\n" +
+			"host. Times are RFC 3339.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Usage: "the relay's data dir", Required: true},
 			&cli.StringFlag{Name: "until", Usage: "the dataset as it was at this time, or as of this replication offset"},
 			&cli.StringFlag{Name: "before-command", Usage: "the dataset just before the first command of this name (FLUSHALL, FLUSHDB, ...); DEL (UNLINK with lazyfree-lazy-expire/-eviction yes) also matches every key the master expired or evicted"},
 			&cli.StringFlag{Name: "after", Usage: "with --before-command: the first such command at or after this time"},
 			&cli.StringFlag{Name: "out", Usage: "write the dataset to this RDB file"},
-			&cli.IntFlag{Name: "serve", Usage: "leave a redis-server with the dataset on this loopback port"},
+			&cli.IntFlag{Name: "serve", Usage: "leave a redis-server with the dataset on this port (it must be free)"},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "with --serve: the addresses that redis-server listens on (no password: protected mode refuses other hosts until one is set)"},
 			&cli.StringFlag{Name: "redis-server", Usage: "the redis-server binary to use (default: from PATH)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -56,7 +59,7 @@ func recoverCommand() *cli.Command {
 				fmt.Fprintf(w, "written to %s\n", o.Out)
 			}
 			if o.ServePort > 0 {
-				fmt.Fprintf(w, "serving on 127.0.0.1:%d (redis-server pid %d; stop it with SHUTDOWN NOSAVE)\n", o.ServePort, res.Pid)
+				fmt.Fprintf(w, "serving on %s port %d (redis-server pid %d; stop it with SHUTDOWN NOSAVE)\n", o.Bind, o.ServePort, res.Pid)
 			}
 			return nil
 		},
@@ -66,7 +69,7 @@ func recoverCommand() *cli.Command {
 func recoverOptions(c *cli.Context) (proxy.RecoverOptions, error) {
 	o := proxy.RecoverOptions{
 		DataDir: c.String("dir"), UntilOffset: -1, BeforeCommand: c.String("before-command"),
-		Out: c.String("out"), ServePort: c.Int("serve"), RedisServer: c.String("redis-server"),
+		Out: c.String("out"), ServePort: c.Int("serve"), Bind: c.String("bind"), RedisServer: c.String("redis-server"),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, nil)),
 	}
 	until := c.String("until")
@@ -77,6 +80,8 @@ func recoverOptions(c *cli.Context) (proxy.RecoverOptions, error) {
 		return o, errors.New("give exactly one of --out and --serve")
 	case o.ServePort < 0 || o.ServePort > 65535:
 		return o, fmt.Errorf("--serve %d is not a port", o.ServePort)
+	case c.IsSet("bind") && o.ServePort == 0:
+		return o, errors.New("--bind goes with --serve")
 	}
 	if until != "" {
 		if off, err := strconv.ParseInt(until, 10, 64); err == nil {

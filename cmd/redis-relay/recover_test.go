@@ -19,6 +19,7 @@ func TestRecoverFlags(t *testing.T) {
 		{[]string{"--until", "10", "--before-command", "FLUSHALL", "--out", "x.rdb"}, "exactly one of --until and --before-command"},
 		{[]string{"--until", "10"}, "exactly one of --out and --serve"},
 		{[]string{"--until", "10", "--out", "x.rdb", "--serve", "7000"}, "exactly one of --out and --serve"},
+		{[]string{"--until", "10", "--out", "x.rdb", "--bind", "0.0.0.0"}, "--bind goes with --serve"},
 		{[]string{"--until", "yesterday", "--out", "x.rdb"}, "neither an offset nor an RFC 3339 time"},
 		{[]string{"--until", "10", "--after", "2026-01-01T00:00:00Z", "--out", "x.rdb"}, "--after goes with --before-command"},
 		{[]string{"--before-command", "FLUSHALL", "--after", "noon", "--out", "x.rdb"}, "not an RFC 3339 time"},
