@@ -22,33 +22,7 @@ func TestSentinelFailover(t *testing.T) {
 	down := []*redistest.Server{replicaOf(t, relay.HostPort), replicaOf(t, relay.HostPort), replicaOf(t, relay.HostPort)}
 	inSync(t, 20*time.Second, master, append(down, spare)...)
 
-	mh, mp := master.HostPort()
-	var sentinels []*redistest.Server
-	for range 3 {
-		sentinels = append(sentinels, redistest.StartSentinel(t,
-			fmt.Sprintf("sentinel monitor mymaster %s %s 2", mh, mp),
-			"sentinel down-after-milliseconds mymaster 1000",
-			"sentinel failover-timeout mymaster 10000",
-			"sentinel parallel-syncs mymaster 3",
-		))
-	}
-	// Sentinel must have discovered both replicas, and see the relay with
-	// priority 0.
-	rh, rp := relay.HostPort()
-	redistest.Eventually(t, 30*time.Second, func() error {
-		reps, err := sentinels[0].Client().Do(t.Context(), "SENTINEL", "REPLICAS", "mymaster").Slice()
-		if err != nil {
-			return err
-		}
-		text := fmt.Sprint(reps)
-		if !strings.Contains(text, rh+":"+rp) {
-			return fmt.Errorf("sentinel does not list the relay yet: %s", text)
-		}
-		if !strings.Contains(text, "slave-priority 0") {
-			return fmt.Errorf("sentinel does not see priority 0: %s", text)
-		}
-		return nil
-	})
+	startSentinels(t, master, time.Second, relay, 2)
 	fullBefore := relay.InfoInt(t, "sync_full")
 
 	master.Kill()
@@ -194,4 +168,39 @@ func TestReplicaofUnrelatedMaster(t *testing.T) {
 	if n := relay.InfoInt(t, "sync_full"); n != 4 {
 		t.Errorf("relay served %d full syncs, want 4 (two per replica)", n)
 	}
+}
+
+// startSentinels runs three Sentinels that watch master as "mymaster"
+// (quorum 2, the given down-after time) and waits until they list the
+// relay, with priority 0, among at least replicas replicas.
+func startSentinels(t *testing.T, master *redistest.Server, downAfter time.Duration, relay *testRelay, replicas int) []*redistest.Server {
+	t.Helper()
+	mh, mp := master.HostPort()
+	var sentinels []*redistest.Server
+	for range 3 {
+		sentinels = append(sentinels, redistest.StartSentinel(t,
+			fmt.Sprintf("sentinel monitor mymaster %s %s 2", mh, mp),
+			fmt.Sprintf("sentinel down-after-milliseconds mymaster %d", downAfter.Milliseconds()),
+			fmt.Sprintf("sentinel failover-timeout mymaster %d", 10*downAfter.Milliseconds()),
+			"sentinel parallel-syncs mymaster 5",
+		))
+	}
+	rh, rp := relay.HostPort()
+	redistest.Eventually(t, 30*time.Second, func() error {
+		reps, err := sentinels[0].Client().Do(t.Context(), "SENTINEL", "REPLICAS", "mymaster").Slice()
+		if err != nil {
+			return err
+		}
+		text := fmt.Sprint(reps)
+		switch {
+		case !strings.Contains(text, rh+":"+rp):
+			return fmt.Errorf("sentinel does not list the relay yet: %s", text)
+		case !strings.Contains(text, "slave-priority 0"):
+			return fmt.Errorf("sentinel does not see priority 0: %s", text)
+		case len(reps) < replicas:
+			return fmt.Errorf("sentinel lists %d replicas, want %d", len(reps), replicas)
+		}
+		return nil
+	})
+	return sentinels
 }

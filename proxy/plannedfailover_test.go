@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,27 +33,7 @@ func TestPlannedSentinelFailover(t *testing.T) {
 	t.Logf("%d batches written before the failover", load.Stop(t, false))
 	inSync(t, 60*time.Second, master, spare, leaf, mid, midLeaf)
 
-	mh, mp := master.HostPort()
-	var sentinels []*redistest.Server
-	for range 3 {
-		sentinels = append(sentinels, redistest.StartSentinel(t,
-			fmt.Sprintf("sentinel monitor mymaster %s %s 2", mh, mp),
-			"sentinel down-after-milliseconds mymaster 2000",
-			"sentinel failover-timeout mymaster 20000",
-			"sentinel parallel-syncs mymaster 5",
-		))
-	}
-	rh, rp := relay.HostPort()
-	redistest.Eventually(t, 30*time.Second, func() error {
-		reps, err := sentinels[0].Client().Do(t.Context(), "SENTINEL", "REPLICAS", "mymaster").Slice()
-		if err != nil {
-			return err
-		}
-		if text := fmt.Sprint(reps); !strings.Contains(text, rh+":"+rp) || strings.Count(text, "slave-priority") < 3 {
-			return fmt.Errorf("sentinel has not discovered every replica: %s", text)
-		}
-		return nil
-	})
+	sentinels := startSentinels(t, master, 2*time.Second, relay, 3)
 	relayFull := relay.InfoInt(t, "sync_full")
 	relayUpFull := relay.InfoInt(t, "upstream_full_syncs")
 	midFull := mid.InfoInt(t, "sync_full")
