@@ -97,35 +97,30 @@ func (n *chaosNode) label() string {
 	return n.name + " under " + n.parent.name
 }
 
-// info reads INFO everything.
-func (n *chaosNode) info() (map[string]string, error) {
+// info reads one section of INFO.
+func (n *chaosNode) info(section string) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	text, err := n.client().Info(ctx, "everything").Result()
+	text, err := n.client().Info(ctx, section).Result()
 	if err != nil {
 		return nil, fmt.Errorf("%s INFO: %w", n.name, err)
 	}
 	return redistest.ParseInfo(text), nil
 }
 
-// offset is master_repl_offset: for a stock replica the offset of the
-// last command it applied, which it asks for (+1) in its next PSYNC; for
-// a relay the end of its log.
-func (n *chaosNode) offset() (int64, error) {
-	h, err := n.history()
-	return h.offset, err
-}
-
 // chaosHistory is where a node stands in the replication history, as
 // INFO replication shows it.
 type chaosHistory struct {
 	replid, replid2 string
-	offset          int64 // master_repl_offset
-	second          int64 // second_repl_offset: replid2 is valid up to here
+	// master_repl_offset: for a stock replica the offset of the last
+	// command it applied, which it asks for (+1) in its next PSYNC; for a
+	// relay the end of its log.
+	offset int64
+	second int64 // second_repl_offset: replid2 is valid up to here
 }
 
 func (n *chaosNode) history() (chaosHistory, error) {
-	info, err := n.info()
+	info, err := n.info("replication")
 	if err != nil {
 		return chaosHistory{}, err
 	}
@@ -163,7 +158,7 @@ func wouldContinue(n, u *chaosNode) (bool, error) {
 // stat is an INFO counter, for a relay summed over its runs.
 func (n *chaosNode) stat(t *testing.T, field string) int64 {
 	t.Helper()
-	info, err := n.info()
+	info, err := n.info("everything")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +395,7 @@ func (c *chaos) settled(n, u *chaosNode) (bool, error) {
 // repointed is how many times a relay's upstream link went down because it
 // was re-pointed, in its current run.
 func (c *chaos) repointed(n *chaosNode) int64 {
-	info, err := n.info()
+	info, err := n.info("relay")
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -455,18 +450,18 @@ func (c *chaos) failover() {
 	// sync ("Requested offset for second ID was ...").
 	old.srv.Do(t, "CONFIG", "SET", "repl-ping-replica-period", "3600")
 	old.srv.Do(t, "CLIENT", "PAUSE", "30000", "WRITE")
-	want, err := old.offset()
+	want, err := old.history()
 	if err != nil {
 		t.Fatal(err)
 	}
 	redistest.Eventually(t, 30*time.Second, func() error {
 		for _, n := range c.nodes() {
-			off, err := n.offset()
+			h, err := n.history()
 			if err != nil {
 				return err
 			}
-			if off != want {
-				return fmt.Errorf("%s at %d, the master at %d", n.name, off, want)
+			if h.replid != want.replid || h.offset != want.offset {
+				return fmt.Errorf("%s at %s:%d, the master at %s:%d", n.name, h.replid, h.offset, want.replid, want.offset)
 			}
 		}
 		return nil
@@ -475,7 +470,7 @@ func (c *chaos) failover() {
 	c.replicaof(old, p)
 	old.srv.Do(t, "CLIENT", "UNPAUSE")
 	old.srv.Do(t, "CONFIG", "SET", "repl-ping-replica-period", "10")
-	c.logf("failover at offset %d: %s promoted, %s now its replica", want, p.name, old.name)
+	c.logf("failover at offset %d: %s promoted, %s now its replica", want.offset, p.name, old.name)
 	old.parent, p.parent, c.master = p, nil, p
 	c.load = startChaosLoad(p.srv, c.rng.Uint64())
 
@@ -496,7 +491,7 @@ func (c *chaos) failover() {
 func (c *chaos) converge(timeout time.Duration) {
 	c.t.Helper()
 	redistest.Eventually(c.t, timeout, func() error {
-		mi, err := c.master.info()
+		mi, err := c.master.info("replication")
 		if err != nil {
 			return err
 		}
@@ -504,7 +499,7 @@ func (c *chaos) converge(timeout time.Duration) {
 			if n == c.master {
 				continue
 			}
-			info, err := n.info()
+			info, err := n.info("replication")
 			if err != nil {
 				return err
 			}
