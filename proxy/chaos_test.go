@@ -266,7 +266,8 @@ func below(a, b *chaosNode) bool {
 
 // targets are the upstreams n may move to: the master or a relay, but not
 // n itself, its current upstream, or a relay that replicates from n (a
-// cycle, which Redis refuses to serve too).
+// cycle, which no byte from the master would reach). Stock replicas are
+// never upstreams, so no relay goes under a replica of its own.
 func (c *chaos) targets(n *chaosNode) []*chaosNode {
 	var out []*chaosNode
 	for _, u := range append([]*chaosNode{c.master}, c.relays...) {
