@@ -37,6 +37,8 @@ import (
 // are paused (CLIENT PAUSE WRITE, which also stops its expiry) until the
 // new upstream would continue the node, the node is re-pointed and the
 // writes resume: the pause lasts as long as that catch-up, not the move.
+// TestChaosRelayKills also makes half of those moves under load: a relay
+// behind the node, unlike Redis, waits for its upstream (wait-ahead).
 //
 //	go test -run TestChaos ./proxy/ -chaos.seed=7 -chaos.duration=60s -v
 //
