@@ -385,15 +385,17 @@ func (c *chaos) pausedMove(n, u *chaosNode) (paused time.Duration, ok bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// A relay drops its old link after REPLICAOF has answered; it must not
-	// take more of the old upstream's stream once the writes resume.
+	// take more of the old upstream's stream once the writes resume. Only
+	// a link that streams counts the drop (one waiting to retry does not).
+	var streaming bool
 	var downs int64
 	if n.relay != nil {
-		downs = c.repointed(n)
+		streaming, downs = c.upstreamLink(n)
 	}
 	c.replicaof(n, u)
-	if n.relay != nil {
+	if streaming {
 		redistest.Eventually(t, 10*time.Second, func() error {
-			if c.repointed(n) == downs {
+			if _, d := c.upstreamLink(n); d == downs {
 				return fmt.Errorf("relay %s still streams from %s", n.name, n.parent.name)
 			}
 			return nil
@@ -416,15 +418,16 @@ func (c *chaos) settled(n, u *chaosNode) (bool, error) {
 	return nh.replid == mh.replid && nh.offset == mh.offset && uh.continues(nh), nil
 }
 
-// repointed is how many times a relay's upstream link went down because it
-// was re-pointed, in its current run.
-func (c *chaos) repointed(n *chaosNode) int64 {
+// upstreamLink tells whether a relay's upstream link streams, and how
+// many times it went down because the relay was re-pointed, in the
+// relay's current run.
+func (c *chaos) upstreamLink(n *chaosNode) (streaming bool, repointed int64) {
 	info, err := n.info("relay")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	v, _ := strconv.ParseInt(info["upstream_link_downs_repointed"], 10, 64)
-	return v
+	repointed, _ = strconv.ParseInt(info["upstream_link_downs_repointed"], 10, 64)
+	return info["upstream_link_state"] == LinkConnected, repointed
 }
 
 func (c *chaos) replicaof(n, u *chaosNode) {
