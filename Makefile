@@ -8,7 +8,7 @@ IMAGE ?= redis-relay
 TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: demo test race fuzz bench compare compare-links build redis tools image
+.PHONY: demo test race chaos fuzz bench compare compare-links build redis tools image
 
 build:
 	$(GO) build -buildvcs=auto -ldflags "-X main.buildTime=$(BUILD_TIME)" -o bin/redis-relay ./cmd/redis-relay
@@ -38,6 +38,17 @@ test: tools
 
 race: tools
 	$(GO) test -count=1 -race ./...
+
+# The chaos tests of proxy/chaos_test.go, longer than in make test and once
+# per seed; each run logs its moves and the sync counts of every node.
+CHAOS_DURATION ?= 60s
+CHAOS_SEEDS ?= 1 2 3
+chaos: redis
+	@failed=""; for seed in $(CHAOS_SEEDS); do \
+		echo "== chaos seed $$seed, $(CHAOS_DURATION) per test"; \
+		$(GO) test -count=1 -timeout 60m -run '^TestChaos' -v ./proxy/ -chaos.seed=$$seed -chaos.duration=$(CHAOS_DURATION) || failed="$$failed $$seed"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "chaos failed with seeds:$$failed"; exit 1; fi
 
 FUZZTIME ?= 30s
 fuzz:
