@@ -1,14 +1,15 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // admin answers the commands an operator, a monitoring tool or Redis
@@ -32,17 +33,18 @@ func (a *admin) replicaof(c *client, args [][]byte) {
 		c.wrongArgs(strings.ToLower(string(args[0])))
 		return
 	}
-	host, port := string(args[1]), string(args[2])
-	if strings.EqualFold(host, "no") && strings.EqualFold(port, "one") {
+	addr, err := settings.ReplicaOfAddr(string(args[1]), string(args[2]))
+	switch {
+	case errors.Is(err, settings.ErrBadPort):
+		c.out = resp.AppendError(c.out, "ERR Invalid master port")
+		return
+	case err != nil:
+		c.out = resp.AppendError(c.out, "ERR "+err.Error())
+		return
+	case addr == "": // REPLICAOF NO ONE
 		c.out = resp.AppendError(c.out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port")
 		return
 	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p <= 0 || p > 65535 {
-		c.out = resp.AppendError(c.out, "ERR Invalid master port")
-		return
-	}
-	addr := net.JoinHostPort(host, port)
 	if cur, _ := a.r.up.masterAddr(); cur == addr {
 		c.out = resp.AppendSimple(c.out, "OK Already connected to specified master")
 		return
@@ -149,7 +151,7 @@ func (a *admin) clientKill(c *client, args [][]byte) {
 				return
 			}
 		case "skipme":
-			on, err := parseYesNo(v)
+			on, err := settings.ParseYesNo(v)
 			if err != nil {
 				c.out = resp.AppendError(c.out, "ERR syntax error")
 				return

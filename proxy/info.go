@@ -57,7 +57,7 @@ func (a *admin) info(args [][]byte) string {
 		},
 		"clients": func() {
 			kv("connected_clients", r.srv.clientCount())
-			kv("maxclients", r.cfg.get().MaxClients)
+			kv("maxclients", r.cfg.Get().MaxClients)
 			kv("blocked_clients", 0)
 		},
 		"memory": func() { writeMemory(&b, &st) },

@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 func listenerPort(ln net.Listener) int {
@@ -68,7 +69,7 @@ func protectedModeRefuses(protected bool, requirePass string, remote net.Addr) b
 //
 // clientsMu is a leaf lock.
 type server struct {
-	cfg    *liveConfig
+	cfg    *settings.Live
 	hist   *history
 	up     *upstreamLink // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
 	admin  *admin
@@ -83,7 +84,7 @@ type server struct {
 	slots    syncSlots // full syncs running and queued (full-sync-max-concurrent)
 }
 
-func newServer(cfg *liveConfig, hist *history, up *upstreamLink, stats *counters, logger *slog.Logger) *server {
+func newServer(cfg *settings.Live, hist *history, up *upstreamLink, stats *counters, logger *slog.Logger) *server {
 	return &server{cfg: cfg, hist: hist, up: up, stats: stats, logger: logger, clients: make(map[*client]struct{})}
 }
 
@@ -121,7 +122,7 @@ func (srv *server) serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		delay = 0
-		if open.Load() >= int64(srv.cfg.get().MaxClients) {
+		if open.Load() >= int64(srv.cfg.Get().MaxClients) {
 			srv.stats.rejectedConns.Add(1)
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
 			nc.Write([]byte("-ERR max number of clients reached\r\n"))
@@ -189,7 +190,7 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	cfg := srv.cfg.get()
+	cfg := srv.cfg.Get()
 	if protectedModeRefuses(cfg.ProtectedMode, cfg.RequirePass, nc.RemoteAddr()) {
 		srv.stats.rejectedConns.Add(1)
 		srv.logger.Debug("client refused by protected mode", "client", nc.RemoteAddr().String())
@@ -220,14 +221,14 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 		// not to subscribers, as in Redis; CommandTimeout bounds one
 		// command from its first byte to its last.
 		var idleUntil time.Time
-		if idle := srv.cfg.get().IdleTimeout; idle > 0 && len(c.subs) == 0 {
+		if idle := srv.cfg.Get().IdleTimeout; idle > 0 && len(c.subs) == 0 {
 			idleUntil = time.Now().Add(idle)
 		}
 		nc.SetReadDeadline(idleUntil)
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
-		nc.SetReadDeadline(time.Now().Add(srv.cfg.get().CommandTimeout))
+		nc.SetReadDeadline(time.Now().Add(srv.cfg.Get().CommandTimeout))
 		args, err := resp.ReadCommand(c.br)
 		if err != nil {
 			var pe resp.ProtocolError
@@ -262,7 +263,7 @@ func (c *client) flush() error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.timeout()))
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.Timeout()))
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	return err
@@ -439,7 +440,7 @@ func (c *client) auth(args [][]byte) {
 		c.wrongArgs("auth")
 		return
 	}
-	cfg := c.srv.cfg.get()
+	cfg := c.srv.cfg.Get()
 	if cfg.RequirePass == "" {
 		c.out = resp.AppendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		return
@@ -486,7 +487,7 @@ func (c *client) replconf(args [][]byte) {
 				c.capaZstd = true
 			}
 		case zstdLevelOption:
-			level, on, err := compressionLevel(val)
+			level, on, err := settings.CompressionLevel(val)
 			if err != nil || !on {
 				c.out = resp.AppendError(c.out, "ERR unknown compression level")
 				return

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -22,7 +23,7 @@ import (
 //
 // mu is a leaf lock, as is cmdMu.
 type upstreamLink struct {
-	cfg    *liveConfig
+	cfg    *settings.Live
 	hist   *history
 	logger *slog.Logger
 	stats  *counters
@@ -48,10 +49,10 @@ type upstreamLink struct {
 	counts    commandCounts
 }
 
-func newUpstreamLink(cfg *liveConfig, hist *history, stats *counters, logger *slog.Logger) *upstreamLink {
+func newUpstreamLink(cfg *settings.Live, hist *history, stats *counters, logger *slog.Logger) *upstreamLink {
 	u := &upstreamLink{
 		cfg: cfg, hist: hist, stats: stats, logger: logger,
-		master: cfg.fixed.MasterAddr, masterCh: make(chan struct{}),
+		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
 		downstreamAcked: make(chan struct{}, 1),
 	}
 	u.status.set(LinkConnect, "")
@@ -131,8 +132,8 @@ func (u *upstreamLink) setMaster(addr string) {
 // is announced as the relay's listening port unless AnnouncePort is set.
 func (u *upstreamLink) run(ctx context.Context, port int) {
 	u.port = port
-	if u.cfg.fixed.AnnouncePort > 0 {
-		u.port = u.cfg.fixed.AnnouncePort
+	if u.cfg.Fixed().AnnouncePort > 0 {
+		u.port = u.cfg.Fixed().AnnouncePort
 	}
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
@@ -222,7 +223,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	// when there is one (source.go); it becomes the history only if the
 	// master continues after it.
 	var fromSource *snapshot
-	src := u.cfg.get().SnapshotSource
+	src := u.cfg.Get().SnapshotSource
 	if _, _, ok := u.hist.position(); src != "" && (!ok || u.forceFull) {
 		// A snapshot from the source (a fork there, a whole transfer) is
 		// thrown away unless the master takes the PSYNC after it: first
@@ -232,13 +233,13 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 			return fmt.Errorf("master not ready, no snapshot asked of the source: %w", err)
 		}
 		u.status.set(LinkSync, addr)
-		s, err := u.snapshotFromSource(ctx, sourcePeer(u.cfg.get()))
+		s, err := u.snapshotFromSource(ctx, sourcePeer(u.cfg.Get()))
 		switch {
 		case err == nil:
 			fromSource = s
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case !u.cfg.get().SnapshotSourceFallback:
+		case !u.cfg.Get().SnapshotSourceFallback:
 			return fmt.Errorf("%w: %s: %v", errSourceDown, src, err)
 		default:
 			u.sourceFallback(fmt.Sprintf("snapshot source %s: %v", src, err))
@@ -250,7 +251,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		}
 	}()
 	u.status.set(LinkConnecting, addr)
-	c, err := u.dial(ctx, masterPeer(u.cfg.get(), addr), &u.status)
+	c, err := u.dial(ctx, masterPeer(u.cfg.Get(), addr), &u.status)
 	if err != nil {
 		return err
 	}
@@ -259,7 +260,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	u.status.set(LinkHandshake, addr)
 	capas := []string{"REPLCONF", "capa", "eof", "capa", "psync2"}
 	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, capas}
-	level, compress, _ := compressionLevel(u.cfg.get().UpstreamCompression)
+	level, compress, _ := settings.CompressionLevel(u.cfg.Get().UpstreamCompression)
 	if compress {
 		// A relay upstream may answer with a compressed link; a stock
 		// master ignores the capability and refuses the level option,
@@ -370,7 +371,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 // credentials or is loading fails here, with the error the link would
 // have met.
 func (u *upstreamLink) probeMaster(ctx context.Context, addr string) error {
-	c, err := u.dial(ctx, masterPeer(u.cfg.get(), addr), &u.status)
+	c, err := u.dial(ctx, masterPeer(u.cfg.Get(), addr), &u.status)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func (u *upstreamLink) dial(ctx context.Context, p peer, status *linkStatus) (*u
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	c := &upstreamConn{peer: p, nc: nc, timeout: u.cfg.timeout, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: u.cfg.timeout, status: status}, 64<<10)}
+	c := &upstreamConn{peer: p, nc: nc, timeout: u.cfg.Timeout, br: bufio.NewReaderSize(&activityReader{nc: nc, timeout: u.cfg.Timeout, status: status}, 64<<10)}
 	c.stop = context.AfterFunc(ctx, func() { nc.Close() })
 	return c, nil
 }
