@@ -36,7 +36,8 @@ type Config struct {
 	// for this long between commands, as Redis's timeout; 0: never.
 	IdleTimeout time.Duration
 	// ProtectedMode refuses clients from outside loopback with -DENIED
-	// while RequirePass is empty, as Redis's protected-mode yes.
+	// while RequirePass is empty, as Redis's protected-mode yes. The config
+	// file's default is on; a Config written in code has it off unless set.
 	ProtectedMode bool
 
 	// Snapshot refresh (proxy/refresh.go) and log retention beyond the snapshot.
