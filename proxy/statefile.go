@@ -46,7 +46,8 @@ func (h *history) at(point string) {
 func (h *history) path(name string) string { return filepath.Join(h.dir, name) }
 
 func (h *history) logOptions() replstream.LogOptions {
-	return replstream.LogOptions{RingSize: h.cfg.Fixed().RingSize, SegmentSize: h.cfg.Fixed().SegmentSize, Limits: h.cfg.Fixed().Limits}
+	f := h.cfg.Fixed()
+	return replstream.LogOptions{RingSize: f.RingSize, SegmentSize: f.SegmentSize, Limits: f.Limits}
 }
 
 // recover loads state.json and the files it names. Anything it cannot trust

@@ -36,8 +36,9 @@ func (l *Live) Get() Config {
 }
 
 // Fixed returns the configuration as it was at start, for the settings
-// CONFIG SET cannot change.
-func (l *Live) Fixed() Config { return l.fixed }
+// CONFIG SET cannot change. It never changes; the caller must not modify
+// it.
+func (l *Live) Fixed() *Config { return &l.fixed }
 
 // Update applies change to a copy of the configuration and, when it
 // returns nil, makes the copy current. change runs under mu: it must not
