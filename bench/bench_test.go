@@ -85,19 +85,6 @@ func TestRelayFanoutAndStream(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"123": 123, "1kb": 1024, "200mb": 200 << 20, "1gb": 1 << 30, "64M": 64 << 20, "5b": 5} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "mb", "-1", "1tb", "x"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) succeeded", in)
-		}
-	}
-}
-
 func TestCheckRefusesTooMuchMemory(t *testing.T) {
 	o, err := parseFlags([]string{"-scenarios", "fanout", "-dataset", "1gb", "-n", "32"}, t.Output())
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // The ingest scenario: a burst of writes on a master with Redis's default
@@ -40,7 +42,7 @@ func parseIngestLoads(s string) ([]ingestLoad, error) {
 		if len(parts) > 3 {
 			return nil, fmt.Errorf("bad load %q: value/pipeline[/clients]", f)
 		}
-		value, err := parseSize(parts[0])
+		value, err := settings.ParseSize(parts[0])
 		if err != nil || value < 1 || value > 64*mib {
 			return nil, fmt.Errorf("bad value size in %q", f)
 		}

@@ -49,6 +49,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // options are the benchmark's settings, from flags.
@@ -232,31 +234,31 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.datasets, err = parseSizes(*datasets); err != nil {
 		return nil, fmt.Errorf("-dataset: %w", err)
 	}
-	if o.valueSize, err = parseSize(*valueSize); err != nil {
+	if o.valueSize, err = settings.ParseSize(*valueSize); err != nil {
 		return nil, fmt.Errorf("-value-size: %w", err)
 	}
 	if o.ns, err = parseInts(*ns); err != nil {
 		return nil, fmt.Errorf("-n: %w", err)
 	}
-	if o.resyncDataset, err = parseSize(*rDataset); err != nil {
+	if o.resyncDataset, err = settings.ParseSize(*rDataset); err != nil {
 		return nil, fmt.Errorf("-resync-dataset: %w", err)
 	}
 	if o.resyncWrites, err = parseSizes(*rWrites); err != nil {
 		return nil, fmt.Errorf("-resync-writes: %w", err)
 	}
-	if o.ingestRate, err = parseSize(*iRate); err != nil {
+	if o.ingestRate, err = settings.ParseSize(*iRate); err != nil {
 		return nil, fmt.Errorf("-ingest-rate: %w", err)
 	}
 	if o.ingestLoads, err = parseIngestLoads(*iLoads); err != nil {
 		return nil, fmt.Errorf("-ingest-loads: %w", err)
 	}
-	if o.scaleDataset, err = parseSize(*sDataset); err != nil {
+	if o.scaleDataset, err = settings.ParseSize(*sDataset); err != nil {
 		return nil, fmt.Errorf("-scale-dataset: %w", err)
 	}
-	if o.ringBytes, err = parseSize(*ring); err != nil {
+	if o.ringBytes, err = settings.ParseSize(*ring); err != nil {
 		return nil, fmt.Errorf("-ring: %w", err)
 	}
-	if o.maxMemory, err = parseSize(*maxMem); err != nil {
+	if o.maxMemory, err = settings.ParseSize(*maxMem); err != nil {
 		return nil, fmt.Errorf("-max-memory: %w", err)
 	}
 	return o, nil
@@ -726,30 +728,12 @@ func parseInts(s string) ([]int, error) {
 	return out, nil
 }
 
-// parseSize reads 123, 64kb, 200mb, 1gb (powers of 1024; k, m, g too).
-func parseSize(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	return n * mult, nil
-}
-
+// parseSizes reads a comma-separated list of sizes, as redis.conf writes
+// them (settings.ParseSize).
 func parseSizes(s string) ([]int64, error) {
 	var out []int64
 	for _, f := range splitList(s) {
-		n, err := parseSize(f)
+		n, err := settings.ParseSize(f)
 		if err != nil {
 			return nil, err
 		}

@@ -35,8 +35,8 @@ func TestConfigGetSetRewrite(t *testing.T) {
 	if err := cl.ConfigSet(ctx, "repl-timeout", "7").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if relay.Relay.cfg.timeout() != 7*time.Second {
-		t.Fatalf("repl-timeout not applied: %v", relay.Relay.cfg.timeout())
+	if relay.Relay.cfg.Timeout() != 7*time.Second {
+		t.Fatalf("repl-timeout not applied: %v", relay.Relay.cfg.Timeout())
 	}
 	if err := cl.ConfigSet(ctx, "retain-size", "2mb").Err(); err != nil {
 		t.Fatal(err)
@@ -149,5 +149,28 @@ func TestShutdownCommand(t *testing.T) {
 		relay.done <- nil // for Stop
 	case <-time.After(10 * time.Second):
 		t.Fatal("relay still running after SHUTDOWN")
+	}
+}
+
+// TestReplicaofChecksAsTheConfigFile: REPLICAOF refuses what a replicaof
+// line in the config file refuses (one check for both), keeping Redis's
+// own answer to a bad port.
+func TestReplicaofChecksAsTheConfigFile(t *testing.T) {
+	relay := startRelay(t, "")
+	ctx := t.Context()
+	cl := relay.Client()
+	for _, tt := range []struct{ host, port, want string }{
+		{"bad host", "6379", "is not a host name or address"},
+		{"127.0.0.1", "0", "Invalid master port"},
+		{"127.0.0.1", "65536", "Invalid master port"},
+		{"127.0.0.1", "x", "Invalid master port"},
+	} {
+		err := cl.Do(ctx, "REPLICAOF", tt.host, tt.port).Err()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("REPLICAOF %q %q: %v, want an error with %q", tt.host, tt.port, err, tt.want)
+		}
+	}
+	if addr, _ := relay.up.masterAddr(); addr != "" {
+		t.Errorf("after refused REPLICAOFs the relay follows %q", addr)
 	}
 }

@@ -1,14 +1,14 @@
 package proxy
 
 import (
-	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // Compressed relay-to-relay links. A relay that follows another relay
@@ -31,24 +31,6 @@ const zstdLevelOption = "relay-zstd-level"
 // compressionWord ends a +FULLRESYNC or +CONTINUE line when what follows
 // is compressed.
 const compressionWord = "zstd"
-
-// compressionLevel parses upstream-compression: no, yes (the default
-// level), fastest, default, better, best.
-func compressionLevel(v string) (zstd.EncoderLevel, bool, error) {
-	switch strings.ToLower(v) {
-	case "", "no":
-		return 0, false, nil
-	case "yes", "default":
-		return zstd.SpeedDefault, true, nil
-	case "fastest":
-		return zstd.SpeedFastest, true, nil
-	case "better":
-		return zstd.SpeedBetterCompression, true, nil
-	case "best":
-		return zstd.SpeedBestCompression, true, nil
-	}
-	return 0, false, fmt.Errorf("%q is not no, yes, fastest, default, better or best", v)
-}
 
 // levelName is the name a level is asked for by.
 func levelName(l zstd.EncoderLevel) string {
@@ -108,5 +90,5 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 // ParseCompression checks an upstream-compression value: whether it asks
 // for compression, and at which zstd level.
 func ParseCompression(v string) (level zstd.EncoderLevel, on bool, err error) {
-	return compressionLevel(v)
+	return settings.CompressionLevel(v)
 }

@@ -5,6 +5,9 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // CONFIG GET, SET and REWRITE, answered from the settings table.
@@ -29,21 +32,21 @@ func (a *admin) configCommand(c *client, args [][]byte) {
 		}
 		a.configSet(c, args[2:])
 	case "rewrite":
-		rewrite := r.cfg.get().Rewrite
+		rewrite := r.cfg.Get().Rewrite
 		if rewrite == nil {
-			c.out = appendError(c.out, "ERR The server is running without a config file")
+			c.out = resp.AppendError(c.out, "ERR The server is running without a config file")
 			return
 		}
 		if err := rewrite(r.Settings()); err != nil {
 			r.logger.Warn("CONFIG REWRITE failed", "err", err)
-			c.out = appendError(c.out, "ERR Rewriting config file: "+err.Error())
+			c.out = resp.AppendError(c.out, "ERR Rewriting config file: "+err.Error())
 			return
 		}
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 	case "resetstat":
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 	default:
-		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CONFIG GET, SET, REWRITE.", truncateText(args[1], 64)))
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CONFIG GET, SET, REWRITE.", resp.Excerpt(args[1], 64)))
 	}
 }
 
@@ -54,14 +57,14 @@ func (a *admin) configGet(c *client, patterns [][]byte) {
 	found := map[string]string{}
 	for _, pat := range patterns {
 		p := strings.ToLower(string(pat))
-		for _, s := range SettingTable() {
+		for _, s := range settings.Table() {
 			for _, name := range append([]string{s.Name}, s.Aliases...) {
 				if ok, _ := path.Match(p, name); ok {
 					found[name] = s.Get(&cfg)
 				}
 			}
 		}
-		for name, v := range fixedReplies {
+		for name, v := range settings.FixedReplies() {
 			if ok, _ := path.Match(p, name); ok {
 				found[name] = v
 			}
@@ -72,10 +75,10 @@ func (a *admin) configGet(c *client, patterns [][]byte) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	c.out = appendArray(c.out, 2*len(names))
+	c.out = resp.AppendArray(c.out, 2*len(names))
 	for _, n := range names {
-		c.out = appendBulk(c.out, n)
-		c.out = appendBulk(c.out, found[n])
+		c.out = resp.AppendBulk(c.out, n)
+		c.out = resp.AppendBulk(c.out, found[n])
 	}
 }
 
@@ -83,29 +86,30 @@ func (a *admin) configGet(c *client, patterns [][]byte) {
 // when one is unknown, immutable or not a value, none.
 func (a *admin) configSet(c *client, pairs [][]byte) {
 	r := a.r
-	err := r.cfg.update(func(next *Config) error {
+	held := r.cfg.HoldCommands()
+	err := r.cfg.Update(func(next *Config) error {
 		for i := 0; i < len(pairs); i += 2 {
 			name := strings.ToLower(string(pairs[i]))
-			s := LookupSetting(name)
-			_, fixed := fixedReplies[name]
+			s := settings.Lookup(name)
+			_, fixed := settings.FixedReplies()[name]
 			switch {
 			case s == nil && !fixed:
-				return fmt.Errorf("ERR Unknown option or number of arguments for CONFIG SET - '%s'", truncateText(pairs[i], 64))
+				return fmt.Errorf("ERR Unknown option or number of arguments for CONFIG SET - '%s'", resp.Excerpt(pairs[i], 64))
 			case s == nil || !s.Runtime:
 				return fmt.Errorf("ERR CONFIG SET failed (possibly related to argument '%s') - can't set immutable config", name)
-			case s.Secret && string(pairs[i+1]) == secretShown:
+			case s.Secret && string(pairs[i+1]) == settings.SecretShown:
 				return fmt.Errorf("ERR CONFIG SET failed (possibly related to argument '%s') - that is what CONFIG GET shows for a password, not a password", name)
 			}
 			if err := s.Set(next, string(pairs[i+1])); err != nil {
 				return fmt.Errorf("ERR CONFIG SET failed (possibly related to argument '%s') - %v", name, err)
 			}
 		}
-		r.hist.setHoldCommands(next.HoldOnCommands)
 		return nil
 	})
 	if err != nil {
-		c.out = appendError(c.out, err.Error())
+		c.out = resp.AppendError(c.out, err.Error())
 		return
 	}
-	c.out = appendSimple(c.out, "OK")
+	r.hist.warnHoldCommands(held, r.cfg.HoldCommands())
+	c.out = resp.AppendSimple(c.out, "OK")
 }

@@ -31,17 +31,19 @@
 //
 // The Relay (relay.go, status.go) only builds and wires them, and gathers
 // each part's view into a Status for INFO and metrics. Every part reads
-// the configuration from one liveConfig (config.go), which CONFIG SET
-// replaces whole.
+// the configuration from one settings.Live, which CONFIG SET replaces
+// whole.
 //
-// Every setting is defined once, in the settings table (settings.go,
-// settingtypes.go): its names, type, default, checks, whether CONFIG SET
-// may change it, how CONFIG REWRITE writes it and whether it is a
-// password. The config file, flags, environment variables and CONFIG
-// GET/SET/REWRITE all read it.
+// Every setting is defined once, in package settings: its names, type,
+// default (the only copy of it), checks, whether CONFIG SET may change
+// it, how CONFIG REWRITE writes it and whether it is a password. The
+// config file, flags, environment variables and CONFIG GET/SET/REWRITE
+// all read that table; Config here is settings.Config. Package resp
+// (internal/resp) reads clients' requests and writes every reply and
+// every command the relay sends upstream.
 //
 // Locks nest in one order: history.stateMu, then history.mu, then a
-// snapshot's or the log's own. Every other lock (liveConfig.mu,
+// snapshot's or the log's own. Every other lock (settings.Live.mu,
 // upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu) is a leaf: no
 // other lock is taken while it is held. No lock is held across network
 // I/O; stateMu is held across the state.json write and its fsync.

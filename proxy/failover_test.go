@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // TestSentinelFailover: three Sentinels watch a master with a promotable
@@ -105,7 +106,7 @@ func TestRelayFollowsSentinel(t *testing.T) {
 
 func TestAckPolicies(t *testing.T) {
 	master := redistest.Start(t)
-	relay := startRelay(t, master.Addr(), func(c *Config) { c.AckPolicy = AckPolicy{Kind: "downstream-min"} })
+	relay := startRelay(t, master.Addr(), func(c *Config) { c.AckPolicy = settings.AckPolicy{Kind: "downstream-min"} })
 	reps := []*redistest.Server{replicaOf(t, relay.HostPort), replicaOf(t, relay.HostPort), replicaOf(t, relay.HostPort)}
 	inSync(t, 10*time.Second, master, reps...)
 	ctx := t.Context()

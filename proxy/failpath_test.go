@@ -46,7 +46,7 @@ func TestCommitKeepsMasterLink(t *testing.T) {
 	populate(t, master, 0, 20000)
 	var slowed atomic.Bool
 	relay := startRelay(t, master.Addr(), func(c *Config) {
-		c.crashPoint = func(point string) {
+		c.CrashPoint = func(point string) {
 			if point == "commit" && slowed.CompareAndSwap(false, true) {
 				time.Sleep(7 * time.Second) // 3.5 times the master's repl-timeout
 			}

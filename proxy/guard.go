@@ -28,7 +28,7 @@ type guardState struct {
 
 // guardCheck returns why s must be held back, or "".
 func (h *history) guardCheck(s *snapshot) string {
-	cfg := h.cfg.get()
+	cfg := h.cfg.Get()
 	if cfg.DisableGuard {
 		return ""
 	}

@@ -28,6 +28,11 @@ type testRelay struct {
 	client *redis.Client
 }
 
+// testRingSize is the memory ring tests run relays with unless they set
+// one: far below repl-backlog-size's default, so that a test's load
+// reaches the log's disk tier, and wraps the ring, within seconds.
+const testRingSize = 1 << 20
+
 // startRelay runs a relay in front of master (host:port) with a fresh data
 // dir, unless tweak sets one.
 func startRelay(t testing.TB, master string, tweak ...func(*Config)) *testRelay {
@@ -35,6 +40,7 @@ func startRelay(t testing.TB, master string, tweak ...func(*Config)) *testRelay 
 	cfg := Config{
 		MasterAddr:  master,
 		DataDir:     t.TempDir(),
+		RingSize:    testRingSize,
 		ReplTimeout: 10 * time.Second,
 		Logger:      slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
@@ -29,7 +30,7 @@ import (
 // Locks, in the order they nest: stateMu, then mu, then a snapshot's or
 // the log's own.
 type history struct {
-	cfg    *liveConfig
+	cfg    *settings.Live
 	dir    string // the data dir
 	logger *slog.Logger
 	stats  *counters
@@ -50,21 +51,20 @@ type history struct {
 	// while the log still holds the stream after them (recovery to a
 	// point starts from the newest one before it); guarded by mu
 	older   []Snapshot
-	log     *replstream.Log                 // log of the current history, snap.log; guarded by mu
-	pending *snapshot                       // being received from upstream; guarded by mu
-	hold    *holdState                      // the command tripwire holds replicas before hold.At; guarded by mu
-	holdSet atomic.Pointer[map[string]bool] // HoldOnCommands as a set, for the upstream link
-	holding atomic.Bool                     // hold != nil, for sessions' fast path
-	changed chan struct{}                   // closed and replaced when id, snap, pending or hold change; guarded by mu
-	readers map[*session]struct{}           // downstream sessions reading this history; guarded by mu
-	guard   guardState                      // guarded by mu
-	bg      sync.WaitGroup                  // background work: snapshot parsers
+	log     *replstream.Log       // log of the current history, snap.log; guarded by mu
+	pending *snapshot             // being received from upstream; guarded by mu
+	hold    *holdState            // the command tripwire holds replicas before hold.At; guarded by mu
+	holding atomic.Bool           // hold != nil, for sessions' fast path
+	changed chan struct{}         // closed and replaced when id, snap, pending or hold change; guarded by mu
+	readers map[*session]struct{} // downstream sessions reading this history; guarded by mu
+	guard   guardState            // guarded by mu
+	bg      sync.WaitGroup        // background work: snapshot parsers
 }
 
 // openHistory locks the data dir and recovers the history kept there, if
 // any.
-func openHistory(cfg *liveConfig, stats *counters, logger *slog.Logger) (*history, error) {
-	dir := cfg.fixed.DataDir
+func openHistory(cfg *settings.Live, stats *counters, logger *slog.Logger) (*history, error) {
+	dir := cfg.Fixed().DataDir
 	if dir == "" {
 		return nil, errors.New("data dir is required")
 	}
@@ -85,7 +85,7 @@ func openHistory(cfg *liveConfig, stats *counters, logger *slog.Logger) (*histor
 		changed:   make(chan struct{}),
 		readers:   make(map[*session]struct{}),
 	}
-	h.setHoldCommands(cfg.fixed.HoldOnCommands)
+	h.warnHoldCommands(nil, cfg.HoldCommands())
 	if err := h.recover(); err != nil {
 		lock.Close()
 		return nil, err
@@ -639,7 +639,7 @@ func (h *history) removeSnapshotFiles(path string) {
 // fillStatus fills in the history's part of a Status, and returns the
 // current snapshot (nil without history) and the one arriving, if any.
 func (h *history) fillStatus(st *Status) (current, pending *snapshot) {
-	st.Log.RingSize = int64(h.cfg.fixed.RingSize)
+	st.Log.RingSize = int64(h.cfg.Fixed().RingSize)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st.Identity = h.id

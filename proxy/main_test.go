@@ -35,6 +35,7 @@ func runChildRelay(dir string) int {
 	cfg := Config{
 		MasterAddr:  os.Getenv("REDIS_RELAY_CHILD_MASTER"),
 		DataDir:     dir,
+		RingSize:    testRingSize,
 		ReplTimeout: 10 * time.Second,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
@@ -115,7 +116,7 @@ func childSettings(cfg *Config) error {
 			}
 			skip.Store(n)
 		}
-		cfg.crashPoint = func(at string) {
+		cfg.CrashPoint = func(at string) {
 			if at != point || skip.Add(-1) >= 0 {
 				return
 			}

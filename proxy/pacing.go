@@ -88,7 +88,7 @@ func nonZero(v int64) int64 {
 // limit (at least 64 KiB) and at most step, what one send can send; both
 // buckets are charged exactly the bytes send reports sent.
 func (srv *server) paced(ctx context.Context, own *pacer, n, step int64, send func(n int64) (int64, error)) (int64, error) {
-	cfg := srv.cfg.get()
+	cfg := srv.cfg.Get()
 	total, each := cfg.FullSyncBandwidth, cfg.FullSyncReplicaBandwidth
 	if total <= 0 && each <= 0 {
 		return send(n)

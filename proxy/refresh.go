@@ -50,7 +50,7 @@ func (u *upstreamLink) refreshDue() bool {
 	if !st.HasHistory || st.SyncPending || st.GuardTripped || st.HoldActive {
 		return false
 	}
-	cfg := u.cfg.get()
+	cfg := u.cfg.Get()
 	since := st.Log.Next - 1 - st.Snapshot.Offset
 	if since <= 0 {
 		return false
@@ -72,7 +72,7 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 	addr, _ := u.masterAddr()
 	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
 	defer cancel()
-	cfg := u.cfg.get()
+	cfg := u.cfg.Get()
 	from := "master"
 	var c *upstreamConn
 	var replid string

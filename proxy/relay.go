@@ -10,15 +10,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/replstream"
 )
+
+// Config is the relay's configuration (see package settings). The alias
+// lets callers build one as proxy.Config next to proxy.New.
+type Config = settings.Config
 
 // Relay builds the relay's parts and runs them: the history (history.go),
 // the upstream link (upstream.go), the downstream server (server.go) and
 // the admin commands (admin.go). It holds no state of its own beyond the
 // wiring; see the package doc for how the parts talk.
 type Relay struct {
-	cfg    *liveConfig
+	cfg    *settings.Live
 	logger *slog.Logger
 	stats  *counters
 	hist   *history
@@ -65,8 +70,8 @@ type counters struct {
 
 // New opens the data dir and recovers the history kept there, if any.
 func New(cfg Config) (*Relay, error) {
-	cfg.setDefaults()
-	live := newLiveConfig(cfg)
+	cfg.FillDefaults()
+	live := settings.NewLive(cfg)
 	stats := &counters{disconnects: newCounts(closeReasons), linkDowns: newCounts(LinkDownReasons())}
 	hist, err := openHistory(live, stats, cfg.Logger)
 	if err != nil {
@@ -146,7 +151,7 @@ func (r *Relay) ReleaseGuard() error { return r.hist.releaseGuard() }
 // currentConfig is the running configuration with the upstream that
 // REPLICAOF (or Sentinel) last named as replicaof.
 func (r *Relay) currentConfig() Config {
-	cfg := r.cfg.get()
+	cfg := r.cfg.Get()
 	cfg.MasterAddr, _ = r.up.masterAddr()
 	return cfg
 }
@@ -156,9 +161,9 @@ func (r *Relay) currentConfig() Config {
 // decides which of them may reach a file.
 func (r *Relay) Settings() map[string]string {
 	cfg := r.currentConfig()
-	out := make(map[string]string, len(settingTable))
-	for _, s := range SettingTable() {
-		if s.Rewrite == RewriteNever {
+	out := make(map[string]string, len(settings.Table()))
+	for _, s := range settings.Table() {
+		if s.Rewrite == settings.RewriteNever {
 			continue
 		}
 		if args := s.Format(&cfg); len(args) > 0 {

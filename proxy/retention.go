@@ -33,7 +33,7 @@ func (h *history) commitRefresh(ctx context.Context, s *snapshot) error {
 	// command the snapshot holds: one that holds the held command is
 	// dropped, and its last byte never reaches a replica.
 	log := h.currentLog()
-	wctx, cancel := context.WithTimeout(ctx, h.cfg.timeout())
+	wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout())
 	err := log.WaitFor(wctx, s.meta.Offset)
 	cancel()
 	if err != nil {
@@ -106,7 +106,7 @@ func (h *history) trimLog() error {
 		return nil
 	}
 	_, next := log.Range()
-	cfg := h.cfg.get()
+	cfg := h.cfg.Get()
 	if cfg.RetainBytes > 0 {
 		keep = min(keep, next-cfg.RetainBytes)
 	}

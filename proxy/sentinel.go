@@ -20,7 +20,7 @@ import (
 const sentinelRecheck = 10 * time.Second
 
 func (u *upstreamLink) followSentinels(ctx context.Context) {
-	cfg := u.cfg.get()
+	cfg := u.cfg.Get()
 	if len(cfg.Sentinels) == 0 || cfg.MasterName == "" {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -193,7 +194,7 @@ func (s *session) write(p []byte) error {
 		s.srv.stats.bytesToReplicas.Add(int64(len(p)))
 		return err
 	}
-	s.c.nc.SetWriteDeadline(time.Now().Add(s.srv.cfg.timeout()))
+	s.c.nc.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeout()))
 	n, err := s.c.nc.Write(p)
 	s.srv.stats.bytesToReplicas.Add(int64(n))
 	return err
@@ -202,13 +203,13 @@ func (s *session) write(p []byte) error {
 // compressed reports whether this replica gets a compressed link: a relay
 // that asked for one, and the relay serves them.
 func (s *session) compressed() bool {
-	return s.c.capaZstd && !s.legacy && !s.srv.cfg.get().NoServeCompression
+	return s.c.capaZstd && !s.legacy && !s.srv.cfg.Get().NoServeCompression
 }
 
 // startCompression sends everything from now on through a zstd encoder at
 // the level the replica asked for.
 func (s *session) startCompression() {
-	wire := countingWriter{w: deadlineWriter{nc: s.c.nc, timeout: s.srv.cfg.timeout}, n: &s.srv.stats.zOut.wire}
+	wire := countingWriter{w: deadlineWriter{nc: s.c.nc, timeout: s.srv.cfg.Timeout}, n: &s.srv.stats.zOut.wire}
 	s.enc, _ = zstd.NewWriter(wire, zstd.WithEncoderLevel(s.c.zstdLevel), zstd.WithEncoderConcurrency(1))
 	s.logger.Info("compressed link", "level", s.c.zstdLevel.String())
 }
@@ -265,7 +266,7 @@ func (s *session) serve(ctx context.Context) error {
 func (s *session) fullSync(ctx context.Context) error {
 	srv := s.srv
 	// Wait for a slot (full-sync-max-concurrent), newlines meanwhile.
-	release, err := srv.slots.acquire(ctx, func() int { return srv.cfg.get().FullSyncMaxConcurrent }, s.keepalive)
+	release, err := srv.slots.acquire(ctx, func() int { return srv.cfg.Get().FullSyncMaxConcurrent }, s.keepalive)
 	if err != nil {
 		return err
 	}
@@ -379,7 +380,7 @@ func (s *session) waitFirstAck(ctx context.Context) error {
 		case <-s.firstAck:
 			return nil
 		case <-t.C:
-			if time.Since(time.Unix(0, s.ackTime.Load())) > s.srv.cfg.timeout() {
+			if time.Since(time.Unix(0, s.ackTime.Load())) > s.srv.cfg.Timeout() {
 				return &closeError{reason: reasonTimeout, err: errors.New("no ACK after the snapshot")}
 			}
 		case <-ctx.Done():
@@ -410,7 +411,7 @@ func (s *session) sendStep() int64 {
 func (s *session) sendFile(f *os.File, pos, n int64) (int64, error) {
 	n = min(n, sendChunk)
 	if tc, ok := s.c.nc.(*net.TCPConn); ok && s.enc == nil {
-		s.c.nc.SetWriteDeadline(time.Now().Add(s.srv.cfg.timeout()))
+		s.c.nc.SetWriteDeadline(time.Now().Add(s.srv.cfg.Timeout()))
 		var k int64
 		_, err := f.Seek(pos, io.SeekStart)
 		if err == nil {
@@ -449,7 +450,7 @@ func (s *session) setOnline() {
 	s.ackTime.Store(time.Now().UnixNano())
 	if !s.legacy {
 		// From now on the replica must ACK at least every ReplTimeout.
-		s.c.nc.SetReadDeadline(time.Now().Add(s.srv.cfg.timeout()))
+		s.c.nc.SetReadDeadline(time.Now().Add(s.srv.cfg.Timeout()))
 	}
 }
 
@@ -498,10 +499,10 @@ func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 func (s *session) readAcks(ctx context.Context) {
 	br := s.c.br
 	for {
-		args, err := readCommand(br)
+		args, err := resp.ReadCommand(br)
 		if err != nil {
 			if ctx.Err() == nil {
-				var pe errProtocol
+				var pe resp.ProtocolError
 				reason := reasonReplicaClosed
 				var ne net.Error
 				switch {
@@ -517,7 +518,7 @@ func (s *session) readAcks(ctx context.Context) {
 		now := time.Now()
 		s.ackTime.Store(now.UnixNano())
 		if s.state.Load() == stateOnline && !s.legacy {
-			s.c.nc.SetReadDeadline(now.Add(s.srv.cfg.timeout()))
+			s.c.nc.SetReadDeadline(now.Add(s.srv.cfg.Timeout()))
 		}
 		if len(args) == 0 {
 			continue // keepalive
@@ -541,7 +542,7 @@ func (s *session) readAcks(ctx context.Context) {
 				continue
 			}
 		}
-		s.cancel(&closeError{reason: reasonProtocol, err: fmt.Errorf("replica sent %q after PSYNC", truncateText(args[0], 32))})
+		s.cancel(&closeError{reason: reasonProtocol, err: fmt.Errorf("replica sent %q after PSYNC", resp.Excerpt(args[0], 32))})
 		return
 	}
 }
@@ -557,7 +558,7 @@ func (srv *server) waitAhead(ctx context.Context, replid string, off int64, keep
 	if addr, _ := srv.up.masterAddr(); log == nil || addr == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, srv.cfg.get().WaitAhead)
+	ctx, cancel := context.WithTimeout(ctx, srv.cfg.Get().WaitAhead)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- log.WaitFor(ctx, off-1) }()

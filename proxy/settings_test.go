@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // TestConfigCommandReadsTheTable: CONFIG SET takes and refuses what the
@@ -12,7 +14,7 @@ import (
 func TestConfigCommandReadsTheTable(t *testing.T) {
 	relay := startRelay(t, "", func(c *Config) {
 		c.RequirePass = ""
-		c.Process = DefaultConfig().Process
+		c.Process = settings.Default().Process
 		c.CommandTimeout = 3 * time.Second
 	})
 	ctx := t.Context()
@@ -34,7 +36,7 @@ func TestConfigCommandReadsTheTable(t *testing.T) {
 		{"replica-priority", "1", "can't set immutable config"},
 		{"no-such-thing", "1", "Unknown option"},
 		// What CONFIG GET shows for a password is not taken for one.
-		{"masterauth", secretShown, "not a password"},
+		{"masterauth", settings.SecretShown, "not a password"},
 	} {
 		err := cl.ConfigSet(ctx, tt.name, tt.value).Err()
 		switch {
@@ -44,10 +46,10 @@ func TestConfigCommandReadsTheTable(t *testing.T) {
 			t.Errorf("CONFIG SET %s %s: %v, want an error with %q", tt.name, tt.value, err, tt.want)
 		}
 	}
-	if got := relay.Relay.cfg.timeout(); got != 90*time.Second {
+	if got := relay.Relay.cfg.Timeout(); got != 90*time.Second {
 		t.Errorf("repl-timeout 90s set the timeout to %v", got)
 	}
-	if got := relay.Relay.cfg.get().RefreshMinBytes; got >= 0 {
+	if got := relay.Relay.cfg.Get().RefreshMinBytes; got >= 0 {
 		t.Errorf("refresh-min-size 0 holds RefreshMinBytes %d, want a negative value (no minimum)", got)
 	}
 
@@ -65,7 +67,7 @@ func TestConfigCommandReadsTheTable(t *testing.T) {
 			t.Errorf("CONFIG GET * answers %s = %q (listed: %v), want %q", name, v, ok, want)
 		}
 	}
-	if n := len(SettingTable()); len(got) < n {
+	if n := len(settings.Table()); len(got) < n {
 		t.Errorf("CONFIG GET * answers %d parameters; the table has %d settings", len(got), n)
 	}
 	if got := cl.ConfigGet(ctx, "tls-*").Val(); len(got) != 6 {
@@ -75,27 +77,28 @@ func TestConfigCommandReadsTheTable(t *testing.T) {
 	if err := cl.ConfigSet(ctx, "requirepass", "hunter2").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if v := cl.ConfigGet(ctx, "requirepass").Val()["requirepass"]; v != secretShown {
-		t.Errorf("CONFIG GET requirepass = %q, want %q", v, secretShown)
+	if v := cl.ConfigGet(ctx, "requirepass").Val()["requirepass"]; v != settings.SecretShown {
+		t.Errorf("CONFIG GET requirepass = %q, want %q", v, settings.SecretShown)
 	}
 }
 
-// TestSettingTable checks the table itself: every entry can be parsed and
-// written, and every default reads back as itself.
-func TestSettingTable(t *testing.T) {
-	def := DefaultConfig()
-	for _, s := range SettingTable() {
-		if s.parse == nil || s.format == nil || s.Kind == "" || s.Usage == "" {
-			t.Errorf("%s: parse, format, kind or usage missing", s.Name)
+// TestNewTakesTheTableDefaults: a Config written in code that leaves a
+// setting at zero runs with the default the config file gives it (the
+// table's), not one of its own.
+func TestNewTakesTheTableDefaults(t *testing.T) {
+	relay, err := New(Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	got, def := relay.currentConfig(), settings.Default()
+	for _, name := range []string{"repl-backlog-size", "segment-size", "repl-timeout", "wait-ahead", "maxclients", "command-timeout", "refresh-ratio", "refresh-min-size"} {
+		s := settings.Lookup(name)
+		if a, b := s.Value(&got), s.Value(&def); a != b {
+			t.Errorf("%s: New runs with %s, the config file's default is %s", name, a, b)
 		}
-		if err := s.Check(&def); err != nil {
-			t.Errorf("%s: default fails its own check: %v", s.Name, err)
-		}
-		if s.Secret && s.Rewrite != RewriteIfFromFile {
-			t.Errorf("%s: a password that CONFIG REWRITE would write wherever it came from", s.Name)
-		}
-		if LookupSetting(strings.ToUpper(s.Name)) != s {
-			t.Errorf("%s: not found by its name in upper case", s.Name)
-		}
+	}
+	if st := relay.Status(); st.Log.RingSize != int64(def.RingSize) {
+		t.Errorf("INFO ring size %d, want the default %d", st.Log.RingSize, def.RingSize)
 	}
 }

@@ -38,7 +38,7 @@ const stateFile = "state.json"
 // stop at "hold-lookup": a session has read bytes of the log and has not
 // yet looked up the command tripwire's hold for them.
 func (h *history) at(point string) {
-	if f := h.cfg.fixed.crashPoint; f != nil {
+	if f := h.cfg.Fixed().CrashPoint; f != nil {
 		f(point)
 	}
 }
@@ -46,7 +46,8 @@ func (h *history) at(point string) {
 func (h *history) path(name string) string { return filepath.Join(h.dir, name) }
 
 func (h *history) logOptions() replstream.LogOptions {
-	return replstream.LogOptions{RingSize: h.cfg.fixed.RingSize, SegmentSize: h.cfg.fixed.SegmentSize, Limits: h.cfg.fixed.Limits}
+	f := h.cfg.Fixed()
+	return replstream.LogOptions{RingSize: f.RingSize, SegmentSize: f.SegmentSize, Limits: f.Limits}
 }
 
 // recover loads state.json and the files it names. Anything it cannot trust

@@ -182,7 +182,7 @@ func (r *Relay) Status() Status {
 	st.CompressedInStream, st.CompressedInWire = c.zIn.stream.Load(), c.zIn.wire.Load()
 	st.CompressedOutStream, st.CompressedOutWire = c.zOut.stream.Load(), c.zOut.wire.Load()
 	st.SourceFallbacks = c.sourceFallbacks.Load()
-	st.SnapshotSource = r.cfg.get().SnapshotSource
+	st.SnapshotSource = r.cfg.Get().SnapshotSource
 	st.Refreshes = c.refreshes.Load()
 	st.RefreshFailures = c.refreshFailures.Load()
 	st.TailCuts = c.tailCuts.Load()

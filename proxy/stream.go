@@ -22,7 +22,7 @@ func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string,
 	if u.framer == nil || u.framerLog != log || u.framer.Next() != next {
 		// The log always ends on a resume point here: a full sync starts
 		// after its snapshot, and cutPartialTail runs after every link.
-		u.framer = replstream.NewFramer(next, u.cfg.fixed.Limits)
+		u.framer = replstream.NewFramer(next, u.cfg.Fixed().Limits)
 		u.resume = replstream.NewResumePoint(next)
 		u.framerLog = log
 	}

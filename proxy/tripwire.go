@@ -30,24 +30,12 @@ type holdState struct {
 // errNotHolding: RELAY GUARD RELEASE with nothing held.
 var errNotHolding = errors.New("neither the guard nor the command tripwire is holding anything")
 
-// holdCommands is the set of command names that trip the wire, lower case.
-func holdCommands(names []string) map[string]bool {
-	set := make(map[string]bool, len(names))
-	for _, n := range names {
-		if n = strings.ToLower(strings.TrimSpace(n)); n != "" {
-			set[n] = true
-		}
-	}
-	return set
-}
-
-// setHoldCommands sets the command names that trip the wire
-// (hold-on-commands). Naming DEL or UNLINK logs a warning (expiryCaveat).
-func (h *history) setHoldCommands(names []string) {
-	set := holdCommands(names)
-	old := h.holdSet.Swap(&set)
-	for name := range set {
-		if why := expiryCaveat(name); why != "" && (old == nil || !(*old)[name]) {
+// warnHoldCommands logs a warning for each command newly named in
+// hold-on-commands (held, against was) that also matches deletions the
+// master makes on its own (expiryCaveat).
+func (h *history) warnHoldCommands(was, held map[string]bool) {
+	for name := range held {
+		if why := expiryCaveat(name); why != "" && !was[name] {
 			h.logger.Warn("hold-on-commands names "+strings.ToUpper(name)+": it will also trip on keys the master expires or evicts", "reason", why)
 		}
 	}
@@ -74,8 +62,7 @@ func expiryCaveat(name string) string {
 // resume point just before it. It starts a hold when the command is one of
 // HoldOnCommands and nothing is held yet.
 func (h *history) tripwire(cmd *replstream.Command, before int64) {
-	set := h.holdSet.Load()
-	if set == nil || len(*set) == 0 || !(*set)[strings.ToLower(string(cmd.Name))] {
+	if set := h.cfg.HoldCommands(); len(set) == 0 || !set[strings.ToLower(string(cmd.Name))] {
 		return
 	}
 	h.mu.Lock()
@@ -172,7 +159,7 @@ func (h *history) saveHold() {
 // tripwireArmed reports whether sessions must look for a hold: commands
 // are named, or a hold (recovered from state.json) is still on.
 func (h *history) tripwireArmed() bool {
-	if set := h.holdSet.Load(); set != nil && len(*set) > 0 {
+	if len(h.cfg.HoldCommands()) > 0 {
 		return true
 	}
 	return h.holding.Load()

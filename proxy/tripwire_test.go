@@ -80,7 +80,7 @@ func TestTripwireHoldSetDuringRead(t *testing.T) {
 	stopped, resume := make(chan struct{}), make(chan struct{})
 	relay := startRelay(t, master.Addr(), func(c *Config) {
 		c.HoldOnCommands = []string{"FLUSHALL"}
-		c.crashPoint = func(point string) {
+		c.CrashPoint = func(point string) {
 			if point == "hold-lookup" && armed.CompareAndSwap(true, false) {
 				close(stopped)
 				<-resume
@@ -267,7 +267,7 @@ func TestTripwireHoldDropsRefresh(t *testing.T) {
 		c.HoldOnCommands = []string{"FLUSHALL"}
 		c.RefreshRatio = -1
 		c.RefreshMinBytes = 1
-		c.crashPoint = func(point string) {
+		c.CrashPoint = func(point string) {
 			if point == "refresh-received" {
 				close(stopped)
 				<-resume
@@ -407,4 +407,44 @@ func TestTripwireDelMatchesExpiry(t *testing.T) {
 			t.Errorf("hold_command %q, want DEL", cmd)
 		}
 	})
+}
+
+// TestTripwireSetAtRunTime: hold-on-commands set and cleared with CONFIG
+// SET arms and disarms the tripwire at once, with no restart.
+func TestTripwireSetAtRunTime(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 500)
+	relay := startRelay(t, master.Addr())
+	replica := replicaOf(t, relay.HostPort)
+	inSync(t, 30*time.Second, master, replica)
+	cl := relay.Client()
+	ctx := t.Context()
+
+	if err := cl.ConfigSet(ctx, "hold-on-commands", "flushdb").Err(); err != nil {
+		t.Fatal(err)
+	}
+	master.Do(t, "FLUSHDB")
+	redistest.Eventually(t, 10*time.Second, func() error {
+		if relay.InfoField(t, "hold_active") != "1" {
+			return fmt.Errorf("not holding")
+		}
+		return nil
+	})
+	if cmd := relay.InfoField(t, "hold_command"); cmd != "FLUSHDB" {
+		t.Errorf("hold_command %q", cmd)
+	}
+
+	if err := cl.ConfigSet(ctx, "hold-on-commands", "").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Do(ctx, "RELAY", "GUARD", "RELEASE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(t, master, 1, 50)
+	master.Do(t, "FLUSHDB")
+	writeKeys(t, master, 2, 50)
+	inSync(t, 30*time.Second, master, replica)
+	if relay.InfoField(t, "hold_active") != "0" {
+		t.Error("a FLUSHDB after hold-on-commands was cleared tripped the wire")
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -21,7 +23,7 @@ import (
 //
 // mu is a leaf lock, as is cmdMu.
 type upstreamLink struct {
-	cfg    *liveConfig
+	cfg    *settings.Live
 	hist   *history
 	logger *slog.Logger
 	stats  *counters
@@ -47,10 +49,10 @@ type upstreamLink struct {
 	counts    commandCounts
 }
 
-func newUpstreamLink(cfg *liveConfig, hist *history, stats *counters, logger *slog.Logger) *upstreamLink {
+func newUpstreamLink(cfg *settings.Live, hist *history, stats *counters, logger *slog.Logger) *upstreamLink {
 	u := &upstreamLink{
 		cfg: cfg, hist: hist, stats: stats, logger: logger,
-		master: cfg.fixed.MasterAddr, masterCh: make(chan struct{}),
+		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
 		downstreamAcked: make(chan struct{}, 1),
 	}
 	u.status.set(LinkConnect, "")
@@ -130,8 +132,8 @@ func (u *upstreamLink) setMaster(addr string) {
 // is announced as the relay's listening port unless AnnouncePort is set.
 func (u *upstreamLink) run(ctx context.Context, port int) {
 	u.port = port
-	if u.cfg.fixed.AnnouncePort > 0 {
-		u.port = u.cfg.fixed.AnnouncePort
+	if u.cfg.Fixed().AnnouncePort > 0 {
+		u.port = u.cfg.Fixed().AnnouncePort
 	}
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
@@ -221,7 +223,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	// when there is one (source.go); it becomes the history only if the
 	// master continues after it.
 	var fromSource *snapshot
-	src := u.cfg.get().SnapshotSource
+	src := u.cfg.Get().SnapshotSource
 	if _, _, ok := u.hist.position(); src != "" && (!ok || u.forceFull) {
 		// A snapshot from the source (a fork there, a whole transfer) is
 		// thrown away unless the master takes the PSYNC after it: first
@@ -231,13 +233,13 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 			return fmt.Errorf("master not ready, no snapshot asked of the source: %w", err)
 		}
 		u.status.set(LinkSync, addr)
-		s, err := u.snapshotFromSource(ctx, sourcePeer(u.cfg.get()))
+		s, err := u.snapshotFromSource(ctx, sourcePeer(u.cfg.Get()))
 		switch {
 		case err == nil:
 			fromSource = s
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case !u.cfg.get().SnapshotSourceFallback:
+		case !u.cfg.Get().SnapshotSourceFallback:
 			return fmt.Errorf("%w: %s: %v", errSourceDown, src, err)
 		default:
 			u.sourceFallback(fmt.Sprintf("snapshot source %s: %v", src, err))
@@ -249,7 +251,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		}
 	}()
 	u.status.set(LinkConnecting, addr)
-	c, err := u.dial(ctx, masterPeer(u.cfg.get(), addr), &u.status)
+	c, err := u.dial(ctx, masterPeer(u.cfg.Get(), addr), &u.status)
 	if err != nil {
 		return err
 	}
@@ -258,7 +260,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	u.status.set(LinkHandshake, addr)
 	capas := []string{"REPLCONF", "capa", "eof", "capa", "psync2"}
 	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, capas}
-	level, compress, _ := compressionLevel(u.cfg.get().UpstreamCompression)
+	level, compress, _ := settings.CompressionLevel(u.cfg.Get().UpstreamCompression)
 	if compress {
 		// A relay upstream may answer with a compressed link; a stock
 		// master ignores the capability and refuses the level option,
@@ -282,7 +284,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	case ok && !u.forceFull:
 		psync = []string{"PSYNC", id.ReplID, strconv.FormatInt(next, 10)}
 	}
-	if err := c.write(appendCommand(nil, psync...)); err != nil {
+	if err := c.write(resp.AppendCommand(nil, psync...)); err != nil {
 		return fmt.Errorf("send PSYNC: %w", err)
 	}
 	line, err := c.readReply()
@@ -303,7 +305,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		fromSource = nil
 		if len(fields) == 2 && !replstream.ValidReplID(fields[1]) {
 			u.hist.abortFullSync(s, errors.New("bad CONTINUE reply"))
-			return fmt.Errorf("bad CONTINUE reply %q", truncateText(line, 100))
+			return fmt.Errorf("bad CONTINUE reply %q", resp.Excerpt(line, 100))
 		}
 		if _, err := u.hist.commitFullSync(s); err != nil {
 			if !errors.Is(err, errGuardTripped) {
@@ -329,7 +331,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 			fromSource = nil
 		}
 		if len(fields) != 3 || !replstream.ValidReplID(fields[1]) {
-			return fmt.Errorf("bad FULLRESYNC reply %q", truncateText(line, 100))
+			return fmt.Errorf("bad FULLRESYNC reply %q", resp.Excerpt(line, 100))
 		}
 		off, err := strconv.ParseInt(fields[2], 10, 64)
 		if err != nil || off < 0 {
@@ -342,7 +344,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		}
 		if len(fields) == 2 && fields[1] != id.ReplID {
 			if !replstream.ValidReplID(fields[1]) {
-				return fmt.Errorf("bad CONTINUE reply %q", truncateText(line, 100))
+				return fmt.Errorf("bad CONTINUE reply %q", resp.Excerpt(line, 100))
 			}
 			u.logger.Info("master replication ID changed", "upstream", addr, "replid", fields[1], "replid2", id.ReplID, "offset", next-1)
 			if err := u.hist.shiftReplID(fields[1]); err != nil {
@@ -359,9 +361,9 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		if strings.HasPrefix(string(line), "-NOAUTH") || strings.HasPrefix(string(line), "-NOPERM") {
 			return fmt.Errorf("%w: PSYNC answered %s", errAuth, line)
 		}
-		return fmt.Errorf("%w: %s", errPSYNCRefused, truncateText(line, 200))
+		return fmt.Errorf("%w: %s", errPSYNCRefused, resp.Excerpt(line, 200))
 	}
-	return fmt.Errorf("%w: unexpected reply %q", errPSYNCRefused, truncateText(line, 100))
+	return fmt.Errorf("%w: unexpected reply %q", errPSYNCRefused, resp.Excerpt(line, 100))
 }
 
 // probeMaster dials the master and runs the handshake (PING, AUTH,
@@ -369,7 +371,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 // credentials or is loading fails here, with the error the link would
 // have met.
 func (u *upstreamLink) probeMaster(ctx context.Context, addr string) error {
-	c, err := u.dial(ctx, masterPeer(u.cfg.get(), addr), &u.status)
+	c, err := u.dial(ctx, masterPeer(u.cfg.Get(), addr), &u.status)
 	if err != nil {
 		return err
 	}
@@ -427,7 +429,7 @@ func (u *upstreamLink) fullSync(ctx context.Context, c *upstreamConn, addr, repl
 	var ackNow []byte
 	if p.Mark != nil {
 		// A diskless master starts the stream on an ACK; send one at once.
-		ackNow = appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(offset, 10))
+		ackNow = resp.AppendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(offset, 10))
 	}
 	return u.stream(ctx, c, addr, ackNow)
 }

@@ -5,19 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/urfave/cli/v2"
+
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // adminFlags are the flags of the commands that talk to a running relay.
 func adminFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "addr", Value: "127.0.0.1:6380", Usage: "the relay's `HOST:PORT`", EnvVars: []string{"REDIS_RELAY_ADDR"}},
+		&cli.StringFlag{Name: "addr", Value: defaultAddr(), Usage: "the relay's `HOST:PORT`", EnvVars: []string{"REDIS_RELAY_ADDR"}},
 		&cli.StringFlag{Name: "password", Usage: "the relay's requirepass", EnvVars: []string{"REDIS_RELAY_PASSWORD"}},
 	}
+}
+
+// defaultAddr is where a relay started with the default bind and port
+// listens.
+func defaultAddr() string {
+	def := settings.Default()
+	return net.JoinHostPort(strings.TrimPrefix(def.Process.Bind[0], "-"), strconv.Itoa(def.Process.Port))
 }
 
 // adminClient connects to the relay named by --addr. It speaks RESP2 and

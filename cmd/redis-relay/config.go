@@ -15,7 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/redis-relay/redis-relay/proxy"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // The relay reads a redis.conf-style file: one directive per line, the
@@ -33,7 +33,7 @@ import (
 // Settings is the relay's configuration as the run command assembles it:
 // every setting of proxy's table, and where each value came from.
 type Settings struct {
-	proxy.Config
+	settings.Config
 
 	// origin says where each setting's value came from: "relay.conf:12",
 	// "--port" or "REDIS_RELAY_PORT". Settings left at their default are
@@ -43,7 +43,7 @@ type Settings struct {
 
 // defaultSettings returns the built-in defaults.
 func defaultSettings() Settings {
-	return Settings{Config: proxy.DefaultConfig()}
+	return Settings{Config: settings.Default()}
 }
 
 // ConfigError is a config file line that could not be used.
@@ -276,7 +276,7 @@ func parseConfigDepth(name string, data []byte, s *Settings, depth int) error {
 			}
 			continue
 		}
-		d := proxy.LookupSetting(args[0])
+		d := settings.Lookup(args[0])
 		if d == nil {
 			return &ConfigError{File: name, Line: i + 1, Directive: args[0], Err: errors.New("unknown directive")}
 		}
@@ -350,7 +350,7 @@ func (s *Settings) where(name string) string {
 // directiveFlags returns a flag for every setting, with its env twin.
 func directiveFlags() []cli.Flag {
 	def := defaultSettings()
-	table := proxy.SettingTable()
+	table := settings.Table()
 	flags := make([]cli.Flag, 0, len(table))
 	for _, d := range table {
 		usage := d.Usage
@@ -372,7 +372,7 @@ func directiveFlags() []cli.Flag {
 // applyFlags applies every setting's flag set on the command line or in
 // the environment.
 func (s *Settings) applyFlags(c *cli.Context) error {
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		if !c.IsSet(d.Name) {
 			continue
 		}
@@ -455,7 +455,7 @@ func (s *Settings) readPasswordFiles() error {
 // "REDIS_RELAY_PORT: ...".
 func (s *Settings) Validate() error {
 	var errs []error
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		if err := d.Check(&s.Config); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.where(d.Name), err))
 		}
@@ -490,7 +490,7 @@ func (s *Settings) listenAddrs(port int) (addrs []string, optional []bool) {
 }
 
 // proxyConfig returns the daemon's Config: the settings, with logger.
-func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
+func (s *Settings) proxyConfig(logger *slog.Logger) settings.Config {
 	cfg := s.Config
 	cfg.Logger = logger
 	return cfg
@@ -498,7 +498,7 @@ func (s *Settings) proxyConfig(logger *slog.Logger) proxy.Config {
 
 // logIgnored reports the settings that were set but have no effect.
 func (s *Settings) logIgnored(logger *slog.Logger) {
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		if where, ok := s.origin[d.Name]; ok && d.Ignored != "" {
 			logger.Info("directive accepted but ignored", "directive", d.Name, "value", d.Value(&s.Config), "from", where, "reason", d.Ignored)
 		}
@@ -509,7 +509,7 @@ func (s *Settings) logIgnored(logger *slog.Logger) {
 // in the order of the settings table. Passwords are left out.
 func (s *Settings) writeConfig(w io.Writer) error {
 	var b strings.Builder
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		args := d.Format(&s.Config)
 		switch {
 		case args == nil || len(args) == 1 && args[0] == "":

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis-relay/redis-relay/proxy"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 func TestSplitArgs(t *testing.T) {
@@ -83,7 +83,7 @@ func TestQuoteArgRoundTrip(t *testing.T) {
 // Settings can be compared and a difference read.
 func settingsText(s *Settings) string {
 	var b strings.Builder
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		fmt.Fprintf(&b, "%s\n", formatDirective(d.Name, d.Format(&s.Config)))
 	}
 	return b.String()
@@ -98,7 +98,7 @@ func TestParseConfigFile(t *testing.T) {
 	c := &want.Config
 	c.MasterAddr, c.MasterUser, c.MasterAuth = "10.0.0.5:6379", "relay", `pa ss"word`
 	c.ReplTimeout, c.Process.ReplPingReplicaPeriod, c.Process.ReplDisklessSyncDelay = 30*time.Second, 5*time.Second, 0
-	c.AnnouncePort, c.AckPolicy = 7380, proxy.AckPolicy{Kind: "downstream-quorum", Quorum: 2}
+	c.AnnouncePort, c.AckPolicy = 7380, settings.AckPolicy{Kind: "downstream-quorum", Quorum: 2}
 	c.Process.Bind, c.Process.Port, c.RequirePass, c.MaxClients = []string{"0.0.0.0", "-::1"}, 7000, "it's a secret", 500
 	c.WaitAhead, c.DataDir, c.RingSize, c.SegmentSize = 2*time.Second, "/var/lib/redis-relay", 128<<20, 16<<20
 	c.RefreshRatio, c.RefreshMinBytes, c.RefreshMaxAge, c.RetainBytes, c.RetainAge = 2.5, 1<<30, 6*time.Hour, 512<<20, time.Hour
@@ -122,7 +122,7 @@ func TestParseConfigFile(t *testing.T) {
 	// The example sets every directive, so each has a file origin, but
 	// for the password files (each excludes its plain twin, which the
 	// example sets) and replica-announce-ip (refused with a reason).
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		switch d.Name {
 		case "requirepass-file", "masterauth-file", "snapshot-source-password-file", "replica-announce-ip":
 			continue
@@ -313,7 +313,7 @@ func TestProxyConfigMapping(t *testing.T) {
 		{"RequirePass", cfg.RequirePass, "it's a secret"},
 		{"DataDir", cfg.DataDir, "/var/lib/redis-relay"},
 		{"AnnouncePort", cfg.AnnouncePort, 7380},
-		{"AckPolicy", cfg.AckPolicy, proxy.AckPolicy{Kind: "downstream-quorum", Quorum: 2}},
+		{"AckPolicy", cfg.AckPolicy, settings.AckPolicy{Kind: "downstream-quorum", Quorum: 2}},
 		{"RingSize", cfg.RingSize, 128 << 20},
 		{"SegmentSize", cfg.SegmentSize, int64(16 << 20)},
 		{"ReplTimeout", cfg.ReplTimeout, 30 * time.Second},
@@ -332,7 +332,7 @@ func TestProxyConfigMapping(t *testing.T) {
 			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
 		}
 	}
-	if err := proxy.LookupSetting("refresh-min-size").Set(&s.Config, "0"); err != nil {
+	if err := settings.Lookup("refresh-min-size").Set(&s.Config, "0"); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.proxyConfig(nil).RefreshMinBytes; got >= 0 {
@@ -484,7 +484,7 @@ func TestFlagsMatchDirectives(t *testing.T) {
 			names[n] = true
 		}
 	}
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		for _, n := range append([]string{d.Name}, d.Aliases...) {
 			if !names[n] {
 				t.Errorf("setting %s has no --%s flag", d.Name, n)
@@ -539,10 +539,10 @@ func FuzzConfigParse(f *testing.F) {
 				t.Fatalf("line %q splits to %q; quoted again it splits to %q, %v", line, args, back, err)
 			}
 		}
-		want := make(map[*proxy.Setting][]string)
-		atDefault := make(map[*proxy.Setting]bool)
+		want := make(map[*settings.Setting][]string)
+		atDefault := make(map[*settings.Setting]bool)
 		def := defaultSettings()
-		for _, d := range proxy.SettingTable() {
+		for _, d := range settings.Table() {
 			if args := d.Format(&s.Config); args != nil {
 				want[d] = args
 				atDefault[d] = slices.Equal(args, d.Format(&def.Config))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/redis-relay/redis-relay/proxy"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 func writeTemp(t *testing.T, name, text string) string {
@@ -39,14 +40,14 @@ func parsedText(t *testing.T, text string) string {
 
 // applied is what a config file's settings become after the map is applied
 // on top of them, as a restart after CONFIG REWRITE would see them.
-func applied(t *testing.T, text string, settings map[string]string) string {
+func applied(t *testing.T, text string, values map[string]string) string {
 	t.Helper()
 	s := defaultSettings()
 	if err := parseConfig("relay.conf", []byte(text), &s); err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range settings {
-		if err := proxy.LookupSetting(name).Set(&s.Config, v); err != nil {
+	for name, v := range values {
+		if err := settings.Lookup(name).Set(&s.Config, v); err != nil {
 			t.Fatalf("%s %q: %v", name, v, err)
 		}
 	}
@@ -70,7 +71,7 @@ repl-backlog-size 64000k
 
 func TestRewriteConfigFile(t *testing.T) {
 	path := writeTemp(t, "relay.conf", rewriteOriginal)
-	settings := map[string]string{
+	values := map[string]string{
 		"replicaof":         "10.0.0.2 6380",
 		"repl-timeout":      "60",
 		"requirepass":       "new secret",
@@ -80,7 +81,7 @@ func TestRewriteConfigFile(t *testing.T) {
 		"masteruser":        "",
 		"wait-ahead":        "5s",
 	}
-	if err := rewriteConfigFile(path, settings); err != nil {
+	if err := rewriteConfigFile(path, values); err != nil {
 		t.Fatal(err)
 	}
 	got := readFile(t, path)
@@ -103,12 +104,12 @@ refresh-max-age 1h
 	if got != want {
 		t.Fatalf("rewritten file:\n%s\nwant:\n%s", got, want)
 	}
-	if a, b := parsedText(t, got), applied(t, rewriteOriginal, settings); a != b {
+	if a, b := parsedText(t, got), applied(t, rewriteOriginal, values); a != b {
 		t.Fatalf("rewritten file parses to\n%s\nwant\n%s", a, b)
 	}
 
 	// The same settings again change nothing.
-	if err := rewriteConfigFile(path, settings); err != nil {
+	if err := rewriteConfigFile(path, values); err != nil {
 		t.Fatal(err)
 	}
 	if again := readFile(t, path); again != got {
@@ -116,9 +117,9 @@ refresh-max-age 1h
 	}
 
 	// A new directive goes under the existing marker, not a second one.
-	settings["retain-size"] = "1048576"
-	settings["repl-timeout"] = "61"
-	if err := rewriteConfigFile(path, settings); err != nil {
+	values["retain-size"] = "1048576"
+	values["repl-timeout"] = "61"
+	if err := rewriteConfigFile(path, values); err != nil {
 		t.Fatal(err)
 	}
 	third := readFile(t, path)
@@ -128,20 +129,20 @@ refresh-max-age 1h
 	if !strings.HasSuffix(third, "refresh-max-age 1h\nretain-size 1mb\n") || !strings.Contains(third, "\trepl-timeout 61\n") {
 		t.Fatalf("third rewrite:\n%s", third)
 	}
-	if a, b := parsedText(t, third), applied(t, rewriteOriginal, settings); a != b {
+	if a, b := parsedText(t, third), applied(t, rewriteOriginal, values); a != b {
 		t.Fatalf("rewritten file parses to\n%s\nwant\n%s", a, b)
 	}
 }
 
 func TestRewriteQuotesValues(t *testing.T) {
 	path := writeTemp(t, "relay.conf", "masterauth x\n")
-	settings := map[string]string{
+	values := map[string]string{
 		"masterauth":  "a \"quoted\" pass\\word\n",
 		"requirepass": "'single'",
 		"dir":         "/var/lib/relay data",
 		"replicaof":   "::1 6379",
 	}
-	if err := rewriteConfigFile(path, settings); err != nil {
+	if err := rewriteConfigFile(path, values); err != nil {
 		t.Fatal(err)
 	}
 	got := readFile(t, path)
@@ -159,7 +160,7 @@ func TestRewriteQuotesValues(t *testing.T) {
 	if err := parseConfig("relay.conf", []byte(got), &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.MasterAuth != settings["masterauth"] || s.RequirePass != "'single'" || s.DataDir != "/var/lib/relay data" || s.MasterAddr != "[::1]:6379" {
+	if s.MasterAuth != values["masterauth"] || s.RequirePass != "'single'" || s.DataDir != "/var/lib/relay data" || s.MasterAddr != "[::1]:6379" {
 		t.Fatalf("values did not survive:\n%s", settingsText(&s))
 	}
 }
@@ -275,15 +276,15 @@ func TestRewriteTakesProxySettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
-	settings := relay.Settings()
-	if len(settings) == 0 {
+	values := relay.Settings()
+	if len(values) == 0 {
 		t.Fatal("proxy returned no settings")
 	}
 
 	text := readFile(t, "testdata/relay.conf")
 	path := writeTemp(t, "relay.conf", text)
-	if err := rewriteConfigFile(path, settings); err != nil {
-		t.Fatalf("rewrite with the proxy's settings %v: %v", settings, err)
+	if err := rewriteConfigFile(path, values); err != nil {
+		t.Fatalf("rewrite with the proxy's settings %v: %v", values, err)
 	}
 	got := readFile(t, path)
 	again := defaultSettings()

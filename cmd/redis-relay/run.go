@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis-relay/redis-relay/metrics"
 	"github.com/redis-relay/redis-relay/proxy"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 func runCommand() *cli.Command {
@@ -77,10 +78,10 @@ func runAction(c *cli.Context) error {
 	cfg := s.proxyConfig(logger)
 	if path := c.String("config"); path != "" {
 		var mu sync.Mutex // one rewrite at a time, in the order they were asked for
-		cfg.Rewrite = func(settings map[string]string) error {
+		cfg.Rewrite = func(values map[string]string) error {
 			mu.Lock()
 			defer mu.Unlock()
-			kept, left := s.persistable(settings)
+			kept, left := s.persistable(values)
 			if err := rewriteConfigFileOver(path, kept, s.inherited(kept, path)); err != nil {
 				return err
 			}
@@ -122,10 +123,10 @@ func runAction(c *cli.Context) error {
 // read from) whose value came from the environment, a flag or a *-file
 // directive stays out of the file, so a rewrite never copies a secret, or
 // where one comes from, to where it was not written before.
-func (s *Settings) persistable(settings map[string]string) (kept map[string]string, left []string) {
-	kept = make(map[string]string, len(settings))
-	for name, v := range settings {
-		if d := proxy.LookupSetting(name); d != nil && d.Rewrite == proxy.RewriteIfFromFile && !s.fromConfigFile(d.Name) && v != "" {
+func (s *Settings) persistable(values map[string]string) (kept map[string]string, left []string) {
+	kept = make(map[string]string, len(values))
+	for name, v := range values {
+		if d := settings.Lookup(name); d != nil && d.Rewrite == settings.RewriteIfFromFile && !s.fromConfigFile(d.Name) && v != "" {
 			left = append(left, name)
 			continue
 		}
@@ -137,10 +138,10 @@ func (s *Settings) persistable(settings map[string]string) (kept map[string]stri
 
 // inherited returns the settings whose value is still the one a file
 // included by the config file at mainPath gave them at start-up.
-func (s *Settings) inherited(settings map[string]string, mainPath string) map[string]bool {
+func (s *Settings) inherited(values map[string]string, mainPath string) map[string]bool {
 	out := make(map[string]bool)
-	for name, v := range settings {
-		d := proxy.LookupSetting(name)
+	for name, v := range values {
+		d := settings.Lookup(name)
 		if d == nil || !s.fromConfigFile(d.Name) || strings.HasPrefix(s.origin[d.Name], mainPath+":") {
 			continue
 		}

@@ -11,25 +11,25 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
-	"github.com/redis-relay/redis-relay/proxy"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // sampleValues returns values to try for a setting, from its kind: some
 // each setting takes, some it must refuse. pwFile is a file holding a
 // password, for the *-file settings.
-func sampleValues(d *proxy.Setting, pwFile string) []string {
+func sampleValues(d *settings.Setting, pwFile string) []string {
 	switch d.Kind {
-	case proxy.KindInt:
+	case settings.KindInt:
 		return []string{"0", "1", "7000", "65535", "70000", "-1", "x", ""}
-	case proxy.KindSize:
+	case settings.KindSize:
 		return []string{"1mb", "0", "-1", "x", "16kb", "64000", "100k", "2gb", ""}
-	case proxy.KindSeconds:
+	case settings.KindSeconds:
 		return []string{"90", "90s", "0", "-1", "x", "1.5", "2m"}
-	case proxy.KindDuration:
+	case settings.KindDuration:
 		return []string{"90", "90s", "2h", "250ms", "0", "-1", "-1s", "x"}
-	case proxy.KindFloat:
+	case settings.KindFloat:
 		return []string{"0", "0.5", "1", "2.5", "5", "-1", "x", "NaN"}
-	case proxy.KindBool:
+	case settings.KindBool:
 		return []string{"yes", "no", "YES", "maybe", ""}
 	}
 	return []string{
@@ -61,7 +61,7 @@ func (r checkConfigRun) String() string {
 }
 
 // fileLine is the config file line that sets d to the one-value form v.
-func fileLine(d *proxy.Setting, v string) string {
+func fileLine(d *settings.Setting, v string) string {
 	if args, err := d.Args(v); err == nil {
 		return formatDirective(d.Name, args)
 	}
@@ -69,8 +69,8 @@ func fileLine(d *proxy.Setting, v string) string {
 }
 
 // expectedConfig is the default configuration with d set to v.
-func expectedConfig(d *proxy.Setting, v string) (proxy.Config, error) {
-	c := proxy.DefaultConfig()
+func expectedConfig(d *settings.Setting, v string) (settings.Config, error) {
+	c := settings.Default()
 	return c, d.Set(&c, v)
 }
 
@@ -102,7 +102,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 	}
 	running := start.Config // what the relay runs with, as CONFIG SET changes it
 
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		t.Run(d.Name, func(t *testing.T) {
 			accepted := 0
 			for _, v := range sampleValues(d, pwFile) {
@@ -196,7 +196,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		for _, name := range append([]string{d.Name}, d.Aliases...) {
 			got, ok := all[name]
 			if !ok {
@@ -213,7 +213,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 // TestConfigGetHidesSecrets: CONFIG GET answers whether a password is set,
 // never the password.
 func TestConfigGetHidesSecrets(t *testing.T) {
-	relay := startRelay(t, proxy.Config{RequirePass: "hunter2", MasterAuth: "hunter3"})
+	relay := startRelay(t, settings.Config{RequirePass: "hunter2", MasterAuth: "hunter3"})
 	client := relayClient(t, relay.addr, "hunter2")
 	all, err := client.ConfigGet(t.Context(), "*").Result()
 	if err != nil {
@@ -232,29 +232,11 @@ func TestConfigGetHidesSecrets(t *testing.T) {
 	}
 }
 
-// TestSettingDefaults: every default passes its checks, and is written in
-// a form that reads back the same.
-func TestSettingDefaults(t *testing.T) {
-	def := proxy.DefaultConfig()
-	for _, d := range proxy.SettingTable() {
-		if err := d.Check(&def); err != nil {
-			t.Errorf("%s: default %q does not pass its own check: %v", d.Name, d.Default, err)
-		}
-		if d.Format(&def) == nil {
-			continue // nothing to write: replicaof with no master
-		}
-		again := proxy.DefaultConfig()
-		if err := d.Set(&again, d.Value(&def)); err != nil || d.Value(&again) != d.Value(&def) {
-			t.Errorf("%s: default %q is written as %q, which reads back as %q (%v)", d.Name, d.Default, d.Value(&def), d.Value(&again), err)
-		}
-	}
-}
-
 // TestReadmeListsEverySetting keeps the README's table of directives in
 // step with the settings table.
 func TestReadmeListsEverySetting(t *testing.T) {
 	readme := readFile(t, "../../README.md")
-	for _, d := range proxy.SettingTable() {
+	for _, d := range settings.Table() {
 		if !strings.Contains(readme, "`"+d.Name) {
 			t.Errorf("README.md does not describe %s", d.Name)
 		}

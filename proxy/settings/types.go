@@ -1,4 +1,4 @@
-package proxy
+package settings
 
 import (
 	"errors"
@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
-// The value types of the settings table (settings.go): how each reads a
+// The value types of the settings table (table.go): how each reads a
 // value as redis.conf writes it, and writes it back so that it reads the
 // same. Every constructor takes the field it works on as a function of the
 // Config, so one entry serves the config file, flags, the environment and
@@ -140,7 +142,7 @@ func boolSetting(name, cat, def, usage string, field func(*Config) *bool, invert
 	return Setting{
 		Name: name, Synopsis: "yes|no", Category: cat, Usage: usage + " (yes or no)", Default: def, Kind: KindBool, NArgs: 1,
 		parse: func(c *Config, a []string) error {
-			b, err := parseYesNo(a[0])
+			b, err := ParseYesNo(a[0])
 			*field(c) = b != invert
 			return err
 		},
@@ -252,8 +254,8 @@ func formatDuration(d time.Duration) string {
 	return d.String()
 }
 
-// parseYesNo reads a redis.conf boolean.
-func parseYesNo(s string) (bool, error) {
+// ParseYesNo reads a redis.conf boolean.
+func ParseYesNo(s string) (bool, error) {
 	switch strings.ToLower(s) {
 	case "yes":
 		return true, nil
@@ -307,4 +309,22 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// CompressionLevel parses upstream-compression: no, yes (the default
+// level), fastest, default, better, best.
+func CompressionLevel(v string) (zstd.EncoderLevel, bool, error) {
+	switch strings.ToLower(v) {
+	case "", "no":
+		return 0, false, nil
+	case "yes", "default":
+		return zstd.SpeedDefault, true, nil
+	case "fastest":
+		return zstd.SpeedFastest, true, nil
+	case "better":
+		return zstd.SpeedBetterCompression, true, nil
+	case "best":
+		return zstd.SpeedBestCompression, true, nil
+	}
+	return 0, false, fmt.Errorf("%q is not no, yes, fastest, default, better or best", v)
 }

@@ -1,9 +1,10 @@
-package proxy
+package settings
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"slices"
@@ -54,6 +55,9 @@ type Setting struct {
 	// args turns one value into arguments; nil: the value is the one
 	// argument.
 	args func(v string) ([]string, error)
+	// unset, for a setting whose Config field a Config written in code may
+	// leave at zero to mean the default, says it is so (FillDefaults).
+	unset func(c *Config) bool
 }
 
 // Apply parses args into c and checks the result.
@@ -98,14 +102,14 @@ func (s *Setting) Format(c *Config) []string { return s.format(c) }
 func (s *Setting) Value(c *Config) string { return strings.Join(s.format(c), " ") }
 
 // Get returns the answer CONFIG GET gives: sizes in bytes, a secret that
-// is set as secretShown.
+// is set as SecretShown.
 func (s *Setting) Get(c *Config) string {
 	v := s.Value(c)
 	if s.get != nil {
 		v = s.get(c)
 	}
 	if s.Secret && v != "" {
-		return secretShown
+		return SecretShown
 	}
 	return v
 }
@@ -139,8 +143,8 @@ const (
 	RewriteNever
 )
 
-// secretShown is what CONFIG GET answers for a password that is set.
-const secretShown = "(set, not shown)"
+// SecretShown is what CONFIG GET answers for a password that is set.
+const SecretShown = "(set, not shown)"
 
 // ProcessConfig holds the settings the run command applies around the
 // relay (listeners, TLS files, logging, metrics, password files) and those
@@ -193,7 +197,7 @@ var settingTable = []Setting{
 		Name: "replicaof", Aliases: []string{"slaveof"}, Synopsis: "<host> <port>", Category: catUpstream, Kind: KindString, NArgs: 2,
 		Usage: `upstream master as host:port ("host port" and "no one" work too); empty: wait for REPLICAOF`,
 		parse: func(c *Config, a []string) error {
-			addr, err := replicaOfAddr(a[0], a[1])
+			addr, err := ReplicaOfAddr(a[0], a[1])
 			c.MasterAddr = addr
 			return err
 		},
@@ -212,7 +216,7 @@ var settingTable = []Setting{
 			if err != nil {
 				return fmt.Errorf("%q is not host:port", c.MasterAddr)
 			}
-			_, err = replicaOfAddr(host, port)
+			_, err = ReplicaOfAddr(host, port)
 			return err
 		},
 		args: replicaOfArgs,
@@ -220,7 +224,7 @@ var settingTable = []Setting{
 	settable(stringSetting("masteruser", "<user>", catUpstream, "", "ACL user to AUTH with at the master", func(c *Config) *string { return &c.MasterUser }, nil)),
 	settable(secret(stringSetting("masterauth", "<password>", catUpstream, "", "password to AUTH with at the master", func(c *Config) *string { return &c.MasterAuth }, nil))),
 	passwordSource(stringSetting("masterauth-file", "<path>", catUpstream, "", "read masterauth from this file at start-up (one line; instead of masterauth)", func(c *Config) *string { return &c.Process.MasterAuthFile }, nil)),
-	settable(secondsSetting("repl-timeout", catUpstream, "60", "seconds of silence after which a link is dropped, both directions", func(c *Config) *time.Duration { return &c.ReplTimeout }, time.Second)),
+	unsetWhen(settable(secondsSetting("repl-timeout", catUpstream, "60", "seconds of silence after which a link is dropped, both directions", func(c *Config) *time.Duration { return &c.ReplTimeout }, time.Second)), func(c *Config) bool { return c.ReplTimeout <= 0 }),
 	ignored(secondsSetting("repl-ping-replica-period", catUpstream, "10", "Redis's replica ping period", func(c *Config) *time.Duration { return &c.Process.ReplPingReplicaPeriod }, time.Second),
 		"the relay forwards the master's own PINGs", "repl-ping-slave-period"),
 	ignored(secondsSetting("repl-diskless-sync-delay", catDownstream, "5", "Redis's delay before a diskless full sync", func(c *Config) *time.Duration { return &c.Process.ReplDisklessSyncDelay }, 0),
@@ -255,7 +259,7 @@ var settingTable = []Setting{
 	intSetting("port", catDownstream, "6380", "port to listen on for replicas", func(c *Config) *int { return &c.Process.Port }, 0, 65535),
 	settable(secret(stringSetting("requirepass", "<password>", catDownstream, "", "password replicas and clients must AUTH with", func(c *Config) *string { return &c.RequirePass }, nil))),
 	passwordSource(stringSetting("requirepass-file", "<path>", catDownstream, "", "read requirepass from this file at start-up (one line; instead of requirepass)", func(c *Config) *string { return &c.Process.RequirePassFile }, nil)),
-	settable(intSetting("maxclients", catDownstream, "10000", "most downstream connections at once", func(c *Config) *int { return &c.MaxClients }, 1, math.MaxInt32)),
+	unsetWhen(settable(intSetting("maxclients", catDownstream, "10000", "most downstream connections at once", func(c *Config) *int { return &c.MaxClients }, 1, math.MaxInt32)), func(c *Config) bool { return c.MaxClients <= 0 }),
 	withAliases(intSetting("replica-announce-port", catUpstream, "0", "listening port announced to the master (0: the port listened on)", func(c *Config) *int { return &c.AnnouncePort }, 0, 65535),
 		"slave-announce-port"),
 	{
@@ -271,11 +275,12 @@ var settingTable = []Setting{
 		},
 		format: func(c *Config) []string { return []string{c.AckPolicy.String()} },
 	},
-	settable(durationSetting("wait-ahead", catDownstream, "60s", "how long a replica ahead of the relay may wait, kept alive with newlines, for the upstream to resend what it lacks", func(c *Config) *time.Duration { return &c.WaitAhead }, time.Millisecond)),
+	unsetWhen(settable(durationSetting("wait-ahead", catDownstream, "60s", "how long a replica ahead of the relay may wait, kept alive with newlines, for the upstream to resend what it lacks", func(c *Config) *time.Duration { return &c.WaitAhead }, time.Millisecond)), func(c *Config) bool { return c.WaitAhead <= 0 }),
 
 	stringSetting("dir", "<path>", catStorage, "./relay-data", "data directory: snapshot, log segments, state", func(c *Config) *string { return &c.DataDir }, notEmpty),
 	{
-		Name: "repl-backlog-size", Synopsis: "<size>", Category: catStorage, Kind: KindSize, Default: "64mb", NArgs: 1,
+		unset: func(c *Config) bool { return c.RingSize <= 0 },
+		Name:  "repl-backlog-size", Synopsis: "<size>", Category: catStorage, Kind: KindSize, Default: "64mb", NArgs: 1,
 		Usage: "memory ring of the newest stream bytes (older bytes are read from disk)",
 		parse: func(c *Config, a []string) error {
 			n, err := ParseSize(a[0])
@@ -294,14 +299,14 @@ var settingTable = []Setting{
 			return nil
 		},
 	},
-	sizeSetting("segment-size", catStorage, "64mb", "size at which a log segment file is closed", func(c *Config) *int64 { return &c.SegmentSize }, 4<<10, math.MaxInt64),
+	unsetWhen(sizeSetting("segment-size", catStorage, "64mb", "size at which a log segment file is closed", func(c *Config) *int64 { return &c.SegmentSize }, 4<<10, math.MaxInt64), func(c *Config) bool { return c.SegmentSize <= 0 }),
 
-	settable(floatSetting("refresh-ratio", catRefresh, "1", "refresh the snapshot when the log after it passes this many times its size; negative: never", func(c *Config) *float64 { return &c.RefreshRatio }, func(f float64) error {
+	unsetWhen(settable(floatSetting("refresh-ratio", catRefresh, "1", "refresh the snapshot when the log after it passes this many times its size; negative: never", func(c *Config) *float64 { return &c.RefreshRatio }, func(f float64) error {
 		if f == 0 {
 			return errors.New("0 is not a ratio: use a positive number, or a negative one to never refresh")
 		}
 		return nil
-	})),
+	})), func(c *Config) bool { return c.RefreshRatio == 0 }),
 	settable(refreshMinSize),
 	settable(durationSetting("refresh-max-age", catRefresh, "0", "refresh a snapshot older than this; 0: no age limit", func(c *Config) *time.Duration { return &c.RefreshMaxAge }, 0)),
 	settable(sizeSetting("retain-size", catRefresh, "0", "keep at least this much log before the head, even older than the snapshot", func(c *Config) *int64 { return &c.RetainBytes }, 0, math.MaxInt64)),
@@ -324,7 +329,7 @@ var settingTable = []Setting{
 		Name: "upstream-compression", Synopsis: "<no|yes|fastest|default|better|best>", Category: catUpstream, Kind: KindString, Default: "no", NArgs: 1, Runtime: true,
 		Usage: "ask an upstream relay for a zstd-compressed link at this level (a stock master ignores it)",
 		parse: func(c *Config, a []string) error {
-			if _, _, err := compressionLevel(a[0]); err != nil {
+			if _, _, err := CompressionLevel(a[0]); err != nil {
 				return err
 			}
 			c.UpstreamCompression = strings.ToLower(a[0])
@@ -355,7 +360,7 @@ var settingTable = []Setting{
 	},
 
 	stringSetting("requireuser", "<user>", catDownstream, "", "ACL-style user accepted with requirepass, besides default", func(c *Config) *string { return &c.RequireUser }, nil),
-	durationSetting("command-timeout", catDownstream, "10s", "a client must send a whole command within this once it started (slow-loris clients)", func(c *Config) *time.Duration { return &c.CommandTimeout }, time.Millisecond),
+	unsetWhen(durationSetting("command-timeout", catDownstream, "10s", "a client must send a whole command within this once it started (slow-loris clients)", func(c *Config) *time.Duration { return &c.CommandTimeout }, time.Millisecond), func(c *Config) bool { return c.CommandTimeout <= 0 }),
 
 	{
 		Name: "sentinel-addrs", Synopsis: "<host:port,...>", Category: catUpstream, Kind: KindString, NArgs: 1,
@@ -418,7 +423,7 @@ var settingTable = []Setting{
 		Name: "daemonize", Synopsis: "no", Category: catOps, Kind: KindBool, Default: "no", NArgs: 1, Rewrite: RewriteNever,
 		Usage: "only no: the relay stays in the foreground",
 		parse: func(_ *Config, a []string) error {
-			on, err := parseYesNo(a[0])
+			on, err := ParseYesNo(a[0])
 			if err == nil && on {
 				err = errors.New("yes does not apply: the relay never forks into the background; run it under systemd (deploy/systemd), a container runtime or a supervisor, which also restart it")
 			}
@@ -445,7 +450,8 @@ var settingTable = []Setting{
 // refreshMinSize is refresh-min-size. The Config field reads 0 as "the
 // default" (for a Config written in code), so no minimum is held as -1.
 var refreshMinSize = Setting{
-	Name: "refresh-min-size", Synopsis: "<size>", Category: catRefresh, Kind: KindSize, Default: "1gb", NArgs: 1,
+	unset: func(c *Config) bool { return c.RefreshMinBytes == 0 },
+	Name:  "refresh-min-size", Synopsis: "<size>", Category: catRefresh, Kind: KindSize, Default: "1gb", NArgs: 1,
 	Usage: "never refresh for less log than this",
 	parse: func(c *Config, a []string) error {
 		n, err := ParseSize(a[0])
@@ -459,9 +465,11 @@ var refreshMinSize = Setting{
 	get:    func(c *Config) string { return strconv.FormatInt(max(c.RefreshMinBytes, 0), 10) },
 }
 
-// fixedReplies are parameters CONFIG GET answers that no one sets: what
-// Sentinel and monitoring tools read from a replica. The relay is never
-// promoted and never takes writes.
+// FixedReplies returns the parameters CONFIG GET answers that no one
+// sets, with their answers: what Sentinel and monitoring tools read from a
+// replica. The relay is never promoted and never takes writes.
+func FixedReplies() map[string]string { return maps.Clone(fixedReplies) }
+
 var fixedReplies = map[string]string{
 	"replica-priority":  "0",
 	"slave-priority":    "0",
@@ -491,9 +499,9 @@ var settingIndex = func() map[string]*Setting {
 	return m
 }()
 
-// SettingTable returns every setting, in the order help shows them. The
+// Table returns every setting, in the order help shows them. The
 // caller must not modify them.
-func SettingTable() []*Setting {
+func Table() []*Setting {
 	out := make([]*Setting, len(settingTable))
 	for i := range settingTable {
 		out[i] = &settingTable[i]
@@ -501,12 +509,13 @@ func SettingTable() []*Setting {
 	return out
 }
 
-// LookupSetting finds a setting by name or alias, in any case; nil when
+// Lookup finds a setting by name or alias, in any case; nil when
 // there is none.
-func LookupSetting(name string) *Setting { return settingIndex[strings.ToLower(name)] }
+func Lookup(name string) *Setting { return settingIndex[strings.ToLower(name)] }
 
-// DefaultConfig returns a Config with every setting at its default.
-func DefaultConfig() Config {
+// Default returns a Config with every setting at its default: where the
+// config file and flags start.
+func Default() Config {
 	var c Config
 	for i := range settingTable {
 		s := &settingTable[i]
@@ -519,6 +528,29 @@ func DefaultConfig() Config {
 	}
 	return c
 }
+
+// FillDefaults gives every field that a Config written in code left at
+// zero (or below, where that means nothing), and whose setting reads zero
+// as "the default", that default; and a nil Logger slog.Default(). A
+// Config from Default has them all already.
+func (c *Config) FillDefaults() {
+	for i := range settingTable {
+		s := &settingTable[i]
+		if s.unset == nil || !s.unset(c) {
+			continue
+		}
+		if err := s.Set(c, s.Default); err != nil {
+			panic(fmt.Sprintf("default of %s: %v", s.Name, err)) // the table is wrong
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// unsetWhen marks a setting whose Config field, when unset says so, takes
+// the default (FillDefaults).
+func unsetWhen(s Setting, unset func(c *Config) bool) Setting { s.unset = unset; return s }
 
 func settable(s Setting) Setting { s.Runtime = true; return s }
 
@@ -541,8 +573,13 @@ func ignored(s Setting, why string, aliases ...string) Setting {
 	return withAliases(s, aliases...)
 }
 
-// replicaOfAddr joins the arguments of replicaof; "no one" is no master.
-func replicaOfAddr(host, port string) (string, error) {
+// ErrBadPort is a replicaof port that is not a number in 1-65535.
+var ErrBadPort = errors.New("not a port (1-65535)")
+
+// ReplicaOfAddr checks and joins the arguments of replicaof (in the config
+// file, flags, CONFIG SET and the REPLICAOF command); "no one" is no
+// master, "".
+func ReplicaOfAddr(host, port string) (string, error) {
 	if strings.EqualFold(host, "no") && strings.EqualFold(port, "one") {
 		return "", nil
 	}
@@ -551,7 +588,7 @@ func replicaOfAddr(host, port string) (string, error) {
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("%q is not a port (1-65535)", port)
+		return "", fmt.Errorf("%q is %w", port, ErrBadPort)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p)), nil
 }
