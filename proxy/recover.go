@@ -12,7 +12,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redis-relay/redis-relay/internal/redisproc"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -44,7 +44,7 @@ type RecoverOptions struct {
 	Out         string // write the dataset here as an RDB file
 	ServePort   int    // or leave a redis-server with it on this port
 	Bind        string // the addresses it listens on (redis-server's bind); default 127.0.0.1
-	RedisServer string // redis-server binary; default: from PATH
+	RedisServer string // redis-server binary; default: $REDIS_SERVER, or from PATH
 	Logger      *slog.Logger
 }
 
@@ -122,7 +122,7 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 		if err := c.Do(ctx, "SAVE").Err(); err != nil {
 			return RecoverResult{}, fmt.Errorf("save: %w", err)
 		}
-		if err := copyFile(filepath.Join(srv.dir, "dump.rdb"), o.Out); err != nil {
+		if err := copyFile(filepath.Join(srv.proc.Dir, "dump.rdb"), o.Out); err != nil {
 			return RecoverResult{}, err
 		}
 	}
@@ -133,7 +133,7 @@ func Recover(ctx context.Context, o RecoverOptions) (RecoverResult, error) {
 			return RecoverResult{}, fmt.Errorf("promote the scratch server: %w", err)
 		}
 		keep = true
-		res.Pid = srv.cmd.Process.Pid
+		res.Pid = srv.proc.Pid()
 	}
 	res.ReplID = h.state.Identity.ReplID
 	res.Elapsed = time.Since(start)
@@ -319,138 +319,37 @@ func (h *archive) cutPoint(o RecoverOptions) (int64, RecoverResult, error) {
 
 // scratch is the redis-server a recovery feeds.
 type scratch struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process has ended
-	dir    string
-	port   int
+	proc   *redisproc.Proc
 	client *redis.Client
 }
 
-// startScratch starts the scratch redis-server and returns it once it is
-// proven to be the one answering on its port: INFO's process_id is the
-// pid of the process started. Until then nothing but PING and INFO is sent
-// to the port, so a server someone else runs there is never touched. A
-// port asked for (--serve) that is taken is an error; a port picked here
-// that a stranger took in the meantime is picked again.
+// startScratch starts the scratch redis-server in a directory of its own
+// (redisproc.Start: until the server answering on the port is proven to be
+// the one started, nothing but PING and INFO is sent to the port, so a
+// server someone else runs there is never touched). A port asked for
+// (--serve) that is taken is an error; a port picked here that a stranger
+// took in the meantime is picked again.
 func startScratch(ctx context.Context, o RecoverOptions) (*scratch, error) {
-	bin := o.RedisServer
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			return nil, errors.New("redis-server not found on PATH (install it, or pass its path)")
-		}
-	}
-	if o.ServePort > 0 {
-		addr := net.JoinHostPort(connectHost(o.bind()), strconv.Itoa(o.ServePort))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("--serve %d: %w (%v); nothing was sent to it", o.ServePort, errPortTaken, err)
-		}
-		ln.Close()
-		return tryScratch(ctx, o, bin, o.ServePort)
-	}
-	var err error
-	for range 3 {
-		ln, lerr := net.Listen("tcp", "127.0.0.1:0")
-		if lerr != nil {
-			return nil, lerr
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		var s *scratch
-		if s, err = tryScratch(ctx, o, bin, port); err == nil || !errors.Is(err, errPortTaken) {
-			return s, err
-		}
-	}
-	return nil, err
-}
-
-var errPortTaken = errors.New("port in use")
-
-func tryScratch(ctx context.Context, o RecoverOptions, bin string, port int) (*scratch, error) {
-	bind := o.bind()
-	addr := net.JoinHostPort(connectHost(bind), strconv.Itoa(port))
 	dir, err := os.MkdirTemp("", "redis-relay-recover-")
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--port", strconv.Itoa(port), "--bind", bind, "--dir", dir, "--save", "", "--appendonly", "no",
-		"--logfile", filepath.Join(dir, "redis.log")}
-	args = append(args, DebugCommandArgs(bin)...)
-	s := &scratch{cmd: exec.Command(bin, args...), exited: make(chan struct{}), dir: dir, port: port}
-	if err := s.cmd.Start(); err != nil {
+	p, err := redisproc.Start(ctx, redisproc.Options{Bin: o.RedisServer, Dir: dir, Host: o.bind(), Port: o.ServePort})
+	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		s.cmd.Wait()
-		close(s.exited)
-	}()
-	s.client = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, ReadTimeout: time.Minute, MaxRetries: -1})
-	pid := s.cmd.Process.Pid
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-s.exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			s.stop()
-			if bytes.Contains(log, []byte("Address already in use")) {
-				return nil, fmt.Errorf("port %d: %w by another process; nothing was sent to it", port, errPortTaken)
-			}
-			return nil, fmt.Errorf("the scratch redis-server on port %d exited at start: %s", port, lastLine(log))
-		default:
+		if o.ServePort > 0 {
+			return nil, fmt.Errorf("--serve %d: %w", o.ServePort, err)
 		}
-		info, err := s.client.Info(ctx, "server").Result()
-		if err == nil {
-			if got := infoField(info, "process_id"); got != strconv.Itoa(pid) {
-				s.stop()
-				return nil, fmt.Errorf("port %d: %w by another redis-server (pid %s); nothing was sent to it", port, errPortTaken, got)
-			}
-			return s, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			s.stop()
-			return nil, fmt.Errorf("the scratch redis-server on port %d did not answer (%v); its log ends: %s", port, err, lastLine(log))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil, fmt.Errorf("the scratch redis-server: %w", err)
 	}
-}
-
-// connectHost is the address to reach a server bound to bind (the first of
-// its addresses; loopback for a wildcard).
-func connectHost(bind string) string {
-	host, _, _ := strings.Cut(strings.TrimSpace(bind), " ")
-	host = strings.TrimPrefix(host, "-")
-	switch host {
-	case "", "*", "0.0.0.0":
-		return "127.0.0.1"
-	case "::", "::*", "*::":
-		return "::1"
-	}
-	return host
-}
-
-// infoField is the value of one field of an INFO reply ("" if absent).
-func infoField(info, field string) string {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), field+":"); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-func lastLine(b []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return lines[len(lines)-1]
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), Protocol: 2, DisableIdentity: true, ReadTimeout: time.Minute, MaxRetries: -1})
+	return &scratch{proc: p, client: c}, nil
 }
 
 func (s *scratch) stop() {
 	s.client.Close()
-	s.cmd.Process.Kill()
-	<-s.exited
-	os.RemoveAll(s.dir)
+	s.proc.Kill()
+	os.RemoveAll(s.proc.Dir)
 }
 
 // feed makes the scratch server a replica of a one-shot master that serves
