@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -116,7 +117,7 @@ func (u *upstreamLink) ackLoop(ctx context.Context, c *upstreamConn, log *replst
 		if off == sent && !periodic {
 			continue // nothing new to tell; the 1 s ACK keeps the link alive
 		}
-		if err := c.write(appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))); err != nil {
+		if err := c.write(resp.AppendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(off, 10))); err != nil {
 			return nil // the reader sees the broken connection
 		}
 		sent = off

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis-relay/redis-relay/internal/resp"
 )
 
 // admin answers the commands an operator, a monitoring tool or Redis
@@ -32,22 +34,22 @@ func (a *admin) replicaof(c *client, args [][]byte) {
 	}
 	host, port := string(args[1]), string(args[2])
 	if strings.EqualFold(host, "no") && strings.EqualFold(port, "one") {
-		c.out = appendError(c.out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port")
+		c.out = resp.AppendError(c.out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port")
 		return
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p <= 0 || p > 65535 {
-		c.out = appendError(c.out, "ERR Invalid master port")
+		c.out = resp.AppendError(c.out, "ERR Invalid master port")
 		return
 	}
 	addr := net.JoinHostPort(host, port)
 	if cur, _ := a.r.up.masterAddr(); cur == addr {
-		c.out = appendSimple(c.out, "OK Already connected to specified master")
+		c.out = resp.AppendSimple(c.out, "OK Already connected to specified master")
 		return
 	}
 	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", c.addr)
 	a.r.up.setMaster(addr)
-	c.out = appendSimple(c.out, "OK")
+	c.out = resp.AppendSimple(c.out, "OK")
 }
 
 // clientCommand implements the CLIENT subcommands tools use.
@@ -63,30 +65,30 @@ func (a *admin) clientCommand(c *client, args [][]byte) {
 			return
 		}
 		c.name.Store(string(args[2]))
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 	case "setinfo":
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 	case "getname":
 		if n, _ := c.name.Load().(string); n != "" {
-			c.out = appendBulk(c.out, n)
+			c.out = resp.AppendBulk(c.out, n)
 		} else {
-			c.out = appendNull(c.out)
+			c.out = resp.AppendNull(c.out)
 		}
 	case "id":
-		c.out = appendInt(c.out, c.id)
+		c.out = resp.AppendInt(c.out, c.id)
 	case "list":
 		var b strings.Builder
 		for _, o := range a.r.srv.clientList() {
 			b.WriteString(describeClient(o))
 			b.WriteByte('\n')
 		}
-		c.out = appendBulk(c.out, b.String())
+		c.out = resp.AppendBulk(c.out, b.String())
 	case "info":
-		c.out = appendBulk(c.out, describeClient(c)+"\n")
+		c.out = resp.AppendBulk(c.out, describeClient(c)+"\n")
 	case "kill":
 		a.clientKill(c, args[2:])
 	default:
-		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT LIST, KILL, ID, SETNAME, GETNAME.", truncateText(args[1], 64)))
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT LIST, KILL, ID, SETNAME, GETNAME.", resp.Excerpt(args[1], 64)))
 	}
 }
 
@@ -113,15 +115,15 @@ func (a *admin) clientKill(c *client, args [][]byte) {
 		for _, o := range a.r.srv.clientList() {
 			if o.addr == string(args[0]) {
 				o.nc.Close()
-				c.out = appendSimple(c.out, "OK")
+				c.out = resp.AppendSimple(c.out, "OK")
 				return
 			}
 		}
-		c.out = appendError(c.out, "ERR No such client")
+		c.out = resp.AppendError(c.out, "ERR No such client")
 		return
 	}
 	if len(args) == 0 || len(args)%2 != 0 {
-		c.out = appendError(c.out, "ERR syntax error")
+		c.out = resp.AppendError(c.out, "ERR syntax error")
 		return
 	}
 	var id int64 = -1
@@ -132,7 +134,7 @@ func (a *admin) clientKill(c *client, args [][]byte) {
 		case "id":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				c.out = appendError(c.out, "ERR client-id should be greater than 0")
+				c.out = resp.AppendError(c.out, "ERR client-id should be greater than 0")
 				return
 			}
 			id = n
@@ -143,18 +145,18 @@ func (a *admin) clientKill(c *client, args [][]byte) {
 			switch typ {
 			case "normal", "replica", "slave", "master", "pubsub":
 			default:
-				c.out = appendError(c.out, fmt.Sprintf("ERR Unknown client type '%s'", truncateText(args[i+1], 32)))
+				c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Unknown client type '%s'", resp.Excerpt(args[i+1], 32)))
 				return
 			}
 		case "skipme":
 			on, err := parseYesNo(v)
 			if err != nil {
-				c.out = appendError(c.out, "ERR syntax error")
+				c.out = resp.AppendError(c.out, "ERR syntax error")
 				return
 			}
 			skipMe = on
 		default:
-			c.out = appendError(c.out, "ERR syntax error")
+			c.out = resp.AppendError(c.out, "ERR syntax error")
 			return
 		}
 	}
@@ -175,7 +177,7 @@ func (a *admin) clientKill(c *client, args [][]byte) {
 		o.nc.Close()
 		killed++
 	}
-	c.out = appendInt(c.out, int64(killed))
+	c.out = resp.AppendInt(c.out, int64(killed))
 }
 
 // shutdown stops the relay (SHUTDOWN [NOSAVE|SAVE|NOW|FORCE]).
@@ -184,10 +186,10 @@ func (a *admin) shutdown(c *client, args [][]byte) bool {
 		switch strings.ToLower(string(arg)) {
 		case "nosave", "save", "now", "force":
 		case "abort":
-			c.out = appendError(c.out, "ERR No shutdown in progress.")
+			c.out = resp.AppendError(c.out, "ERR No shutdown in progress.")
 			return false
 		default:
-			c.out = appendError(c.out, "ERR syntax error")
+			c.out = resp.AppendError(c.out, "ERR syntax error")
 			return false
 		}
 	}
@@ -210,26 +212,26 @@ func (a *admin) latency(c *client, args [][]byte) {
 	case sub == "latest" && len(args) == 2,
 		sub == "histogram", // [command ...]: no command has a histogram
 		sub == "history" && len(args) == 3:
-		c.out = appendArray(c.out, 0)
+		c.out = resp.AppendArray(c.out, 0)
 	case sub == "reset":
-		c.out = appendInt(c.out, 0) // events reset: there were none
+		c.out = resp.AppendInt(c.out, 0) // events reset: there were none
 	case sub == "doctor" && len(args) == 2:
-		c.out = appendBulk(c.out, "This is a redis-relay: it executes no commands and samples no latency events, so there is nothing to diagnose. Its replication lag is in INFO replication and in the redis_relay_replica_lag_* metrics.\n")
+		c.out = resp.AppendBulk(c.out, "This is a redis-relay: it executes no commands and samples no latency events, so there is nothing to diagnose. Its replication lag is in INFO replication and in the redis_relay_replica_lag_* metrics.\n")
 	case sub == "graph" && len(args) == 3:
-		c.out = appendError(c.out, fmt.Sprintf("ERR No samples available for event '%s'", truncateText(args[2], 64)))
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR No samples available for event '%s'", resp.Excerpt(args[2], 64)))
 	case sub == "help" && len(args) == 2:
 		help := []string{
 			"LATENCY <subcommand> [<arg> ...]. A relay samples no events; every answer is empty.",
 			"LATEST", "HISTORY <event>", "RESET [<event> ...]", "GRAPH <event>", "DOCTOR", "HISTOGRAM [<command> ...]", "HELP",
 		}
-		c.out = appendArray(c.out, len(help))
+		c.out = resp.AppendArray(c.out, len(help))
 		for _, h := range help {
-			c.out = appendSimple(c.out, h)
+			c.out = resp.AppendSimple(c.out, h)
 		}
 	case sub == "latest" || sub == "history" || sub == "doctor" || sub == "graph" || sub == "help":
 		c.wrongArgs("latency|" + sub)
 	default:
-		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try LATENCY HELP.", truncateText(args[1], 64)))
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try LATENCY HELP.", resp.Excerpt(args[1], 64)))
 	}
 }
 
@@ -244,11 +246,11 @@ func (a *admin) relayCommand(c *client, args [][]byte) {
 	switch strings.TrimSpace(sub) {
 	case "guard release":
 		if err := a.r.ReleaseGuard(); err != nil {
-			c.out = appendError(c.out, "ERR "+err.Error())
+			c.out = resp.AppendError(c.out, "ERR "+err.Error())
 			return
 		}
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 	default:
-		c.out = appendError(c.out, "ERR unknown RELAY subcommand; try RELAY GUARD RELEASE")
+		c.out = resp.AppendError(c.out, "ERR unknown RELAY subcommand; try RELAY GUARD RELEASE")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -63,7 +64,7 @@ var harmlessTail = map[string]bool{"ping": true, "publish": true, "replconf": tr
 // second_repl_offset when its master_replid2 is replid. ok is false when
 // it did not branch from replid, or will not say (an ACL without INFO).
 func branchPoint(c *upstreamConn, replid string) (at int64, ok bool, err error) {
-	if err := c.write(appendCommand(nil, "INFO", "replication")); err != nil {
+	if err := c.write(resp.AppendCommand(nil, "INFO", "replication")); err != nil {
 		return 0, false, fmt.Errorf("send INFO: %w", err)
 	}
 	reply, err := c.readBulk(handshakeTimeout, 1<<20)
@@ -104,11 +105,11 @@ func (c *upstreamConn) readBulk(timeout time.Duration, max int) ([]byte, error) 
 	case line[0] == '-':
 		return nil, nil
 	case line[0] != '$':
-		return nil, fmt.Errorf("unexpected reply %q", truncateText(line, 100))
+		return nil, fmt.Errorf("unexpected reply %q", resp.Excerpt(line, 100))
 	}
 	n, err := strconv.Atoi(string(line[1:]))
 	if err != nil || n < 0 || n > max {
-		return nil, fmt.Errorf("bad bulk length %q", truncateText(line, 100))
+		return nil, fmt.Errorf("bad bulk length %q", resp.Excerpt(line, 100))
 	}
 	buf := make([]byte, n+2)
 	if _, err := io.ReadFull(c.br, buf); err != nil {

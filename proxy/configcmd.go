@@ -5,6 +5,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/redis-relay/redis-relay/internal/resp"
 )
 
 // CONFIG GET, SET and REWRITE, answered from the settings table.
@@ -31,19 +33,19 @@ func (a *admin) configCommand(c *client, args [][]byte) {
 	case "rewrite":
 		rewrite := r.cfg.get().Rewrite
 		if rewrite == nil {
-			c.out = appendError(c.out, "ERR The server is running without a config file")
+			c.out = resp.AppendError(c.out, "ERR The server is running without a config file")
 			return
 		}
 		if err := rewrite(r.Settings()); err != nil {
 			r.logger.Warn("CONFIG REWRITE failed", "err", err)
-			c.out = appendError(c.out, "ERR Rewriting config file: "+err.Error())
+			c.out = resp.AppendError(c.out, "ERR Rewriting config file: "+err.Error())
 			return
 		}
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 	case "resetstat":
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 	default:
-		c.out = appendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CONFIG GET, SET, REWRITE.", truncateText(args[1], 64)))
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CONFIG GET, SET, REWRITE.", resp.Excerpt(args[1], 64)))
 	}
 }
 
@@ -72,10 +74,10 @@ func (a *admin) configGet(c *client, patterns [][]byte) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	c.out = appendArray(c.out, 2*len(names))
+	c.out = resp.AppendArray(c.out, 2*len(names))
 	for _, n := range names {
-		c.out = appendBulk(c.out, n)
-		c.out = appendBulk(c.out, found[n])
+		c.out = resp.AppendBulk(c.out, n)
+		c.out = resp.AppendBulk(c.out, found[n])
 	}
 }
 
@@ -90,7 +92,7 @@ func (a *admin) configSet(c *client, pairs [][]byte) {
 			_, fixed := fixedReplies[name]
 			switch {
 			case s == nil && !fixed:
-				return fmt.Errorf("ERR Unknown option or number of arguments for CONFIG SET - '%s'", truncateText(pairs[i], 64))
+				return fmt.Errorf("ERR Unknown option or number of arguments for CONFIG SET - '%s'", resp.Excerpt(pairs[i], 64))
 			case s == nil || !s.Runtime:
 				return fmt.Errorf("ERR CONFIG SET failed (possibly related to argument '%s') - can't set immutable config", name)
 			case s.Secret && string(pairs[i+1]) == secretShown:
@@ -104,8 +106,8 @@ func (a *admin) configSet(c *client, pairs [][]byte) {
 		return nil
 	})
 	if err != nil {
-		c.out = appendError(c.out, err.Error())
+		c.out = resp.AppendError(c.out, err.Error())
 		return
 	}
-	c.out = appendSimple(c.out, "OK")
+	c.out = resp.AppendSimple(c.out, "OK")
 }

@@ -8,7 +8,9 @@ import (
 	"net"
 	"testing"
 
-	"github.com/tidwall/resp"
+	tresp "github.com/tidwall/resp"
+
+	"github.com/redis-relay/redis-relay/internal/resp"
 )
 
 // FuzzClientCommands feeds arbitrary bytes to the downstream command reader
@@ -51,16 +53,16 @@ func FuzzClientCommands(f *testing.F) {
 		c := &client{srv: relay.srv, nc: local, br: bufio.NewReader(bytes.NewReader(data)), addr: "fuzz", authed: true}
 		defer relay.admin.unsubscribeAll(c)
 		for range 64 {
-			args, err := readCommand(c.br)
+			args, err := resp.ReadCommand(c.br)
 			if err != nil {
-				var pe errProtocol
+				var pe resp.ProtocolError
 				if !errors.As(err, &pe) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 					t.Fatalf("unexpected error type %T: %v", err, err)
 				}
 				return
 			}
 			for _, a := range args {
-				if len(a) > maxClientBulk {
+				if len(a) > resp.MaxBulk {
 					t.Fatalf("argument of %d bytes passed the limit", len(a))
 				}
 			}
@@ -80,7 +82,7 @@ func FuzzClientCommands(f *testing.F) {
 // checkReplies parses out as a sequence of RESP values.
 func checkReplies(t *testing.T, out []byte) {
 	t.Helper()
-	rd := resp.NewReader(bytes.NewReader(out))
+	rd := tresp.NewReader(bytes.NewReader(out))
 	for {
 		if _, _, err := rd.ReadValue(); err != nil {
 			if err == io.EOF {

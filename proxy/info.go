@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -299,10 +300,10 @@ func (a *admin) appendRole(out []byte) []byte {
 	if st.HasHistory {
 		off = st.MasterOffset()
 	}
-	out = appendArray(out, 5)
-	out = appendBulk(out, "slave")
-	out = appendBulk(out, host)
-	out = appendInt(out, p)
-	out = appendBulk(out, state)
-	return appendInt(out, off)
+	out = resp.AppendArray(out, 5)
+	out = resp.AppendBulk(out, "slave")
+	out = resp.AppendBulk(out, host)
+	out = resp.AppendInt(out, p)
+	out = resp.AppendBulk(out, state)
+	return resp.AppendInt(out, off)
 }

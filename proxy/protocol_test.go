@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/internal/resp"
 )
 
 // rawConn speaks RESP by hand to the relay, as a replica would.
@@ -36,7 +37,7 @@ func dialRaw(t *testing.T, addr string) *rawConn {
 
 func (c *rawConn) send(args ...string) {
 	c.t.Helper()
-	if _, err := c.nc.Write(appendCommand(nil, args...)); err != nil {
+	if _, err := c.nc.Write(resp.AppendCommand(nil, args...)); err != nil {
 		c.t.Fatalf("send %v: %v", args, err)
 	}
 }

@@ -3,6 +3,8 @@ package proxy
 import (
 	"sort"
 	"time"
+
+	"github.com/redis-relay/redis-relay/internal/resp"
 )
 
 // A small local publish/subscribe, so that Redis Sentinel can run its hello
@@ -32,10 +34,10 @@ func (a *admin) subscribe(c *client, channels [][]byte) {
 		}
 		n := len(c.subs)
 		a.psMu.Unlock()
-		c.out = appendArray(c.out, 3)
-		c.out = appendBulk(c.out, "subscribe")
-		c.out = appendBulk(c.out, name)
-		c.out = appendInt(c.out, int64(n))
+		c.out = resp.AppendArray(c.out, 3)
+		c.out = resp.AppendBulk(c.out, "subscribe")
+		c.out = resp.AppendBulk(c.out, name)
+		c.out = resp.AppendInt(c.out, int64(n))
 	}
 }
 
@@ -54,10 +56,10 @@ func (a *admin) unsubscribe(c *client, channels [][]byte) {
 	}
 	a.psMu.Unlock()
 	if len(names) == 0 {
-		c.out = appendArray(c.out, 3)
-		c.out = appendBulk(c.out, "unsubscribe")
-		c.out = appendNull(c.out)
-		c.out = appendInt(c.out, 0)
+		c.out = resp.AppendArray(c.out, 3)
+		c.out = resp.AppendBulk(c.out, "unsubscribe")
+		c.out = resp.AppendNull(c.out)
+		c.out = resp.AppendInt(c.out, 0)
 		return
 	}
 	for _, name := range names {
@@ -69,10 +71,10 @@ func (a *admin) unsubscribe(c *client, channels [][]byte) {
 		}
 		n := len(c.subs)
 		a.psMu.Unlock()
-		c.out = appendArray(c.out, 3)
-		c.out = appendBulk(c.out, "unsubscribe")
-		c.out = appendBulk(c.out, name)
-		c.out = appendInt(c.out, int64(n))
+		c.out = resp.AppendArray(c.out, 3)
+		c.out = resp.AppendBulk(c.out, "unsubscribe")
+		c.out = resp.AppendBulk(c.out, name)
+		c.out = resp.AppendInt(c.out, int64(n))
 	}
 }
 
@@ -98,10 +100,10 @@ func (a *admin) publish(channel, msg string) int {
 		targets = append(targets, c)
 	}
 	a.psMu.Unlock()
-	out := appendArray(nil, 3)
-	out = appendBulk(out, "message")
-	out = appendBulk(out, channel)
-	out = appendBulk(out, msg)
+	out := resp.AppendArray(nil, 3)
+	out = resp.AppendBulk(out, "message")
+	out = resp.AppendBulk(out, channel)
+	out = resp.AppendBulk(out, msg)
 	n := 0
 	for _, c := range targets {
 		c.wmu.Lock()

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-relay/redis-relay/internal/redisproc"
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -389,7 +390,7 @@ func (h *archive) feed(ctx context.Context, srv *scratch, cut int64) (release fu
 	defer stopConn()
 	br := bufio.NewReader(nc)
 	for {
-		args, err := readCommand(br)
+		args, err := resp.ReadCommand(br)
 		if err != nil {
 			return nil, fmt.Errorf("handshake with the scratch server: %w", err)
 		}
@@ -441,7 +442,7 @@ func (h *archive) serveTo(nc net.Conn, br *bufio.Reader, cut int64) error {
 		return fmt.Errorf("send: %w", err)
 	}
 	for {
-		args, err := readCommand(br)
+		args, err := resp.ReadCommand(br)
 		if err != nil {
 			return fmt.Errorf("wait for the scratch server to apply the stream: %w", err)
 		}

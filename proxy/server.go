@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/redis-relay/redis-relay/internal/resp"
 )
 
 func listenerPort(ln net.Listener) int {
@@ -226,13 +228,13 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 			return
 		}
 		nc.SetReadDeadline(time.Now().Add(srv.cfg.get().CommandTimeout))
-		args, err := readCommand(c.br)
+		args, err := resp.ReadCommand(c.br)
 		if err != nil {
-			var pe errProtocol
+			var pe resp.ProtocolError
 			if errors.As(err, &pe) {
 				srv.stats.protocolErrors.Add(1)
 				srv.logger.Warn("bad request from client, closing", "client", c.addr, "err", err)
-				c.out = appendError(c.out, "ERR "+pe.Error())
+				c.out = resp.AppendError(c.out, "ERR "+pe.Error())
 				c.flush()
 			}
 			return
@@ -270,20 +272,20 @@ func (c *client) flush() error {
 func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
 	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
-		c.out = appendError(c.out, "NOAUTH Authentication required.")
+		c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
 		return nil, false
 	}
 	if len(c.subs) > 0 {
 		switch name {
 		case "subscribe", "unsubscribe", "ping", "quit", "psubscribe", "punsubscribe":
 		default:
-			c.out = appendError(c.out, fmt.Sprintf("ERR Can't execute '%s': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT are allowed in this context", truncateText(args[0], 32)))
+			c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Can't execute '%s': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT are allowed in this context", resp.Excerpt(args[0], 32)))
 			return nil, false
 		}
 		if name == "ping" {
-			c.out = appendArray(c.out, 2)
-			c.out = appendBulk(c.out, "pong")
-			c.out = appendBulk(c.out, "")
+			c.out = resp.AppendArray(c.out, 2)
+			c.out = resp.AppendBulk(c.out, "pong")
+			c.out = resp.AppendBulk(c.out, "")
 			return nil, false
 		}
 	}
@@ -292,7 +294,7 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 		case "exec":
 			queued := c.multi
 			c.multi, c.inMulti = nil, false
-			c.out = appendArray(c.out, len(queued))
+			c.out = resp.AppendArray(c.out, len(queued))
 			for _, q := range queued {
 				if _, quit := c.dispatch(q); quit {
 					return nil, true
@@ -300,28 +302,28 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 			}
 		case "discard":
 			c.multi, c.inMulti = nil, false
-			c.out = appendSimple(c.out, "OK")
+			c.out = resp.AppendSimple(c.out, "OK")
 		case "multi":
-			c.out = appendError(c.out, "ERR MULTI calls can not be nested")
+			c.out = resp.AppendError(c.out, "ERR MULTI calls can not be nested")
 		case "psync", "sync", "shutdown", "quit":
-			c.out = appendError(c.out, "ERR Command not allowed inside a transaction")
+			c.out = resp.AppendError(c.out, "ERR Command not allowed inside a transaction")
 		default:
-			if len(c.multi) >= maxClientArgs {
-				c.out = appendError(c.out, "ERR too many commands in the transaction")
+			if len(c.multi) >= resp.MaxArgs {
+				c.out = resp.AppendError(c.out, "ERR too many commands in the transaction")
 				return nil, false
 			}
 			c.multi = append(c.multi, args)
-			c.out = appendSimple(c.out, "QUEUED")
+			c.out = resp.AppendSimple(c.out, "QUEUED")
 		}
 		return nil, false
 	}
 	switch name {
 	case "multi":
 		c.inMulti = true
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 		return nil, false
 	case "exec", "discard":
-		c.out = appendError(c.out, fmt.Sprintf("ERR %s without MULTI", strings.ToUpper(name)))
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR %s without MULTI", strings.ToUpper(name)))
 		return nil, false
 	}
 	return c.dispatch(args)
@@ -335,9 +337,9 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	case "ping":
 		switch len(args) {
 		case 1:
-			c.out = appendSimple(c.out, "PONG")
+			c.out = resp.AppendSimple(c.out, "PONG")
 		case 2:
-			c.out = appendBulk(c.out, string(args[1]))
+			c.out = resp.AppendBulk(c.out, string(args[1]))
 		default:
 			c.wrongArgs(name)
 		}
@@ -352,32 +354,32 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		}
 		off, err := strconv.ParseInt(string(args[2]), 10, 64)
 		if err != nil {
-			c.out = appendError(c.out, "ERR value is not an integer or out of range")
+			c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
 			return nil, false
 		}
 		if len(args) > 3 {
-			c.out = appendError(c.out, "ERR PSYNC FAILOVER can't be sent to a relay.")
+			c.out = resp.AppendError(c.out, "ERR PSYNC FAILOVER can't be sent to a relay.")
 			return nil, false
 		}
 		return newSession(c, string(args[1]), off, false), false
 	case "sync":
 		return newSession(c, "?", -1, true), false
 	case "info":
-		c.out = appendBulk(c.out, c.srv.admin.info(args[1:]))
+		c.out = resp.AppendBulk(c.out, c.srv.admin.info(args[1:]))
 	case "latency":
 		c.srv.admin.latency(c, args)
 	case "role":
 		c.out = c.srv.admin.appendRole(c.out)
 	case "quit":
-		c.out = appendSimple(c.out, "OK")
+		c.out = resp.AppendSimple(c.out, "OK")
 		return nil, true
 	case "command":
-		c.out = appendArray(c.out, 0)
+		c.out = resp.AppendArray(c.out, 0)
 	case "select":
 		if len(args) == 2 && string(args[1]) == "0" {
-			c.out = appendSimple(c.out, "OK")
+			c.out = resp.AppendSimple(c.out, "OK")
 		} else {
-			c.out = appendError(c.out, "ERR a relay holds no keyspace; only SELECT 0 is accepted")
+			c.out = resp.AppendError(c.out, "ERR a relay holds no keyspace; only SELECT 0 is accepted")
 		}
 	case "client":
 		c.srv.admin.clientCommand(c, args)
@@ -388,12 +390,12 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	case "unsubscribe":
 		c.srv.admin.unsubscribe(c, args[1:])
 	case "psubscribe", "punsubscribe":
-		c.out = appendError(c.out, "ERR pattern subscriptions are not supported by the relay")
+		c.out = resp.AppendError(c.out, "ERR pattern subscriptions are not supported by the relay")
 	case "publish":
 		if len(args) != 3 {
 			c.wrongArgs(name)
 		} else {
-			c.out = appendInt(c.out, int64(c.srv.admin.publish(string(args[1]), string(args[2]))))
+			c.out = resp.AppendInt(c.out, int64(c.srv.admin.publish(string(args[1]), string(args[2]))))
 		}
 	case "replicaof", "slaveof":
 		c.srv.admin.replicaof(c, args)
@@ -405,25 +407,25 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		if len(args) != 2 {
 			c.wrongArgs(name)
 		} else {
-			c.out = appendBulk(c.out, string(args[1]))
+			c.out = resp.AppendBulk(c.out, string(args[1]))
 		}
 	case "time":
 		now := time.Now()
-		c.out = appendArray(c.out, 2)
-		c.out = appendBulk(c.out, strconv.FormatInt(now.Unix(), 10))
-		c.out = appendBulk(c.out, strconv.Itoa(now.Nanosecond()/1000))
+		c.out = resp.AppendArray(c.out, 2)
+		c.out = resp.AppendBulk(c.out, strconv.FormatInt(now.Unix(), 10))
+		c.out = resp.AppendBulk(c.out, strconv.Itoa(now.Nanosecond()/1000))
 	default:
 		var b strings.Builder
 		for _, a := range args[1:] {
-			fmt.Fprintf(&b, "'%s' ", truncateText(a, 64))
+			fmt.Fprintf(&b, "'%s' ", resp.Excerpt(a, 64))
 		}
-		c.out = appendError(c.out, fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", truncateText(args[0], 64), b.String()))
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", resp.Excerpt(args[0], 64), b.String()))
 	}
 	return nil, false
 }
 
 func (c *client) wrongArgs(name string) {
-	c.out = appendError(c.out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+	c.out = resp.AppendError(c.out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
 }
 
 func (c *client) auth(args [][]byte) {
@@ -439,23 +441,23 @@ func (c *client) auth(args [][]byte) {
 	}
 	cfg := c.srv.cfg.get()
 	if cfg.RequirePass == "" {
-		c.out = appendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		c.out = resp.AppendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		return
 	}
 	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
 	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
 		c.srv.logger.Warn("downstream AUTH failed", "client", c.addr, "user", user)
-		c.out = appendError(c.out, "WRONGPASS invalid username-password pair or user is disabled.")
+		c.out = resp.AppendError(c.out, "WRONGPASS invalid username-password pair or user is disabled.")
 		return
 	}
 	c.authed = true
-	c.out = appendSimple(c.out, "OK")
+	c.out = resp.AppendSimple(c.out, "OK")
 }
 
 // replconf answers REPLCONF option/value pairs as a Redis master does.
 func (c *client) replconf(args [][]byte) {
 	if len(args)%2 == 0 {
-		c.out = appendError(c.out, "ERR syntax error")
+		c.out = resp.AppendError(c.out, "ERR syntax error")
 		return
 	}
 	for i := 1; i < len(args); i += 2 {
@@ -464,13 +466,13 @@ func (c *client) replconf(args [][]byte) {
 		case "listening-port":
 			p, err := strconv.Atoi(val)
 			if err != nil || p < 0 || p > 65535 {
-				c.out = appendError(c.out, "ERR value is not an integer or out of range")
+				c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
 				return
 			}
 			c.listeningPort = p
 		case "ip-address":
 			if len(val) >= 256 {
-				c.out = appendError(c.out, fmt.Sprintf("ERR REPLCONF ip-address provided by replica instance is too long: %d bytes", len(val)))
+				c.out = resp.AppendError(c.out, fmt.Sprintf("ERR REPLCONF ip-address provided by replica instance is too long: %d bytes", len(val)))
 				return
 			}
 			c.announceIP = val
@@ -486,7 +488,7 @@ func (c *client) replconf(args [][]byte) {
 		case zstdLevelOption:
 			level, on, err := compressionLevel(val)
 			if err != nil || !on {
-				c.out = appendError(c.out, "ERR unknown compression level")
+				c.out = resp.AppendError(c.out, "ERR unknown compression level")
 				return
 			}
 			c.zstdLevel = level
@@ -499,16 +501,16 @@ func (c *client) replconf(args [][]byte) {
 			case "1":
 				c.rdbOnly = true
 			default:
-				c.out = appendError(c.out, "ERR value is not an integer or out of range")
+				c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
 				return
 			}
 		case "version":
 		default:
-			c.out = appendError(c.out, fmt.Sprintf("ERR Unrecognized REPLCONF option: %s", truncateText(args[i], 64)))
+			c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Unrecognized REPLCONF option: %s", resp.Excerpt(args[i], 64)))
 			return
 		}
 	}
-	c.out = appendSimple(c.out, "OK")
+	c.out = resp.AppendSimple(c.out, "OK")
 }
 
 func constantTimeEqual(a, b string) bool {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -498,10 +499,10 @@ func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 func (s *session) readAcks(ctx context.Context) {
 	br := s.c.br
 	for {
-		args, err := readCommand(br)
+		args, err := resp.ReadCommand(br)
 		if err != nil {
 			if ctx.Err() == nil {
-				var pe errProtocol
+				var pe resp.ProtocolError
 				reason := reasonReplicaClosed
 				var ne net.Error
 				switch {
@@ -541,7 +542,7 @@ func (s *session) readAcks(ctx context.Context) {
 				continue
 			}
 		}
-		s.cancel(&closeError{reason: reasonProtocol, err: fmt.Errorf("replica sent %q after PSYNC", truncateText(args[0], 32))})
+		s.cancel(&closeError{reason: reasonProtocol, err: fmt.Errorf("replica sent %q after PSYNC", resp.Excerpt(args[0], 32))})
 		return
 	}
 }

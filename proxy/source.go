@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -46,7 +47,7 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn
 	if len(replies[1]) > 0 && replies[1][0] == '-' {
 		u.logger.Info("snapshot source does not know REPLCONF rdb-only; taking a full PSYNC closed after the snapshot", "upstream", p.addr)
 	}
-	if err := c.write(appendCommand(nil, "PSYNC", "?", "-1")); err != nil {
+	if err := c.write(resp.AppendCommand(nil, "PSYNC", "?", "-1")); err != nil {
 		c.close()
 		return nil, "", 0, fmt.Errorf("send PSYNC: %w", err)
 	}
@@ -69,7 +70,7 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn
 	fields := strings.Fields(string(line))
 	if len(fields) != 3 || fields[0] != "+FULLRESYNC" || !replstream.ValidReplID(fields[1]) {
 		c.close()
-		return nil, "", 0, fmt.Errorf("unexpected reply %q", truncateText(line, 100))
+		return nil, "", 0, fmt.Errorf("unexpected reply %q", resp.Excerpt(line, 100))
 	}
 	offset, err := strconv.ParseInt(fields[2], 10, 64)
 	if err != nil || offset < 0 {

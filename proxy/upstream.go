@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -282,7 +283,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	case ok && !u.forceFull:
 		psync = []string{"PSYNC", id.ReplID, strconv.FormatInt(next, 10)}
 	}
-	if err := c.write(appendCommand(nil, psync...)); err != nil {
+	if err := c.write(resp.AppendCommand(nil, psync...)); err != nil {
 		return fmt.Errorf("send PSYNC: %w", err)
 	}
 	line, err := c.readReply()
@@ -303,7 +304,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		fromSource = nil
 		if len(fields) == 2 && !replstream.ValidReplID(fields[1]) {
 			u.hist.abortFullSync(s, errors.New("bad CONTINUE reply"))
-			return fmt.Errorf("bad CONTINUE reply %q", truncateText(line, 100))
+			return fmt.Errorf("bad CONTINUE reply %q", resp.Excerpt(line, 100))
 		}
 		if _, err := u.hist.commitFullSync(s); err != nil {
 			if !errors.Is(err, errGuardTripped) {
@@ -329,7 +330,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 			fromSource = nil
 		}
 		if len(fields) != 3 || !replstream.ValidReplID(fields[1]) {
-			return fmt.Errorf("bad FULLRESYNC reply %q", truncateText(line, 100))
+			return fmt.Errorf("bad FULLRESYNC reply %q", resp.Excerpt(line, 100))
 		}
 		off, err := strconv.ParseInt(fields[2], 10, 64)
 		if err != nil || off < 0 {
@@ -342,7 +343,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		}
 		if len(fields) == 2 && fields[1] != id.ReplID {
 			if !replstream.ValidReplID(fields[1]) {
-				return fmt.Errorf("bad CONTINUE reply %q", truncateText(line, 100))
+				return fmt.Errorf("bad CONTINUE reply %q", resp.Excerpt(line, 100))
 			}
 			u.logger.Info("master replication ID changed", "upstream", addr, "replid", fields[1], "replid2", id.ReplID, "offset", next-1)
 			if err := u.hist.shiftReplID(fields[1]); err != nil {
@@ -359,9 +360,9 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		if strings.HasPrefix(string(line), "-NOAUTH") || strings.HasPrefix(string(line), "-NOPERM") {
 			return fmt.Errorf("%w: PSYNC answered %s", errAuth, line)
 		}
-		return fmt.Errorf("%w: %s", errPSYNCRefused, truncateText(line, 200))
+		return fmt.Errorf("%w: %s", errPSYNCRefused, resp.Excerpt(line, 200))
 	}
-	return fmt.Errorf("%w: unexpected reply %q", errPSYNCRefused, truncateText(line, 100))
+	return fmt.Errorf("%w: unexpected reply %q", errPSYNCRefused, resp.Excerpt(line, 100))
 }
 
 // probeMaster dials the master and runs the handshake (PING, AUTH,
@@ -427,7 +428,7 @@ func (u *upstreamLink) fullSync(ctx context.Context, c *upstreamConn, addr, repl
 	var ackNow []byte
 	if p.Mark != nil {
 		// A diskless master starts the stream on an ACK; send one at once.
-		ackNow = appendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(offset, 10))
+		ackNow = resp.AppendCommand(nil, "REPLCONF", "ACK", strconv.FormatInt(offset, 10))
 	}
 	return u.stream(ctx, c, addr, ackNow)
 }

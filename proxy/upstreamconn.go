@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -81,7 +82,7 @@ func (u *upstreamLink) dial(ctx context.Context, p peer, status *linkStatus) (*u
 // replies to the REPLCONFs (errors to them are not fatal, as for a stock
 // replica).
 func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]byte, error) {
-	if err := c.write(appendCommand(nil, "PING")); err != nil {
+	if err := c.write(resp.AppendCommand(nil, "PING")); err != nil {
 		return nil, fmt.Errorf("send PING: %w", err)
 	}
 	line, err := c.readLine(handshakeTimeout)
@@ -90,22 +91,22 @@ func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]by
 	}
 	if len(line) > 0 && line[0] == '-' && !isAuthError(line) {
 		if strings.HasPrefix(string(line), "-LOADING") {
-			return nil, fmt.Errorf("%w: PING answered %s", errTryLater, truncateText(line, 200))
+			return nil, fmt.Errorf("%w: PING answered %s", errTryLater, resp.Excerpt(line, 200))
 		}
-		return nil, fmt.Errorf("PING answered %s", truncateText(line, 200))
+		return nil, fmt.Errorf("PING answered %s", resp.Excerpt(line, 200))
 	}
 	var batch []byte
 	p := c.peer
 	auth := p.password != ""
 	if auth {
 		if p.user != "" {
-			batch = appendCommand(batch, "AUTH", p.user, p.password)
+			batch = resp.AppendCommand(batch, "AUTH", p.user, p.password)
 		} else {
-			batch = appendCommand(batch, "AUTH", p.password)
+			batch = resp.AppendCommand(batch, "AUTH", p.password)
 		}
 	}
 	for _, cmd := range replconfs {
-		batch = appendCommand(batch, cmd...)
+		batch = resp.AppendCommand(batch, cmd...)
 	}
 	if err := c.write(batch); err != nil {
 		return nil, fmt.Errorf("send handshake: %w", err)
@@ -116,7 +117,7 @@ func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]by
 			return nil, fmt.Errorf("read AUTH reply: %w", err)
 		}
 		if len(line) == 0 || line[0] != '+' {
-			return nil, fmt.Errorf("%w: %s AUTH answered %s", errAuth, p.role, truncateText(line, 200))
+			return nil, fmt.Errorf("%w: %s AUTH answered %s", errAuth, p.role, resp.Excerpt(line, 200))
 		}
 	}
 	replies := make([][]byte, len(replconfs))
