@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redis-relay/redis-relay/internal/redisproc"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
@@ -132,13 +133,15 @@ func syncRequests(logPath string) (asks map[string]int, oblClosed int, err error
 
 // startFloor runs the floor program (bench/floor) as a replica of master.
 func (e *env) startFloor(ctx context.Context, master string, ringBytes int64, fsync bool) (*proc, error) {
-	return e.start(ctx, "floor", "floor", func(port int, dir string) []string {
-		args := []string{e.floorBin, "-replicaof", master, "-port", strconv.Itoa(port), "-dir", dir,
-			"-ring", strconv.FormatInt(ringBytes, 10)}
-		if fsync {
-			args = append(args, "-fsync")
-		}
-		return args
+	return e.start(ctx, "floor", "floor", func(dir string) redisproc.Options {
+		return redisproc.Options{Bin: e.floorBin, Argv: func(port int) []string {
+			args := []string{"-replicaof", master, "-port", strconv.Itoa(port), "-dir", dir,
+				"-ring", strconv.FormatInt(ringBytes, 10)}
+			if fsync {
+				args = append(args, "-fsync")
+			}
+			return args
+		}}
 	})
 }
 

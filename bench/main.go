@@ -50,6 +50,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redis-relay/redis-relay/internal/redisproc"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
@@ -372,9 +373,9 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 		defer logMu.Unlock()
 		fmt.Fprintf(stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 	}
-	redisBin, err := exec.LookPath("redis-server")
+	redisBin, err := redisproc.Binary()
 	if err != nil {
-		return nil, errors.New("redis-server not found on PATH (apt-get install redis-server)")
+		return nil, err
 	}
 	e, err := newEnv(redisBin, o.relayBin, logf)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/redis-relay/redis-relay/internal/redisproc"
 )
 
 // env owns every process and directory the benchmark creates. Everything it
@@ -98,19 +99,15 @@ func (e *env) killAll() {
 // never one handed out before in this run.
 func (e *env) freePort() (int, error) {
 	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := redisproc.FreePort()
 		if err != nil {
 			return 0, err
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
 		e.mu.Lock()
 		used := e.ports[port]
-		if !used && port != 6379 {
-			e.ports[port] = true
-		}
+		e.ports[port] = true
 		e.mu.Unlock()
-		if !used && port != 6379 {
+		if !used {
 			return port, nil
 		}
 	}
@@ -124,16 +121,15 @@ type proc struct {
 	kind string // "redis" or "relay"
 	port int
 	dir  string
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	log  string // its stdout and stderr
+	rp   *redisproc.Proc
 	c    *redis.Client
 
 	stopOnce sync.Once
 }
 
 func (p *proc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
-func (p *proc) pid() int     { return p.cmd.Process.Pid }
+func (p *proc) pid() int     { return p.rp.Pid() }
 
 // newClient returns a go-redis client that speaks RESP2 and skips the
 // handshakes (HELLO, CLIENT SETINFO, maintenance notifications) that neither
@@ -155,29 +151,14 @@ func newClient(addr string, poolSize int) *redis.Client {
 	})
 }
 
-// redisArgs are the settings every redis-server of the benchmark gets; extra
-// follow and may override them.
-func redisArgs(port int, dir string, extra []string) []string {
-	args := []string{
-		"--port", strconv.Itoa(port),
-		"--bind", "127.0.0.1",
-		"--dir", dir,
-		"--save", "",
-		"--appendonly", "no",
-		"--logfile", filepath.Join(dir, "redis.log"),
-		"--enable-debug-command", "local",
-		"--daemonize", "no",
-		// DEBUG POPULATE values are mostly zeros; without this the RDB is a
-		// few percent of the dataset and the transfer measures nothing.
-		"--rdbcompression", "no",
-	}
-	return append(args, extra...)
-}
-
-// startRedis runs redis-server with the common settings plus extra.
+// startRedis runs redis-server with the settings every redis-server of the
+// benchmark gets (redisproc's, and no RDB compression) and then extra.
 func (e *env) startRedis(ctx context.Context, name string, extra ...string) (*proc, error) {
-	return e.start(ctx, name, "redis", func(port int, dir string) []string {
-		return append([]string{e.redisBin}, redisArgs(port, dir, extra)...)
+	// DEBUG POPULATE values are mostly zeros; compressed, the RDB is a few
+	// percent of the dataset and the transfer measures nothing.
+	args := append([]string{"--rdbcompression", "no"}, extra...)
+	return e.start(ctx, name, "redis", func(dir string) redisproc.Options {
+		return redisproc.Options{Bin: e.redisBin, Args: args}
 	})
 }
 
@@ -185,7 +166,14 @@ func (e *env) startRedis(ctx context.Context, name string, extra ...string) (*pr
 // ring of ringBytes; extra follow the common settings (and precede
 // -relay-args).
 func (e *env) startRelay(ctx context.Context, name, master string, ringBytes int64, extra ...string) (*proc, error) {
-	return e.start(ctx, name, "relay", func(port int, dir string) []string {
+	return e.start(ctx, name, "relay", func(dir string) redisproc.Options {
+		return redisproc.Options{Bin: e.relayBin, Argv: func(port int) []string { return e.relayArgv(name, master, port, dir, ringBytes, extra) }}
+	})
+}
+
+// relayArgv is the relay's command line after the binary.
+func (e *env) relayArgv(name, master string, port int, dir string, ringBytes int64, extra []string) []string {
+	{
 		args := []string{"run",
 			"--replicaof", master,
 			"--bind", "127.0.0.1",
@@ -202,15 +190,16 @@ func (e *env) startRelay(ctx context.Context, name, master string, ringBytes int
 			n := e.seq
 			e.mu.Unlock()
 			prof := filepath.Join(e.relayProfDir, fmt.Sprintf("%s-%03d.cpu.pprof", name, n))
-			return append(append([]string{e.relayBin, "--cpuprofile", prof}, args[1:]...), e.relayArgs...)
+			return append(append([]string{"--cpuprofile", prof}, args[1:]...), e.relayArgs...)
 		}
-		return append(append([]string{e.relayBin}, args...), e.relayArgs...)
-	})
+		return append(args, e.relayArgs...)
+	}
 }
 
 // start launches a process on a fresh port in a fresh directory and waits
-// until it answers PING. A port lost to a race is retried with another.
-func (e *env) start(ctx context.Context, name, kind string, argv func(port int, dir string) []string) (*proc, error) {
+// until it answers as itself (redisproc.Start). A port lost to a race is
+// retried with another; a port is never handed out twice in a run.
+func (e *env) start(ctx context.Context, name, kind string, options func(dir string) redisproc.Options) (*proc, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		e.mu.Lock()
@@ -227,61 +216,28 @@ func (e *env) start(ctx context.Context, name, kind string, argv func(port int, 
 		if err != nil {
 			return nil, err
 		}
-		p := &proc{e: e, name: name, kind: kind, port: port, dir: dir, log: filepath.Join(dir, "stdout.log"), done: make(chan struct{})}
-		args := argv(port, dir)
-		out, err := os.Create(p.log)
+		o := options(dir)
+		o.Dir, o.Port = dir, port
+		o.OutPath = filepath.Join(dir, "stdout.log")
+		o.ReadyTimeout = 15 * time.Second
+		// Killed by the kernel should this process die without cleaning up.
+		o.Prepare = func(cmd *exec.Cmd) { cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL }
+		rp, err := redisproc.Start(ctx, o)
 		if err != nil {
-			return nil, err
+			os.RemoveAll(dir)
+			lastErr = fmt.Errorf("%s: %w", name, err)
+			if errors.Is(err, redisproc.ErrPortInUse) {
+				continue
+			}
+			return nil, lastErr
 		}
-		p.cmd = exec.Command(args[0], args[1:]...)
-		p.cmd.Dir = dir
-		p.cmd.Stdout, p.cmd.Stderr = out, out
-		// Own process group (killed as a whole, with any fork child), and
-		// killed by the kernel should this process die without cleaning up.
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := p.cmd.Start(); err != nil {
-			out.Close()
-			return nil, fmt.Errorf("start %s: %w", args[0], err)
-		}
-		out.Close()
+		p := &proc{e: e, name: name, kind: kind, port: port, dir: dir, log: o.OutPath, rp: rp, c: newClient(rp.Addr(), 4)}
 		e.mu.Lock()
 		e.procs[p] = struct{}{}
 		e.mu.Unlock()
-		go func() {
-			p.cmd.Wait()
-			close(p.done)
-		}()
-		p.c = newClient(p.addr(), 4)
-		if lastErr = p.waitReady(ctx, 15*time.Second); lastErr == nil {
-			return p, nil
-		}
-		tail := p.logTail(10)
-		p.stop()
-		lastErr = fmt.Errorf("%s on port %d: %w\n%s", name, port, lastErr, tail)
+		return p, nil
 	}
 	return nil, lastErr
-}
-
-// waitReady polls PING until it succeeds, the process exits or d passes.
-func (p *proc) waitReady(ctx context.Context, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return errors.New("process exited during start-up")
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		err := p.c.Ping(cctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return errors.New("no answer to PING")
 }
 
 // stop kills the process group and removes the directory.
@@ -293,44 +249,17 @@ func (p *proc) stop() {
 		if p.kind == "relay" && p.e.relayProfDir != "" {
 			// Let the profiling wrapper write its profile, and keep its log
 			// beside it.
-			syscall.Kill(p.pid(), syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-			}
+			p.rp.Stop(10 * time.Second)
 			if b, err := os.ReadFile(p.log); err == nil {
 				os.WriteFile(filepath.Join(p.e.relayProfDir, filepath.Base(p.dir)+".log"), b, 0o644)
 			}
 		}
-		if err := syscall.Kill(-p.pid(), syscall.SIGKILL); err != nil {
-			p.cmd.Process.Kill()
-		}
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-		}
+		p.rp.Kill()
 		p.e.mu.Lock()
 		delete(p.e.procs, p)
 		p.e.mu.Unlock()
 		os.RemoveAll(p.dir)
 	})
-}
-
-// logTail returns the last n lines of the process's log files.
-func (p *proc) logTail(n int) string {
-	var out []string
-	for _, f := range []string{filepath.Join(p.dir, "redis.log"), p.log} {
-		b, err := os.ReadFile(f)
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		if len(lines) > n {
-			lines = lines[len(lines)-n:]
-		}
-		out = append(out, lines...)
-	}
-	return strings.Join(out, "\n")
 }
 
 // peakRSS is VmHWM from /proc/PID/status, in bytes.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-relay/redis-relay/internal/redisproc"
 )
 
 // info runs INFO section and returns its fields.
@@ -19,17 +21,7 @@ func info(ctx context.Context, c *redis.Client, section string) (map[string]stri
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[string]string)
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			m[k] = v
-		}
-	}
-	return m, nil
+	return redisproc.ParseInfo(s), nil
 }
 
 func infoInt(m map[string]string, key string) int64 {

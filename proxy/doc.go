@@ -48,6 +48,7 @@
 // other lock is taken while it is held. No lock is held across network
 // I/O; stateMu is held across the state.json write and its fsync.
 //
-// Recover (recover.go) reads a data dir without a running relay and
-// rebuilds the dataset as of a point in its history.
+// state.json's types and their reading and writing are in package
+// proxy/history (statefile.go names them here), which point-in-time
+// recovery (package recovery, outside the daemon) reads too.
 package proxy

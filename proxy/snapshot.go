@@ -13,19 +13,6 @@ import (
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
-// Snapshot describes an RDB file in the data dir: the dataset as of Offset
-// in history ReplID. The stream resumes at Offset+1.
-type Snapshot struct {
-	ReplID  string    `json:"replid"`
-	Offset  int64     `json:"offset"`
-	Size    int64     `json:"size"`
-	File    string    `json:"file"` // name within the data dir
-	Created time.Time `json:"created"`
-	Keys    int64     `json:"keys"`    // keys in all databases, from the RDB parser; -1 when unknown
-	Expires int64     `json:"expires"` // keys with a TTL; -1 when unknown
-	Version int       `json:"rdb_version"`
-}
-
 // snapshot is an RDB being received from upstream, or a complete one. Any
 // number of sessions read it while it is written (pipelined fan-out); the
 // final bytes are released only once the whole file has been received and

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/redis-relay/redis-relay/internal/fsutil"
+	hstate "github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -18,16 +17,17 @@ import (
 // log directory) and its identity; anything else named snapshot-* or log-*
 // is a leftover of an interrupted change and is removed at start.
 
-// diskState is state.json: which files in the data dir form the history.
-type diskState struct {
-	Identity replstream.Identity `json:"identity"`
-	Snapshot Snapshot            `json:"snapshot"`
-	LogDir   string              `json:"log_dir"`
-	Older    []Snapshot          `json:"older_snapshots,omitempty"` // newest first
-	Hold     *holdState          `json:"hold,omitempty"`            // the command tripwire holds replicas
-}
+// The on-disk types and state.json's reading and writing are the history
+// package's, where point-in-time recovery reads them without the daemon.
+type (
+	// Snapshot describes an RDB file in the data dir (history.Snapshot).
+	Snapshot = hstate.Snapshot
 
-const stateFile = "state.json"
+	diskState = hstate.State
+	holdState = hstate.Hold // guarded by history.mu
+)
+
+const stateFile = hstate.StateFile
 
 // at marks a step where a crash must leave the data dir consistent:
 // "commit" (a snapshot fully received, before its checks and fsync),
@@ -53,19 +53,18 @@ func (h *history) logOptions() replstream.LogOptions {
 // recover loads state.json and the files it names. Anything it cannot trust
 // is discarded with a log line; the relay then full-syncs from upstream.
 func (h *history) recover() error {
-	raw, err := os.ReadFile(h.path(stateFile))
+	st, err := hstate.ReadState(h.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		h.removeStrays("")
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("read state: %w", err)
-	}
-	var st diskState
-	if err := json.Unmarshal(raw, &st); err != nil || st.Snapshot.File == "" || !replstream.ValidReplID(st.Identity.ReplID) {
+	if errors.Is(err, hstate.ErrInvalidState) {
 		h.logger.Warn("state file unreadable, starting without history", "path", h.path(stateFile), "err", err)
 		h.removeStrays("")
 		return nil
+	}
+	if err != nil {
+		return err
 	}
 	snapPath := h.path(st.Snapshot.File)
 	fi, err := os.Stat(snapPath)
@@ -150,14 +149,7 @@ func (h *history) removeStrays(keepLog string, keepSnaps ...string) {
 // writeState replaces state.json with st: a temporary file, fsynced, renamed
 // over it, and the directory fsynced. Caller holds stateMu.
 func (h *history) writeState(st diskState) error {
-	raw, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
-	}
-	if err := fsutil.WriteFileWithSync(h.path(stateFile), raw, 0o644, h.fsyncFile); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	return nil
+	return hstate.WriteState(h.dir, st, h.fsyncFile)
 }
 
 func newLogDirName() string { return "log-" + replstream.RandomHex40()[:12] }

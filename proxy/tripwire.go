@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	hstate "github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -19,43 +20,18 @@ import (
 // (redis-relay recover --before-command). The cost: while held, the
 // replicas fall behind the master by everything written since.
 
-// holdState is guarded by history.mu; it is persisted in state.json so that a
-// restart keeps holding.
-type holdState struct {
-	At      int64     `json:"at"`      // replicas get the stream up to this offset, not including it
-	Command string    `json:"command"` // the command that tripped it
-	Since   time.Time `json:"since"`
-}
-
 // errNotHolding: RELAY GUARD RELEASE with nothing held.
 var errNotHolding = errors.New("neither the guard nor the command tripwire is holding anything")
 
 // warnHoldCommands logs a warning for each command newly named in
 // hold-on-commands (held, against was) that also matches deletions the
-// master makes on its own (expiryCaveat).
+// master makes on its own (history.ExpiryCaveat).
 func (h *history) warnHoldCommands(was, held map[string]bool) {
 	for name := range held {
-		if why := expiryCaveat(name); why != "" && !was[name] {
+		if why := hstate.ExpiryCaveat(name); why != "" && !was[name] {
 			h.logger.Warn("hold-on-commands names "+strings.ToUpper(name)+": it will also trip on keys the master expires or evicts", "reason", why)
 		}
 	}
-}
-
-// expiryCaveat says why a wire on the command name also matches deletions
-// the master makes on its own, or "" when it does not. A Redis 7 master
-// propagates the removal of a key that expires (in its expire cycle, on
-// access, or by EXPIRE with a time in the past) or that is evicted as
-// "DEL key", or as "UNLINK key" with lazyfree-lazy-expire and
-// lazyfree-lazy-eviction yes: the bytes an application's DEL or UNLINK may
-// have, with nothing in the stream to tell them apart.
-func expiryCaveat(name string) string {
-	switch strings.ToLower(strings.TrimSpace(name)) {
-	case "del":
-		return "a master sends DEL for every key that expires or is evicted, unless lazyfree-lazy-expire and lazyfree-lazy-eviction are yes on it (then UNLINK); nothing in the stream tells those from an application's DEL"
-	case "unlink":
-		return "a master with lazyfree-lazy-expire or lazyfree-lazy-eviction yes sends UNLINK for every key that expires or is evicted; nothing in the stream tells those from an application's UNLINK"
-	}
-	return ""
 }
 
 // tripwire is called by the upstream link for every command, with the

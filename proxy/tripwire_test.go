@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/recovery"
 )
 
 // TestTripwireHoldsFlushall: with hold-on-commands FLUSHALL, a master's
@@ -365,7 +366,7 @@ func TestTripwireDelMatchesExpiry(t *testing.T) {
 		if _, err := relay.hist.currentLog().Sync(); err != nil {
 			t.Fatal(err)
 		}
-		res, err := Recover(t.Context(), RecoverOptions{
+		res, err := recovery.Recover(t.Context(), recovery.Options{
 			DataDir: relay.cfg.DataDir, UntilOffset: -1, BeforeCommand: "del", Out: t.TempDir() + "/before-del.rdb",
 			Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 		})

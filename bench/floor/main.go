@@ -304,8 +304,8 @@ func serveStatus(ctx context.Context, ln net.Listener, st *state) {
 					} else if st.offset.Load() == 0 {
 						syncing = 1
 					}
-					body := fmt.Sprintf("# Replication\r\nrole:slave\r\nmaster_link_status:%s\r\nmaster_sync_in_progress:%d\r\nslave_repl_offset:%d\r\nmaster_repl_offset:%d\r\n",
-						link, syncing, st.offset.Load(), st.offset.Load())
+					body := fmt.Sprintf("# Server\r\nprocess_id:%d\r\n\r\n# Replication\r\nrole:slave\r\nmaster_link_status:%s\r\nmaster_sync_in_progress:%d\r\nslave_repl_offset:%d\r\nmaster_repl_offset:%d\r\n",
+						os.Getpid(), link, syncing, st.offset.Load(), st.offset.Load())
 					out = fmt.Sprintf("$%d\r\n%s\r\n", len(body), body)
 				default:
 					out = "-ERR unknown command\r\n"

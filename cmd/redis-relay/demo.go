@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
+	"github.com/redis-relay/redis-relay/internal/redisproc"
 	"github.com/redis-relay/redis-relay/proxy"
 )
 
@@ -39,96 +38,35 @@ func demoCommand() *cli.Command {
 
 // demoServer is a redis-server process started by the demo.
 type demoServer struct {
-	name   string
-	port   int
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process has exited
-	cli    *redis.Client
+	name string
+	port int
+	proc *redisproc.Proc
+	cli  *redis.Client
 }
 
-// startDemoServer starts redis-server on a free port. Another process may
-// take the port between the probe and the bind, so a server counts as
-// started only when the one answering on the port has our process's pid;
-// when the bind was lost, it tries again on another port.
+// startDemoServer starts redis-server on a free port in its own directory
+// under dir (redisproc.Start: the server answering is the one started).
 func startDemoServer(ctx context.Context, bin, name, dir string, args ...string) (*demoServer, error) {
-	var err error
-	for range 5 {
-		var s *demoServer
-		if s, err = tryDemoServer(ctx, bin, name, dir, args...); err == nil {
-			return s, nil
-		}
-	}
-	return nil, err
-}
-
-func tryDemoServer(ctx context.Context, bin, name, dir string, args ...string) (*demoServer, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	sdir := filepath.Join(dir, name)
 	if err := os.MkdirAll(sdir, 0o755); err != nil {
 		return nil, err
 	}
-	argv := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", sdir, "--save", "",
-		"--logfile", filepath.Join(sdir, "redis.log")}
-	argv = append(append(argv, proxy.DebugCommandArgs(bin)...), args...)
-	cmd := exec.Command(bin, argv...)
-	if err := cmd.Start(); err != nil {
+	p, err := redisproc.Start(ctx, redisproc.Options{Bin: bin, Dir: sdir, Args: args})
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	s := &demoServer{name: name, port: port, cmd: cmd, exited: make(chan struct{}),
-		cli: redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})}
-	go func() {
-		cmd.Wait()
-		close(s.exited)
-	}()
-	for i := 0; ; i++ {
-		select {
-		case <-s.exited:
-			s.cli.Close()
-			return nil, fmt.Errorf("%s exited at start (port %d taken?); see %s", name, port, filepath.Join(sdir, "redis.log"))
-		default:
-		}
-		if info, err := s.cli.Info(ctx, "server").Result(); err == nil {
-			if strings.Contains(info, "process_id:"+strconv.Itoa(cmd.Process.Pid)+"\r\n") {
-				return s, nil
-			}
-			s.stop()
-			return nil, fmt.Errorf("another server answers on port %d", port)
-		}
-		if i == 100 {
-			s.stop()
-			return nil, fmt.Errorf("%s did not answer; see %s", name, filepath.Join(sdir, "redis.log"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return &demoServer{name: name, port: p.Port, proc: p, cli: redis.NewClient(&redis.Options{Addr: p.Addr()})}, nil
 }
 
 func (s *demoServer) stop() {
 	s.cli.Close()
-	s.cmd.Process.Kill()
-	<-s.exited
-}
-
-func freePort() (int, error) {
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if port != 6379 {
-			return port, nil
-		}
-	}
+	s.proc.Kill()
 }
 
 func runDemo(ctx context.Context, out io.Writer, nReplicas, keys int, duration time.Duration) error {
-	bin, err := exec.LookPath("redis-server")
+	bin, err := redisproc.Binary()
 	if err != nil {
-		return errors.New("redis-server not found on PATH: install it (apt-get install -y redis-server) or run `make demo`, which does")
+		return fmt.Errorf("%w, or run `make demo`, which does", err)
 	}
 	dir, err := os.MkdirTemp("", "redis-relay-demo-")
 	if err != nil {
@@ -224,7 +162,7 @@ func runDemo(ctx context.Context, out io.Writer, nReplicas, keys int, duration t
 		if same {
 			printDemoStatus(ctx, out, master, relay, servers[1:])
 			fsync, _ := master.cli.Info(ctx, "stats").Result()
-			fmt.Fprintf(out, "\nin sync: every replica's DEBUG DIGEST is %s; master full syncs: %s\n", want, infoValue(fsync, "sync_full"))
+			fmt.Fprintf(out, "\nin sync: every replica's DEBUG DIGEST is %s; master full syncs: %s\n", want, redisproc.ParseInfo(fsync)["sync_full"])
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -239,24 +177,16 @@ func printDemoStatus(ctx context.Context, out io.Writer, master *demoServer, rel
 	st := relay.Status()
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nNODE\tOFFSET\tLAG (bytes)\tLINK\tKEYS\n")
-	moff, _ := strconv.ParseInt(infoValue(info, "master_repl_offset"), 10, 64)
+	moff, _ := strconv.ParseInt(redisproc.ParseInfo(info)["master_repl_offset"], 10, 64)
 	mkeys, _ := master.cli.DBSize(ctx).Result()
 	fmt.Fprintf(tw, "master\t%d\t-\t-\t%d\n", moff, mkeys)
 	fmt.Fprintf(tw, "relay\t%d\t%d\t%s\t-\n", st.MasterOffset(), moff-st.MasterOffset(), st.LinkState)
 	for _, r := range replicas {
-		ri, _ := r.cli.Info(ctx, "replication").Result()
-		off, _ := strconv.ParseInt(infoValue(ri, "slave_repl_offset"), 10, 64)
+		text, _ := r.cli.Info(ctx, "replication").Result()
+		ri := redisproc.ParseInfo(text)
+		off, _ := strconv.ParseInt(ri["slave_repl_offset"], 10, 64)
 		keys, _ := r.cli.DBSize(ctx).Result()
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", r.name, off, moff-off, infoValue(ri, "master_link_status"), keys)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", r.name, off, moff-off, ri["master_link_status"], keys)
 	}
 	tw.Flush()
-}
-
-func infoValue(info, field string) string {
-	for _, line := range strings.Split(info, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
-			return v
-		}
-	}
-	return ""
 }

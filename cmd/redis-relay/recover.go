@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/redis-relay/redis-relay/proxy"
+	"github.com/redis-relay/redis-relay/recovery"
 )
 
 func recoverCommand() *cli.Command {
@@ -41,7 +41,7 @@ func recoverCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			res, err := proxy.Recover(c.Context, o)
+			res, err := recovery.Recover(c.Context, o)
 			if err != nil {
 				return err
 			}
@@ -66,8 +66,8 @@ func recoverCommand() *cli.Command {
 	}
 }
 
-func recoverOptions(c *cli.Context) (proxy.RecoverOptions, error) {
-	o := proxy.RecoverOptions{
+func recoverOptions(c *cli.Context) (recovery.Options, error) {
+	o := recovery.Options{
 		DataDir: c.String("dir"), UntilOffset: -1, BeforeCommand: c.String("before-command"),
 		Out: c.String("out"), ServePort: c.Int("serve"), Bind: c.String("bind"), RedisServer: c.String("redis-server"),
 		Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, nil)),

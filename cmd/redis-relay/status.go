@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
+
+	"github.com/redis-relay/redis-relay/internal/redisproc"
 )
 
 func statusCommand() *cli.Command {
@@ -95,20 +97,16 @@ func fetchInfo(ctx context.Context, client *redis.Client) (*relayInfo, error) {
 	return parseInfo(text), nil
 }
 
-// parseInfo reads an INFO reply. Section headers and blank lines are
-// skipped; for a field given twice the last one wins.
+// parseInfo reads an INFO reply (redisproc.ParseInfo) and its replica
+// lines, slave0, slave1, ... in that order.
 func parseInfo(text string) *relayInfo {
-	in := &relayInfo{fields: make(map[string]string)}
-	for line := range strings.Lines(text) {
-		line = strings.TrimRight(line, "\r\n")
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || strings.HasPrefix(line, "#") {
-			continue
+	in := &relayInfo{fields: redisproc.ParseInfo(text)}
+	for i := 0; ; i++ {
+		v, ok := in.fields["slave"+strconv.Itoa(i)]
+		if !ok {
+			break
 		}
-		in.fields[k] = v
-		if n, found := strings.CutPrefix(k, "slave"); found && n != "" && strings.Trim(n, "0123456789") == "" {
-			in.replicas = append(in.replicas, parseReplicaLine(v))
-		}
+		in.replicas = append(in.replicas, parseReplicaLine(v))
 	}
 	return in
 }

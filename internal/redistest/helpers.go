@@ -3,10 +3,11 @@ package redistest
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis-relay/redis-relay/internal/redisproc"
 )
 
 // pollInterval is how often Eventually re-checks its condition.
@@ -59,21 +60,13 @@ func SameDigest(servers ...*Server) error {
 	return nil
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
-// never returns 6379, so a developer's own Redis is left alone.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago
+// (redisproc.FreePort): never 6379.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("redistest: probe free port: %v", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		if err := ln.Close(); err != nil {
-			t.Fatalf("redistest: close probe listener: %v", err)
-		}
-		if port != 6379 {
-			return port
-		}
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
 	}
+	return port
 }

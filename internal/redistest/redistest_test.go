@@ -415,32 +415,6 @@ func TestFaultProxyCloseEndsGoroutines(t *testing.T) {
 
 // TestPortTakenIsRetryable checks that losing the port to another process is
 // recognised, which is what makes Start pick a new port and try again.
-func TestPortTakenIsRetryable(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-
-	bin, err := findBinary()
-	if err != nil {
-		t.Skip(err)
-	}
-	dir := t.TempDir()
-	s := &Server{
-		Host:    "127.0.0.1",
-		Port:    ln.Addr().(*net.TCPAddr).Port,
-		Dir:     dir,
-		LogPath: dir + "/redis.log",
-		bin:     bin,
-	}
-	t.Cleanup(s.Kill)
-	if err := s.run(); !errors.Is(err, errPortInUse) {
-		t.Fatalf("run on a taken port: %v, want errPortInUse", err)
-	}
-}
-
 // TestCutMidFullSync cuts the replication link part-way through the RDB and
 // checks that the replica recovers with a new full sync.
 func TestCutMidFullSync(t *testing.T) {

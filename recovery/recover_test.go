@@ -1,11 +1,10 @@
-package proxy
+package recovery
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy"
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/rdbparse"
 )
 
@@ -24,10 +25,8 @@ import (
 // not hold.
 func TestRecoverToPoint(t *testing.T) {
 	master := redistest.Start(t)
-	populate(t, master, 0, 2000)
-	relay := startRelay(t, master.Addr(), func(c *Config) { c.RefreshRatio = -1 })
-	replica := replicaOf(t, relay.HostPort)
-	inSync(t, 30*time.Second, master, replica)
+	master.Do(t, "DEBUG", "POPULATE", 2000, "base", 32)
+	relay := startRelay(t, master.Addr(), func(c *proxy.Config) { c.RefreshRatio = -1 })
 
 	type moment struct {
 		at     time.Time
@@ -40,17 +39,14 @@ func TestRecoverToPoint(t *testing.T) {
 		master.Do(t, "INCR", "counter")
 		master.Do(t, "SET", "last", i)
 		master.Do(t, "EXEC")
-		waitOffsets(t, master, relay, replica)
+		onDisk(t, master, relay)
 		moments = append(moments, moment{at: time.Now(), digest: master.Digest(t)})
 		time.Sleep(50 * time.Millisecond) // well apart from the next write in the time index
 	}
 	beforeFlush := master.Digest(t)
 	master.Do(t, "FLUSHALL")
 	writeKeys(t, master, 5, 100)
-	waitOffsets(t, master, relay, replica)
-	if _, err := relay.hist.currentLog().Sync(); err != nil { // the time index goes to disk with the log
-		t.Fatal(err)
-	}
+	onDisk(t, master, relay)
 
 	// INFO says how far back the relay can go.
 	if got, want := relay.InfoInt(t, "recover_newest_offset"), master.InfoInt(t, "master_repl_offset"); got != want {
@@ -60,7 +56,7 @@ func TestRecoverToPoint(t *testing.T) {
 		t.Errorf("recover_oldest_time %d, newest %d", oldest, relay.InfoInt(t, "recover_newest_time"))
 	}
 
-	recover := func(o RecoverOptions) RecoverResult {
+	recover := func(o Options) Result {
 		t.Helper()
 		o.DataDir = relay.cfg.DataDir
 		if o.UntilOffset == 0 {
@@ -73,7 +69,7 @@ func TestRecoverToPoint(t *testing.T) {
 		return res
 	}
 	out := filepath.Join(t.TempDir(), "before-flush.rdb")
-	res := recover(RecoverOptions{BeforeCommand: "flushall", Out: out})
+	res := recover(Options{BeforeCommand: "flushall", Out: out})
 	if res.Digest != beforeFlush {
 		t.Errorf("before FLUSHALL: digest %s, want %s (the master's just before it)", res.Digest, beforeFlush)
 	}
@@ -82,13 +78,13 @@ func TestRecoverToPoint(t *testing.T) {
 		t.Errorf("the RDB written holds %d keys (%v), the recovered dataset %d", sum.Keys, err, res.Keys)
 	}
 	for i, m := range moments {
-		if res := recover(RecoverOptions{Until: m.at}); res.Digest != m.digest {
+		if res := recover(Options{Until: m.at}); res.Digest != m.digest {
 			t.Errorf("until moment %d: digest %s, want %s", i, res.Digest, m.digest)
 		}
 	}
 	// --serve leaves a redis-server with the dataset.
 	port := redistest.FreePort(t)
-	served := recover(RecoverOptions{Until: moments[2].at, ServePort: port})
+	served := recover(Options{Until: moments[2].at, ServePort: port})
 	t.Cleanup(func() {
 		if p, err := os.FindProcess(served.Pid); err == nil {
 			p.Kill()
@@ -103,29 +99,29 @@ func TestRecoverToPoint(t *testing.T) {
 	if role, _ := c.Do(t.Context(), "ROLE").Slice(); len(role) == 0 || role[0] != "master" {
 		t.Errorf("served server's role %v, want master", role)
 	}
-	byOffset := recover(RecoverOptions{Until: moments[1].at})
-	if again := recover(RecoverOptions{UntilOffset: byOffset.Offset}); again.Digest != moments[1].digest {
+	byOffset := recover(Options{Until: moments[1].at})
+	if again := recover(Options{UntilOffset: byOffset.Offset}); again.Digest != moments[1].digest {
 		t.Errorf("until offset %d: digest %s, want %s", byOffset.Offset, again.Digest, moments[1].digest)
 	}
 
 	// Points the data dir does not hold are refused with what it holds.
-	o := RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: time.Now().Add(-time.Hour)}
+	o := Options{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: time.Now().Add(-time.Hour)}
 	if _, err := Recover(t.Context(), o); !errors.Is(err, ErrOutOfRange) {
 		t.Errorf("a point before the snapshot: %v, want ErrOutOfRange", err)
 	}
-	o = RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, BeforeCommand: "flushdb"}
+	o = Options{DataDir: relay.cfg.DataDir, UntilOffset: -1, BeforeCommand: "flushdb"}
 	if _, err := Recover(t.Context(), o); !errors.Is(err, ErrOutOfRange) {
 		t.Errorf("a command that never came: %v, want ErrOutOfRange", err)
 	}
 
 	// After a restart, and on a stopped relay's data dir, the same points.
 	relay.Restart()
-	waitOffsets(t, master, relay, replica)
+	onDisk(t, master, relay)
 	relay.Stop()
-	if res := recover(RecoverOptions{Until: moments[0].at}); res.Digest != moments[0].digest {
+	if res := recover(Options{Until: moments[0].at}); res.Digest != moments[0].digest {
 		t.Errorf("after a restart, until moment 0: digest %s, want %s", res.Digest, moments[0].digest)
 	}
-	if _, err := os.Stat(filepath.Join(relay.cfg.DataDir, stateFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(relay.cfg.DataDir, history.StateFile)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -138,18 +134,16 @@ func TestRecoverAcrossRefresh(t *testing.T) {
 	for _, retain := range []bool{true, false} {
 		t.Run(map[bool]string{true: "retain-age 1h", false: "no retention"}[retain], func(t *testing.T) {
 			master := redistest.Start(t)
-			populate(t, master, 0, 2000)
-			relay := startRelay(t, master.Addr(), func(c *Config) {
+			master.Do(t, "DEBUG", "POPULATE", 2000, "base", 32)
+			relay := startRelay(t, master.Addr(), func(c *proxy.Config) {
 				c.RefreshRatio = -1
 				c.SegmentSize = 32 << 10
 				if retain {
 					c.RetainAge = time.Hour
 				}
 			})
-			replica := replicaOf(t, relay.HostPort)
-			inSync(t, 30*time.Second, master, replica)
 			writeKeys(t, master, 1, 300)
-			waitOffsets(t, master, relay, replica)
+			onDisk(t, master, relay)
 			before, digest := time.Now(), master.Digest(t)
 			time.Sleep(50 * time.Millisecond)
 			writeKeys(t, master, 2, 300)
@@ -167,11 +161,8 @@ func TestRecoverAcrossRefresh(t *testing.T) {
 				t.Fatal(err)
 			}
 			writeKeys(t, master, 3, 100)
-			waitOffsets(t, master, relay, replica)
-			if _, err := relay.hist.currentLog().Sync(); err != nil {
-				t.Fatal(err)
-			}
-			res, err := Recover(t.Context(), RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: before, Out: filepath.Join(t.TempDir(), "x.rdb")})
+			onDisk(t, master, relay)
+			res, err := Recover(t.Context(), Options{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: before, Out: filepath.Join(t.TempDir(), "x.rdb")})
 			switch {
 			case retain && err != nil:
 				t.Fatalf("a point before the refresh, within retention: %v", err)
@@ -189,12 +180,9 @@ func TestRecoverAcrossRefresh(t *testing.T) {
 // server is left as it was: its key, its role, its data.
 func TestRecoverServeBusyPort(t *testing.T) {
 	master := redistest.Start(t)
-	relay := startRelay(t, master.Addr(), func(c *Config) { c.RefreshRatio = -1 })
+	relay := startRelay(t, master.Addr(), func(c *proxy.Config) { c.RefreshRatio = -1 })
 	writeKeys(t, master, 0, 50)
-	waitOffsets(t, master, relay)
-	if _, err := relay.hist.currentLog().Sync(); err != nil {
-		t.Fatal(err)
-	}
+	onDisk(t, master, relay)
 	other := redistest.Start(t)
 	other.Do(t, "SET", "precious", "do not touch")
 	digest := other.Digest(t)
@@ -210,22 +198,11 @@ func TestRecoverServeBusyPort(t *testing.T) {
 			t.Fatalf("%s: the unrelated server's digest %s, was %s", what, got, digest)
 		}
 	}
-	_, err := Recover(t.Context(), RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: time.Now(), ServePort: other.Port})
+	_, err := Recover(t.Context(), Options{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: time.Now(), ServePort: other.Port})
 	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(other.Port)) {
 		t.Fatalf("recover --serve %d: %v, want an error naming the port", other.Port, err)
 	}
 	untouched("recover --serve")
-
-	// The server started is proven ours by its pid before anything is sent
-	// to the port, even where the port looked free a moment before.
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tryScratch(t.Context(), RecoverOptions{}, bin, other.Port); !errors.Is(err, errPortTaken) {
-		t.Fatalf("a scratch server on a taken port: %v, want errPortTaken", err)
-	}
-	untouched("a scratch server on its port")
 }
 
 // TestRecoverTTLAsOfPoint: keys with short TTLs written before the point
@@ -236,7 +213,7 @@ func TestRecoverTTLAsOfPoint(t *testing.T) {
 	// Enough keys that taking the digest and the RDB lasts longer than one
 	// of the scratch server's expiry cycles (10 a second).
 	master.Do(t, "DEBUG", "POPULATE", 50000, "lasting", 32)
-	relay := startRelay(t, master.Addr(), func(c *Config) { c.RefreshRatio = -1 })
+	relay := startRelay(t, master.Addr(), func(c *proxy.Config) { c.RefreshRatio = -1 })
 	const expiring = 3000
 	pipe := master.Client().Pipeline()
 	for i := range expiring {
@@ -245,20 +222,17 @@ func TestRecoverTTLAsOfPoint(t *testing.T) {
 	if _, err := pipe.Exec(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitOffsets(t, master, relay)
+	onDisk(t, master, relay)
 	all := master.Do(t, "DBSIZE").(int64)
 	time.Sleep(50 * time.Millisecond) // the point, well apart from the writes around it in the time index
 	point := time.Now()
 	time.Sleep(50 * time.Millisecond)
 	master.Do(t, "SET", "after", "the point")
-	waitOffsets(t, master, relay)
-	if _, err := relay.hist.currentLog().Sync(); err != nil {
-		t.Fatal(err)
-	}
-	recover := func() (RecoverResult, int64) {
+	onDisk(t, master, relay)
+	recover := func() (Result, int64) {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "x.rdb")
-		res, err := Recover(t.Context(), RecoverOptions{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: point, Out: out})
+		res, err := Recover(t.Context(), Options{DataDir: relay.cfg.DataDir, UntilOffset: -1, Until: point, Out: out})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -279,7 +253,7 @@ func TestRecoverTTLAsOfPoint(t *testing.T) {
 	})
 	second, secondRDB := recover()
 	for i, r := range []struct {
-		res  RecoverResult
+		res  Result
 		keys int64
 	}{{first, firstRDB}, {second, secondRDB}} {
 		if r.res.Keys != all || r.keys != all {

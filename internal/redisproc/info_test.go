@@ -1,4 +1,4 @@
-package redistest
+package redisproc
 
 import (
 	"maps"
@@ -21,12 +21,6 @@ func TestParseInfo(t *testing.T) {
 	}
 	if got := ParseInfo(text); !maps.Equal(got, want) {
 		t.Errorf("ParseInfo = %v\nwant %v", got, want)
-	}
-	if got := InfoField(text, "process_id"); got != "42" {
-		t.Errorf("InfoField(process_id) = %q, want 42", got)
-	}
-	if got := InfoField(text, "Server"); got != "" {
-		t.Errorf("InfoField(Server) = %q, want empty", got)
 	}
 	if got := ParseInfo(""); len(got) != 0 {
 		t.Errorf("ParseInfo(\"\") = %v, want no fields", got)

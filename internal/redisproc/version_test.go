@@ -1,7 +1,6 @@
-package redistest
+package redisproc
 
 import (
-	"slices"
 	"testing"
 )
 
@@ -22,26 +21,5 @@ func TestParseMajorVersion(t *testing.T) {
 		if _, err := parseMajorVersion(bad); err == nil {
 			t.Errorf("parseMajorVersion(%q): no error", bad)
 		}
-	}
-}
-
-// TestDebugCommandArgs: the options match the installed server, which
-// starts with them (Start would fail otherwise) and answers DEBUG.
-func TestDebugCommandArgs(t *testing.T) {
-	bin, err := findBinary()
-	if err != nil {
-		t.Fatalf("redis-server not found: apt-get install -y redis-server")
-	}
-	major, err := ServerMajorVersion(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := DebugCommandArgs(bin)
-	if wantOpt := major >= 7; wantOpt != slices.Contains(args, "--enable-debug-command") {
-		t.Errorf("Redis %d: DebugCommandArgs = %q", major, args)
-	}
-	s := Start(t)
-	if got := s.Do(t, "DEBUG", "DIGEST"); got == nil {
-		t.Error("DEBUG DIGEST answered nothing")
 	}
 }

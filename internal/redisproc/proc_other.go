@@ -1,8 +1,11 @@
 //go:build !unix
 
-package redistest
+package redisproc
 
-import "os/exec"
+import (
+	"os"
+	"os/exec"
+)
 
 // ownProcessGroup does nothing where process groups are not available.
 func ownProcessGroup(*exec.Cmd) {}
@@ -11,3 +14,6 @@ func ownProcessGroup(*exec.Cmd) {}
 func killProcess(cmd *exec.Cmd) {
 	_ = cmd.Process.Kill()
 }
+
+// terminate asks a process to end: here it can only be killed.
+var terminate = os.Kill

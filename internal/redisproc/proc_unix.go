@@ -1,8 +1,9 @@
 //go:build unix
 
-package redistest
+package redisproc
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -21,3 +22,6 @@ func killProcess(cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 	}
 }
+
+// terminate asks a process to end.
+var terminate os.Signal = syscall.SIGTERM
