@@ -73,7 +73,8 @@ func Start(t testing.TB, args ...string) *Server {
 func StartSentinel(t testing.TB, lines ...string) *Server {
 	t.Helper()
 	lines = append([]string{}, lines...)
-	var o redisproc.Options
+	dir := t.TempDir()
+	o := redisproc.Options{Dir: dir, LogPath: filepath.Join(dir, "redis.log")}
 	o.Argv = func(port int) []string {
 		// Sentinel insists on a config file it can rewrite.
 		conf := filepath.Join(o.Dir, "sentinel.conf")
@@ -105,8 +106,10 @@ func start(t testing.TB, o redisproc.Options) *Server {
 		t.Fatalf("redistest: %v", err)
 	}
 	o.Bin = bin
-	o.Dir = t.TempDir()
-	o.LogPath = filepath.Join(o.Dir, "redis.log")
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+		o.LogPath = filepath.Join(o.Dir, "redis.log")
+	}
 	s := &Server{Host: "127.0.0.1", Dir: o.Dir, LogPath: o.LogPath}
 	// Registered after TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() { s.cleanup(t) })

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -432,5 +434,24 @@ func TestCutMidFullSync(t *testing.T) {
 	}
 	if n := master.InfoInt(t, "sync_full"); n < 2 {
 		t.Fatalf("sync_full = %d, want at least 2", n)
+	}
+}
+
+// TestStartSentinel: a Sentinel runs from a config file in its own
+// directory, watches the master it is given, and leaves nothing in the
+// working directory.
+func TestStartSentinel(t *testing.T) {
+	master := Start(t)
+	h, p := master.HostPort()
+	s := StartSentinel(t, fmt.Sprintf("sentinel monitor mymaster %s %s 1", h, p))
+	if _, err := os.Stat(filepath.Join(s.Dir, "sentinel.conf")); err != nil {
+		t.Errorf("sentinel config: %v", err)
+	}
+	if _, err := os.Stat("sentinel.conf"); err == nil {
+		t.Errorf("a sentinel.conf was written to the working directory")
+	}
+	got, err := s.Client().Do(t.Context(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster").StringSlice()
+	if err != nil || len(got) != 2 || got[1] != p {
+		t.Fatalf("SENTINEL GET-MASTER-ADDR-BY-NAME = %v, %v; want port %s", got, err, p)
 	}
 }
