@@ -73,7 +73,10 @@ func Start(t testing.TB, args ...string) *Server {
 func StartSentinel(t testing.TB, lines ...string) *Server {
 	t.Helper()
 	lines = append([]string{}, lines...)
-	var o redisproc.Options
+	// The directory is made here, not in start, because the config file
+	// written below names it.
+	o := redisproc.Options{Dir: t.TempDir()}
+	o.LogPath = filepath.Join(o.Dir, "redis.log")
 	o.Argv = func(port int) []string {
 		// Sentinel insists on a config file it can rewrite.
 		conf := filepath.Join(o.Dir, "sentinel.conf")
@@ -105,8 +108,12 @@ func start(t testing.TB, o redisproc.Options) *Server {
 		t.Fatalf("redistest: %v", err)
 	}
 	o.Bin = bin
-	o.Dir = t.TempDir()
-	o.LogPath = filepath.Join(o.Dir, "redis.log")
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	if o.LogPath == "" {
+		o.LogPath = filepath.Join(o.Dir, "redis.log")
+	}
 	s := &Server{Host: "127.0.0.1", Dir: o.Dir, LogPath: o.LogPath}
 	// Registered after TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() { s.cleanup(t) })
