@@ -26,7 +26,17 @@
 //     a downstream ACK policy can reach them.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go):
 //     INFO, ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN, LATENCY, RELAY and
-//     the pub/sub that Sentinel uses. They read the other parts through
+//     the pub/sub that Sentinel uses. Each is a handler in one table,
+//     adminCommands, which the server dispatches through. A handler is
+//     given the arguments, a clientInfo (what it may know of the calling
+//     connection: id, address, name) and a buffer; it appends its reply
+//     and returns it, with an effect for what the connection itself must
+//     change (CLIENT SETNAME, the subscription count that SUBSCRIBE mode
+//     and the idle timeout go by, closing after SHUTDOWN), which the
+//     server applies. No handler writes to a connection or its buffer:
+//     CLIENT LIST and KILL go through the server's connections interface,
+//     and PUBLISH hands each message to a subscriber, which the server's
+//     connection implements. The handlers read the other parts through
 //     the Relay.
 //
 // The Relay (relay.go, status.go) only builds and wires them, and gathers
@@ -46,7 +56,9 @@
 // snapshot's or the log's own. Every other lock (settings.Live.mu,
 // upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu) is a leaf: no
 // other lock is taken while it is held. No lock is held across network
-// I/O; stateMu is held across the state.json write and its fsync.
+// I/O but a connection's own write lock (client.wmu), which keeps a
+// published message from landing inside a reply; stateMu is held across
+// the state.json write and its fsync.
 //
 // state.json's types and their reading and writing are in package
 // proxy/history (statefile.go names them here), which point-in-time

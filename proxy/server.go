@@ -182,8 +182,12 @@ type client struct {
 	replica atomic.Bool  // became a replica session
 	multi   [][][]byte   // commands queued after MULTI; nil outside a transaction
 	inMulti bool
-	wmu     sync.Mutex          // serialises writes: replies and published messages
-	subs    map[string]struct{} // channels this client subscribed to
+	wmu     sync.Mutex // serialises writes: replies and published messages
+
+	// subscriptions is how many channels the connection listens to, as the
+	// last SUBSCRIBE or UNSUBSCRIBE reported (admin keeps the channels).
+	// Only the connection's own goroutine reads and writes it.
+	subscriptions int
 }
 
 func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
@@ -221,7 +225,7 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 		// not to subscribers, as in Redis; CommandTimeout bounds one
 		// command from its first byte to its last.
 		var idleUntil time.Time
-		if idle := srv.cfg.Get().IdleTimeout; idle > 0 && len(c.subs) == 0 {
+		if idle := srv.cfg.Get().IdleTimeout; idle > 0 && c.subscriptions == 0 {
 			idleUntil = time.Now().Add(idle)
 		}
 		nc.SetReadDeadline(idleUntil)
@@ -276,7 +280,7 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 		c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
 		return nil, false
 	}
-	if len(c.subs) > 0 {
+	if c.subscriptions > 0 {
 		switch name {
 		case "subscribe", "unsubscribe", "ping", "quit", "psubscribe", "punsubscribe":
 		default:
@@ -331,9 +335,16 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 }
 
 // dispatch runs one command. It returns a session when the connection
-// became a replica, and quit when it must be closed.
+// became a replica, and quit when it must be closed. An admin command goes
+// to its handler in adminCommands, which appends the reply to c.out and
+// hands back what the connection must change; the connection applies it.
 func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
+	if h := adminCommands[name]; h != nil {
+		var e effect
+		c.out, e = h(c.srv.admin, c.out, c.info(), args)
+		return nil, c.apply(e)
+	}
 	switch name {
 	case "ping":
 		switch len(args) {
@@ -365,12 +376,6 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		return newSession(c, string(args[1]), off, false), false
 	case "sync":
 		return newSession(c, "?", -1, true), false
-	case "info":
-		c.out = resp.AppendBulk(c.out, c.srv.admin.info(args[1:]))
-	case "latency":
-		c.srv.admin.latency(c, args)
-	case "role":
-		c.out = c.srv.admin.appendRole(c.out)
 	case "quit":
 		c.out = resp.AppendSimple(c.out, "OK")
 		return nil, true
@@ -382,28 +387,6 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		} else {
 			c.out = resp.AppendError(c.out, "ERR a relay holds no keyspace; only SELECT 0 is accepted")
 		}
-	case "client":
-		c.srv.admin.clientCommand(c, args)
-	case "relay":
-		c.srv.admin.relayCommand(c, args)
-	case "subscribe":
-		c.srv.admin.subscribe(c, args[1:])
-	case "unsubscribe":
-		c.srv.admin.unsubscribe(c, args[1:])
-	case "psubscribe", "punsubscribe":
-		c.out = resp.AppendError(c.out, "ERR pattern subscriptions are not supported by the relay")
-	case "publish":
-		if len(args) != 3 {
-			c.wrongArgs(name)
-		} else {
-			c.out = resp.AppendInt(c.out, int64(c.srv.admin.publish(string(args[1]), string(args[2]))))
-		}
-	case "replicaof", "slaveof":
-		c.srv.admin.replicaof(c, args)
-	case "config":
-		c.srv.admin.configCommand(c, args)
-	case "shutdown":
-		return nil, c.srv.admin.shutdown(c, args)
 	case "echo":
 		if len(args) != 2 {
 			c.wrongArgs(name)
@@ -426,7 +409,48 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 }
 
 func (c *client) wrongArgs(name string) {
-	c.out = resp.AppendError(c.out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+	c.out = appendWrongArgs(c.out, name)
+}
+
+// info is what an admin command sees of this connection.
+func (c *client) info() clientInfo {
+	name, _ := c.name.Load().(string)
+	cmd, _ := c.lastCmd.Load().(string)
+	var lastAt time.Time
+	if at := c.lastAt.Load(); at > 0 {
+		lastAt = time.Unix(0, at)
+	}
+	return clientInfo{
+		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), name: name,
+		lastCmd: cmd, lastAt: lastAt, created: c.created, replica: c.replica.Load(),
+		sub: c,
+	}
+}
+
+// apply makes the change an admin command asked of this connection, after
+// its reply has been appended, and reports whether the connection must
+// close.
+func (c *client) apply(e effect) (quit bool) {
+	if e.setName != nil {
+		c.name.Store(*e.setName)
+	}
+	if e.subscribed {
+		c.subscriptions = e.subscriptions
+	}
+	return e.quit
+}
+
+// deliver writes one published message to the connection, between its
+// replies (wmu). A connection that cannot take it within a second is closed.
+func (c *client) deliver(msg []byte) error {
+	c.wmu.Lock()
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, err := c.nc.Write(msg)
+	c.wmu.Unlock()
+	if err != nil {
+		c.nc.Close()
+	}
+	return err
 }
 
 func (c *client) auth(args [][]byte) {
@@ -518,25 +542,42 @@ func constantTimeEqual(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// clientList returns every downstream connection, oldest first.
-func (srv *server) clientList() []*client {
+// clientInfos describes every downstream connection, oldest first.
+func (srv *server) clientInfos() []clientInfo {
 	srv.clientsMu.Lock()
-	list := make([]*client, 0, len(srv.clients))
+	list := make([]clientInfo, 0, len(srv.clients))
 	for o := range srv.clients {
-		list = append(list, o)
+		list = append(list, o.info())
 	}
 	srv.clientsMu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
 	return list
 }
 
-// endSessionOf records that a replica's session was killed by an operator.
-func (srv *server) endSessionOf(o *client) {
-	srv.hist.eachReader(func(s *session) {
-		if s.c == o {
-			s.end(reasonKilled)
+// killClient closes the downstream connection with that id. With
+// endSession, a replica session on it is first ended as killed by an
+// operator, so that its close reason says so.
+func (srv *server) killClient(id int64, endSession bool) {
+	srv.clientsMu.Lock()
+	var o *client
+	for c := range srv.clients {
+		if c.id == id {
+			o = c
+			break
 		}
-	})
+	}
+	srv.clientsMu.Unlock()
+	if o == nil {
+		return
+	}
+	if endSession && o.replica.Load() {
+		srv.hist.eachReader(func(s *session) {
+			if s.c == o {
+				s.end(reasonKilled)
+			}
+		})
+	}
+	o.nc.Close()
 }
 
 // clientCount is the number of downstream connections.
