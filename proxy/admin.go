@@ -61,7 +61,8 @@ type clientInfo struct {
 // server to make after appending the reply. The zero effect changes
 // nothing.
 type effect struct {
-	quit          bool    // close the connection after the reply (SHUTDOWN)
+	quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
+	authenticated bool    // AUTH matched: the connection may run every command
 	setName       *string // CLIENT SETNAME
 	subscriptions int     // the channels the connection now listens to, when subscribed is set
 	subscribed    bool    // SUBSCRIBE or UNSUBSCRIBE ran: subscriptions holds the count
@@ -73,8 +74,18 @@ type adminHandler func(a *admin, out []byte, who clientInfo, args [][]byte) ([]b
 
 // adminCommands maps each admin command, lower case, to its handler. The
 // server dispatches every command it finds here; the rest (the replication
-// handshake, AUTH, PING, MULTI/EXEC and the like) are the server's own.
+// handshake: REPLCONF, PSYNC, SYNC; and MULTI/EXEC/DISCARD, which queue
+// commands on the connection) are the server's own. Which commands an
+// unauthenticated or subscribed connection may send is the server's to
+// check, before it dispatches.
 var adminCommands = map[string]adminHandler{
+	"auth":         (*admin).auth,
+	"ping":         (*admin).ping,
+	"echo":         (*admin).echo,
+	"time":         (*admin).timeCommand,
+	"command":      (*admin).command,
+	"select":       (*admin).selectDB,
+	"quit":         (*admin).quit,
 	"info":         (*admin).infoCommand,
 	"role":         (*admin).roleCommand,
 	"latency":      (*admin).latency,

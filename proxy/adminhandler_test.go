@@ -47,6 +47,11 @@ func TestAdminHandlersAppendReplies(t *testing.T) {
 		cmd, reply string
 		effect     effect
 	}{
+		{"PING", "+PONG\r\n", effect{}},
+		{"ECHO hi", "$2\r\nhi\r\n", effect{}},
+		{"SELECT 1", "-ERR a relay holds no keyspace; only SELECT 0 is accepted\r\n", effect{}},
+		{"AUTH secret", "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n", effect{}},
+		{"QUIT", "+OK\r\n", effect{quit: true}},
 		{"CLIENT SETNAME relay-watcher", "+OK\r\n", effect{}},
 		{"CLIENT GETNAME", "$10\r\nsentinel-1\r\n", effect{}},
 		{"CLIENT ID", ":7\r\n", effect{}},
@@ -84,5 +89,35 @@ func TestAdminHandlersAppendReplies(t *testing.T) {
 	}
 	if reply, _ := run("ROLE"); !strings.HasPrefix(reply, "*5\r\n$5\r\nslave\r\n") {
 		t.Errorf("ROLE = %q", reply)
+	}
+}
+
+// TestAuthHandlerReturnsTheEffect checks that only a matching password
+// authenticates, and only through the effect the server applies.
+func TestAuthHandlerReturnsTheEffect(t *testing.T) {
+	relay, err := New(Config{DataDir: t.TempDir(), RequirePass: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	auth := adminCommands["auth"]
+	for _, tc := range []struct {
+		args  []string
+		reply string
+		ok    bool
+	}{
+		{[]string{"auth", "nope"}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", false},
+		{[]string{"auth", "someone", "pw"}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", false},
+		{[]string{"auth", "pw"}, "+OK\r\n", true},
+		{[]string{"auth", "default", "pw"}, "+OK\r\n", true},
+	} {
+		var args [][]byte
+		for _, a := range tc.args {
+			args = append(args, []byte(a))
+		}
+		out, e := auth(relay.admin, nil, clientInfo{addr: "test"}, args)
+		if string(out) != tc.reply || e.authenticated != tc.ok || e.quit {
+			t.Errorf("%q: reply %q, effect %+v", tc.args, out, e)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -276,6 +275,8 @@ func (c *client) flush() error {
 // execute runs one command, or queues it inside MULTI.
 func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
+	// authed, set only by AUTH's effect, guards every command but AUTH,
+	// PING and QUIT; a subscribed connection may send only these few.
 	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
 		c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
 		return nil, false
@@ -346,17 +347,6 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		return nil, c.apply(e)
 	}
 	switch name {
-	case "ping":
-		switch len(args) {
-		case 1:
-			c.out = resp.AppendSimple(c.out, "PONG")
-		case 2:
-			c.out = resp.AppendBulk(c.out, string(args[1]))
-		default:
-			c.wrongArgs(name)
-		}
-	case "auth":
-		c.auth(args)
 	case "replconf":
 		c.replconf(args)
 	case "psync":
@@ -376,28 +366,6 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		return newSession(c, string(args[1]), off, false), false
 	case "sync":
 		return newSession(c, "?", -1, true), false
-	case "quit":
-		c.out = resp.AppendSimple(c.out, "OK")
-		return nil, true
-	case "command":
-		c.out = resp.AppendArray(c.out, 0)
-	case "select":
-		if len(args) == 2 && string(args[1]) == "0" {
-			c.out = resp.AppendSimple(c.out, "OK")
-		} else {
-			c.out = resp.AppendError(c.out, "ERR a relay holds no keyspace; only SELECT 0 is accepted")
-		}
-	case "echo":
-		if len(args) != 2 {
-			c.wrongArgs(name)
-		} else {
-			c.out = resp.AppendBulk(c.out, string(args[1]))
-		}
-	case "time":
-		now := time.Now()
-		c.out = resp.AppendArray(c.out, 2)
-		c.out = resp.AppendBulk(c.out, strconv.FormatInt(now.Unix(), 10))
-		c.out = resp.AppendBulk(c.out, strconv.Itoa(now.Nanosecond()/1000))
 	default:
 		var b strings.Builder
 		for _, a := range args[1:] {
@@ -431,6 +399,9 @@ func (c *client) info() clientInfo {
 // its reply has been appended, and reports whether the connection must
 // close.
 func (c *client) apply(e effect) (quit bool) {
+	if e.authenticated {
+		c.authed = true
+	}
 	if e.setName != nil {
 		c.name.Store(*e.setName)
 	}
@@ -451,32 +422,6 @@ func (c *client) deliver(msg []byte) error {
 		c.nc.Close()
 	}
 	return err
-}
-
-func (c *client) auth(args [][]byte) {
-	var user, pass string
-	switch len(args) {
-	case 2:
-		user, pass = "default", string(args[1])
-	case 3:
-		user, pass = string(args[1]), string(args[2])
-	default:
-		c.wrongArgs("auth")
-		return
-	}
-	cfg := c.srv.cfg.Get()
-	if cfg.RequirePass == "" {
-		c.out = resp.AppendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-		return
-	}
-	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
-	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
-		c.srv.logger.Warn("downstream AUTH failed", "client", c.addr, "user", user)
-		c.out = resp.AppendError(c.out, "WRONGPASS invalid username-password pair or user is disabled.")
-		return
-	}
-	c.authed = true
-	c.out = resp.AppendSimple(c.out, "OK")
 }
 
 // replconf answers REPLCONF option/value pairs as a Redis master does.
@@ -536,10 +481,6 @@ func (c *client) replconf(args [][]byte) {
 		}
 	}
 	c.out = resp.AppendSimple(c.out, "OK")
-}
-
-func constantTimeEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
 // clientInfos describes every downstream connection, oldest first.
