@@ -18,115 +18,184 @@ import (
 // channel). It reads the other parts through the Relay and owns only the
 // pub/sub subscriptions.
 //
+// Every command is a handler in adminCommands. A handler appends its reply
+// to the buffer it is given and returns it; it writes to no connection and
+// no client's buffer. What it knows of the connection that sent the
+// command is a clientInfo, and what it needs changed on that connection
+// it returns as an effect, which the server applies.
+//
 // psMu is a leaf lock.
 type admin struct {
-	r *Relay
+	r     *Relay
+	conns connections // the downstream connections, for CLIENT LIST and KILL
 
 	psMu     sync.Mutex
-	channels map[string]map[*client]struct{} // pub/sub subscribers; guarded by psMu (as is client.subs)
+	channels map[string]map[subscriber]struct{} // subscribers of each channel; guarded by psMu
+	subs     map[subscriber]map[string]struct{} // channels of each subscriber; guarded by psMu
+}
+
+// connections is what admin needs of the downstream server.
+type connections interface {
+	// clientInfos describes every downstream connection, oldest first.
+	clientInfos() []clientInfo
+	// killClient closes the connection with that id. With endSession,
+	// a replica session on it is first ended as killed by an operator.
+	killClient(id int64, endSession bool)
+}
+
+// clientInfo is what an admin command sees of one connection: the one
+// that sent it, or one listed by CLIENT LIST.
+type clientInfo struct {
+	id        int64
+	addr      string
+	localAddr string
+	name      string // CLIENT SETNAME
+	lastCmd   string
+	lastAt    time.Time // zero before the first command
+	created   time.Time
+	replica   bool       // became a replica session
+	sub       subscriber // where PUBLISH delivers this connection's messages; nil in a listing
+}
+
+// effect is a change to the calling connection that a command asks the
+// server to make after appending the reply. The zero effect changes
+// nothing.
+type effect struct {
+	quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
+	authenticated bool    // AUTH matched: the connection may run every command
+	setName       *string // CLIENT SETNAME
+	subscriptions int     // the channels the connection now listens to, when subscribed is set
+	subscribed    bool    // SUBSCRIBE or UNSUBSCRIBE ran: subscriptions holds the count
+}
+
+// adminHandler answers one admin command: args[0] is the command name as
+// sent. It appends the reply to out and returns it.
+type adminHandler func(a *admin, out []byte, who clientInfo, args [][]byte) ([]byte, effect)
+
+// adminCommands maps each admin command, lower case, to its handler. The
+// server dispatches every command it finds here; the rest (the replication
+// handshake: REPLCONF, PSYNC, SYNC; and MULTI/EXEC/DISCARD, which queue
+// commands on the connection) are the server's own. Which commands an
+// unauthenticated or subscribed connection may send is the server's to
+// check, before it dispatches.
+var adminCommands = map[string]adminHandler{
+	"auth":         (*admin).auth,
+	"ping":         (*admin).ping,
+	"echo":         (*admin).echo,
+	"time":         (*admin).timeCommand,
+	"command":      (*admin).command,
+	"select":       (*admin).selectDB,
+	"quit":         (*admin).quit,
+	"info":         (*admin).infoCommand,
+	"role":         (*admin).roleCommand,
+	"latency":      (*admin).latency,
+	"client":       (*admin).clientCommand,
+	"relay":        (*admin).relayCommand,
+	"subscribe":    (*admin).subscribe,
+	"unsubscribe":  (*admin).unsubscribe,
+	"psubscribe":   (*admin).patternSubscribe,
+	"punsubscribe": (*admin).patternSubscribe,
+	"publish":      (*admin).publishCommand,
+	"replicaof":    (*admin).replicaof,
+	"slaveof":      (*admin).replicaof,
+	"config":       (*admin).configCommand,
+	"shutdown":     (*admin).shutdown,
+}
+
+// appendWrongArgs appends the error Redis gives for a command called with
+// the wrong number of arguments.
+func appendWrongArgs(out []byte, name string) []byte {
+	return resp.AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
 }
 
 // replicaof re-points the upstream: REPLICAOF host port. The relay keeps
 // its history and asks the new upstream for a partial resync.
-func (a *admin) replicaof(c *client, args [][]byte) {
+func (a *admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) != 3 {
-		c.wrongArgs(strings.ToLower(string(args[0])))
-		return
+		return appendWrongArgs(out, strings.ToLower(string(args[0]))), effect{}
 	}
 	addr, err := settings.ReplicaOfAddr(string(args[1]), string(args[2]))
 	switch {
 	case errors.Is(err, settings.ErrBadPort):
-		c.out = resp.AppendError(c.out, "ERR Invalid master port")
-		return
+		return resp.AppendError(out, "ERR Invalid master port"), effect{}
 	case err != nil:
-		c.out = resp.AppendError(c.out, "ERR "+err.Error())
-		return
+		return resp.AppendError(out, "ERR "+err.Error()), effect{}
 	case addr == "": // REPLICAOF NO ONE
-		c.out = resp.AppendError(c.out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port")
-		return
+		return resp.AppendError(out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port"), effect{}
 	}
 	if cur, _ := a.r.up.masterAddr(); cur == addr {
-		c.out = resp.AppendSimple(c.out, "OK Already connected to specified master")
-		return
+		return resp.AppendSimple(out, "OK Already connected to specified master"), effect{}
 	}
-	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", c.addr)
+	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", who.addr)
 	a.r.up.setMaster(addr)
-	c.out = resp.AppendSimple(c.out, "OK")
+	return resp.AppendSimple(out, "OK"), effect{}
 }
 
 // clientCommand implements the CLIENT subcommands tools use.
-func (a *admin) clientCommand(c *client, args [][]byte) {
+func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
-		c.wrongArgs("client")
-		return
+		return appendWrongArgs(out, "client"), effect{}
 	}
 	switch strings.ToLower(string(args[1])) {
 	case "setname":
 		if len(args) != 3 {
-			c.wrongArgs("client|setname")
-			return
+			return appendWrongArgs(out, "client|setname"), effect{}
 		}
-		c.name.Store(string(args[2]))
-		c.out = resp.AppendSimple(c.out, "OK")
+		name := string(args[2])
+		return resp.AppendSimple(out, "OK"), effect{setName: &name}
 	case "setinfo":
-		c.out = resp.AppendSimple(c.out, "OK")
+		return resp.AppendSimple(out, "OK"), effect{}
 	case "getname":
-		if n, _ := c.name.Load().(string); n != "" {
-			c.out = resp.AppendBulk(c.out, n)
-		} else {
-			c.out = resp.AppendNull(c.out)
+		if who.name != "" {
+			return resp.AppendBulk(out, who.name), effect{}
 		}
+		return resp.AppendNull(out), effect{}
 	case "id":
-		c.out = resp.AppendInt(c.out, c.id)
+		return resp.AppendInt(out, who.id), effect{}
 	case "list":
 		var b strings.Builder
-		for _, o := range a.r.srv.clientList() {
+		for _, o := range a.conns.clientInfos() {
 			b.WriteString(describeClient(o))
 			b.WriteByte('\n')
 		}
-		c.out = resp.AppendBulk(c.out, b.String())
+		return resp.AppendBulk(out, b.String()), effect{}
 	case "info":
-		c.out = resp.AppendBulk(c.out, describeClient(c)+"\n")
+		return resp.AppendBulk(out, describeClient(who)+"\n"), effect{}
 	case "kill":
-		a.clientKill(c, args[2:])
+		return a.clientKill(out, who, args[2:]), effect{}
 	default:
-		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT LIST, KILL, ID, SETNAME, GETNAME.", resp.Excerpt(args[1], 64)))
+		return resp.AppendError(out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT LIST, KILL, ID, SETNAME, GETNAME.", resp.Excerpt(args[1], 64))), effect{}
 	}
 }
 
 // describeClient renders one CLIENT LIST line.
-func describeClient(c *client) string {
+func describeClient(c clientInfo) string {
 	flags := "N"
-	if c.replica.Load() {
+	if c.replica {
 		flags = "S"
 	}
-	name, _ := c.name.Load().(string)
-	cmd, _ := c.lastCmd.Load().(string)
 	idle := 0
-	if at := c.lastAt.Load(); at > 0 {
-		idle = int(time.Since(time.Unix(0, at)).Seconds())
+	if !c.lastAt.IsZero() {
+		idle = int(time.Since(c.lastAt).Seconds())
 	}
 	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 cmd=%s",
-		c.id, c.addr, c.nc.LocalAddr(), name, int(time.Since(c.created).Seconds()), idle, flags, cmd)
+		c.id, c.addr, c.localAddr, c.name, int(time.Since(c.created).Seconds()), idle, flags, c.lastCmd)
 }
 
 // clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...
 // (ID, ADDR, TYPE normal|replica|slave|master|pubsub, SKIPME yes|no).
-func (a *admin) clientKill(c *client, args [][]byte) {
+func (a *admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
 	if len(args) == 1 {
-		for _, o := range a.r.srv.clientList() {
+		for _, o := range a.conns.clientInfos() {
 			if o.addr == string(args[0]) {
-				o.nc.Close()
-				c.out = resp.AppendSimple(c.out, "OK")
-				return
+				a.conns.killClient(o.id, false)
+				return resp.AppendSimple(out, "OK")
 			}
 		}
-		c.out = resp.AppendError(c.out, "ERR No such client")
-		return
+		return resp.AppendError(out, "ERR No such client")
 	}
 	if len(args) == 0 || len(args)%2 != 0 {
-		c.out = resp.AppendError(c.out, "ERR syntax error")
-		return
+		return resp.AppendError(out, "ERR syntax error")
 	}
 	var id int64 = -1
 	addr, typ, skipMe := "", "", true
@@ -136,8 +205,7 @@ func (a *admin) clientKill(c *client, args [][]byte) {
 		case "id":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				c.out = resp.AppendError(c.out, "ERR client-id should be greater than 0")
-				return
+				return resp.AppendError(out, "ERR client-id should be greater than 0")
 			}
 			id = n
 		case "addr":
@@ -147,100 +215,93 @@ func (a *admin) clientKill(c *client, args [][]byte) {
 			switch typ {
 			case "normal", "replica", "slave", "master", "pubsub":
 			default:
-				c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Unknown client type '%s'", resp.Excerpt(args[i+1], 32)))
-				return
+				return resp.AppendError(out, fmt.Sprintf("ERR Unknown client type '%s'", resp.Excerpt(args[i+1], 32)))
 			}
 		case "skipme":
 			on, err := settings.ParseYesNo(v)
 			if err != nil {
-				c.out = resp.AppendError(c.out, "ERR syntax error")
-				return
+				return resp.AppendError(out, "ERR syntax error")
 			}
 			skipMe = on
 		default:
-			c.out = resp.AppendError(c.out, "ERR syntax error")
-			return
+			return resp.AppendError(out, "ERR syntax error")
 		}
 	}
 	killed := 0
-	for _, o := range a.r.srv.clientList() {
+	for _, o := range a.conns.clientInfos() {
 		switch {
-		case o == c && skipMe,
+		case o.id == who.id && skipMe,
 			id >= 0 && o.id != id,
 			addr != "" && o.addr != addr,
-			(typ == "normal") && o.replica.Load(),
-			(typ == "replica" || typ == "slave") && !o.replica.Load(),
+			(typ == "normal") && o.replica,
+			(typ == "replica" || typ == "slave") && !o.replica,
 			typ == "master", typ == "pubsub":
 			continue
 		}
-		if o.replica.Load() {
-			a.r.srv.endSessionOf(o)
-		}
-		o.nc.Close()
+		a.conns.killClient(o.id, true)
 		killed++
 	}
-	c.out = resp.AppendInt(c.out, int64(killed))
+	return resp.AppendInt(out, int64(killed))
 }
 
-// shutdown stops the relay (SHUTDOWN [NOSAVE|SAVE|NOW|FORCE]).
-func (a *admin) shutdown(c *client, args [][]byte) bool {
+// shutdown stops the relay (SHUTDOWN [NOSAVE|SAVE|NOW|FORCE]). On success
+// nothing is answered: the connection closes.
+func (a *admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	for _, arg := range args[1:] {
 		switch strings.ToLower(string(arg)) {
 		case "nosave", "save", "now", "force":
 		case "abort":
-			c.out = resp.AppendError(c.out, "ERR No shutdown in progress.")
-			return false
+			return resp.AppendError(out, "ERR No shutdown in progress."), effect{}
 		default:
-			c.out = resp.AppendError(c.out, "ERR syntax error")
-			return false
+			return resp.AppendError(out, "ERR syntax error"), effect{}
 		}
 	}
-	a.r.logger.Warn("SHUTDOWN requested", "client", c.addr)
+	a.r.logger.Warn("SHUTDOWN requested", "client", who.addr)
 	a.r.stop()
-	return true
+	return out, effect{quit: true}
 }
 
 // latency answers LATENCY as a Redis server with nothing to report does.
 // The relay executes no commands and samples no latency events, so every
 // list is empty; monitoring tools (redis_exporter asks LATENCY LATEST and
 // LATENCY HISTOGRAM on every scrape) get an answer rather than an error.
-func (a *admin) latency(c *client, args [][]byte) {
+func (a *admin) latency(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
-		c.wrongArgs("latency")
-		return
+		return appendWrongArgs(out, "latency"), effect{}
 	}
 	sub := strings.ToLower(string(args[1]))
 	switch {
 	case sub == "latest" && len(args) == 2,
 		sub == "histogram", // [command ...]: no command has a histogram
 		sub == "history" && len(args) == 3:
-		c.out = resp.AppendArray(c.out, 0)
+		out = resp.AppendArray(out, 0)
 	case sub == "reset":
-		c.out = resp.AppendInt(c.out, 0) // events reset: there were none
+		out = resp.AppendInt(out, 0) // events reset: there were none
 	case sub == "doctor" && len(args) == 2:
-		c.out = resp.AppendBulk(c.out, "This is a redis-relay: it executes no commands and samples no latency events, so there is nothing to diagnose. Its replication lag is in INFO replication and in the redis_relay_replica_lag_* metrics.\n")
+		out = resp.AppendBulk(out, "This is a redis-relay: it executes no commands and samples no latency events, so there is nothing to diagnose. Its replication lag is in INFO replication and in the redis_relay_replica_lag_* metrics.\n")
 	case sub == "graph" && len(args) == 3:
-		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR No samples available for event '%s'", resp.Excerpt(args[2], 64)))
+		out = resp.AppendError(out, fmt.Sprintf("ERR No samples available for event '%s'", resp.Excerpt(args[2], 64)))
 	case sub == "help" && len(args) == 2:
 		help := []string{
 			"LATENCY <subcommand> [<arg> ...]. A relay samples no events; every answer is empty.",
 			"LATEST", "HISTORY <event>", "RESET [<event> ...]", "GRAPH <event>", "DOCTOR", "HISTOGRAM [<command> ...]", "HELP",
 		}
-		c.out = resp.AppendArray(c.out, len(help))
+		out = resp.AppendArray(out, len(help))
 		for _, h := range help {
-			c.out = resp.AppendSimple(c.out, h)
+			out = resp.AppendSimple(out, h)
 		}
 	case sub == "latest" || sub == "history" || sub == "doctor" || sub == "graph" || sub == "help":
-		c.wrongArgs("latency|" + sub)
+		out = appendWrongArgs(out, "latency|"+sub)
 	default:
-		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try LATENCY HELP.", resp.Excerpt(args[1], 64)))
+		out = resp.AppendError(out, fmt.Sprintf("ERR unknown subcommand '%s'. Try LATENCY HELP.", resp.Excerpt(args[1], 64)))
 	}
+	return out, effect{}
 }
 
 // relayCommand runs the relay's own admin commands:
 //
 //	RELAY GUARD RELEASE   accept the snapshot held by the empty-master guard
-func (a *admin) relayCommand(c *client, args [][]byte) {
+func (a *admin) relayCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	sub := ""
 	for _, a := range args[1:] {
 		sub += strings.ToLower(string(a)) + " "
@@ -248,11 +309,10 @@ func (a *admin) relayCommand(c *client, args [][]byte) {
 	switch strings.TrimSpace(sub) {
 	case "guard release":
 		if err := a.r.ReleaseGuard(); err != nil {
-			c.out = resp.AppendError(c.out, "ERR "+err.Error())
-			return
+			return resp.AppendError(out, "ERR "+err.Error()), effect{}
 		}
-		c.out = resp.AppendSimple(c.out, "OK")
+		return resp.AppendSimple(out, "OK"), effect{}
 	default:
-		c.out = resp.AppendError(c.out, "ERR unknown RELAY subcommand; try RELAY GUARD RELEASE")
+		return resp.AppendError(out, "ERR unknown RELAY subcommand; try RELAY GUARD RELEASE"), effect{}
 	}
 }

@@ -12,47 +12,42 @@ import (
 
 // CONFIG GET, SET and REWRITE, answered from the settings table.
 
-func (a *admin) configCommand(c *client, args [][]byte) {
+func (a *admin) configCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
-		c.wrongArgs("config")
-		return
+		return appendWrongArgs(out, "config"), effect{}
 	}
 	r := a.r
 	switch strings.ToLower(string(args[1])) {
 	case "get":
 		if len(args) < 3 {
-			c.wrongArgs("config|get")
-			return
+			return appendWrongArgs(out, "config|get"), effect{}
 		}
-		a.configGet(c, args[2:])
+		return a.configGet(out, args[2:]), effect{}
 	case "set":
 		if len(args) < 4 || len(args)%2 != 0 {
-			c.wrongArgs("config|set")
-			return
+			return appendWrongArgs(out, "config|set"), effect{}
 		}
-		a.configSet(c, args[2:])
+		return a.configSet(out, args[2:]), effect{}
 	case "rewrite":
 		rewrite := r.cfg.Get().Rewrite
 		if rewrite == nil {
-			c.out = resp.AppendError(c.out, "ERR The server is running without a config file")
-			return
+			return resp.AppendError(out, "ERR The server is running without a config file"), effect{}
 		}
 		if err := rewrite(r.Settings()); err != nil {
 			r.logger.Warn("CONFIG REWRITE failed", "err", err)
-			c.out = resp.AppendError(c.out, "ERR Rewriting config file: "+err.Error())
-			return
+			return resp.AppendError(out, "ERR Rewriting config file: "+err.Error()), effect{}
 		}
-		c.out = resp.AppendSimple(c.out, "OK")
+		return resp.AppendSimple(out, "OK"), effect{}
 	case "resetstat":
-		c.out = resp.AppendSimple(c.out, "OK")
+		return resp.AppendSimple(out, "OK"), effect{}
 	default:
-		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CONFIG GET, SET, REWRITE.", resp.Excerpt(args[1], 64)))
+		return resp.AppendError(out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CONFIG GET, SET, REWRITE.", resp.Excerpt(args[1], 64))), effect{}
 	}
 }
 
 // configGet answers CONFIG GET pattern [pattern ...]: every setting whose
 // name or alias matches a glob pattern, as name/value pairs sorted by name.
-func (a *admin) configGet(c *client, patterns [][]byte) {
+func (a *admin) configGet(out []byte, patterns [][]byte) []byte {
 	cfg := a.r.currentConfig()
 	found := map[string]string{}
 	for _, pat := range patterns {
@@ -75,16 +70,17 @@ func (a *admin) configGet(c *client, patterns [][]byte) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	c.out = resp.AppendArray(c.out, 2*len(names))
+	out = resp.AppendArray(out, 2*len(names))
 	for _, n := range names {
-		c.out = resp.AppendBulk(c.out, n)
-		c.out = resp.AppendBulk(c.out, found[n])
+		out = resp.AppendBulk(out, n)
+		out = resp.AppendBulk(out, found[n])
 	}
+	return out
 }
 
 // configSet applies CONFIG SET name value [name value ...]: all of them or,
 // when one is unknown, immutable or not a value, none.
-func (a *admin) configSet(c *client, pairs [][]byte) {
+func (a *admin) configSet(out []byte, pairs [][]byte) []byte {
 	r := a.r
 	held := r.cfg.HoldCommands()
 	err := r.cfg.Update(func(next *Config) error {
@@ -107,9 +103,8 @@ func (a *admin) configSet(c *client, pairs [][]byte) {
 		return nil
 	})
 	if err != nil {
-		c.out = resp.AppendError(c.out, err.Error())
-		return
+		return resp.AppendError(out, err.Error())
 	}
 	r.hist.warnHoldCommands(held, r.cfg.HoldCommands())
-	c.out = resp.AppendSimple(c.out, "OK")
+	return resp.AppendSimple(out, "OK")
 }

@@ -24,10 +24,25 @@
 //     on its log, or a cursor at once. Sessions register with the
 //     history as its readers, so that a replication ID change, a trim or
 //     a downstream ACK policy can reach them.
-//   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go):
-//     INFO, ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN, LATENCY, RELAY and
-//     the pub/sub that Sentinel uses. They read the other parts through
-//     the Relay.
+//   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
+//     conncmd.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN,
+//     LATENCY, RELAY, the pub/sub that Sentinel uses, and AUTH, PING,
+//     ECHO, TIME, COMMAND, SELECT and QUIT. Each is a handler in one
+//     table, adminCommands, which the server dispatches through. A
+//     handler is given the arguments, a clientInfo (what it may know of
+//     the calling connection: id, address, name) and a buffer; it appends
+//     its reply and returns it, with an effect for what the connection
+//     itself must change (AUTH's success, CLIENT SETNAME, the
+//     subscription count that SUBSCRIBE mode and the idle timeout go by,
+//     closing after QUIT or SHUTDOWN), which the server applies. No
+//     handler writes to a connection or its buffer: CLIENT LIST and KILL
+//     go through the server's connections interface, and PUBLISH hands
+//     each message to a subscriber, which the server's connection
+//     implements. The server keeps the replication handshake (REPLCONF,
+//     PSYNC, SYNC), MULTI/EXEC queuing, and the checks made before any
+//     handler runs: NOAUTH until AUTH succeeds, and only (UN)SUBSCRIBE,
+//     PING and QUIT while subscribed. The handlers read the other parts
+//     through the Relay.
 //
 // The Relay (relay.go, status.go) only builds and wires them, and gathers
 // each part's view into a Status for INFO and metrics. Every part reads
@@ -46,7 +61,9 @@
 // snapshot's or the log's own. Every other lock (settings.Live.mu,
 // upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu) is a leaf: no
 // other lock is taken while it is held. No lock is held across network
-// I/O; stateMu is held across the state.json write and its fsync.
+// I/O but a connection's own write lock (client.wmu), which keeps a
+// published message from landing inside a reply; stateMu is held across
+// the state.json write and its fsync.
 //
 // state.json's types and their reading and writing are in package
 // proxy/history (statefile.go names them here), which point-in-time

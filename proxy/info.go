@@ -22,6 +22,11 @@ var infoSections = []string{"server", "clients", "memory", "persistence", "stats
 // replication protocol (PSYNC2, EOF-marked transfers) the relay speaks.
 const defaultRedisVersion = "7.0.0"
 
+// infoCommand answers INFO [section ...] with one bulk string.
+func (a *admin) infoCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+	return resp.AppendBulk(out, a.info(args[1:])), effect{}
+}
+
 // info renders INFO [section ...] in Redis's format. Like Redis 7 it takes
 // several sections; "", "all", "default" and "everything" name them all,
 // an unknown name none.
@@ -287,6 +292,11 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 	kv("repl_backlog_size", st.Log.RingSize)
 	kv("repl_backlog_first_byte_offset", st.Log.First)
 	kv("repl_backlog_histlen", st.Log.Next-st.Log.First)
+}
+
+// roleCommand answers ROLE.
+func (a *admin) roleCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+	return a.appendRole(out), effect{}
 }
 
 // appendRole encodes ROLE as a Redis replica answers it.

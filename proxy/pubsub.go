@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"sort"
-	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
 )
@@ -14,38 +13,46 @@ import (
 
 const maxSubscriptions = 64 // per client
 
-func (a *admin) subscribe(c *client, channels [][]byte) {
+// subscriber is a connection PUBLISH can deliver to. The server implements
+// it; deliver writes one message and reports whether it went out.
+type subscriber interface {
+	deliver(msg []byte) error
+}
+
+func (a *admin) subscribe(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+	channels := args[1:]
 	if len(channels) == 0 {
-		c.wrongArgs("subscribe")
-		return
+		return appendWrongArgs(out, "subscribe"), effect{}
 	}
+	n := 0
 	for _, ch := range channels {
 		name := string(ch)
 		a.psMu.Lock()
-		if len(c.subs) < maxSubscriptions {
-			if c.subs == nil {
-				c.subs = make(map[string]struct{})
+		mine := a.subs[who.sub]
+		if len(mine) < maxSubscriptions {
+			if mine == nil {
+				mine = make(map[string]struct{})
+				a.subs[who.sub] = mine
 			}
-			c.subs[name] = struct{}{}
+			mine[name] = struct{}{}
 			if a.channels[name] == nil {
-				a.channels[name] = make(map[*client]struct{})
+				a.channels[name] = make(map[subscriber]struct{})
 			}
-			a.channels[name][c] = struct{}{}
+			a.channels[name][who.sub] = struct{}{}
 		}
-		n := len(c.subs)
+		n = len(mine)
 		a.psMu.Unlock()
-		c.out = resp.AppendArray(c.out, 3)
-		c.out = resp.AppendBulk(c.out, "subscribe")
-		c.out = resp.AppendBulk(c.out, name)
-		c.out = resp.AppendInt(c.out, int64(n))
+		out = appendSubscription(out, "subscribe", name, n)
 	}
+	return out, effect{subscribed: true, subscriptions: n}
 }
 
-func (a *admin) unsubscribe(c *client, channels [][]byte) {
+func (a *admin) unsubscribe(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+	channels := args[1:]
 	a.psMu.Lock()
 	var names []string
 	if len(channels) == 0 {
-		for name := range c.subs {
+		for name := range a.subs[who.sub] {
 			names = append(names, name)
 		}
 		sort.Strings(names)
@@ -56,48 +63,76 @@ func (a *admin) unsubscribe(c *client, channels [][]byte) {
 	}
 	a.psMu.Unlock()
 	if len(names) == 0 {
-		c.out = resp.AppendArray(c.out, 3)
-		c.out = resp.AppendBulk(c.out, "unsubscribe")
-		c.out = resp.AppendNull(c.out)
-		c.out = resp.AppendInt(c.out, 0)
-		return
+		out = resp.AppendArray(out, 3)
+		out = resp.AppendBulk(out, "unsubscribe")
+		out = resp.AppendNull(out)
+		return resp.AppendInt(out, 0), effect{subscribed: true, subscriptions: 0}
 	}
+	n := 0
 	for _, name := range names {
 		a.psMu.Lock()
-		delete(c.subs, name)
-		delete(a.channels[name], c)
-		if len(a.channels[name]) == 0 {
-			delete(a.channels, name)
-		}
-		n := len(c.subs)
+		a.drop(who.sub, name)
+		n = len(a.subs[who.sub])
 		a.psMu.Unlock()
-		c.out = resp.AppendArray(c.out, 3)
-		c.out = resp.AppendBulk(c.out, "unsubscribe")
-		c.out = resp.AppendBulk(c.out, name)
-		c.out = resp.AppendInt(c.out, int64(n))
+		out = appendSubscription(out, "unsubscribe", name, n)
+	}
+	return out, effect{subscribed: true, subscriptions: n}
+}
+
+// appendSubscription appends the confirmation of one SUBSCRIBE or
+// UNSUBSCRIBE channel: the kind, the channel, and how many channels the
+// connection listens to now.
+func appendSubscription(out []byte, kind, channel string, n int) []byte {
+	out = resp.AppendArray(out, 3)
+	out = resp.AppendBulk(out, kind)
+	out = resp.AppendBulk(out, channel)
+	return resp.AppendInt(out, int64(n))
+}
+
+// drop removes sub from channel. psMu must be held.
+func (a *admin) drop(sub subscriber, channel string) {
+	if mine := a.subs[sub]; mine != nil {
+		delete(mine, channel)
+		if len(mine) == 0 {
+			delete(a.subs, sub)
+		}
+	}
+	delete(a.channels[channel], sub)
+	if len(a.channels[channel]) == 0 {
+		delete(a.channels, channel)
 	}
 }
 
-func (a *admin) unsubscribeAll(c *client) {
+// unsubscribeAll forgets every subscription of sub; the server calls it
+// when the connection closes.
+func (a *admin) unsubscribeAll(sub subscriber) {
 	a.psMu.Lock()
 	defer a.psMu.Unlock()
-	for name := range c.subs {
-		delete(a.channels[name], c)
-		if len(a.channels[name]) == 0 {
-			delete(a.channels, name)
-		}
+	for name := range a.subs[sub] {
+		a.drop(sub, name)
 	}
-	c.subs = nil
+}
+
+func (a *admin) patternSubscribe(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+	return resp.AppendError(out, "ERR pattern subscriptions are not supported by the relay"), effect{}
+}
+
+func (a *admin) publishCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+	if len(args) != 3 {
+		return appendWrongArgs(out, "publish"), effect{}
+	}
+	return resp.AppendInt(out, int64(a.publish(string(args[1]), string(args[2])))), effect{}
 }
 
 // publish delivers msg to the relay's subscribers of channel and returns
-// how many received it. A subscriber that cannot take it within a second is
-// disconnected.
+// how many received it. Delivery is the subscriber's: the server's gives
+// up on (and closes) a connection that cannot take a message in a second.
+// No lock is held while delivering.
 func (a *admin) publish(channel, msg string) int {
 	a.psMu.Lock()
-	targets := make([]*client, 0, len(a.channels[channel]))
-	for c := range a.channels[channel] {
-		targets = append(targets, c)
+	targets := make([]subscriber, 0, len(a.channels[channel]))
+	for s := range a.channels[channel] {
+		targets = append(targets, s)
 	}
 	a.psMu.Unlock()
 	out := resp.AppendArray(nil, 3)
@@ -105,16 +140,10 @@ func (a *admin) publish(channel, msg string) int {
 	out = resp.AppendBulk(out, channel)
 	out = resp.AppendBulk(out, msg)
 	n := 0
-	for _, c := range targets {
-		c.wmu.Lock()
-		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, err := c.nc.Write(out)
-		c.wmu.Unlock()
-		if err != nil {
-			c.nc.Close()
-			continue
+	for _, s := range targets {
+		if s.deliver(out) == nil {
+			n++
 		}
-		n++
 	}
 	return n
 }

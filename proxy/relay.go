@@ -83,7 +83,11 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.up = newUpstreamLink(live, hist, stats, cfg.Logger)
 	r.srv = newServer(live, hist, r.up, stats, cfg.Logger)
-	r.admin = &admin{r: r, channels: make(map[string]map[*client]struct{})}
+	r.admin = &admin{
+		r: r, conns: r.srv,
+		channels: make(map[string]map[subscriber]struct{}),
+		subs:     make(map[subscriber]map[string]struct{}),
+	}
 	r.srv.admin = r.admin
 	return r, nil
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,8 +181,12 @@ type client struct {
 	replica atomic.Bool  // became a replica session
 	multi   [][][]byte   // commands queued after MULTI; nil outside a transaction
 	inMulti bool
-	wmu     sync.Mutex          // serialises writes: replies and published messages
-	subs    map[string]struct{} // channels this client subscribed to
+	wmu     sync.Mutex // serialises writes: replies and published messages
+
+	// subscriptions is how many channels the connection listens to, as the
+	// last SUBSCRIBE or UNSUBSCRIBE reported (admin keeps the channels).
+	// Only the connection's own goroutine reads and writes it.
+	subscriptions int
 }
 
 func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
@@ -221,7 +224,7 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 		// not to subscribers, as in Redis; CommandTimeout bounds one
 		// command from its first byte to its last.
 		var idleUntil time.Time
-		if idle := srv.cfg.Get().IdleTimeout; idle > 0 && len(c.subs) == 0 {
+		if idle := srv.cfg.Get().IdleTimeout; idle > 0 && c.subscriptions == 0 {
 			idleUntil = time.Now().Add(idle)
 		}
 		nc.SetReadDeadline(idleUntil)
@@ -272,11 +275,13 @@ func (c *client) flush() error {
 // execute runs one command, or queues it inside MULTI.
 func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
+	// authed, set only by AUTH's effect, guards every command but AUTH,
+	// PING and QUIT; a subscribed connection may send only these few.
 	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
 		c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
 		return nil, false
 	}
-	if len(c.subs) > 0 {
+	if c.subscriptions > 0 {
 		switch name {
 		case "subscribe", "unsubscribe", "ping", "quit", "psubscribe", "punsubscribe":
 		default:
@@ -331,21 +336,17 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 }
 
 // dispatch runs one command. It returns a session when the connection
-// became a replica, and quit when it must be closed.
+// became a replica, and quit when it must be closed. An admin command goes
+// to its handler in adminCommands, which appends the reply to c.out and
+// hands back what the connection must change; the connection applies it.
 func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
+	if h := adminCommands[name]; h != nil {
+		var e effect
+		c.out, e = h(c.srv.admin, c.out, c.info(), args)
+		return nil, c.apply(e)
+	}
 	switch name {
-	case "ping":
-		switch len(args) {
-		case 1:
-			c.out = resp.AppendSimple(c.out, "PONG")
-		case 2:
-			c.out = resp.AppendBulk(c.out, string(args[1]))
-		default:
-			c.wrongArgs(name)
-		}
-	case "auth":
-		c.auth(args)
 	case "replconf":
 		c.replconf(args)
 	case "psync":
@@ -365,56 +366,6 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		return newSession(c, string(args[1]), off, false), false
 	case "sync":
 		return newSession(c, "?", -1, true), false
-	case "info":
-		c.out = resp.AppendBulk(c.out, c.srv.admin.info(args[1:]))
-	case "latency":
-		c.srv.admin.latency(c, args)
-	case "role":
-		c.out = c.srv.admin.appendRole(c.out)
-	case "quit":
-		c.out = resp.AppendSimple(c.out, "OK")
-		return nil, true
-	case "command":
-		c.out = resp.AppendArray(c.out, 0)
-	case "select":
-		if len(args) == 2 && string(args[1]) == "0" {
-			c.out = resp.AppendSimple(c.out, "OK")
-		} else {
-			c.out = resp.AppendError(c.out, "ERR a relay holds no keyspace; only SELECT 0 is accepted")
-		}
-	case "client":
-		c.srv.admin.clientCommand(c, args)
-	case "relay":
-		c.srv.admin.relayCommand(c, args)
-	case "subscribe":
-		c.srv.admin.subscribe(c, args[1:])
-	case "unsubscribe":
-		c.srv.admin.unsubscribe(c, args[1:])
-	case "psubscribe", "punsubscribe":
-		c.out = resp.AppendError(c.out, "ERR pattern subscriptions are not supported by the relay")
-	case "publish":
-		if len(args) != 3 {
-			c.wrongArgs(name)
-		} else {
-			c.out = resp.AppendInt(c.out, int64(c.srv.admin.publish(string(args[1]), string(args[2]))))
-		}
-	case "replicaof", "slaveof":
-		c.srv.admin.replicaof(c, args)
-	case "config":
-		c.srv.admin.configCommand(c, args)
-	case "shutdown":
-		return nil, c.srv.admin.shutdown(c, args)
-	case "echo":
-		if len(args) != 2 {
-			c.wrongArgs(name)
-		} else {
-			c.out = resp.AppendBulk(c.out, string(args[1]))
-		}
-	case "time":
-		now := time.Now()
-		c.out = resp.AppendArray(c.out, 2)
-		c.out = resp.AppendBulk(c.out, strconv.FormatInt(now.Unix(), 10))
-		c.out = resp.AppendBulk(c.out, strconv.Itoa(now.Nanosecond()/1000))
 	default:
 		var b strings.Builder
 		for _, a := range args[1:] {
@@ -426,33 +377,51 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 }
 
 func (c *client) wrongArgs(name string) {
-	c.out = resp.AppendError(c.out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+	c.out = appendWrongArgs(c.out, name)
 }
 
-func (c *client) auth(args [][]byte) {
-	var user, pass string
-	switch len(args) {
-	case 2:
-		user, pass = "default", string(args[1])
-	case 3:
-		user, pass = string(args[1]), string(args[2])
-	default:
-		c.wrongArgs("auth")
-		return
+// info is what an admin command sees of this connection.
+func (c *client) info() clientInfo {
+	name, _ := c.name.Load().(string)
+	cmd, _ := c.lastCmd.Load().(string)
+	var lastAt time.Time
+	if at := c.lastAt.Load(); at > 0 {
+		lastAt = time.Unix(0, at)
 	}
-	cfg := c.srv.cfg.Get()
-	if cfg.RequirePass == "" {
-		c.out = resp.AppendError(c.out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-		return
+	return clientInfo{
+		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), name: name,
+		lastCmd: cmd, lastAt: lastAt, created: c.created, replica: c.replica.Load(),
+		sub: c,
 	}
-	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
-	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
-		c.srv.logger.Warn("downstream AUTH failed", "client", c.addr, "user", user)
-		c.out = resp.AppendError(c.out, "WRONGPASS invalid username-password pair or user is disabled.")
-		return
+}
+
+// apply makes the change an admin command asked of this connection, after
+// its reply has been appended, and reports whether the connection must
+// close.
+func (c *client) apply(e effect) (quit bool) {
+	if e.authenticated {
+		c.authed = true
 	}
-	c.authed = true
-	c.out = resp.AppendSimple(c.out, "OK")
+	if e.setName != nil {
+		c.name.Store(*e.setName)
+	}
+	if e.subscribed {
+		c.subscriptions = e.subscriptions
+	}
+	return e.quit
+}
+
+// deliver writes one published message to the connection, between its
+// replies (wmu). A connection that cannot take it within a second is closed.
+func (c *client) deliver(msg []byte) error {
+	c.wmu.Lock()
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, err := c.nc.Write(msg)
+	c.wmu.Unlock()
+	if err != nil {
+		c.nc.Close()
+	}
+	return err
 }
 
 // replconf answers REPLCONF option/value pairs as a Redis master does.
@@ -514,29 +483,42 @@ func (c *client) replconf(args [][]byte) {
 	c.out = resp.AppendSimple(c.out, "OK")
 }
 
-func constantTimeEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
-}
-
-// clientList returns every downstream connection, oldest first.
-func (srv *server) clientList() []*client {
+// clientInfos describes every downstream connection, oldest first.
+func (srv *server) clientInfos() []clientInfo {
 	srv.clientsMu.Lock()
-	list := make([]*client, 0, len(srv.clients))
+	list := make([]clientInfo, 0, len(srv.clients))
 	for o := range srv.clients {
-		list = append(list, o)
+		list = append(list, o.info())
 	}
 	srv.clientsMu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
 	return list
 }
 
-// endSessionOf records that a replica's session was killed by an operator.
-func (srv *server) endSessionOf(o *client) {
-	srv.hist.eachReader(func(s *session) {
-		if s.c == o {
-			s.end(reasonKilled)
+// killClient closes the downstream connection with that id. With
+// endSession, a replica session on it is first ended as killed by an
+// operator, so that its close reason says so.
+func (srv *server) killClient(id int64, endSession bool) {
+	srv.clientsMu.Lock()
+	var o *client
+	for c := range srv.clients {
+		if c.id == id {
+			o = c
+			break
 		}
-	})
+	}
+	srv.clientsMu.Unlock()
+	if o == nil {
+		return
+	}
+	if endSession && o.replica.Load() {
+		srv.hist.eachReader(func(s *session) {
+			if s.c == o {
+				s.end(reasonKilled)
+			}
+		})
+	}
+	o.nc.Close()
 }
 
 // clientCount is the number of downstream connections.

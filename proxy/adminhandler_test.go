@@ -1,0 +1,123 @@
+package proxy
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// messages is a subscriber that keeps what PUBLISH delivers to it.
+type messages struct{ got [][]byte }
+
+func (m *messages) deliver(msg []byte) error {
+	m.got = append(m.got, bytes.Clone(msg))
+	return nil
+}
+
+// TestAdminHandlersAppendReplies calls admin handlers as the server does,
+// with no connection at all: each appends its reply after what the buffer
+// already holds and asks for a change to the calling connection only as
+// an effect.
+func TestAdminHandlersAppendReplies(t *testing.T) {
+	relay, err := New(Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	sub := &messages{}
+	who := clientInfo{id: 7, addr: "10.0.0.1:5000", name: "sentinel-1", sub: sub}
+	run := func(cmd string) (string, effect) {
+		t.Helper()
+		var args [][]byte
+		for _, f := range strings.Fields(cmd) {
+			args = append(args, []byte(f))
+		}
+		h := adminCommands[strings.ToLower(cmd[:strings.IndexByte(cmd+" ", ' ')])]
+		if h == nil {
+			t.Fatalf("%s: no handler", cmd)
+		}
+		out, e := h(relay.admin, []byte("before"), who, args)
+		if !bytes.HasPrefix(out, []byte("before")) {
+			t.Fatalf("%s: reply %q does not keep what the buffer held", cmd, out)
+		}
+		checkReplies(t, out[len("before"):])
+		return string(out[len("before"):]), e
+	}
+	for _, tc := range []struct {
+		cmd, reply string
+		effect     effect
+	}{
+		{"PING", "+PONG\r\n", effect{}},
+		{"ECHO hi", "$2\r\nhi\r\n", effect{}},
+		{"SELECT 1", "-ERR a relay holds no keyspace; only SELECT 0 is accepted\r\n", effect{}},
+		{"AUTH secret", "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n", effect{}},
+		{"QUIT", "+OK\r\n", effect{quit: true}},
+		{"CLIENT SETNAME relay-watcher", "+OK\r\n", effect{}},
+		{"CLIENT GETNAME", "$10\r\nsentinel-1\r\n", effect{}},
+		{"CLIENT ID", ":7\r\n", effect{}},
+		{"CLIENT", "-ERR wrong number of arguments for 'client' command\r\n", effect{}},
+		{"SLAVEOF NO ONE", "-ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port\r\n", effect{}},
+		{"LATENCY LATEST", "*0\r\n", effect{}},
+		{"SHUTDOWN ABORT", "-ERR No shutdown in progress.\r\n", effect{}},
+		{"SUBSCRIBE a b", "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n", effect{subscribed: true, subscriptions: 2}},
+		{"PUBLISH a hello", ":1\r\n", effect{}},
+		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n", effect{subscribed: true}},
+		{"PUBLISH a again", ":0\r\n", effect{}},
+		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n", effect{subscribed: true}},
+	} {
+		reply, e := run(tc.cmd)
+		if reply != tc.reply {
+			t.Errorf("%s: reply %q, want %q", tc.cmd, reply, tc.reply)
+		}
+		if e.setName != nil {
+			if *e.setName != "relay-watcher" {
+				t.Errorf("%s: sets name %q", tc.cmd, *e.setName)
+			}
+			e.setName = nil
+		} else if strings.HasPrefix(tc.cmd, "CLIENT SETNAME") {
+			t.Errorf("%s: no name in the effect", tc.cmd)
+		}
+		if e != tc.effect {
+			t.Errorf("%s: effect %+v, want %+v", tc.cmd, e, tc.effect)
+		}
+	}
+	if want := "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$5\r\nhello\r\n"; len(sub.got) != 1 || string(sub.got[0]) != want {
+		t.Errorf("subscriber got %q, want one %q", sub.got, want)
+	}
+	if reply, _ := run("INFO replication"); !strings.Contains(reply, "role:slave") {
+		t.Errorf("INFO replication = %q", reply)
+	}
+	if reply, _ := run("ROLE"); !strings.HasPrefix(reply, "*5\r\n$5\r\nslave\r\n") {
+		t.Errorf("ROLE = %q", reply)
+	}
+}
+
+// TestAuthHandlerReturnsTheEffect checks that only a matching password
+// authenticates, and only through the effect the server applies.
+func TestAuthHandlerReturnsTheEffect(t *testing.T) {
+	relay, err := New(Config{DataDir: t.TempDir(), RequirePass: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	auth := adminCommands["auth"]
+	for _, tc := range []struct {
+		args  []string
+		reply string
+		ok    bool
+	}{
+		{[]string{"auth", "nope"}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", false},
+		{[]string{"auth", "someone", "pw"}, "-WRONGPASS invalid username-password pair or user is disabled.\r\n", false},
+		{[]string{"auth", "pw"}, "+OK\r\n", true},
+		{[]string{"auth", "default", "pw"}, "+OK\r\n", true},
+	} {
+		var args [][]byte
+		for _, a := range tc.args {
+			args = append(args, []byte(a))
+		}
+		out, e := auth(relay.admin, nil, clientInfo{addr: "test"}, args)
+		if string(out) != tc.reply || e.authenticated != tc.ok || e.quit {
+			t.Errorf("%q: reply %q, effect %+v", tc.args, out, e)
+		}
+	}
+}

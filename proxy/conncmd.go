@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"strconv"
+	"time"
+
+	"github.com/redis-relay/redis-relay/internal/resp"
+)
+
+// The commands every Redis client sends about its own connection: AUTH,
+// PING, ECHO, TIME, COMMAND, SELECT and QUIT. Like the other admin
+// commands they answer into the buffer they are given; AUTH and QUIT hand
+// the change to the connection back as an effect.
+
+func (a *admin) ping(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+	switch len(args) {
+	case 1:
+		return resp.AppendSimple(out, "PONG"), effect{}
+	case 2:
+		return resp.AppendBulk(out, string(args[1])), effect{}
+	default:
+		return appendWrongArgs(out, "ping"), effect{}
+	}
+}
+
+func (a *admin) echo(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+	if len(args) != 2 {
+		return appendWrongArgs(out, "echo"), effect{}
+	}
+	return resp.AppendBulk(out, string(args[1])), effect{}
+}
+
+func (a *admin) timeCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+	now := time.Now()
+	out = resp.AppendArray(out, 2)
+	out = resp.AppendBulk(out, strconv.FormatInt(now.Unix(), 10))
+	return resp.AppendBulk(out, strconv.Itoa(now.Nanosecond()/1000)), effect{}
+}
+
+// command answers COMMAND with no commands: the relay executes none.
+func (a *admin) command(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+	return resp.AppendArray(out, 0), effect{}
+}
+
+func (a *admin) selectDB(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+	if len(args) == 2 && string(args[1]) == "0" {
+		return resp.AppendSimple(out, "OK"), effect{}
+	}
+	return resp.AppendError(out, "ERR a relay holds no keyspace; only SELECT 0 is accepted"), effect{}
+}
+
+func (a *admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+	return resp.AppendSimple(out, "OK"), effect{quit: true}
+}
+
+// auth checks AUTH [user] password against requirepass (and requireuser).
+// Only a match authenticates the connection, through the effect.
+func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+	var user, pass string
+	switch len(args) {
+	case 2:
+		user, pass = "default", string(args[1])
+	case 3:
+		user, pass = string(args[1]), string(args[2])
+	default:
+		return appendWrongArgs(out, "auth"), effect{}
+	}
+	cfg := a.r.cfg.Get()
+	if cfg.RequirePass == "" {
+		return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}
+	}
+	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
+	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
+		a.r.logger.Warn("downstream AUTH failed", "client", who.addr, "user", user)
+		return resp.AppendError(out, "WRONGPASS invalid username-password pair or user is disabled."), effect{}
+	}
+	return resp.AppendSimple(out, "OK"), effect{authenticated: true}
+}
+
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
