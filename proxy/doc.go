@@ -12,11 +12,14 @@
 //     goes through one lock, stateMu: compute the new state.json, write
 //     it, then apply it in memory. It owns the data dir.
 //   - The upstream link (upstream.go, upstreamconn.go, stream.go, ack.go,
-//     linkdown.go, source.go, refresh.go, sentinel.go, commandcounts.go):
-//     the relay as a replica. It connects,
-//     sends PSYNC, receives a snapshot into the history or appends the
-//     stream to its log, ACKs, refreshes the snapshot over a second
-//     connection, and follows Sentinel. It is the history's only writer.
+//     linkdown.go, branch.go, source.go, refresh.go, sentinel.go,
+//     commandcounts.go): the relay as a replica. It connects, reads a
+//     promoted upstream's branch point and drops a data-free tail past
+//     it, sends PSYNC, receives a snapshot into the history or appends
+//     the stream to its log, ACKs, refreshes the snapshot over a second
+//     connection, and follows Sentinel. It is the history's only writer
+//     of the stream (REPLICAOF and CONFIG SET from the admin commands
+//     change what it follows and how).
 //   - The downstream server (server.go, session.go, pacing.go,
 //     compress.go): the relay as a master. It accepts connections,
 //     answers the replication handshake, and turns PSYNC or SYNC into a
