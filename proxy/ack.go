@@ -11,6 +11,13 @@ import (
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
+// ackSource gives a downstream ACK policy what it counts: the offset each
+// online downstream replica last ACKed (a replica on SYNC sends no ACKs
+// and is not counted). The server implements it from its sessions.
+type ackSource interface {
+	downstreamAcks() []int64
+}
+
 // ackOffset applies the ACK policy to received, the last offset the relay
 // holds durably.
 func (u *upstreamLink) ackOffset(received int64) int64 {
@@ -18,12 +25,7 @@ func (u *upstreamLink) ackOffset(received int64) int64 {
 	if pol.Kind == "" || pol.Kind == "received" {
 		return received
 	}
-	var acks []int64
-	u.hist.eachReader(func(s *session) {
-		if s.state.Load() == stateOnline && !s.legacy {
-			acks = append(acks, s.ack.Load())
-		}
-	})
+	acks := u.acks.downstreamAcks()
 	need := 1
 	if pol.Kind == "downstream-quorum" {
 		need = pol.Quorum

@@ -16,17 +16,24 @@
 //     commandcounts.go): the relay as a replica. It connects, reads a
 //     promoted upstream's branch point and drops a data-free tail past
 //     it, sends PSYNC, receives a snapshot into the history or appends
-//     the stream to its log, ACKs, refreshes the snapshot over a second
-//     connection, and follows Sentinel. It is the history's only writer
-//     of the stream (REPLICAOF and CONFIG SET from the admin commands
-//     change what it follows and how).
+//     the stream to its log, ACKs (with a downstream ACK policy, from
+//     what its ackSource, the server, reports of its replicas' ACKs),
+//     refreshes the snapshot over a second connection, and follows
+//     Sentinel. It is the history's only writer of the stream (REPLICAOF
+//     and CONFIG SET from the admin commands change what it follows and
+//     how).
 //   - The downstream server (server.go, session.go, pacing.go,
 //     compress.go): the relay as a master. It accepts connections,
 //     answers the replication handshake, and turns PSYNC or SYNC into a
 //     session: a full sync from the history's snapshot and then a cursor
 //     on its log, or a cursor at once. Sessions register with the
-//     history as its readers, so that a replication ID change, a trim or
-//     a downstream ACK policy can reach them.
+//     history as its readers, an interface the history defines (online,
+//     the next offset sent, ended for a replication ID change or for
+//     falling out of the retained log), so that a replication ID change
+//     or a trim can reach them; the history keeps for each the log
+//     offset its full sync will stream from, which a trim must keep. The
+//     server keeps its own sessions too, for CLIENT KILL, the replica
+//     list and the upstream link's ackSource.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
 //     conncmd.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN,
 //     LATENCY, RELAY, the pub/sub that Sentinel uses, and AUTH, PING,
@@ -61,7 +68,8 @@
 // every command the relay sends upstream.
 //
 // Locks nest in one order: history.stateMu, then history.mu, then a
-// snapshot's or the log's own. Every other lock (settings.Live.mu,
+// snapshot's or the log's own; the reader methods the history calls under
+// history.mu take no lock. Every other lock (settings.Live.mu,
 // upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu) is a leaf: no
 // other lock is taken while it is held. No lock is held across network
 // I/O but a connection's own write lock (client.wmu), which keeps a

@@ -24,8 +24,8 @@ import (
 // newest accepted snapshot (and older ones kept for recovery), the log of
 // bytes after it, the guard's and the tripwire's holds, and state.json,
 // which records them. It owns the data dir. The upstream link is its only
-// writer; downstream sessions read it and register as its readers, so that
-// a replid shift, a trim or an ACK policy can reach them.
+// writer; downstream replicas read it and register as its readers (the
+// reader interface), so that a replid shift or a trim can reach them.
 //
 // Locks, in the order they nest: stateMu, then mu, then a snapshot's or
 // the log's own.
@@ -51,14 +51,17 @@ type history struct {
 	// while the log still holds the stream after them (recovery to a
 	// point starts from the newest one before it); guarded by mu
 	older   []Snapshot
-	log     *replstream.Log       // log of the current history, snap.log; guarded by mu
-	pending *snapshot             // being received from upstream; guarded by mu
-	hold    *holdState            // the command tripwire holds replicas before hold.At; guarded by mu
-	holding atomic.Bool           // hold != nil, for sessions' fast path
-	changed chan struct{}         // closed and replaced when id, snap, pending or hold change; guarded by mu
-	readers map[*session]struct{} // downstream sessions reading this history; guarded by mu
-	guard   guardState            // guarded by mu
-	bg      sync.WaitGroup        // background work: snapshot parsers
+	log     *replstream.Log // log of the current history, snap.log; guarded by mu
+	pending *snapshot       // being received from upstream; guarded by mu
+	hold    *holdState      // the command tripwire holds replicas before hold.At; guarded by mu
+	holding atomic.Bool     // hold != nil, for sessions' fast path
+	changed chan struct{}   // closed and replaced when id, snap, pending or hold change; guarded by mu
+	// readers registered with this history, each with its pin: during
+	// its full sync, the log offset it streams from after the snapshot,
+	// which trimLog keeps; 0 otherwise. Guarded by mu.
+	readers map[reader]int64
+	guard   guardState     // guarded by mu
+	bg      sync.WaitGroup // background work: snapshot parsers
 }
 
 // openHistory locks the data dir and recovers the history kept there, if
@@ -83,7 +86,7 @@ func openHistory(cfg *settings.Live, stats *counters, logger *slog.Logger) (*his
 		cfg: cfg, dir: dir, logger: logger, stats: stats, lock: lock,
 		fsyncFile: (*os.File).Sync,
 		changed:   make(chan struct{}),
-		readers:   make(map[*session]struct{}),
+		readers:   make(map[reader]int64),
 	}
 	h.warnHoldCommands(nil, cfg.HoldCommands())
 	if err := h.recover(); err != nil {
@@ -108,27 +111,48 @@ func (h *history) close() error {
 	return errors.Join(err, h.lock.Close())
 }
 
-// addReader and removeReader register a downstream session.
-func (h *history) addReader(s *session) {
+// reader is a downstream replica reading the history: a full sync from a
+// snapshot and then a stream from the log, or a stream at once. The
+// history calls online, setOnline and nextOffset while it holds mu: they
+// must not block or take a history lock. It calls endReader and String
+// with no lock held.
+type reader interface {
+	// online reports whether goOnline has marked the reader online.
+	online() bool
+	// setOnline marks the reader online; goOnline calls it.
+	setOnline()
+	// nextOffset is the offset of the next log byte the reader sends; 0
+	// before it streams.
+	nextOffset() int64
+	// endReader stops the reader, for the reason given.
+	endReader(why readerEnd)
+	// String names the replica in the history's log lines.
+	String() string
+}
+
+// readerEnd says why the history ends a reader.
+type readerEnd int
+
+const (
+	// endReplIDChanged: the history took a new replication ID. The
+	// replica comes back, continues through replid2 and learns the new ID.
+	endReplIDChanged readerEnd = iota + 1
+	// endFellBehind: the log no longer holds the reader's next byte. The
+	// replica comes back and full-syncs.
+	endFellBehind
+)
+
+// addReader and removeReader register a downstream replica.
+func (h *history) addReader(r reader) {
 	h.mu.Lock()
-	h.readers[s] = struct{}{}
+	h.readers[r] = 0
 	h.mu.Unlock()
 }
 
-func (h *history) removeReader(s *session) {
+func (h *history) removeReader(r reader) {
 	h.mu.Lock()
-	delete(h.readers, s)
+	delete(h.readers, r)
 	h.mu.Unlock()
-}
-
-// eachReader calls f for every registered session, under mu: f must not
-// block.
-func (h *history) eachReader(f func(*session)) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for s := range h.readers {
-		f(s)
-	}
 }
 
 // position is what the upstream link asks for in PSYNC: the history and the
@@ -468,9 +492,9 @@ func (h *history) checkSnapshotFile(path, replid string, offset int64) error {
 }
 
 // shiftReplID follows "+CONTINUE <newid>": the current ID becomes replid2,
-// valid up to the current offset, and every online downstream session is
-// ended so its replica reconnects and learns the new ID (it will continue
-// via replid2). Full syncs in progress go on: their snapshot and offsets
+// valid up to the current offset, and every online reader is ended so its
+// replica reconnects and learns the new ID (it will continue via
+// replid2). Full syncs in progress go on: their snapshot and offsets
 // are valid under replid2, and goOnline sends them back to reconnect the
 // same way once the transfer is done.
 func (h *history) shiftReplID(newID string) error {
@@ -489,15 +513,15 @@ func (h *history) shiftReplID(newID string) error {
 	h.mu.Lock()
 	h.id = id
 	h.broadcast()
-	sessions := make([]*session, 0, len(h.readers))
-	for s := range h.readers {
-		if s.state.Load() == stateOnline {
-			sessions = append(sessions, s)
+	var online []reader
+	for r := range h.readers {
+		if r.online() {
+			online = append(online, r)
 		}
 	}
 	h.mu.Unlock()
-	for _, s := range sessions {
-		s.end(reasonReplIDChanged)
+	for _, r := range online {
+		r.endReader(endReplIDChanged)
 	}
 	return nil
 }
@@ -566,28 +590,30 @@ func (h *history) announcedID(snap *snapshot, legacy bool) string {
 	return own
 }
 
-// goOnline marks s online if replid is still the history's current ID. It
-// runs under mu, so that a replid shift ends every session that is online
+// goOnline marks r online if replid is still the history's current ID. It
+// runs under mu, so that a replid shift ends every reader that is online
 // under the old ID and no other.
-func (h *history) goOnline(s *session, replid string) bool {
+func (h *history) goOnline(r reader, replid string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !strings.EqualFold(replid, h.id.ReplID) {
 		return false
 	}
-	s.setOnline()
-	s.pin.Store(0) // an online session's cursor is held by the retention rule
+	r.setOnline()
+	if _, ok := h.readers[r]; ok {
+		h.readers[r] = 0 // an online reader's cursor is held by the retention rule
+	}
 	return true
 }
 
 // syncSource picks the snapshot a full sync is served from: one still
 // arriving from upstream (pipelined), else the newest accepted one. With
 // neither, it waits, calling keepalive every second. The returned file is
-// open on the snapshot so it survives a concurrent replacement. pin is set,
-// under the same lock, to the offset the session will stream from after
-// the snapshot: trimLog keeps the log from there until the session is
-// online, so a refresh during the transfer cannot trim what it needs.
-func (h *history) syncSource(ctx context.Context, keepalive func() error, pin *atomic.Int64) (*snapshot, *os.File, error) {
+// open on the snapshot so it survives a concurrent replacement. r's pin is
+// set, under the same lock, to the offset r will stream from after the
+// snapshot: trimLog keeps the log from there until r is online, so a
+// refresh during the transfer cannot trim what it needs.
+func (h *history) syncSource(ctx context.Context, r reader, keepalive func() error) (*snapshot, *os.File, error) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -602,7 +628,9 @@ func (h *history) syncSource(ctx context.Context, keepalive func() error, pin *a
 		var err error
 		if s != nil {
 			if f, err = os.Open(s.path); err == nil {
-				pin.Store(s.meta.Offset + 1)
+				if _, ok := h.readers[r]; ok {
+					h.readers[r] = s.meta.Offset + 1
+				}
 			}
 		}
 		changed := h.changed

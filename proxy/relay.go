@@ -83,6 +83,7 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.up = newUpstreamLink(live, hist, stats, cfg.Logger)
 	r.srv = newServer(live, hist, r.up, stats, cfg.Logger)
+	r.up.acks = r.srv
 	r.admin = &admin{
 		r: r, conns: r.srv,
 		channels: make(map[string]map[subscriber]struct{}),

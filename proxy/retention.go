@@ -96,8 +96,8 @@ func (h *history) trimLog() error {
 	if snap != nil {
 		keep = snap.meta.Offset + 1
 	}
-	for s := range h.readers {
-		if pin := s.pin.Load(); pin > 0 {
+	for _, pin := range h.readers {
+		if pin > 0 {
 			keep = min(keep, pin)
 		}
 	}
@@ -168,22 +168,22 @@ func (h *history) dropUnreachableSnapshots(log *replstream.Log) error {
 	return nil
 }
 
-// dropFellBehind ends the sessions whose next byte is no longer retained
+// dropFellBehind ends the readers whose next byte is no longer retained
 // (a replica that stopped reading); they will full-sync from the relay's
 // snapshot when they come back. Their cursors would find out at their next
 // read, which a replica that stopped reading may never ask for.
 func (h *history) dropFellBehind(log *replstream.Log) {
 	first, _ := log.Range()
 	h.mu.Lock()
-	var behind []*session
-	for s := range h.readers {
-		if s.state.Load() == stateOnline && s.sent.Load() > 0 && s.sent.Load() < first {
-			behind = append(behind, s)
+	var behind []reader
+	for r := range h.readers {
+		if next := r.nextOffset(); r.online() && next > 0 && next < first {
+			behind = append(behind, r)
 		}
 	}
 	h.mu.Unlock()
-	for _, s := range behind {
-		h.logger.Warn("replica fell out of the retained log", "replica", s.c.addr, "sent", s.sent.Load(), "first", first)
-		s.end(reasonFellBehind)
+	for _, r := range behind {
+		h.logger.Warn("replica fell out of the retained log", "replica", r.String(), "sent", r.nextOffset(), "first", first)
+		r.endReader(endFellBehind)
 	}
 }

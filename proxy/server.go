@@ -76,7 +76,8 @@ type server struct {
 	stats  *counters
 
 	clientsMu    sync.Mutex
-	clients      map[*client]struct{} // every downstream connection; guarded by clientsMu
+	clients      map[*client]struct{}  // every downstream connection; guarded by clientsMu
+	sessions     map[*session]struct{} // every replica session running; guarded by clientsMu
 	nextClientID atomic.Int64
 
 	syncPace pacer     // the full-sync-bandwidth-limit shared by every full sync
@@ -84,7 +85,11 @@ type server struct {
 }
 
 func newServer(cfg *settings.Live, hist *history, up *upstreamLink, stats *counters, logger *slog.Logger) *server {
-	return &server{cfg: cfg, hist: hist, up: up, stats: stats, logger: logger, clients: make(map[*client]struct{})}
+	return &server{
+		cfg: cfg, hist: hist, up: up, stats: stats, logger: logger,
+		clients:  make(map[*client]struct{}),
+		sessions: make(map[*session]struct{}),
+	}
 }
 
 // serve accepts downstream connections until ctx ends, then waits for their
@@ -507,18 +512,58 @@ func (srv *server) killClient(id int64, endSession bool) {
 			break
 		}
 	}
+	var sess *session
+	if o != nil && endSession && o.replica.Load() {
+		for s := range srv.sessions {
+			if s.c == o {
+				sess = s
+				break
+			}
+		}
+	}
 	srv.clientsMu.Unlock()
 	if o == nil {
 		return
 	}
-	if endSession && o.replica.Load() {
-		srv.hist.eachReader(func(s *session) {
-			if s.c == o {
-				s.end(reasonKilled)
-			}
-		})
+	if sess != nil {
+		sess.end(reasonKilled)
 	}
 	o.nc.Close()
+}
+
+// addSession and removeSession register a replica session.
+func (srv *server) addSession(s *session) {
+	srv.clientsMu.Lock()
+	srv.sessions[s] = struct{}{}
+	srv.clientsMu.Unlock()
+}
+
+func (srv *server) removeSession(s *session) {
+	srv.clientsMu.Lock()
+	delete(srv.sessions, s)
+	srv.clientsMu.Unlock()
+}
+
+// eachSession calls f for every replica session, under clientsMu: f must
+// not block or take a lock.
+func (srv *server) eachSession(f func(*session)) {
+	srv.clientsMu.Lock()
+	defer srv.clientsMu.Unlock()
+	for s := range srv.sessions {
+		f(s)
+	}
+}
+
+// downstreamAcks is the server as the upstream link's ackSource: the
+// offset each online replica last ACKed, replicas on SYNC left out.
+func (srv *server) downstreamAcks() []int64 {
+	var acks []int64
+	srv.eachSession(func(s *session) {
+		if s.online() && !s.legacy {
+			acks = append(acks, s.ack.Load())
+		}
+	})
+	return acks
 }
 
 // clientCount is the number of downstream connections.

@@ -85,7 +85,6 @@ type session struct {
 	ack     atomic.Int64 // last ACKed offset
 	ackTime atomic.Int64 // unix nanoseconds of the last ACK or keepalive
 	sent    atomic.Int64 // offset of the next stream byte to send, once streaming
-	pin     atomic.Int64 // during a full sync: the log offset it streams from next; 0 otherwise
 	// During a full sync: snapshot bytes sent, and the snapshot's size (-1
 	// while it is still arriving with its size unknown).
 	bulkSent  atomic.Int64
@@ -115,6 +114,27 @@ func (s *session) end(reason CloseReason) {
 	}
 }
 
+// A session is the history's reader: online, setOnline (below),
+// nextOffset, endReader and String.
+
+func (s *session) online() bool { return s.state.Load() == stateOnline }
+
+func (s *session) nextOffset() int64 { return s.sent.Load() }
+
+func (s *session) String() string { return s.c.addr }
+
+// endReader ends the session with the close reason for why.
+func (s *session) endReader(why readerEnd) {
+	switch why {
+	case endReplIDChanged:
+		s.end(reasonReplIDChanged)
+	case endFellBehind:
+		s.end(reasonFellBehind)
+	default:
+		panic(fmt.Sprintf("unknown reader end %d", why))
+	}
+}
+
 // run serves the replica until it goes away or the session is ended.
 func (s *session) run(parent context.Context) {
 	ctx, cancel := context.WithCancelCause(parent)
@@ -122,7 +142,9 @@ func (s *session) run(parent context.Context) {
 	defer cancel(nil)
 	srv := s.srv
 	srv.hist.addReader(s)
+	srv.addSession(s)
 	defer func() {
+		srv.removeSession(s)
 		srv.hist.removeReader(s)
 	}()
 
@@ -278,7 +300,7 @@ func (s *session) fullSync(ctx context.Context) error {
 		}
 	}
 	defer done()
-	snap, f, err := srv.hist.syncSource(ctx, s.keepalive, &s.pin)
+	snap, f, err := srv.hist.syncSource(ctx, s, s.keepalive)
 	if err != nil {
 		return err
 	}

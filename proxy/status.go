@@ -41,7 +41,7 @@ type ReplicaInfo struct {
 // Replicas lists the downstream replica sessions, sorted by address.
 func (r *Relay) Replicas() []ReplicaInfo {
 	var list []ReplicaInfo
-	r.hist.eachReader(func(s *session) {
+	r.srv.eachSession(func(s *session) {
 		ip := s.c.announceIP
 		if ip == "" {
 			ip, _, _ = net.SplitHostPort(s.c.addr)

@@ -34,6 +34,7 @@ type upstreamLink struct {
 	source   sourceStats   // guarded by mu
 
 	status          linkStatus
+	acks            ackSource     // downstream replicas' ACKs, for downstream ACK policies; set before run
 	downstreamAcked chan struct{} // buffered(1): a replica ACKed more (downstream ACK policies)
 
 	cmdMu    sync.Mutex
