@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -156,31 +155,18 @@ func (h *history) dropHarmlessTail(at int64) (int64, error) {
 // onlyHarmless reads the log's bytes [from, to) as commands and checks
 // that each one is in harmlessTail and the last one ends at to.
 func onlyHarmless(log *replstream.Log, from, to int64) error {
-	cur, err := log.Cursor(from)
-	if err != nil {
-		return err
-	}
-	fr := replstream.NewFramer(from, replstream.Limits{MaxArgs: 1 << 10, MaxBulk: 1 << 20})
 	var bad string
-	check := func(cmd *replstream.Command) {
+	end, err := log.Frame(from, to, func(cmd *replstream.Command) {
 		if name := strings.ToLower(string(cmd.Name)); bad == "" && !harmlessTail[name] {
 			bad = name
 		}
-	}
-	buf := make([]byte, 64<<10)
-	for cur.Offset() < to {
-		n, err := cur.Read(context.Background(), buf[:min(int64(len(buf)), to-cur.Offset())])
-		if err != nil {
-			return fmt.Errorf("read the log's tail: %w", err)
-		}
-		if _, err := fr.Feed(buf[:n], check); err != nil {
-			return fmt.Errorf("the tail is not whole commands from the branch point: %w", err)
-		}
-		if bad != "" {
-			return fmt.Errorf("the tail holds %s, which changes data", strings.ToUpper(bad))
-		}
-	}
-	if !fr.AtBoundary() {
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("the tail is not whole commands from the branch point: %w", err)
+	case bad != "":
+		return fmt.Errorf("the tail holds %s, which changes data", strings.ToUpper(bad))
+	case end != to:
 		return errors.New("the tail ends inside a command")
 	}
 	return nil

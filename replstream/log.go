@@ -556,27 +556,45 @@ func (l *Log) CutToResumePoint() (int64, error) {
 	if closed {
 		return 0, ErrClosed
 	}
-	c, err := l.Cursor(from)
-	if err != nil {
-		return 0, err
-	}
-	fr := NewFramer(from, l.opt.Limits)
 	rp := NewResumePoint(from)
-	buf := make([]byte, 256<<10)
-	for c.Offset() < next {
-		n, err := c.Read(context.Background(), buf[:min(int64(len(buf)), next-c.Offset())])
-		if err != nil {
-			return 0, fmt.Errorf("read the log's tail: %w", err)
-		}
-		if _, ferr := fr.Feed(buf[:n], rp.Add); ferr != nil {
-			break // appended bytes are always framed: only the tail can be short
-		}
+	// Appended bytes are always framed: only the tail can be short, so a
+	// framing error just ends the walk.
+	if _, err := l.Frame(from, next, rp.Add); err != nil && !errors.As(err, new(*ProtocolError)) {
+		return 0, err
 	}
 	at := rp.At()
 	if at == next {
 		return 0, nil
 	}
 	return next - at, l.Truncate(at)
+}
+
+// Frame reads the log's bytes [from, to) as commands, from being where
+// one starts, and calls fn for each whole one. It returns the offset just
+// after the last whole command, and a *ProtocolError where the bytes stop
+// being commands (the rest is not read).
+func (l *Log) Frame(from, to Offset, fn func(*Command)) (Offset, error) {
+	c, err := l.Cursor(from)
+	if err != nil {
+		return from, err
+	}
+	fr := NewFramer(from, l.opt.Limits)
+	end := from
+	add := func(cmd *Command) {
+		end = cmd.Offset + cmd.Len
+		fn(cmd)
+	}
+	buf := make([]byte, 256<<10)
+	for c.Offset() < to {
+		n, err := c.Read(context.Background(), buf[:min(int64(len(buf)), to-c.Offset())])
+		if err != nil {
+			return end, fmt.Errorf("read the log at %d: %w", c.Offset(), err)
+		}
+		if _, err := fr.Feed(buf[:n], add); err != nil {
+			return end, err
+		}
+	}
+	return end, nil
 }
 
 // TrimBefore drops whole segments that hold only offsets before off. The
