@@ -27,19 +27,7 @@ func TestSentinelFailover(t *testing.T) {
 	fullBefore := relay.InfoInt(t, "sync_full")
 
 	master.Kill()
-	sh, sp := spare.HostPort()
-	redistest.Eventually(t, 60*time.Second, func() error {
-		if role := spare.Info(t, "replication")["role"]; role != "master" {
-			return fmt.Errorf("spare is still %s", role)
-		}
-		if got := relay.Status().MasterAddr; got != sh+":"+sp {
-			return fmt.Errorf("relay follows %s", got)
-		}
-		if s := relay.Status().LinkState; s != LinkConnected {
-			return fmt.Errorf("relay link %s", s)
-		}
-		return nil
-	})
+	waitFollowsPromoted(t, spare, relay)
 	writeKeys(t, spare, 0, 500)
 	inSync(t, 30*time.Second, spare, down...)
 	if n := relay.InfoInt(t, "sync_full"); n != fullBefore {
@@ -204,4 +192,23 @@ func startSentinels(t *testing.T, master *redistest.Server, downAfter time.Durat
 		return nil
 	})
 	return sentinels
+}
+
+// waitFollowsPromoted waits until Sentinel has promoted spare and the relay
+// streams from it.
+func waitFollowsPromoted(t *testing.T, spare *redistest.Server, relay *testRelay) {
+	t.Helper()
+	sh, sp := spare.HostPort()
+	redistest.Eventually(t, 60*time.Second, func() error {
+		if role := spare.Info(t, "replication")["role"]; role != "master" {
+			return fmt.Errorf("spare is still %s", role)
+		}
+		if got := relay.Status().MasterAddr; got != sh+":"+sp {
+			return fmt.Errorf("relay follows %s", got)
+		}
+		if s := relay.Status().LinkState; s != LinkConnected {
+			return fmt.Errorf("relay link %s", s)
+		}
+		return nil
+	})
 }
