@@ -508,8 +508,14 @@ func TestRedisCliReplica(t *testing.T) {
 		}
 	})
 
-	// Whether these land before or after the point redis-cli syncs from,
-	// they reach it through the stream that follows the snapshot.
+	// Like Redis, the relay streams to redis-cli --replica what is written
+	// after its sync.
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if text := out.String(); !strings.Contains(text, "Logging commands from master") {
+			return fmt.Errorf("redis-cli has not synced: %q", tail(text, 300))
+		}
+		return nil
+	})
 	var lines []string
 	for i := range 5 {
 		k, v := fmt.Sprintf("fo:cli:%d", i), fmt.Sprintf("value-%d", i)

@@ -653,6 +653,47 @@ func (h *history) syncSource(ctx context.Context, r reader, keepalive func() err
 	}
 }
 
+// filteredSource gives what a filtered full sync (rdb-filter-only) is
+// built from: the newest accepted snapshot, open, the log after it, the
+// history's ID and the offset the replica's stream starts at: the log's
+// newest resume point, or the tripwire's hold point when that comes first.
+// r's pin is set to the offset after the snapshot, so that the log from
+// there is kept while the functions in it are followed. With no accepted
+// snapshot yet it waits, calling keepalive every second.
+func (h *history) filteredSource(ctx context.Context, r reader, keepalive func() error) (src filterSource, err error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		if s := h.snap; s != nil && h.log != nil {
+			src = filterSource{snap: s.metaCopy(), log: h.log, replid: h.id.ReplID, at: h.log.LastResumePoint()}
+			if h.hold != nil {
+				src.at = min(src.at, h.hold.At)
+			}
+			src.file, err = os.Open(s.path)
+			if _, ok := h.readers[r]; ok && err == nil {
+				h.readers[r] = src.snap.Offset + 1
+			}
+			h.mu.Unlock()
+			if err != nil {
+				return src, fmt.Errorf("open snapshot: %w", err)
+			}
+			return src, nil
+		}
+		changed := h.changed
+		h.mu.Unlock()
+		select {
+		case <-changed:
+		case <-t.C:
+			if err := keepalive(); err != nil {
+				return src, err
+			}
+		case <-ctx.Done():
+			return src, ctx.Err()
+		}
+	}
+}
+
 // removeSnapshotFiles deletes a snapshot and its summary file. A file
 // that cannot be removed is logged: it only costs disk, and the next start
 // removes what state.json does not name.

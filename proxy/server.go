@@ -177,6 +177,10 @@ type client struct {
 	capaZstd      bool // a relay below asks for a compressed link
 	zstdLevel     zstd.EncoderLevel
 	rdbOnly       bool
+	// rdb-filter-only: filtered asks for an RDB without keys, with the
+	// function libraries when filterFunctions.
+	filtered        bool
+	filterFunctions bool
 
 	id      int64
 	created time.Time
@@ -368,8 +372,16 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 			c.out = resp.AppendError(c.out, "ERR PSYNC FAILOVER can't be sent to a relay.")
 			return nil, false
 		}
+		if c.filtered && !c.capaEOF {
+			c.out = resp.AppendError(c.out, "ERR Filtered replica requires EOF capability")
+			return nil, false
+		}
 		return newSession(c, string(args[1]), off, false), false
 	case "sync":
+		if c.filtered && !c.capaEOF {
+			c.out = resp.AppendError(c.out, "ERR Filtered replica requires EOF capability")
+			return nil, false
+		}
 		return newSession(c, "?", -1, true), false
 	default:
 		var b strings.Builder
@@ -479,6 +491,13 @@ func (c *client) replconf(args [][]byte) {
 				c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
 				return
 			}
+		case "rdb-filter-only":
+			functions, unknown := parseRDBFilter(val)
+			if unknown != "" {
+				c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Unsupported rdb-filter-only option: %s", resp.Excerpt([]byte(unknown), 64)))
+				return
+			}
+			c.filtered, c.filterFunctions = true, functions
 		case "version":
 		default:
 			c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Unrecognized REPLCONF option: %s", resp.Excerpt(args[i], 64)))

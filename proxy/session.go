@@ -35,6 +35,9 @@ const (
 	reasonShutdown          CloseReason = "shutdown"
 	reasonRDBOnlyDone       CloseReason = "rdb_only_done"
 	reasonKilled            CloseReason = "killed"
+	// The relay answered the sync with an error: it had no snapshot it
+	// could truthfully give (rdb-only from a tool, rdb-filter-only).
+	reasonRefused CloseReason = "refused"
 	// The replica received part of a command the upstream never finished;
 	// it resumes from its last whole command.
 	reasonStreamCut CloseReason = "stream_cut"
@@ -44,7 +47,7 @@ const (
 var closeReasons = []CloseReason{
 	reasonReplicaClosed, reasonWriteError, reasonTimeout, reasonFellBehind, reasonHistoryReplaced,
 	reasonReplIDChanged, reasonSnapshotAbandoned, reasonProtocol, reasonShutdown, reasonRDBOnlyDone, reasonKilled,
-	reasonStreamCut,
+	reasonStreamCut, reasonRefused,
 }
 
 // closeError carries a CloseReason through context cancellation causes.
@@ -240,6 +243,9 @@ func (s *session) keepalive() error { return s.write([]byte("\n")) }
 
 func (s *session) serve(ctx context.Context) error {
 	srv := s.srv
+	if s.c.filtered {
+		return s.filteredSync(ctx)
+	}
 	if !s.legacy {
 		d, cur, replid := srv.hist.psyncDecision(s.replid, s.off)
 		if d == replstream.WaitAhead {

@@ -1,0 +1,242 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-relay/redis-relay/internal/redistest"
+)
+
+// redisCli is the path of redis-cli; the test fails without it.
+func redisCli(t *testing.T) string {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-cli not found: apt-get install -y redis-tools")
+	}
+	return cli
+}
+
+// TestRedisCliReplicaStartsLive: redis-cli --replica (rdb-filter-only "") against
+// the relay prints no error, and the first command it prints is one
+// written after it connected, not the log since the relay's snapshot.
+func TestRedisCliReplicaStartsLive(t *testing.T) {
+	master, relay := syncedRelay(t)
+	redistest.Eventually(t, 30*time.Second, func() error { return relayOnline(relay) })
+	// Stream after the snapshot: a stale start would print these first.
+	for i := range 50 {
+		master.Do(t, "SET", fmt.Sprintf("before:%d", i), i)
+	}
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if st := relay.Status(); st.Log.Next-1 < master.InfoInt(t, "master_repl_offset") {
+			return fmt.Errorf("relay at %d", st.Log.Next-1)
+		}
+		return nil
+	})
+
+	h, p := relay.HostPort()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, redisCli(t), "-h", h, "-p", p, "--replica")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		cmd.Wait()
+	}()
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	next := func() string {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("redis-cli --replica ended")
+			}
+			return l
+		case <-ctx.Done():
+			t.Fatal("redis-cli --replica printed nothing more")
+		}
+		return ""
+	}
+	var printed []string
+	for {
+		l := next()
+		printed = append(printed, l)
+		if strings.Contains(strings.ToLower(l), "error") || strings.HasPrefix(l, "-") {
+			t.Fatalf("redis-cli --replica printed an error: %q", printed)
+		}
+		if strings.Contains(l, "Logging commands from master") {
+			break
+		}
+	}
+	master.Do(t, "SET", "after", "connect")
+	for {
+		l := next()
+		if strings.EqualFold(l, `"PING"`) || strings.HasPrefix(l, "sending REPLCONF ACK") {
+			continue // redis-cli's own ACK, the master's heartbeat
+		}
+		if l != `"SET","after","connect"` {
+			t.Fatalf("first command printed: %s, want the SET written after connecting (all: %q)", l, append(printed, l))
+		}
+		break
+	}
+	if n := relay.InfoInt(t, "sync_full"); n != 1 {
+		t.Errorf("relay sync_full = %d, want 1", n)
+	}
+}
+
+// TestRedisCliFunctionsRDB: redis-cli --functions-rdb against the relay
+// writes a file whose libraries, loaded into a scratch server, are the
+// master's now: those in the relay's snapshot, changed by FUNCTION LOAD,
+// LOAD REPLACE, DELETE, RESTORE and FLUSH written after it.
+func TestRedisCliFunctionsRDB(t *testing.T) {
+	lib := func(name, ret string) string {
+		return fmt.Sprintf("#!lua name=%s\nredis.register_function('%s_f', function() return %s end)", name, name, ret)
+	}
+	master := redistest.Start(t)
+	master.Do(t, "FUNCTION", "LOAD", lib("kept", "1"))
+	master.Do(t, "FUNCTION", "LOAD", lib("replaced", "1"))
+	master.Do(t, "FUNCTION", "LOAD", lib("deleted", "1"))
+	populate(t, master, 0, 1000)
+	relay := startRelay(t, master.Addr())
+	redistest.Eventually(t, 30*time.Second, func() error { return relayOnline(relay) })
+
+	// A dump from another server, restored on the master.
+	other := redistest.Start(t)
+	other.Do(t, "FUNCTION", "LOAD", lib("restored", "4"))
+	dump := other.Do(t, "FUNCTION", "DUMP").(string)
+
+	master.Do(t, "FUNCTION", "LOAD", lib("added", "2"))
+	master.Do(t, "FUNCTION", "LOAD", "REPLACE", lib("replaced", "3"))
+	master.Do(t, "FUNCTION", "DELETE", "deleted")
+	master.Do(t, "FUNCTION", "RESTORE", dump)
+	master.Do(t, "SET", "k", "v")
+
+	check := func(t *testing.T) {
+		redistest.Eventually(t, 30*time.Second, func() error {
+			if st := relay.Status(); st.Log.Next-1 < master.InfoInt(t, "master_repl_offset") {
+				return fmt.Errorf("relay at %d", st.Log.Next-1)
+			}
+			return nil
+		})
+		dir := t.TempDir()
+		h, p := relay.HostPort()
+		if msg, err := exec.Command(redisCli(t), "-h", h, "-p", p, "--functions-rdb", filepath.Join(dir, "dump.rdb")).CombinedOutput(); err != nil {
+			t.Fatalf("redis-cli --functions-rdb: %v\n%s", err, msg)
+		}
+		scratch := redistest.Start(t, "--dir", dir, "--dbfilename", "dump.rdb")
+		if got, want := libraryCode(t, scratch), libraryCode(t, master); !slices.Equal(got, want) {
+			t.Fatalf("libraries from the relay's file:\n%q\nthe master's:\n%q", got, want)
+		}
+		if n := scratch.Do(t, "DBSIZE"); n != int64(0) {
+			t.Errorf("the file holds %v keys, want none", n)
+		}
+	}
+	t.Run("changed", check)
+	master.Do(t, "FUNCTION", "FLUSH")
+	master.Do(t, "FUNCTION", "LOAD", lib("afterflush", "5"))
+	t.Run("flushed", check)
+}
+
+// libraryCode lists a server's libraries as "name\ncode", sorted.
+func libraryCode(t *testing.T, s *redistest.Server) []string {
+	t.Helper()
+	libs, err := s.Client().FunctionList(context.Background(), redis.FunctionListQuery{WithCode: true}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range libs {
+		out = append(out, l.Name+"\n"+l.Code)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestLibrariesApply: the FUNCTION commands of a stream change the
+// libraries as on the master, and those the relay cannot follow are errors.
+func TestLibrariesApply(t *testing.T) {
+	code := func(name string) string {
+		return "#!lua name=" + name + "\nredis.register_function('f', function() return 1 end)"
+	}
+	cmd := func(args ...string) [][]byte {
+		out := make([][]byte, len(args))
+		for i, a := range args {
+			out[i] = []byte(a)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		cmds [][][]byte
+		want []string // names left, sorted; nil with an error
+	}{
+		{"load", [][][]byte{cmd("FUNCTION", "LOAD", code("a")), cmd("function", "load", "REPLACE", code("a")), cmd("FUNCTION", "LOAD", code("b"))}, []string{"a", "b"}},
+		{"delete", [][][]byte{cmd("FUNCTION", "LOAD", code("a")), cmd("FUNCTION", "LOAD", code("b")), cmd("FUNCTION", "DELETE", "a")}, []string{"b"}},
+		{"flush", [][][]byte{cmd("FUNCTION", "LOAD", code("a")), cmd("FUNCTION", "FLUSH", "ASYNC"), cmd("FUNCTION", "LOAD", code("c"))}, []string{"c"}},
+		{"delete unknown", [][][]byte{cmd("FUNCTION", "DELETE", "nope")}, nil},
+		{"restore garbage", [][][]byte{cmd("FUNCTION", "RESTORE", "not a dump payload")}, nil},
+		{"unknown subcommand", [][][]byte{cmd("FUNCTION", "MIGRATE", "x")}, nil},
+		{"no name", [][][]byte{cmd("FUNCTION", "LOAD", "#!lua\nreturn 1")}, nil},
+		{"quoted name", [][][]byte{cmd("FUNCTION", "LOAD", "#!lua name=\"a\"\nreturn 1")}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			libs := libraries{}
+			var err error
+			for _, c := range tc.cmds {
+				if err = libs.apply(c, 10); err != nil {
+					break
+				}
+			}
+			if tc.want == nil {
+				if err == nil {
+					t.Fatalf("no error; libraries %v", libs)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for n := range libs {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, tc.want) {
+				t.Fatalf("libraries %v, want %v", names, tc.want)
+			}
+		})
+	}
+}
+
+// TestRDBFilterOnlyReplies: REPLCONF rdb-filter-only answers as Redis 7.0
+// does for unknown filters and for a filtered sync without capa eof.
+func TestRDBFilterOnlyReplies(t *testing.T) {
+	_, relay := syncedRelay(t)
+	c := dialRaw(t, relay.Addr())
+	c.expect("-ERR Unsupported rdb-filter-only option: keys", "REPLCONF", "rdb-filter-only", "functions keys")
+	c.expect("+OK", "REPLCONF", "rdb-filter-only", "")
+	c.expect("-ERR Filtered replica requires EOF capability", "SYNC")
+	c.expect("-ERR Filtered replica requires EOF capability", "PSYNC", "?", "-1")
+}
