@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
@@ -25,16 +25,6 @@ import (
 // that offset. A FUNCTION command it cannot follow truthfully (a RESTORE
 // payload it cannot read, a subcommand it does not know) refuses the sync
 // with an error rather than give libraries the master does not have.
-
-// filterSource is what a filtered sync is built from; see
-// history.filteredSource.
-type filterSource struct {
-	snap   Snapshot
-	file   *os.File // the snapshot's file, open; the caller closes it
-	log    *replstream.Log
-	replid string
-	at     int64 // the stream starts here: the RDB is as of offset at-1
-}
 
 // parseRDBFilter reads the value of REPLCONF rdb-filter-only: filters
 // separated by spaces, of which Redis knows one, "functions" (source:
@@ -55,28 +45,28 @@ func parseRDBFilter(v string) (functions bool, unknown string) {
 // rdb-only too, the stream from there.
 func (s *session) filteredSync(ctx context.Context) error {
 	srv := s.srv
-	src, err := srv.hist.filteredSource(ctx, s, s.keepalive)
+	src, err := srv.hist.FilteredSource(ctx, s, s.keepalive)
 	if err != nil {
 		return err
 	}
 	st, err := followLog(src, s.c.filterFunctions)
-	src.file.Close()
+	src.File.Close()
 	if err != nil {
-		s.logger.Warn("filtered sync refused", "offset", src.at-1, "err", err)
-		return s.refuse(fmt.Sprintf("ERR the relay cannot give an RDB as of offset %d: %v; run this against the master or a replica instead", src.at-1, err))
+		s.logger.Warn("filtered sync refused", "offset", src.At-1, "err", err)
+		return s.refuse(fmt.Sprintf("ERR the relay cannot give an RDB as of offset %d: %v; run this against the master or a replica instead", src.At-1, err))
 	}
 	h, libs := st.header, st.libraries()
 	aux := []string{"redis-ver", h.RedisVer(), "redis-bits", "64", "ctime", strconv.FormatInt(time.Now().Unix(), 10),
-		"repl-stream-db", strconv.Itoa(st.db), "repl-id", src.replid, "repl-offset", strconv.FormatInt(src.at-1, 10), "aof-base", "0"}
+		"repl-stream-db", strconv.Itoa(st.db), "repl-id", src.ReplID, "repl-offset", strconv.FormatInt(src.At-1, 10), "aof-base", "0"}
 	if bits, ok := h.Aux["redis-bits"]; ok {
 		aux[3] = bits
 	}
 	rdb := rdbparse.AppendFunctionsRDB(nil, h.Version, aux, libs)
 
 	srv.stats.fullSyncsServed.Add(1)
-	s.logger.Info("filtered full resync", "replid", src.replid, "offset", src.at-1, "libraries", len(libs), "bytes", len(rdb))
+	s.logger.Info("filtered full resync", "replid", src.ReplID, "offset", src.At-1, "libraries", len(libs), "bytes", len(rdb))
 	if !s.legacy {
-		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n", src.replid, src.at-1)); err != nil {
+		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d\r\n", src.ReplID, src.At-1)); err != nil {
 			return err
 		}
 	}
@@ -92,14 +82,14 @@ func (s *session) filteredSync(ctx context.Context) error {
 	if s.c.rdbOnly {
 		return &closeError{reason: reasonRDBOnlyDone}
 	}
-	cur, err := src.log.Cursor(src.at)
+	cur, err := src.Log.Cursor(src.At)
 	if err != nil {
 		return err
 	}
 	if err := s.waitFirstAck(ctx); err != nil {
 		return err
 	}
-	if !srv.hist.goOnline(s, src.replid) {
+	if !srv.hist.GoOnline(s, src.ReplID) {
 		return &closeError{reason: reasonReplIDChanged}
 	}
 	if s.legacy {
@@ -126,7 +116,7 @@ func (s *session) refuse(msg string) error {
 }
 
 // streamState is what a filtered sync needs to know of the dataset as of
-// offset src.at-1: the snapshot's header, the database the stream has
+// offset src.At-1: the snapshot's header, the database the stream has
 // selected, and (when asked for) the function libraries.
 type streamState struct {
 	header *rdbparse.Header
@@ -143,12 +133,12 @@ func (st *streamState) libraries() []string {
 }
 
 // followLog reads the snapshot's head (its header and, with withLibraries,
-// its libraries) and walks the log from the snapshot to src.at: the last
-// SELECT in it names the database selected at src.at (the snapshot's
+// its libraries) and walks the log from the snapshot to src.At: the last
+// SELECT in it names the database selected at src.At (the snapshot's
 // repl-stream-db without one), and every FUNCTION command in it changes
 // the libraries as it did on the master.
-func followLog(src filterSource, withLibraries bool) (*streamState, error) {
-	codes, h, err := rdbparse.Libraries(src.file)
+func followLog(src history.FilterSource, withLibraries bool) (*streamState, error) {
+	codes, h, err := rdbparse.Libraries(src.File)
 	if err != nil && !(h != nil && !withLibraries) {
 		return nil, fmt.Errorf("read the snapshot's head: %w", err)
 	}
@@ -168,7 +158,7 @@ func followLog(src filterSource, withLibraries bool) (*streamState, error) {
 	// argument only; the FUNCTION commands are read whole afterwards.
 	var spans [][2]int64
 	var frameErr error
-	_, err = src.log.Frame(src.snap.Offset+1, src.at, func(c *replstream.Command) {
+	_, err = src.Log.Frame(src.Snap.Offset+1, src.At, func(c *replstream.Command) {
 		switch {
 		case bytes.EqualFold(c.Name, []byte("select")):
 			db, err := strconv.Atoi(string(c.Arg1))
@@ -187,7 +177,7 @@ func followLog(src filterSource, withLibraries bool) (*streamState, error) {
 		return nil, fmt.Errorf("read the log after the snapshot: %w", err)
 	}
 	for _, sp := range spans {
-		args, err := readLogCommand(src.log, sp[0], sp[1])
+		args, err := readLogCommand(src.Log, sp[0], sp[1])
 		if err != nil {
 			return nil, fmt.Errorf("read the command at offset %d: %w", sp[0], err)
 		}
