@@ -21,15 +21,20 @@
 //     it, sends PSYNC, receives a snapshot into the history or appends
 //     the stream to its log, ACKs (with a downstream ACK policy, from
 //     what its ackSource, the server, reports of its replicas' ACKs),
-//     refreshes the snapshot over a second connection, and follows
+//     refreshes the snapshot over a second connection (when due, or when
+//     a tool's rdb-only asks for one), and follows
 //     Sentinel. It is the history's only writer of the stream (REPLICAOF
 //     and CONFIG SET from the admin commands change what it follows and
 //     how; RELAY GUARD RELEASE is the history's one other writer).
 //   - The downstream server (server.go, session.go, pacing.go,
-//     compress.go): the relay as a master. It accepts connections,
-//     answers the replication handshake, and turns PSYNC or SYNC into a
-//     session: a full sync from the history's snapshot and then a cursor
-//     on its log, or a cursor at once. Sessions register with the
+//     compress.go, rdbonly.go, filtered.go): the relay as a master. It
+//     accepts connections, answers the replication handshake, and turns
+//     PSYNC or SYNC into a session: a full sync from the history's
+//     snapshot and then a cursor on its log, or a cursor at once. A tool's
+//     rdb-only SYNC gets a current snapshot (rdbonly.go); an
+//     rdb-filter-only client gets an RDB written for it as of the current
+//     offset, with the function libraries followed through the log
+//     (filtered.go). Sessions register with the
 //     history as its readers, an interface the history defines
 //     (history.Reader: online, the next offset sent, ended for a
 //     replication ID change or for falling out of the retained log), so that a replication ID change

@@ -55,11 +55,3 @@ func TestMeasureRDBOnlyRefresh(t *testing.T) {
 		})
 	}
 }
-
-// relayOnline reports whether the relay holds a history and streams from its master.
-func relayOnline(relay *testRelay) error {
-	if st := relay.Status(); !st.HasHistory || st.SyncPending || st.LinkState != LinkConnected {
-		return fmt.Errorf("relay: history %v, sync pending %v, link %s", st.HasHistory, st.SyncPending, st.LinkState)
-	}
-	return nil
-}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -15,7 +16,50 @@ import (
 // segments older than it that retention does not keep. One master fork per
 // refresh, however many replicas there are.
 
-// refreshLoop checks once a second whether a refresh is due, until ctx ends.
+// refreshAsks are refreshes asked for out of turn, by a tool that needs a
+// current snapshot (rdbonly.go). Guarded by upstreamLink.mu.
+type refreshAsks struct {
+	wanted bool          // a refresh is wanted as soon as one can start
+	ended  chan struct{} // closed and replaced when an asked-for refresh ends
+	err    error         // how the last one ended
+}
+
+// askRefresh asks for a refresh now, and returns a channel closed when it
+// has ended, and a function that tells how: nil once the new snapshot is
+// in, else why it was not taken.
+func (u *upstreamLink) askRefresh() (<-chan struct{}, func() error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.asked.wanted = true
+	ended := u.asked.ended
+	return ended, func() error {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.asked.err
+	}
+}
+
+// takeAsk reports whether a refresh was asked for, and clears the ask.
+func (u *upstreamLink) takeAsk() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	wanted := u.asked.wanted
+	u.asked.wanted = false
+	return wanted
+}
+
+// answerAsk ends an asked-for refresh with err.
+func (u *upstreamLink) answerAsk(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.asked.err = err
+	close(u.asked.ended)
+	u.asked.ended = make(chan struct{})
+}
+
+// refreshLoop checks once a second whether a refresh is due, or asked for,
+// until ctx ends. An asked-for refresh waits for a full sync in progress;
+// it does not wait out the pause after a failed refresh.
 func (u *upstreamLink) refreshLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -26,13 +70,26 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if time.Now().Before(notBefore) || !u.refreshDue() {
+		asked := false
+		if st, _, _ := u.hist.Status(); !st.SyncPending {
+			asked = u.takeAsk()
+		}
+		if asked {
+			if why := u.refreshBlocked(); why != "" {
+				u.answerAsk(errors.New(why))
+				continue
+			}
+		} else if time.Now().Before(notBefore) || !u.refreshDue() {
 			continue
 		}
-		if err := u.refresh(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+		err := u.refresh(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if asked {
+			u.answerAsk(err)
+		}
+		if err != nil {
 			u.stats.refreshFailures.Add(1)
 			u.logger.Warn("snapshot refresh failed", "err", err)
 			notBefore = time.Now().Add(30 * time.Second)
@@ -40,13 +97,27 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 	}
 }
 
+// refreshBlocked says why no refresh can start now, "" when one can.
+func (u *upstreamLink) refreshBlocked() string {
+	st, _, _ := u.hist.Status()
+	switch {
+	case !st.HasHistory:
+		return "the relay has no history yet"
+	case st.GuardTripped:
+		return "the empty-master guard holds back a new history (" + st.GuardReason + ")"
+	case st.HoldActive:
+		return "the command tripwire holds the stream before " + st.HoldCommand
+	}
+	if state := u.status.current(); state != LinkConnected {
+		return "the relay is not connected to its master (link " + state + ")"
+	}
+	return ""
+}
+
 // refreshDue reports whether the snapshot should be replaced.
 func (u *upstreamLink) refreshDue() bool {
 	st, _, _ := u.hist.Status()
-	if u.status.current() != LinkConnected {
-		return false
-	}
-	if !st.HasHistory || st.SyncPending || st.GuardTripped || st.HoldActive {
+	if st.SyncPending || u.refreshBlocked() != "" {
 		return false
 	}
 	cfg := u.cfg.Get()

@@ -288,6 +288,12 @@ func (s *session) serve(ctx context.Context) error {
 			srv.stats.partialSyncsErr.Add(1)
 		}
 	}
+	if s.legacy && s.c.rdbOnly {
+		// A tool: it cannot continue from the snapshot's offset.
+		if err := s.toolSnapshot(ctx); err != nil {
+			return err
+		}
+	}
 	return s.fullSync(ctx)
 }
 

@@ -33,6 +33,7 @@ type upstreamLink struct {
 	master   string        // upstream address; guarded by mu
 	masterCh chan struct{} // closed and replaced when master changes; guarded by mu
 	source   sourceStats   // guarded by mu
+	asked    refreshAsks   // refreshes asked for by tools (refresh.go); guarded by mu
 
 	status          linkStatus
 	acks            ackSource     // downstream replicas' ACKs, for downstream ACK policies; set before run
@@ -55,6 +56,7 @@ func newUpstreamLink(cfg *settings.Live, hist *history.Store, stats *counters, l
 	u := &upstreamLink{
 		cfg: cfg, hist: hist, stats: stats, logger: logger,
 		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
+		asked:           refreshAsks{ended: make(chan struct{})},
 		downstreamAcked: make(chan struct{}, 1),
 	}
 	u.status.set(LinkConnect, "")
