@@ -16,8 +16,9 @@ import (
 // offset from +FULLRESYNC and continues from there: any snapshot serves
 // it. A client that asks with SYNC (redis-cli --rdb) is told no offset and
 // keeps only the file, so what it gets must be the data now: the relay
-// gives it a snapshot taken after it asked, one no older than
-// rdb-only-max-age, or one with nothing but heartbeats after it. Otherwise
+// gives it a snapshot at or past the offset the relay had when it asked,
+// one no older than rdb-only-max-age, or one with nothing but heartbeats
+// after it. Otherwise
 // it refreshes the snapshot first (one fork of the master, or of
 // snapshot-source; the tool waits about as long as redis-cli --rdb against
 // the master takes) and serves the new one as it arrives, or, when no
@@ -34,8 +35,8 @@ const heartbeatScan = 1 << 20
 // error line already sent) when none can be had.
 func (s *session) toolSnapshot(ctx context.Context) error {
 	srv := s.srv
-	asked := time.Now()
 	maxAge := srv.cfg.Get().RDBOnlyMaxAge
+	want := int64(-1) // the relay's offset when the tool asked
 	var ended <-chan struct{}
 	var result func() error
 	deadline := time.Now().Add(srv.cfg.Timeout())
@@ -49,10 +50,13 @@ func (s *session) toolSnapshot(ctx context.Context) error {
 			snap = pending // what SyncSource picks
 		}
 		if snap == nil {
-			return nil // the first full sync will be taken after the tool asked
+			return nil // the first full sync is taken after the tool asked
+		}
+		if want < 0 {
+			want = st.Log.Next - 1
 		}
 		meta := snap.Meta()
-		if !meta.Created.Before(asked) || time.Since(meta.Created) <= maxAge || (snap == current && heartbeatsOnly(srv.hist.CurrentLog(), meta.Offset)) {
+		if meta.Offset >= want || time.Since(meta.Created) <= maxAge || (snap == current && heartbeatsOnly(srv.hist.CurrentLog(), meta.Offset)) {
 			return nil
 		}
 		if ended == nil {
@@ -60,15 +64,23 @@ func (s *session) toolSnapshot(ctx context.Context) error {
 				return s.refuseStale(st, meta, maxAge, errors.New(why))
 			}
 			ended, result = srv.up.askRefresh()
-			s.logger.Info("refreshing the snapshot for a tool's rdb-only", "offset", meta.Offset, "age", time.Since(meta.Created).Round(time.Second))
+			s.logger.Info("refreshing the snapshot for a tool's rdb-only", "offset", meta.Offset, "next", st.Log.Next, "age", time.Since(meta.Created).Round(time.Second))
 		}
 		select {
 		case <-changed:
 		case <-ended:
-			if err := result(); err != nil {
+			err := result()
+			if err == nil {
+				// The new snapshot is in, and still behind: its source
+				// (snapshot-source) lags the master.
+				st, current, _ = srv.hist.Status()
+				if meta = current.Meta(); meta.Offset < want {
+					err = fmt.Errorf("the refreshed snapshot is at offset %d, behind the %d the relay had when asked", meta.Offset, want)
+				}
+			}
+			if err != nil {
 				return s.refuseStale(st, meta, maxAge, err)
 			}
-			ended = nil // a refresh ended without reaching SyncSource's pick: look again
 		case <-t.C:
 			if time.Now().After(deadline) && !st.SyncPending {
 				return s.refuseStale(st, meta, maxAge, fmt.Errorf("no refresh started within repl-timeout (%s)", srv.cfg.Timeout()))
