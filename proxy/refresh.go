@@ -111,6 +111,12 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if from != "master" {
+		if err := u.proveSource(s); err != nil {
+			u.hist.abortFullSync(s, err)
+			return err
+		}
+	}
 	if err := u.hist.commitRefresh(ctx, s); err != nil {
 		u.hist.abortFullSync(s, err)
 		return err

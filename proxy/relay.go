@@ -61,6 +61,7 @@ type counters struct {
 	pacedBytes         atomic.Int64 // snapshot bytes sent under a full-sync bandwidth limit
 	paceWait           atomic.Int64 // nanoseconds full syncs waited for the bandwidth limits
 	sourceFallbacks    atomic.Int64
+	sourceUnproven     atomic.Int64 // source snapshots refused: repl-id/repl-offset missing or not as announced
 	holdTrips          atomic.Int64
 	refreshes          atomic.Int64
 	refreshFailures    atomic.Int64

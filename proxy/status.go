@@ -127,6 +127,7 @@ type Status struct {
 	SnapshotFrom        string // where the newest snapshot came from: "master" or the source; empty before one
 	ForksAvoided        int64  // snapshots from the snapshot source that the master continued after
 	SourceFallbacks     int64  // times the master's own snapshot was taken instead of the source's
+	SourceUnproven      int64  // snapshots from the source refused for want of proof of their history and offset
 	LastFallback        string // why, the last time
 	Refreshes           int64  // snapshots refreshed over a second connection
 	RefreshFailures     int64
@@ -182,6 +183,7 @@ func (r *Relay) Status() Status {
 	st.CompressedInStream, st.CompressedInWire = c.zIn.stream.Load(), c.zIn.wire.Load()
 	st.CompressedOutStream, st.CompressedOutWire = c.zOut.stream.Load(), c.zOut.wire.Load()
 	st.SourceFallbacks = c.sourceFallbacks.Load()
+	st.SourceUnproven = c.sourceUnproven.Load()
 	st.SnapshotSource = r.cfg.Get().SnapshotSource
 	st.Refreshes = c.refreshes.Load()
 	st.RefreshFailures = c.refreshFailures.Load()

@@ -260,13 +260,22 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 
 	u.status.set(LinkHandshake, addr)
 	capas := []string{"REPLCONF", "capa", "eof", "capa", "psync2"}
-	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, capas}
 	level, compress, _ := settings.CompressionLevel(u.cfg.Get().UpstreamCompression)
 	if compress {
 		// A relay upstream may answer with a compressed link; a stock
 		// master ignores the capability and refuses the level option,
 		// which a handshake takes as a stock replica does.
-		replconfs[1] = append(capas, "capa", capaZstd)
+		capas = append(capas, "capa", capaZstd)
+	}
+	// As a stock replica: the port, the address when one is announced
+	// (replica-announce-ip; the master lists it, and Sentinel reads it
+	// there), then the capabilities.
+	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}}
+	if ip := u.cfg.Get().AnnounceIP; ip != "" {
+		replconfs = append(replconfs, []string{"REPLCONF", "ip-address", ip})
+	}
+	replconfs = append(replconfs, capas)
+	if compress {
 		replconfs = append(replconfs, []string{"REPLCONF", zstdLevelOption, levelName(level)})
 	}
 	if _, err := u.handshake(c, replconfs...); err != nil {
