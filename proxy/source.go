@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
@@ -28,7 +29,7 @@ import (
 // A source must prove what it sends: its RDB's repl-id and repl-offset aux
 // fields must be there and name the history and offset of its
 // +FULLRESYNC (proveSource). A refresh must also be of the history the
-// relay follows (history.refreshBase); a first snapshot becomes the
+// relay follows (history.Store.RefreshBase); a first snapshot becomes the
 // relay's only when the master continues after that offset. The source is
 // dialled with its own credentials (sourcePeer), never the master's.
 
@@ -92,11 +93,11 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn
 // receiveSnapshot reads the payload after +FULLRESYNC into a new snapshot
 // and closes the connection; with publish, replicas waiting for a full
 // sync stream it as it arrives. On error the snapshot is dropped.
-func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*snapshot, error) {
+func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*history.SnapshotFile, error) {
 	defer c.close() // rdb-only: the sender closes too; without it, we want no stream here
-	begin := u.hist.newIncomingSnapshot
+	begin := u.hist.NewIncomingSnapshot
 	if publish {
-		begin = u.hist.beginFullSync
+		begin = u.hist.BeginFullSync
 	}
 	s, err := begin(replid, offset)
 	if err != nil {
@@ -105,13 +106,13 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 	p, err := c.readPayloadHeader()
 	if err == nil {
 		if p.Mark == nil {
-			s.setSize(p.Size)
+			s.SetSize(p.Size)
 		}
 		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &u.stats.bytesFromUpstream, total: p.Size, logger: u.logger.With("upstream", addr), what: what}
 		_, err = replstream.CopyPayload(pw, c.br, p)
 	}
 	if err != nil {
-		u.hist.abortFullSync(s, err)
+		u.hist.AbortFullSync(s, err)
 		return nil, err
 	}
 	return s, nil
@@ -120,7 +121,7 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 // snapshotFromSource takes a first snapshot from the snapshot source and
 // checks it; it is not the relay's history until the master continues
 // after it (see upstream.run).
-func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*snapshot, error) {
+func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*history.SnapshotFile, error) {
 	addr := p.addr
 	start := time.Now()
 	c, replid, offset, err := u.fetchSnapshot(ctx, p)
@@ -134,18 +135,18 @@ func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*snapsho
 	if err != nil {
 		return nil, err
 	}
-	s.markReceived()
+	s.MarkReceived()
 	if err := u.proveSource(s); err != nil {
-		u.hist.abortFullSync(s, err)
+		u.hist.AbortFullSync(s, err)
 		return nil, err
 	}
-	if err := u.hist.validate(s); err != nil {
-		u.stats.snapshotsRejected.Add(1)
-		u.hist.abortFullSync(s, err)
+	if err := u.hist.Validate(s); err != nil {
+		u.hist.AbortFullSync(s, err)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
 	}
-	meta := s.metaCopy()
-	u.logger.Info("snapshot from the snapshot source received", "upstream", addr, "offset", meta.Offset, "bytes", s.written, "elapsed", time.Since(start).Round(time.Millisecond))
+	meta := s.Meta()
+	written, _, _, _, _ := s.Progress()
+	u.logger.Info("snapshot from the snapshot source received", "upstream", addr, "offset", meta.Offset, "bytes", written, "elapsed", time.Since(start).Round(time.Millisecond))
 	return s, nil
 }
 
@@ -161,9 +162,9 @@ var errUnproven = errors.New("snapshot from the snapshot source refused: its RDB
 // over another dataset, and the master would continue after it. Every
 // Redis since 4.0 writes both fields into the RDB it sends a replica, and
 // a relay forwards the master's RDB as it is.
-func (u *upstreamLink) proveSource(s *snapshot) error {
-	meta := s.metaCopy()
-	f, err := os.Open(s.path)
+func (u *upstreamLink) proveSource(s *history.SnapshotFile) error {
+	meta := s.Meta()
+	f, err := os.Open(s.Path())
 	if err != nil {
 		return err
 	}
