@@ -105,6 +105,51 @@ func TestSnapshotSourceMustProveHistory(t *testing.T) {
 	}
 }
 
+// TestSnapshotSourceRefreshMustProveHistory: a client that may run CONFIG
+// SET points snapshot-source at a server of its own, which offers a
+// refresh under the relay's replid and a newer offset, in an RDB without
+// repl-id. The relay keeps its snapshot, and a replica that full-syncs
+// afterwards gets the master's data.
+func TestSnapshotSourceRefreshMustProveHistory(t *testing.T) {
+	const masterPass = "master-s3cret"
+	master := redistest.Start(t, "--requirepass", masterPass)
+	master.Do(t, "DEBUG", "POPULATE", "2000", "db0:str", "32")
+	relay := startRelay(t, master.Addr(), func(c *Config) { c.MasterAuth = masterPass })
+	leaf := replicaOf(t, relay.HostPort)
+	inSync(t, 30*time.Second, master, leaf)
+	before := relay.Status().Snapshot.Offset
+	for i := range 200 {
+		master.Do(t, "SET", fmt.Sprint("w:", i), i)
+	}
+	waitOffsets(t, master, relay)
+	src := startFakeSource(t, func() (string, int64, []byte) {
+		info := master.Info(t, "replication")
+		off, _ := strconv.ParseInt(info["master_repl_offset"], 10, 64)
+		return info["master_replid"], off, fakeRDB(map[string]string{"repl-offset": strconv.FormatInt(off, 10)})
+	})
+	if err := relay.Client().Do(t.Context(), "CONFIG", "SET", "snapshot-source", src.addr, "refresh-ratio", "0.0001", "refresh-min-size", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if n := relay.InfoInt(t, "snapshot_source_unproven"); n < 1 {
+			return fmt.Errorf("no refusal yet (refreshes %d, failures %d)", relay.InfoInt(t, "snapshot_refreshes"), relay.InfoInt(t, "snapshot_refresh_failures"))
+		}
+		return nil
+	})
+	relay.Client().Do(t.Context(), "CONFIG", "SET", "refresh-ratio", "-1")
+	if n := relay.InfoInt(t, "snapshot_refreshes"); n != 0 {
+		t.Errorf("snapshot_refreshes = %d, want 0", n)
+	}
+	if off := relay.Status().Snapshot.Offset; off != before {
+		t.Errorf("snapshot offset %d, want %d: the source's snapshot replaced it", off, before)
+	}
+	late := replicaOf(t, relay.HostPort)
+	inSync(t, 30*time.Second, master, late)
+	if got := src.received(); bytes.Contains(got, []byte(masterPass)) {
+		t.Errorf("the master's password reached the snapshot source: %q", got)
+	}
+}
+
 // fakeSource is a snapshot source played by the test: it answers the
 // replication handshake, then +FULLRESYNC and an RDB from offer, and
 // closes. It records every byte it receives.
