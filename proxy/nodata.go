@@ -22,7 +22,7 @@ import (
 // (SENTINEL REPLICAS); this message is for what gets through anyway.
 func (a *admin) noData(out []byte, args [][]byte) []byte {
 	where := "no master is configured yet"
-	if addr, _ := a.r.up.masterAddr(); addr != "" {
+	if addr, _ := a.r.up.MasterAddr(); addr != "" {
 		where = "read from the master at " + addr + " or one of its replicas"
 	}
 	return resp.AppendError(out, fmt.Sprintf("ERR this is redis-relay, a replication relay holding no data: '%s' is not served here; %s", resp.Excerpt(args[0], 64), where))
