@@ -106,10 +106,14 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	r.shutdown = cancel
 	r.stopMu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		r.up.followSentinels(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.up.followCluster(ctx)
 	}()
 	go func() {
 		defer wg.Done()

@@ -132,6 +132,9 @@ type Status struct {
 	RefreshFailures     int64
 	TailCuts            int64 // unfinished commands dropped from the log after the upstream link broke
 	BranchCuts          int64 // data-free tails dropped so that a promoted upstream continues (branch.go)
+	// ClusterShard is the Redis Cluster shard the relay follows
+	// (cluster-seeds); zero when it follows no cluster.
+	ClusterShard ClusterShard
 
 	// MasterVersion is the version of the server that wrote the newest
 	// snapshot the relay holds or is receiving (its RDB's redis-ver aux

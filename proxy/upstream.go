@@ -32,6 +32,9 @@ type upstreamLink struct {
 	master   string        // upstream address; guarded by mu
 	masterCh chan struct{} // closed and replaced when master changes; guarded by mu
 	source   sourceStats   // guarded by mu
+	shard    ClusterShard  // the cluster shard followed (clusterfollow.go); guarded by mu
+
+	linkLost chan struct{} // buffered(1): the link to the master went down (cluster following asks at once)
 
 	status          linkStatus
 	acks            ackSource     // downstream replicas' ACKs, for downstream ACK policies; set before run
@@ -55,6 +58,7 @@ func newUpstreamLink(cfg *settings.Live, hist *history, stats *counters, logger 
 		cfg: cfg, hist: hist, stats: stats, logger: logger,
 		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
 		downstreamAcked: make(chan struct{}, 1),
+		linkLost:        make(chan struct{}, 1),
 	}
 	u.status.set(LinkConnect, "")
 	u.status.syncTotal = -1
@@ -169,6 +173,10 @@ func (u *upstreamLink) run(ctx context.Context, port int) {
 		}()
 		err := u.connect(linkCtx, addr)
 		cancel()
+		select {
+		case u.linkLost <- struct{}{}:
+		default:
+		}
 		phase := u.status.current()
 		u.cutPartialTail() // before INFO shows the link down, so its offset never goes back
 		u.status.set(LinkConnect, addr)
@@ -460,6 +468,7 @@ func (u *upstreamLink) fillStatus(st *Status) {
 	u.mu.Lock()
 	st.MasterAddr = u.master
 	st.SnapshotFrom, st.LastFallback = u.source.lastFrom, u.source.lastFallback
+	st.ClusterShard = u.shard
 	u.mu.Unlock()
 	st.LinkState, _, st.LinkSince, st.LastError, st.SyncTotal, st.SyncStart = u.status.get()
 	st.SyncRead = u.status.syncRead.Load()
