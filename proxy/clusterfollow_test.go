@@ -202,6 +202,16 @@ func TestClusterRelaysFollowFailovers(t *testing.T) {
 			}
 		}
 	}
+	for i, rig := range rigs { // INFO names the shard each relay follows
+		master, _ := c.Shard(t, rig.slot)
+		want := []string{"0-5460", "5461-10922", "10923-16383"}[i]
+		if got := rig.relay.InfoField(t, "cluster_shard_slots"); got != want {
+			t.Errorf("relay of slot %d: INFO cluster_shard_slots %s, want %s", rig.slot, got, want)
+		}
+		if got, id := rig.relay.InfoField(t, "cluster_shard_master_id"), c.ID(t, master); got != id {
+			t.Errorf("relay of slot %d: INFO cluster_shard_master_id %s, want %s (%s)", rig.slot, got, id, master.Addr())
+		}
+	}
 	for _, rig := range rigs[:2] {
 		if n := rig.relay.Status().UpstreamPartials; n < 1 {
 			t.Errorf("relay of slot %d: %d partial resyncs with its upstream, want at least 1", rig.slot, n)
