@@ -129,6 +129,18 @@ func startClusterLoad(t *testing.T, c *redistest.Cluster) *clusterLoad {
 	return g
 }
 
+// waitWrites waits until the load has written n more times.
+func waitWrites(t *testing.T, g *clusterLoad, n int64) {
+	t.Helper()
+	want := g.ops.Load() + n
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if got := g.ops.Load(); got < want {
+			return fmt.Errorf("%d writes so far, waiting for %d", got, want)
+		}
+		return nil
+	})
+}
+
 func (g *clusterLoad) Stop() (ops, refused int64) {
 	g.cancel()
 	g.wg.Wait()
@@ -144,6 +156,7 @@ func (g *clusterLoad) Stop() (ops, refused int64) {
 func TestClusterRelaysFollowFailovers(t *testing.T) {
 	c, rigs := startClusterRigs(t, time.Minute) // only a lost link makes them ask
 	load := startClusterLoad(t, c)
+	waitWrites(t, load, 20000)
 	for _, rig := range rigs { // the load reaches every relay's replicas
 		for _, r := range rig.replicas {
 			redistest.Eventually(t, 30*time.Second, func() error {
@@ -169,7 +182,9 @@ func TestClusterRelaysFollowFailovers(t *testing.T) {
 	promoted, repointed := waitPromotedAndFollowed(t, newA, a.relay)
 	t.Logf("CLUSTER FAILOVER: promoted after %v, relay re-pointed %v after the promotion", promoted.Sub(start).Round(time.Millisecond), repointed.Sub(promoted).Round(time.Millisecond))
 
-	// The master of slot 8000's shard dies; the cluster promotes its replica.
+	// The master of slot 8000's shard dies under load; the cluster
+	// promotes its replica.
+	waitWrites(t, load, 5000)
 	b := rigs[1]
 	oldB, replicasB := c.Shard(t, b.slot)
 	newB := replicasB[0]
@@ -240,4 +255,41 @@ func waitPromotedAndFollowed(t *testing.T, node *redistest.Server, relay *testRe
 		return nil
 	})
 	return promoted, followed
+}
+
+// TestClusterReshardUnderLoad moves 1000 slots (slot 0, which picked the
+// first relay's shard, among them) from one shard to another with
+// redis-cli --cluster reshard under a write load over all slots: each
+// relay stays with its shard, names its new slot ranges, and its replicas
+// end with their shard master's digest, without a full sync.
+func TestClusterReshardUnderLoad(t *testing.T) {
+	c, rigs := startClusterRigs(t, 200*time.Millisecond)
+	load := startClusterLoad(t, c)
+	waitWrites(t, load, 20000)
+	from, _ := c.Shard(t, 0)
+	to, _ := c.Shard(t, 8000)
+	start := time.Now()
+	c.Reshard(t, from, to, 1000)
+	t.Logf("1000 slots moved in %v", time.Since(start).Round(time.Millisecond))
+	ops, refused := load.Stop()
+	t.Logf("load: %d writes, %d refused", ops, refused)
+	c.WaitHealthy(t, 60*time.Second)
+	shardsInSync(t, c, rigs[1:]) // slots 8000 and 16383: their shards' masters
+	inSync(t, 60*time.Second, from, rigs[0].replicas...)
+	for i, want := range []string{"1000-5460", "0-999,5461-10922", "10923-16383"} {
+		rig := rigs[i]
+		redistest.Eventually(t, 30*time.Second, func() error {
+			if got := rig.relay.InfoField(t, "cluster_shard_slots"); got != want {
+				return fmt.Errorf("relay %d: INFO cluster_shard_slots %s, want %s", i, got, want)
+			}
+			return nil
+		})
+		st := rig.relay.Status()
+		if st.FullSyncsServed != 2 || st.UpstreamFullSyncs != 1 {
+			t.Errorf("relay %d: %d full syncs served (want 2), %d taken from upstream (want 1)", i, st.FullSyncsServed, st.UpstreamFullSyncs)
+		}
+	}
+	if n, _ := from.Client().DBSize(context.Background()).Result(); n == 0 {
+		t.Fatal("the source shard holds no keys")
+	}
 }
