@@ -16,13 +16,15 @@
 //     write it, then apply it in memory. It owns the data dir.
 //   - The upstream link (upstream.go, upstreamconn.go, stream.go, ack.go,
 //     linkdown.go, branch.go, source.go, refresh.go, sentinel.go,
-//     commandcounts.go): the relay as a replica. It connects, reads a
+//     clusterfollow.go, commandcounts.go): the relay as a replica. It connects, reads a
 //     promoted upstream's branch point and drops a data-free tail past
 //     it, sends PSYNC, receives a snapshot into the history or appends
 //     the stream to its log, ACKs (with a downstream ACK policy, from
 //     what its ackSource, the server, reports of its replicas' ACKs),
 //     refreshes the snapshot over a second connection, and follows
-//     Sentinel. It is the history's only writer of the stream (REPLICAOF
+//     Sentinel or one shard of a Redis Cluster (package cluster reads the
+//     topology and picks the shard's master; a lost link makes it ask at
+//     once). It is the history's only writer of the stream (REPLICAOF
 //     and CONFIG SET from the admin commands change what it follows and
 //     how; RELAY GUARD RELEASE is the history's one other writer).
 //   - The downstream server (server.go, session.go, pacing.go,

@@ -15,6 +15,6 @@
 // A Watcher asks the seeds (and every node it has learnt of) for the
 // topology on a timer, at once when poked, and quickly while its caller
 // says it is in a hurry (its link to the master is down), and reports the
-// followed shard whenever it changes. The package knows nothing of the
+// followed shard after every round. The package knows nothing of the
 // relay: its caller re-points its link.
 package cluster

@@ -28,9 +28,9 @@ type Watcher struct {
 
 // Run asks for the topology until ctx ends: every Interval, at once when
 // poke receives, and every quarter second while Hurry says so. It calls
-// found with the followed shard whenever that shard's master, nodes or
-// slots differ from the last call. A round in which no node answers is
-// logged and tried again.
+// found with the followed shard after every round that read the topology,
+// so that a caller re-pointed by hand is put back. A round in which no
+// node answers is logged and tried again.
 func (w *Watcher) Run(ctx context.Context, poke <-chan struct{}, found func(Shard)) {
 	interval := w.Interval
 	if interval <= 0 {
@@ -56,14 +56,11 @@ func (w *Watcher) Run(ctx context.Context, poke <-chan struct{}, found func(Shar
 			failing = false
 			known = append([]string{t.From}, t.Addrs()...)
 			s, ok := t.Follow(cur, w.Slot)
-			switch {
-			case !ok:
-				if first {
-					w.Logger.Warn("no shard serves the slot", "slot", w.Slot, "from", t.From)
-				}
-			case first || !sameShard(s, cur):
+			if ok {
 				cur = s
 				found(s)
+			} else if first {
+				w.Logger.Warn("no shard serves the slot", "slot", w.Slot, "from", t.From)
 			}
 			first = false
 		}
@@ -102,9 +99,4 @@ func (w *Watcher) ask(ctx context.Context, known []string) (*Topology, error) {
 		return nil, errors.New("no node to ask")
 	}
 	return nil, fmt.Errorf("%d nodes asked: %w", len(tried), errors.Join(errs...))
-}
-
-// sameShard reports whether a and b have the same master, nodes and slots.
-func sameShard(a, b Shard) bool {
-	return slices.Equal(a.Slots, b.Slots) && slices.Equal(a.Nodes, b.Nodes)
 }
