@@ -293,3 +293,21 @@ func TestClusterReshardUnderLoad(t *testing.T) {
 		t.Fatal("the source shard holds no keys")
 	}
 }
+
+// TestClusterSeedsExcludeReplicaOf: a relay is refused both a master and
+// cluster seeds, and CONFIG REWRITE of a relay following a cluster writes
+// no replicaof (which would stop its next start).
+func TestClusterSeedsExcludeReplicaOf(t *testing.T) {
+	if _, err := New(Config{MasterAddr: "127.0.0.1:7000", ClusterSeeds: []string{"127.0.0.1:7001"}, DataDir: t.TempDir()}); err == nil {
+		t.Fatal("New accepted replicaof and cluster-seeds together")
+	}
+	relay := startRelay(t, "", func(c *Config) { c.ClusterSeeds = []string{"127.0.0.1:1"} })
+	relay.up.setMaster("127.0.0.1:7002") // as the cluster follower does
+	s := relay.Settings()
+	if v, ok := s["replicaof"]; ok {
+		t.Errorf("CONFIG REWRITE would write replicaof %q beside cluster-seeds", v)
+	}
+	if s["cluster-seeds"] != "127.0.0.1:1" {
+		t.Errorf("CONFIG REWRITE would write cluster-seeds %q", s["cluster-seeds"])
+	}
+}
