@@ -302,7 +302,7 @@ func TestClusterSeedsExcludeReplicaOf(t *testing.T) {
 		t.Fatal("New accepted replicaof and cluster-seeds together")
 	}
 	relay := startRelay(t, "", func(c *Config) { c.ClusterSeeds = []string{"127.0.0.1:1"} })
-	relay.up.setMaster("127.0.0.1:7002") // as the cluster follower does
+	relay.up.SetMaster("127.0.0.1:7002") // as the cluster follower does
 	s := relay.Settings()
 	if v, ok := s["replicaof"]; ok {
 		t.Errorf("CONFIG REWRITE would write replicaof %q beside cluster-seeds", v)

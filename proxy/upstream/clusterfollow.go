@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -30,7 +30,10 @@ type ClusterShard struct {
 	Nodes    int    // nodes the cluster lists in the shard, the master included
 }
 
-func (u *upstreamLink) followCluster(ctx context.Context) {
+// FollowCluster follows the shard that cluster-seeds and
+// cluster-shard-slot name until ctx ends; without cluster-seeds it
+// returns at once.
+func (u *Link) FollowCluster(ctx context.Context) {
 	cfg := u.cfg.Get()
 	if len(cfg.ClusterSeeds) == 0 {
 		return
