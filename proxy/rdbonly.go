@@ -60,10 +60,10 @@ func (s *session) toolSnapshot(ctx context.Context) error {
 			return nil
 		}
 		if ended == nil {
-			if why := srv.up.refreshBlocked(); why != "" && !st.SyncPending {
+			if why := srv.up.RefreshBlocked(); why != "" && !st.SyncPending {
 				return s.refuseStale(st, meta, maxAge, errors.New(why))
 			}
-			ended, result = srv.up.askRefresh()
+			ended, result = srv.up.AskRefresh()
 			s.logger.Info("refreshing the snapshot for a tool's rdb-only", "offset", meta.Offset, "next", st.Log.Next, "age", time.Since(meta.Created).Round(time.Second))
 		}
 		select {

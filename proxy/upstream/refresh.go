@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -17,20 +17,26 @@ import (
 // refresh, however many replicas there are.
 
 // refreshAsks are refreshes asked for out of turn, by a tool that needs a
-// current snapshot (rdbonly.go). Guarded by upstreamLink.mu.
+// current snapshot (the downstream server's rdbonly.go). Guarded by Link.mu
+// but wake, which is made once with the Link.
 type refreshAsks struct {
 	wanted bool          // a refresh is wanted as soon as one can start
+	wake   chan struct{} // buffered(1): wakes the refresh loop at once
 	ended  chan struct{} // closed and replaced when an asked-for refresh ends
 	err    error         // how the last one ended
 }
 
-// askRefresh asks for a refresh now, and returns a channel closed when it
+// AskRefresh asks for a refresh now, and returns a channel closed when it
 // has ended, and a function that tells how: nil once the new snapshot is
 // in, else why it was not taken.
-func (u *upstreamLink) askRefresh() (<-chan struct{}, func() error) {
+func (u *Link) AskRefresh() (<-chan struct{}, func() error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.asked.wanted = true
+	select {
+	case u.asked.wake <- struct{}{}:
+	default:
+	}
 	ended := u.asked.ended
 	return ended, func() error {
 		u.mu.Lock()
@@ -40,7 +46,7 @@ func (u *upstreamLink) askRefresh() (<-chan struct{}, func() error) {
 }
 
 // takeAsk reports whether a refresh was asked for, and clears the ask.
-func (u *upstreamLink) takeAsk() bool {
+func (u *Link) takeAsk() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	wanted := u.asked.wanted
@@ -49,7 +55,7 @@ func (u *upstreamLink) takeAsk() bool {
 }
 
 // answerAsk ends an asked-for refresh with err.
-func (u *upstreamLink) answerAsk(err error) {
+func (u *Link) answerAsk(err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.asked.err = err
@@ -57,10 +63,10 @@ func (u *upstreamLink) answerAsk(err error) {
 	u.asked.ended = make(chan struct{})
 }
 
-// refreshLoop checks once a second whether a refresh is due, or asked for,
+// RefreshLoop checks once a second whether a refresh is due, or asked for,
 // until ctx ends. An asked-for refresh waits for a full sync in progress;
 // it does not wait out the pause after a failed refresh.
-func (u *upstreamLink) refreshLoop(ctx context.Context) {
+func (u *Link) RefreshLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var notBefore time.Time
@@ -69,13 +75,14 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-u.asked.wake:
 		}
 		asked := false
 		if st, _, _ := u.hist.Status(); !st.SyncPending {
 			asked = u.takeAsk()
 		}
 		if asked {
-			if why := u.refreshBlocked(); why != "" {
+			if why := u.RefreshBlocked(); why != "" {
 				u.answerAsk(errors.New(why))
 				continue
 			}
@@ -97,8 +104,8 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 	}
 }
 
-// refreshBlocked says why no refresh can start now, "" when one can.
-func (u *upstreamLink) refreshBlocked() string {
+// RefreshBlocked says why no refresh can start now, "" when one can.
+func (u *Link) RefreshBlocked() string {
 	st, _, _ := u.hist.Status()
 	switch {
 	case !st.HasHistory:
@@ -115,9 +122,9 @@ func (u *upstreamLink) refreshBlocked() string {
 }
 
 // refreshDue reports whether the snapshot should be replaced.
-func (u *upstreamLink) refreshDue() bool {
+func (u *Link) refreshDue() bool {
 	st, _, _ := u.hist.Status()
-	if st.SyncPending || u.refreshBlocked() != "" {
+	if st.SyncPending || u.RefreshBlocked() != "" {
 		return false
 	}
 	cfg := u.cfg.Get()
@@ -138,8 +145,8 @@ func (u *upstreamLink) refreshDue() bool {
 }
 
 // refresh fetches a snapshot of the current history and swaps it in.
-func (u *upstreamLink) refresh(ctx context.Context) error {
-	addr, _ := u.masterAddr()
+func (u *Link) refresh(ctx context.Context) error {
+	addr, _ := u.MasterAddr()
 	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
 	defer cancel()
 	cfg := u.cfg.Get()
@@ -180,6 +187,12 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 	s, err := u.receiveSnapshot(c, addr, fields[1], offset, "receiving refreshed snapshot", true)
 	if err != nil {
 		return err
+	}
+	if from != "master" {
+		if err := u.proveSource(s); err != nil {
+			u.hist.AbortFullSync(s, err)
+			return err
+		}
 	}
 	if err := u.hist.CommitRefresh(ctx, s); err != nil {
 		u.hist.AbortFullSync(s, err)
