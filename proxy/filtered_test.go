@@ -36,12 +36,7 @@ func TestRedisCliReplicaStartsLive(t *testing.T) {
 	for i := range 50 {
 		master.Do(t, "SET", fmt.Sprintf("before:%d", i), i)
 	}
-	redistest.Eventually(t, 30*time.Second, func() error {
-		if st := relay.Status(); st.Log.Next-1 < master.InfoInt(t, "master_repl_offset") {
-			return fmt.Errorf("relay at %d", st.Log.Next-1)
-		}
-		return nil
-	})
+	caughtUp(t, master, relay)
 
 	h, p := relay.HostPort()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -109,7 +104,8 @@ func TestRedisCliReplicaStartsLive(t *testing.T) {
 // TestRedisCliFunctionsRDB: redis-cli --functions-rdb against the relay
 // writes a file whose libraries, loaded into a scratch server, are the
 // master's now: those in the relay's snapshot, changed by FUNCTION LOAD,
-// LOAD REPLACE, DELETE, RESTORE and FLUSH written after it.
+// LOAD REPLACE, DELETE, RESTORE and FLUSH written after it, among other
+// writes.
 func TestRedisCliFunctionsRDB(t *testing.T) {
 	lib := func(name, ret string) string {
 		return fmt.Sprintf("#!lua name=%s\nredis.register_function('%s_f', function() return %s end)", name, name, ret)
@@ -127,6 +123,9 @@ func TestRedisCliFunctionsRDB(t *testing.T) {
 	other.Do(t, "FUNCTION", "LOAD", lib("restored", "4"))
 	dump := other.Do(t, "FUNCTION", "DUMP").(string)
 
+	// The FUNCTION commands land among other writes.
+	load := startLoad(t, master)
+	defer load.Stop(t)
 	master.Do(t, "FUNCTION", "LOAD", lib("added", "2"))
 	master.Do(t, "FUNCTION", "LOAD", "REPLACE", lib("replaced", "3"))
 	master.Do(t, "FUNCTION", "DELETE", "deleted")
@@ -134,12 +133,7 @@ func TestRedisCliFunctionsRDB(t *testing.T) {
 	master.Do(t, "SET", "k", "v")
 
 	check := func(t *testing.T) {
-		redistest.Eventually(t, 30*time.Second, func() error {
-			if st := relay.Status(); st.Log.Next-1 < master.InfoInt(t, "master_repl_offset") {
-				return fmt.Errorf("relay at %d", st.Log.Next-1)
-			}
-			return nil
-		})
+		caughtUp(t, master, relay)
 		dir := t.TempDir()
 		h, p := relay.HostPort()
 		if msg, err := exec.Command(redisCli(t), "-h", h, "-p", p, "--functions-rdb", filepath.Join(dir, "dump.rdb")).CombinedOutput(); err != nil {

@@ -22,12 +22,14 @@ func relayOnline(relay *testRelay) error {
 	return nil
 }
 
-// caughtUp waits until the relay holds everything the master wrote.
+// caughtUp waits until the relay holds everything the master had written
+// when it was called.
 func caughtUp(t *testing.T, master *redistest.Server, relay *testRelay) {
 	t.Helper()
+	want := master.InfoInt(t, "master_repl_offset")
 	redistest.Eventually(t, 30*time.Second, func() error {
-		if st, want := relay.Status(), master.InfoInt(t, "master_repl_offset"); st.Log.Next-1 < want {
-			return fmt.Errorf("relay at %d, master at %d", st.Log.Next-1, want)
+		if st := relay.Status(); st.Log.Next-1 < want {
+			return fmt.Errorf("relay at %d, master was at %d", st.Log.Next-1, want)
 		}
 		return nil
 	})
