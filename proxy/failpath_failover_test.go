@@ -474,8 +474,8 @@ func (o *foOutput) String() string {
 	return o.buf.String()
 }
 
-// TestRedisCliReplica: `redis-cli --replica` against the relay receives the
-// snapshot, then prints the commands the master writes afterwards.
+// TestRedisCliReplica: `redis-cli --replica` against the relay receives an
+// RDB without keys, then prints the commands the master writes afterwards.
 func TestRedisCliReplica(t *testing.T) {
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
