@@ -55,6 +55,11 @@ func (s *session) toolSnapshot(ctx context.Context) error {
 		if want < 0 {
 			want = st.Log.Next - 1
 		}
+		if st.SyncPending {
+			// A full sync or refresh in progress holds up the one asked
+			// for; repl-timeout counts from its end.
+			deadline = time.Now().Add(srv.cfg.Timeout())
+		}
 		meta := snap.Meta()
 		if meta.Offset >= want || time.Since(meta.Created) <= maxAge || (snap == current && heartbeatsOnly(srv.hist.CurrentLog(), meta.Offset)) {
 			return nil
@@ -82,7 +87,7 @@ func (s *session) toolSnapshot(ctx context.Context) error {
 				return s.refuseStale(st, meta, maxAge, err)
 			}
 		case <-t.C:
-			if time.Now().After(deadline) && !st.SyncPending {
+			if time.Now().After(deadline) {
 				return s.refuseStale(st, meta, maxAge, fmt.Errorf("no refresh started within repl-timeout (%s)", srv.cfg.Timeout()))
 			}
 			if err := s.keepalive(); err != nil {
