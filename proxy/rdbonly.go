@@ -23,7 +23,8 @@ import (
 // snapshot-source; the tool waits about as long as redis-cli --rdb against
 // the master takes) and serves the new one as it arrives, or, when no
 // refresh can be had, refuses with an error that gives the snapshot's age
-// and how far behind it is.
+// and how far behind it is. A relay below that refreshes for such a tool
+// says so (wire.RDBCurrentOption) and is served the same way.
 
 // heartbeatScan bounds the log read to find that nothing but heartbeats
 // follows a snapshot; more log than that counts as writes.

@@ -148,3 +148,26 @@ func TestRedisCliRDBRefused(t *testing.T) {
 		t.Fatalf("redis-cli got %d bytes, the relay's snapshot has %d", len(got), len(want))
 	}
 }
+
+// TestRedisCliRDBTier: redis-cli --rdb against a relay that follows
+// another relay gets the current data too: the lower relay's refresh asks
+// the upper one for a current snapshot, which refreshes from the master.
+func TestRedisCliRDBTier(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 5000)
+	upper := startRelay(t, master.Addr())
+	redistest.Eventually(t, 30*time.Second, func() error { return relayOnline(upper) })
+	lower := startRelay(t, upper.Addr())
+	redistest.Eventually(t, 30*time.Second, func() error { return relayOnline(lower) })
+	writeKeys(t, master, 2, 300) // after both relays' snapshots
+	caughtUp(t, master, lower)
+
+	dir, out, err := cliRDB(t, lower)
+	if err != nil {
+		t.Fatalf("redis-cli --rdb against the lower relay: %v\n%s", err, out)
+	}
+	scratch := redistest.Start(t, "--dir", dir, "--dbfilename", "dump.rdb")
+	if err := redistest.SameDigest(master, scratch); err != nil {
+		t.Fatalf("the file is not the master's data: %v", err)
+	}
+}

@@ -191,6 +191,7 @@ type client struct {
 	capaZstd      bool // a relay below asks for a compressed link
 	zstdLevel     zstd.EncoderLevel
 	rdbOnly       bool
+	rdbCurrent    bool // a relay refreshing for a tool: rdb-only must be current (wire.RDBCurrentOption)
 	// rdb-filter-only: filtered asks for an RDB without keys, with the
 	// function libraries when filterFunctions.
 	filtered        bool
@@ -497,6 +498,14 @@ func (c *client) replconf(args [][]byte) {
 				c.rdbOnly = false
 			case "1":
 				c.rdbOnly = true
+			default:
+				c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
+				return
+			}
+		case wire.RDBCurrentOption:
+			switch val {
+			case "0", "1":
+				c.rdbCurrent = val == "1"
 			default:
 				c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
 				return

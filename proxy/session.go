@@ -289,8 +289,9 @@ func (s *session) serve(ctx context.Context) error {
 			srv.stats.partialSyncsErr.Add(1)
 		}
 	}
-	if s.legacy && s.c.rdbOnly {
-		// A tool: it cannot continue from the snapshot's offset.
+	if s.c.rdbOnly && (s.legacy || s.c.rdbCurrent) {
+		// A tool, which cannot continue from the snapshot's offset, or a
+		// relay below refreshing for one.
 		if err := s.toolSnapshot(ctx); err != nil {
 			return err
 		}

@@ -89,7 +89,7 @@ func (u *Link) RefreshLoop(ctx context.Context) {
 		} else if time.Now().Before(notBefore) || !u.refreshDue() {
 			continue
 		}
-		err := u.refresh(ctx)
+		err := u.refresh(ctx, asked)
 		if ctx.Err() != nil {
 			return
 		}
@@ -144,8 +144,10 @@ func (u *Link) refreshDue() bool {
 	return cfg.RefreshMaxAge > 0 && time.Since(st.Snapshot.Created) > cfg.RefreshMaxAge
 }
 
-// refresh fetches a snapshot of the current history and swaps it in.
-func (u *Link) refresh(ctx context.Context) error {
+// refresh fetches a snapshot of the current history and swaps it in. With
+// forTool (a tool asked for it), an upstream relay is asked for a current
+// snapshot rather than any.
+func (u *Link) refresh(ctx context.Context, forTool bool) error {
 	addr, _ := u.MasterAddr()
 	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
 	defer cancel()
@@ -156,7 +158,7 @@ func (u *Link) refresh(ctx context.Context) error {
 	var offset int64
 	var err error
 	if cfg.SnapshotSource != "" {
-		c, replid, offset, err = u.fetchSnapshot(ctx, sourcePeer(cfg))
+		c, replid, offset, err = u.fetchSnapshot(ctx, sourcePeer(cfg), forTool)
 		switch {
 		case err == nil:
 			addr, from = cfg.SnapshotSource, cfg.SnapshotSource
@@ -167,7 +169,7 @@ func (u *Link) refresh(ctx context.Context) error {
 		}
 	}
 	if c == nil {
-		if c, replid, offset, err = u.fetchSnapshot(ctx, masterPeer(cfg, addr)); err != nil {
+		if c, replid, offset, err = u.fetchSnapshot(ctx, masterPeer(cfg, addr), forTool); err != nil {
 			return err
 		}
 	}
