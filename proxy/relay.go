@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/replstream"
 )
@@ -30,6 +31,10 @@ type Relay struct {
 	up     *upstreamLink
 	srv    *server
 	admin  *admin
+	acl    *acl.ACL // the users: AUTH, the check before every command, ACL
+	// requireUser is requireuser when no user line defines it: it then
+	// takes requirepass as its password, as the default user does.
+	requireUser []string
 
 	runID   string    // identifies this process, as Redis's run_id does
 	started time.Time // for uptime_in_seconds
@@ -71,6 +76,10 @@ type counters struct {
 // New opens the data dir and recovers the history kept there, if any.
 func New(cfg Config) (*Relay, error) {
 	cfg.FillDefaults()
+	users, err := loadUsers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	live := settings.NewLive(cfg)
 	stats := &counters{disconnects: newCounts(closeReasons), linkDowns: newCounts(LinkDownReasons())}
 	hist, err := openHistory(live, stats, cfg.Logger)
@@ -81,8 +90,15 @@ func New(cfg Config) (*Relay, error) {
 		cfg: live, logger: cfg.Logger, stats: stats, hist: hist,
 		runID: replstream.RandomHex40(), started: time.Now(),
 	}
+	r.acl = acl.New()
+	r.acl.Replace(users)
+	if _, defined := r.acl.User(cfg.RequireUser); cfg.RequireUser != "" && !defined {
+		r.requireUser = []string{cfg.RequireUser}
+	}
+	r.syncRequirePass()
 	r.up = newUpstreamLink(live, hist, stats, cfg.Logger)
 	r.srv = newServer(live, hist, r.up, stats, cfg.Logger)
+	r.srv.acl = r.acl
 	r.up.acks = r.srv
 	r.admin = &admin{
 		r: r, conns: r.srv,

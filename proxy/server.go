@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
@@ -72,6 +73,7 @@ type server struct {
 	hist   *history
 	up     *upstreamLink // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
 	admin  *admin
+	acl    *acl.ACL // decides what each connection's user may run
 	logger *slog.Logger
 	stats  *counters
 
@@ -162,12 +164,12 @@ func acceptCanRecover(err error) bool {
 
 // client is one downstream connection before it becomes a replica session.
 type client struct {
-	srv    *server
-	nc     net.Conn
-	br     *bufio.Reader
-	out    []byte
-	addr   string
-	authed bool
+	srv  *server
+	nc   net.Conn
+	br   *bufio.Reader
+	out  []byte
+	addr string
+	user string // the ACL user the connection runs as; "" before AUTH
 
 	// Set by REPLCONF.
 	listeningPort int
@@ -199,7 +201,9 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	cfg := srv.cfg.Get()
-	if protectedModeRefuses(cfg.ProtectedMode, cfg.RequirePass, nc.RemoteAddr()) {
+	srv.admin.r.syncRequirePass()
+	open := srv.acl.StartsAuthenticated() // the default user needs no password
+	if protectedModeRefuses(cfg.ProtectedMode && open, cfg.RequirePass, nc.RemoteAddr()) {
 		srv.stats.rejectedConns.Add(1)
 		srv.logger.Debug("client refused by protected mode", "client", nc.RemoteAddr().String())
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -209,7 +213,7 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 	c := &client{
 		srv: srv, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
 		addr:    nc.RemoteAddr().String(),
-		authed:  cfg.RequirePass == "",
+		user:    map[bool]string{true: acl.DefaultUser}[open],
 		id:      srv.nextClientID.Add(1),
 		created: time.Now(),
 
@@ -280,11 +284,17 @@ func (c *client) flush() error {
 // execute runs one command, or queues it inside MULTI.
 func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
-	// authed, set only by AUTH's effect, guards every command but AUTH,
-	// PING and QUIT; a subscribed connection may send only these few.
-	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
-		c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
-		return nil, false
+	// user, set only by AUTH's effect, guards every command but AUTH,
+	// PING and QUIT; then the user's ACL decides, for every command,
+	// queued ones included; a subscribed connection may send only these few.
+	if c.user == "" {
+		if name != "auth" && name != "ping" && name != "quit" {
+			c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
+			return nil, false
+		}
+	} else if err := c.srv.acl.Check(c.user, args, func() string { return describeClient(c.info()) }); err != nil {
+		c.out = resp.AppendError(c.out, err.Error())
+		return nil, errors.Is(err, acl.ErrNoUser)
 	}
 	if c.subscriptions > 0 {
 		switch name {
@@ -394,7 +404,7 @@ func (c *client) info() clientInfo {
 		lastAt = time.Unix(0, at)
 	}
 	return clientInfo{
-		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), name: name,
+		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), name: name, user: c.user,
 		lastCmd: cmd, lastAt: lastAt, created: c.created, replica: c.replica.Load(),
 		sub: c,
 	}
@@ -405,7 +415,7 @@ func (c *client) info() clientInfo {
 // close.
 func (c *client) apply(e effect) (quit bool) {
 	if e.authenticated {
-		c.authed = true
+		c.user = e.user
 	}
 	if e.setName != nil {
 		c.name.Store(*e.setName)

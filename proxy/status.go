@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
@@ -109,7 +110,8 @@ type Status struct {
 	Connections        int64
 	RejectedConns      int64
 	ProtocolErrors     int64
-	SnapshotsRejected  int64 // snapshots from upstream that failed validation
+	ACLDenied          []acl.DeniedCount // commands refused by the ACL, by user and command
+	SnapshotsRejected  int64             // snapshots from upstream that failed validation
 	GuardTrips         int64
 	HoldTrips          int64  // times the command tripwire held replicas
 	SnapshotSource     string // snapshot-source; empty: the master
@@ -174,6 +176,7 @@ func (r *Relay) Status() Status {
 	st.Connections = c.connections.Load()
 	st.RejectedConns = c.rejectedConns.Load()
 	st.ProtocolErrors = c.protocolErrors.Load()
+	st.ACLDenied = r.acl.DeniedCounts()
 	st.SnapshotsRejected = c.snapshotsRejected.Load()
 	st.GuardTrips = c.guardTrips.Load()
 	st.HoldTrips = c.holdTrips.Load()

@@ -461,6 +461,9 @@ func (s *Settings) Validate() error {
 		}
 	}
 	// Rules across settings, checked once every source is applied.
+	if len(s.Users) > 0 && s.ACLFile != "" {
+		errs = append(errs, fmt.Errorf("%s: users are defined by user lines (%s) and by an ACL file: keep one, as Redis requires", s.where("aclfile"), s.where("user")))
+	}
 	switch hasSentinels := len(s.Sentinels) > 0; {
 	case hasSentinels && s.MasterName == "":
 		errs = append(errs, fmt.Errorf("%s: names Sentinels but sentinel-master-name is not set: which master should the relay follow?", s.where("sentinel-addrs")))
@@ -510,6 +513,17 @@ func (s *Settings) logIgnored(logger *slog.Logger) {
 func (s *Settings) writeConfig(w io.Writer) error {
 	var b strings.Builder
 	for _, d := range settings.Table() {
+		if d.Repeatable {
+			lines := d.FormatLines(&s.Config)
+			if len(lines) == 0 {
+				fmt.Fprintf(&b, "# %s is not set\n", d.Name)
+			}
+			for _, args := range lines {
+				b.WriteString(formatDirective(d.Name, args))
+				b.WriteByte('\n')
+			}
+			continue
+		}
 		args := d.Format(&s.Config)
 		switch {
 		case args == nil || len(args) == 1 && args[0] == "":
