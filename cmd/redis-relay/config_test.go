@@ -110,12 +110,23 @@ func TestParseConfigFile(t *testing.T) {
 	c.Process.LogFile, c.Process.PidFile = "/var/log/redis-relay.log", "/run/redis-relay.pid"
 	c.IdleTimeout, c.ProtectedMode, c.Process.TCPKeepAlive = 2*time.Minute, false, time.Minute
 	c.RequireUser, c.CommandTimeout = "sub", 3*time.Second
+	c.Users = [][]string{
+		{"replica-user", "on", ">replica-pass", "+psync", "+replconf", "+ping"},
+		{"sentinel-user", "on", "#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", "&__sentinel__:hello", "+multi", "+slaveof", "+ping", "+exec", "+subscribe", "+config|rewrite", "+role", "+publish", "+info", "+client|setname", "+client|kill"},
+	}
+	c.ACLFile = "/etc/redis-relay/users.acl"
 	c.Sentinels, c.MasterName, c.SentinelUser, c.SentinelPassword, c.Process.SentinelTLS = []string{"10.0.0.7:26379", "10.0.0.8:26379"}, "mymaster", "watcher", "s3nt", true
 	c.Process.TLSPort, c.Process.TLSCertFile, c.Process.TLSKeyFile = 7443, "/etc/redis-relay/relay.crt", "/etc/redis-relay/relay.key"
 	c.Process.TLSCACertFile, c.Process.TLSReplication, c.Process.TLSAuthClients = "/etc/redis-relay/ca.crt", true, "optional"
 	if got, exp := settingsText(&s), settingsText(&want); got != exp {
 		t.Fatalf("settings differ:\ngot:\n%s\nwant:\n%s", got, exp)
 	}
+	// user lines and aclfile exclude each other, as in Redis: the
+	// example sets both, so that each has a line.
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "testdata/relay.conf:63: aclfile: users are defined by user lines (testdata/relay.conf:62: user) and by an ACL file") {
+		t.Fatalf("user lines and aclfile together: %v", err)
+	}
+	s.ACLFile = ""
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +208,8 @@ func TestParseConfigErrors(t *testing.T) {
 		want string // the whole error
 	}{
 		{"unknown directive", "# ok\nport 1\nsave 900 1\n", `relay.conf:3: save: unknown directive`},
+		{"bad user rule", "port 1\nuser ops on >pw +@all +nosuch\n", `relay.conf:2: user: Error in applying operation '+nosuch': Unknown command or category name in ACL`},
+		{"bad password hash", "user ops on #abc\n", `relay.conf:1: user: Error in applying operation '#abc': The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters`},
 		{"bad seconds", "\n\n\n\n\n\n\n\n\n\n\nrepl-timeout abc", `relay.conf:12: repl-timeout: "abc" is not a number of seconds`},
 		{"zero seconds", "repl-timeout 0", `relay.conf:1: repl-timeout: 0 is below the minimum of 1`},
 		{"negative seconds", "repl-timeout -5", `relay.conf:1: repl-timeout: "-5" is negative`},
@@ -557,4 +570,16 @@ func FuzzConfigParse(f *testing.F) {
 			t.Fatalf("rewrite changed the settings:\nbefore:\n%s\nafter:\n%s", a, b)
 		}
 	})
+}
+
+// TestBadACLFileStopsStartUp: run refuses to start on an ACL file with a
+// line it cannot use, naming the file, the line and the reason.
+func TestBadACLFileStopsStartUp(t *testing.T) {
+	acl := writeTemp(t, "users.acl", "user default on nopass ~* &* +@all\nuser ops on >pw +config|get +@nosuch\n")
+	conf := writeTemp(t, "relay.conf", fmt.Sprintf("port 0\ndir %q\naclfile %q\n", t.TempDir(), acl))
+	_, _, err := runApp(t.Context(), "run", "--config", conf)
+	want := fmt.Sprintf("aclfile: %s:2: Error in applying operation '+@nosuch': Unknown command or category name in ACL", acl)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("run with a bad ACL file: %v, want %q", err, want)
+	}
 }
