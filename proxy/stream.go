@@ -17,7 +17,7 @@ import (
 // stream appends the command stream to the log until the link fails. It
 // ACKs every second, and at once on REPLCONF GETACK.
 func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string, ackNow []byte) error {
-	log := u.hist.currentLog()
+	log := u.hist.CurrentLog()
 	_, next := log.Range()
 	if u.framer == nil || u.framerLog != log || u.framer.Next() != next {
 		// The log always ends on a resume point here: a full sync starts
@@ -51,7 +51,7 @@ func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string,
 	buf := make([]byte, 256<<10)
 	getack := false
 	onCmd := func(cmd *replstream.Command) {
-		u.hist.tripwire(cmd, u.resume.At())
+		u.hist.Tripwire(cmd, u.resume.At())
 		u.resume.Add(cmd)
 		u.counts.add(cmd.Name)
 		if cmd.IsGetAck() {
@@ -110,7 +110,7 @@ func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string,
 // of them. Replicas that already received some of the cut bytes are
 // disconnected by their cursors and come back from a resume point.
 func (u *upstreamLink) cutPartialTail() {
-	log := u.hist.currentLog()
+	log := u.hist.CurrentLog()
 	if log == nil {
 		return
 	}
