@@ -38,9 +38,9 @@
 //     server keeps its own sessions too, for CLIENT KILL, the replica
 //     list and the upstream link's ackSource.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
-//     conncmd.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN,
-//     LATENCY, RELAY, the pub/sub that Sentinel uses, and AUTH, PING,
-//     ECHO, TIME, COMMAND, SELECT and QUIT. Each is a handler in one
+//     conncmd.go, aclcmd.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF,
+//     SHUTDOWN, LATENCY, RELAY, the pub/sub that Sentinel uses, ACL, and
+//     AUTH, PING, ECHO, TIME, COMMAND, SELECT and QUIT. Each is a handler in one
 //     table, adminCommands, which the server dispatches through. A
 //     handler is given the arguments, a clientInfo (what it may know of
 //     the calling connection: id, address, name) and a buffer; it appends
@@ -53,9 +53,11 @@
 //     each message to a subscriber, which the server's connection
 //     implements. The server keeps the replication handshake (REPLCONF,
 //     PSYNC, SYNC), MULTI/EXEC queuing, and the checks made before any
-//     handler runs: NOAUTH until AUTH succeeds, and only (UN)SUBSCRIBE,
-//     PING and QUIT while subscribed. The handlers read the other parts
-//     through the Relay.
+//     handler runs: NOAUTH until AUTH succeeds, then the ACL check of
+//     the connection's user on every command, the handshake's and queued
+//     ones included (package proxy/acl, loaded by acl.go: -NOPERM, ACL LOG,
+//     the denied count), and only (UN)SUBSCRIBE, PING and QUIT while
+//     subscribed. The handlers read the other parts through the Relay.
 //
 // The Relay (relay.go, status.go) only builds and wires them, and gathers
 // each part's view into a Status for INFO and metrics. Every part reads
@@ -73,7 +75,8 @@
 // Locks nest in one order: the history's stateMu, then its mu, then a
 // snapshot's or the log's own (see package history); the reader methods
 // the history calls under its mu take no lock. Every other lock (settings.Live.mu,
-// upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu) is a leaf: no
+// upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu, the ACL's mu
+// and its log's) is a leaf: no
 // other lock is taken while it is held. No lock is held across network
 // I/O but a connection's own write lock (client.wmu), which keeps a
 // published message from landing inside a reply; stateMu is held across
