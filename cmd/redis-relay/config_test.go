@@ -114,28 +114,22 @@ func TestParseConfigFile(t *testing.T) {
 		{"replica-user", "on", ">replica-pass", "+psync", "+replconf", "+ping"},
 		{"sentinel-user", "on", "#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", "&__sentinel__:hello", "+multi", "+slaveof", "+ping", "+exec", "+subscribe", "+config|rewrite", "+role", "+publish", "+info", "+client|setname", "+client|kill"},
 	}
-	c.ACLFile = "/etc/redis-relay/users.acl"
 	c.Sentinels, c.MasterName, c.SentinelUser, c.SentinelPassword, c.Process.SentinelTLS = []string{"10.0.0.7:26379", "10.0.0.8:26379"}, "mymaster", "watcher", "s3nt", true
 	c.Process.TLSPort, c.Process.TLSCertFile, c.Process.TLSKeyFile = 7443, "/etc/redis-relay/relay.crt", "/etc/redis-relay/relay.key"
 	c.Process.TLSCACertFile, c.Process.TLSReplication, c.Process.TLSAuthClients = "/etc/redis-relay/ca.crt", true, "optional"
 	if got, exp := settingsText(&s), settingsText(&want); got != exp {
 		t.Fatalf("settings differ:\ngot:\n%s\nwant:\n%s", got, exp)
 	}
-	// user lines and aclfile exclude each other, as in Redis: the
-	// example sets both, so that each has a line.
-	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "testdata/relay.conf:63: aclfile: users are defined by user lines (testdata/relay.conf:62: user) and by an ACL file") {
-		t.Fatalf("user lines and aclfile together: %v", err)
-	}
-	s.ACLFile = ""
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	// The example sets every directive, so each has a file origin, but
 	// for the password files (each excludes its plain twin, which the
-	// example sets) and replica-announce-ip (refused with a reason).
+	// example sets), aclfile (it excludes user lines, which the example
+	// sets) and replica-announce-ip (refused with a reason).
 	for _, d := range settings.Table() {
 		switch d.Name {
-		case "requirepass-file", "masterauth-file", "snapshot-source-password-file", "replica-announce-ip":
+		case "requirepass-file", "masterauth-file", "snapshot-source-password-file", "aclfile", "replica-announce-ip":
 			continue
 		}
 		if o := s.origin[d.Name]; !strings.HasPrefix(o, "testdata/relay.conf:") {
@@ -296,6 +290,11 @@ func TestValidate(t *testing.T) {
 		{"guard ratio", func(s *Settings) { s.GuardMinKeysRatio = -0.1 }, "guard-min-keys-ratio: -0.1 is outside 0-1"},
 		{"timeout", func(s *Settings) { s.ReplTimeout = time.Millisecond }, "repl-timeout: 1ms is below the minimum of 1"},
 		{"log level", func(s *Settings) { s.Process.LogLevel = "" }, `log-level: "" is not a level`},
+		{"users twice", func(s *Settings) {
+			s.Users, s.ACLFile = [][]string{{"ops", "on"}}, "users.acl"
+			s.setOrigin("user", "relay.conf:3")
+			s.setOrigin("aclfile", "relay.conf:4")
+		}, "relay.conf:4: aclfile: users are defined by user lines (relay.conf:3: user) and by an ACL file: keep one, as Redis requires"},
 		{"two at once", func(s *Settings) { s.DataDir = ""; s.MaxClients = 0 }, "maxclients: 0 is outside 1-2147483647\ndir: must not be empty"},
 	}
 	for _, tt := range tests {
