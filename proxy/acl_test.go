@@ -241,3 +241,23 @@ func TestACLFile(t *testing.T) {
 		t.Errorf("ACL LOAD: %v", err)
 	}
 }
+
+// TestACLInTransaction: a command refused while MULTI queues discards the
+// transaction at EXEC, as in Redis, so a user never runs half of one.
+func TestACLInTransaction(t *testing.T) {
+	relay := startRelay(t, "", func(c *Config) {
+		c.Users = [][]string{{"default", "off"}, {"tx", "on", ">p", "+multi", "+exec", "+ping", "+role"}}
+	})
+	c := dialRaw(t, relay.Addr())
+	c.expect("+OK", "AUTH", "tx", "p")
+	c.expect("+OK", "MULTI")
+	c.expect("+QUEUED", "PING")
+	c.expect("-NOPERM this user has no permissions to run the 'config|set' command", "CONFIG", "SET", "repl-timeout", "30")
+	c.expect("-EXECABORT Transaction discarded because of previous errors.", "EXEC")
+	c.expect("+OK", "MULTI")
+	c.expect("+QUEUED", "PING")
+	c.expect("*1", "EXEC")
+	if got := c.line(); got != "+PONG" {
+		t.Errorf("EXEC ran %q, want +PONG", got)
+	}
+}

@@ -189,7 +189,10 @@ type client struct {
 	replica atomic.Bool  // became a replica session
 	multi   [][][]byte   // commands queued after MULTI; nil outside a transaction
 	inMulti bool
-	wmu     sync.Mutex // serialises writes: replies and published messages
+	// multiAborted: a command was refused while queuing, so EXEC
+	// discards the transaction (EXECABORT), as in Redis.
+	multiAborted bool
+	wmu          sync.Mutex // serialises writes: replies and published messages
 
 	// subscriptions is how many channels the connection listens to, as the
 	// last SUBSCRIBE or UNSUBSCRIBE reported (admin keeps the channels).
@@ -295,6 +298,7 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 		}
 	} else if err := c.srv.acl.Check(c.user, args, func() string { return describeClient(c.info()) }); err != nil {
 		c.out = resp.AppendError(c.out, err.Error())
+		c.multiAborted = c.inMulti
 		return nil, errors.Is(err, acl.ErrNoUser)
 	}
 	if c.subscriptions > 0 {
@@ -314,8 +318,12 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	if c.inMulti {
 		switch name {
 		case "exec":
-			queued := c.multi
-			c.multi, c.inMulti = nil, false
+			queued, aborted := c.multi, c.multiAborted
+			c.multi, c.inMulti, c.multiAborted = nil, false, false
+			if aborted {
+				c.out = resp.AppendError(c.out, "EXECABORT Transaction discarded because of previous errors.")
+				return nil, false
+			}
 			c.out = resp.AppendArray(c.out, len(queued))
 			for _, q := range queued {
 				if _, quit := c.dispatch(q); quit {
@@ -323,7 +331,7 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 				}
 			}
 		case "discard":
-			c.multi, c.inMulti = nil, false
+			c.multi, c.inMulti, c.multiAborted = nil, false, false
 			c.out = resp.AppendSimple(c.out, "OK")
 		case "multi":
 			c.out = resp.AppendError(c.out, "ERR MULTI calls can not be nested")
