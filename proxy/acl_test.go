@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -72,6 +73,13 @@ func TestReplicaUser(t *testing.T) {
 			t.Errorf("%v as the replica user: %v, want %q", c.args, err, want)
 		}
 	}
+	// redis-cli, as an operator would try it, gets the same answer.
+	rh, rp := relay.HostPort()
+	out, _ := exec.Command("redis-cli", "-h", rh, "-p", rp, "--user", "replica-user", "--pass", "replica-pass", "--no-auth-warning",
+		"CONFIG", "SET", "repl-timeout", "30").CombinedOutput()
+	if got := strings.TrimSpace(string(out)); got != "NOPERM this user has no permissions to run the 'config|set' command" {
+		t.Errorf("redis-cli CONFIG SET as the replica user: %q", got)
+	}
 	// Nothing changed: the relay still follows the master, and no one
 	// connected as the default user, which is off.
 	if got := relay.Status().MasterAddr; got != master.Addr() {
@@ -101,10 +109,10 @@ func TestReplicaUser(t *testing.T) {
 		objects = append(objects, entry["object"].(string))
 	}
 	slices.Sort(objects)
-	if want := []string{"acl|setuser", "client|kill", "config|set", "relay", "replicaof", "shutdown"}; !slices.Equal(objects, want) {
+	if want := []string{"acl|setuser", "client|kill", "config|set", "relay", "replicaof", "shutdown"}; !slices.Equal(objects, want) { // the two CONFIG SETs in one entry
 		t.Errorf("ACL LOG objects %v, want %v", objects, want)
 	}
-	if got := relay.Status().ACLDenied; !slices.Contains(got, acl.DeniedCount{User: "replica-user", Command: "config|set", Count: 1}) {
+	if got := relay.Status().ACLDenied; !slices.Contains(got, acl.DeniedCount{User: "replica-user", Command: "config|set", Count: 2}) {
 		t.Errorf("denied counts %+v", got)
 	}
 
@@ -260,4 +268,27 @@ func TestACLInTransaction(t *testing.T) {
 	if got := c.line(); got != "+PONG" {
 		t.Errorf("EXEC ran %q, want +PONG", got)
 	}
+}
+
+// TestDelUserDropsItsConnections: ACL DELUSER ends the connections of the
+// users it removes, replica sessions included, as Redis does; the replica
+// then cannot authenticate again.
+func TestDelUserDropsItsConnections(t *testing.T) {
+	master := redistest.Start(t)
+	populate(t, master, 0, 1000)
+	relay := startRelay(t, master.Addr(), func(c *Config) { c.Users = [][]string{replicaUser} })
+	replica := replicaOf(t, relay.HostPort, "--masteruser", "replica-user", "--masterauth", "replica-pass")
+	inSync(t, 30*time.Second, master, replica)
+	if n, err := relay.Client().Do(t.Context(), "ACL", "DELUSER", "replica-user").Int(); err != nil || n != 1 {
+		t.Fatalf("ACL DELUSER: %d %v", n, err)
+	}
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if st := replica.Info(t, "replication")["master_link_status"]; st != "down" {
+			return fmt.Errorf("replica link %s", st)
+		}
+		if n := len(relay.Replicas()); n != 0 {
+			return fmt.Errorf("relay still lists %d replicas", n)
+		}
+		return nil
+	})
 }
