@@ -292,3 +292,34 @@ func TestDelUserDropsItsConnections(t *testing.T) {
 		return nil
 	})
 }
+
+// TestClientListWhileAuth: CLIENT LIST (and ACL LOG's client-info) read
+// each connection's user while that connection authenticates; under -race
+// this shows the user is read safely.
+func TestClientListWhileAuth(t *testing.T) {
+	relay := startRelay(t, "", func(c *Config) { c.Users = [][]string{operatorUser, {"default", "off"}} })
+	op := userClient(t, relay, "operator", "operator-pass")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			c := redis.NewClient(&redis.Options{Addr: relay.Addr(), Username: "operator", Password: "operator-pass", Protocol: 2, DisableIdentity: true, PoolSize: 1})
+			c.Ping(t.Context())
+			c.Close()
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			list, err := op.Do(t.Context(), "CLIENT", "LIST").Text()
+			if err != nil || !strings.Contains(list, "user=operator") {
+				t.Errorf("CLIENT LIST: %v\n%s", err, list)
+			}
+			return
+		default:
+			if err := op.Do(t.Context(), "CLIENT", "LIST").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -170,7 +170,10 @@ type client struct {
 	br   *bufio.Reader
 	out  []byte
 	addr string
-	user string // the ACL user the connection runs as; "" before AUTH
+	// user is the ACL user the connection runs as ("" before AUTH). Only
+	// the connection's own goroutine sets it; CLIENT LIST on another
+	// connection reads it, so it is atomic.
+	user atomic.Pointer[string]
 
 	// Set by REPLCONF.
 	listeningPort int
@@ -217,11 +220,13 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 	c := &client{
 		srv: srv, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
 		addr:    nc.RemoteAddr().String(),
-		user:    map[bool]string{true: acl.DefaultUser}[open],
 		id:      srv.nextClientID.Add(1),
 		created: time.Now(),
 
 		zstdLevel: zstd.SpeedDefault,
+	}
+	if open {
+		c.setUser(acl.DefaultUser)
 	}
 	srv.clientsMu.Lock()
 	srv.clients[c] = struct{}{}
@@ -291,12 +296,13 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	// user, set only by AUTH's effect, guards every command but AUTH,
 	// PING and QUIT; then the user's ACL decides, for every command,
 	// queued ones included; a subscribed connection may send only these few.
-	if c.user == "" {
+	user := c.userName()
+	if user == "" {
 		if name != "auth" && name != "ping" && name != "quit" {
 			c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
 			return nil, false
 		}
-	} else if err := c.srv.acl.Check(c.user, args, func() string { return describeClient(c.info()) }); err != nil {
+	} else if err := c.srv.acl.Check(user, args, func() string { return describeClient(c.info()) }); err != nil {
 		c.out = resp.AppendError(c.out, err.Error())
 		c.multiAborted = c.inMulti
 		return nil, errors.Is(err, acl.ErrNoUser)
@@ -413,18 +419,28 @@ func (c *client) info() clientInfo {
 		lastAt = time.Unix(0, at)
 	}
 	return clientInfo{
-		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), name: name, user: c.user,
+		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), name: name, user: c.userName(),
 		lastCmd: cmd, lastAt: lastAt, created: c.created, replica: c.replica.Load(),
 		sub: c,
 	}
 }
+
+// userName is the ACL user the connection runs as; "" before AUTH.
+func (c *client) userName() string {
+	if u := c.user.Load(); u != nil {
+		return *u
+	}
+	return ""
+}
+
+func (c *client) setUser(name string) { c.user.Store(&name) }
 
 // apply makes the change an admin command asked of this connection, after
 // its reply has been appended, and reports whether the connection must
 // close.
 func (c *client) apply(e effect) (quit bool) {
 	if e.authenticated {
-		c.user = e.user
+		c.setUser(e.user)
 	}
 	if e.setName != nil {
 		c.name.Store(*e.setName)
