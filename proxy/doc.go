@@ -32,16 +32,18 @@
 //     on its log, or a cursor at once. Sessions register with the
 //     history as its readers, an interface the history defines
 //     (history.Reader: online, the next offset sent, ended for a
-//     replication ID change or for falling out of the retained log), so that a replication ID change
-//     or a trim can reach them; the history keeps for each the log
-//     offset its full sync will stream from, which a trim must keep. The
-//     server keeps its own sessions too, for CLIENT KILL, the replica
-//     list and the upstream link's ackSource.
+//     replication ID change or for falling out of the retained log), so
+//     that a replication ID change or a trim can reach them; the history
+//     keeps for each the log offset its full sync will stream from, which
+//     a trim must keep. The server keeps its own sessions too, for CLIENT
+//     KILL, the replica list and the upstream link's AckSource.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
-//     conncmd.go, aclcmd.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF,
-//     SHUTDOWN, LATENCY, RELAY, the pub/sub that Sentinel uses, ACL, and
-//     AUTH, PING, ECHO, TIME, COMMAND, SELECT and QUIT. Each is a handler in one
-//     table, adminCommands, which the server dispatches through. A
+//     conncmd.go, nodata.go, aclcmd.go): INFO, ROLE, CONFIG, CLIENT,
+//     REPLICAOF, SHUTDOWN, LATENCY, RELAY, the pub/sub that Sentinel uses,
+//     ACL, and AUTH, PING, ECHO, TIME, COMMAND, SELECT and QUIT. Each is
+//     a handler in one table, adminCommands, which the server dispatches through; any
+//     other command (GET, SET, ...) gets noData's error, which says the
+//     relay holds no data and names the master. A
 //     handler is given the arguments, a clientInfo (what it may know of
 //     the calling connection: id, address, name) and a buffer; it appends
 //     its reply and returns it, with an effect for what the connection
@@ -74,13 +76,13 @@
 //
 // Locks nest in one order: the history's stateMu, then its mu, then a
 // snapshot's or the log's own (see package history); the reader methods
-// the history calls under its mu take no lock. Every other lock (settings.Live.mu,
-// upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu, the ACL's mu
-// and its log's) is a leaf: no
-// other lock is taken while it is held. No lock is held across network
-// I/O but a connection's own write lock (client.wmu), which keeps a
-// published message from landing inside a reply; stateMu is held across
-// the state.json write and its fsync.
+// the history calls under its mu take no lock. Every other lock
+// (settings.Live's, the upstream Link's mu, cmdMu and linkStatus.mu,
+// server.clientsMu, admin.psMu, the ACL's mu and its log's) is a leaf:
+// no other lock is taken while it is held. No lock is held across network I/O but a connection's own
+// write lock (client.wmu), which keeps a published message from landing
+// inside a reply; stateMu is held across the state.json write and its
+// fsync.
 //
 // Point-in-time recovery (package recovery, outside the daemon) reads
 // state.json through package history too.

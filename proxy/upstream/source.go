@@ -1,9 +1,10 @@
-package proxy
+package upstream
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/proxy/history"
+	"github.com/redis-relay/redis-relay/proxy/internal/wire"
+	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -23,8 +26,15 @@ import (
 // When it does not (the source was too far behind, or holds another
 // history), the master's own full sync is taken instead, with a log line
 // and a counter: never a snapshot of another history.
+//
+// A source must prove what it sends: its RDB's repl-id and repl-offset aux
+// fields must be there and name the history and offset of its
+// +FULLRESYNC (proveSource). A refresh must also be of the history the
+// relay follows (history.Store.RefreshBase); a first snapshot becomes the
+// relay's only when the master continues after that offset. The source is
+// dialled with its own credentials (sourcePeer), never the master's.
 
-// sourceStats says where snapshots came from; guarded by upstreamLink.mu.
+// sourceStats says where snapshots came from; guarded by Link.mu.
 type sourceStats struct {
 	lastFrom     string // "master" or the source's address
 	lastFallback string // why the last fallback to the master happened
@@ -34,7 +44,7 @@ type sourceStats struct {
 // it knows it, else a full PSYNC closed after the payload) and returns the
 // connection positioned at the payload, with the replid and offset of
 // +FULLRESYNC.
-func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn, string, int64, error) {
+func (u *Link) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn, string, int64, error) {
 	var status linkStatus
 	c, err := u.dial(ctx, p, &status)
 	if err != nil {
@@ -84,7 +94,7 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn
 // receiveSnapshot reads the payload after +FULLRESYNC into a new snapshot
 // and closes the connection; with publish, replicas waiting for a full
 // sync stream it as it arrives. On error the snapshot is dropped.
-func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*history.SnapshotFile, error) {
+func (u *Link) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*history.SnapshotFile, error) {
 	defer c.close() // rdb-only: the sender closes too; without it, we want no stream here
 	begin := u.hist.NewIncomingSnapshot
 	if publish {
@@ -99,7 +109,7 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 		if p.Mark == nil {
 			s.SetSize(p.Size)
 		}
-		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &u.stats.bytesFromUpstream, total: p.Size, logger: u.logger.With("upstream", addr), what: what}
+		pw := &wire.ProgressWriter{W: s, N: new(atomic.Int64), Also: &u.stats.bytesFromUpstream, Total: p.Size, Logger: u.logger.With("upstream", addr), What: what}
 		_, err = replstream.CopyPayload(pw, c.br, p)
 	}
 	if err != nil {
@@ -112,7 +122,7 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 // snapshotFromSource takes a first snapshot from the snapshot source and
 // checks it; it is not the relay's history until the master continues
 // after it (see upstream.run).
-func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*history.SnapshotFile, error) {
+func (u *Link) snapshotFromSource(ctx context.Context, p peer) (*history.SnapshotFile, error) {
 	addr := p.addr
 	start := time.Now()
 	c, replid, offset, err := u.fetchSnapshot(ctx, p)
@@ -127,6 +137,10 @@ func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*history
 		return nil, err
 	}
 	s.MarkReceived()
+	if err := u.proveSource(s); err != nil {
+		u.hist.AbortFullSync(s, err)
+		return nil, err
+	}
 	if err := u.hist.Validate(s); err != nil {
 		u.hist.AbortFullSync(s, err)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
@@ -137,8 +151,47 @@ func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*history
 	return s, nil
 }
 
+// errUnproven: a snapshot from the snapshot source does not show which
+// history and offset it holds.
+var errUnproven = errors.New("snapshot from the snapshot source refused: its RDB does not prove the history and offset announced")
+
+// proveSource checks that a snapshot received from the snapshot source
+// names, in its RDB's repl-id and repl-offset aux fields, the history and
+// offset its +FULLRESYNC announced. The master's own snapshots need no
+// such proof: the master is what the relay follows. A source's word alone
+// is not enough: any server can announce the master's replid and offset
+// over another dataset, and the master would continue after it. Every
+// Redis since 4.0 writes both fields into the RDB it sends a replica, and
+// a relay forwards the master's RDB as it is.
+func (u *Link) proveSource(s *history.SnapshotFile) error {
+	meta := s.Meta()
+	f, err := os.Open(s.Path())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hdr, err := rdbparse.ReadHeader(f)
+	if err != nil {
+		return fmt.Errorf("read rdb header: %w", err)
+	}
+	id := hdr.ReplID()
+	off, ok := hdr.ReplOffset()
+	switch {
+	case id == "":
+		err = fmt.Errorf("%w: the RDB has no repl-id aux field (announced %s %d)", errUnproven, meta.ReplID, meta.Offset)
+	case !ok:
+		err = fmt.Errorf("%w: the RDB has no repl-offset aux field (announced %s %d)", errUnproven, meta.ReplID, meta.Offset)
+	case !strings.EqualFold(id, meta.ReplID) || off != meta.Offset:
+		err = fmt.Errorf("%w: the RDB says %s %d, +FULLRESYNC said %s %d", errUnproven, id, off, meta.ReplID, meta.Offset)
+	default:
+		return nil
+	}
+	u.stats.sourceUnproven.Add(1)
+	return err
+}
+
 // sourceFallback records that a snapshot came from the master after all.
-func (u *upstreamLink) sourceFallback(why string) {
+func (u *Link) sourceFallback(why string) {
 	u.stats.sourceFallbacks.Add(1)
 	u.mu.Lock()
 	u.source.lastFallback = why
@@ -147,7 +200,7 @@ func (u *upstreamLink) sourceFallback(why string) {
 }
 
 // noteSnapshotFrom records where the newest snapshot came from.
-func (u *upstreamLink) noteSnapshotFrom(from string) {
+func (u *Link) noteSnapshotFrom(from string) {
 	u.mu.Lock()
 	u.source.lastFrom = from
 	u.mu.Unlock()
