@@ -41,11 +41,3 @@ func readACLFile(path string) ([]*acl.User, error) {
 	}
 	return users, nil
 }
-
-// syncRequirePass gives the default user (and requireuser, unless a user
-// line defines it) the running requirepass, when CONFIG SET changed it
-// since the last call. The server calls it for each new connection and
-// AUTH, so a change applies from the next one, as in Redis.
-func (r *Relay) syncRequirePass() {
-	r.acl.SetRequirePass(r.cfg.Get().RequirePass, r.requireUser...)
-}

@@ -67,7 +67,7 @@ func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 	default:
 		return appendWrongArgs(out, "auth"), effect{}
 	}
-	a.r.syncRequirePass()
+	a.r.acl.SetRequirePass(a.r.cfg.Get().RequirePass)
 	if len(args) == 2 {
 		if u, _ := a.r.acl.User(acl.DefaultUser); u.Enabled() && u.NoPass() {
 			return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}

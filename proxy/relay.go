@@ -35,9 +35,6 @@ type Relay struct {
 	srv    *server
 	admin  *admin
 	acl    *acl.ACL // the users: AUTH, the check before every command, ACL
-	// requireUser is requireuser when no user line defines it: it then
-	// takes requirepass as its password, as the default user does.
-	requireUser []string
 
 	runID   string    // identifies this process, as Redis's run_id does
 	started time.Time // for uptime_in_seconds
@@ -82,9 +79,9 @@ func New(cfg Config) (*Relay, error) {
 	r.acl = acl.New()
 	r.acl.Replace(users)
 	if _, defined := r.acl.User(cfg.RequireUser); cfg.RequireUser != "" && !defined {
-		r.requireUser = []string{cfg.RequireUser}
+		r.acl.AlsoFollowRequirePass(cfg.RequireUser) // requireuser, unless a user line defines it
 	}
-	r.syncRequirePass()
+	r.acl.SetRequirePass(cfg.RequirePass)
 	r.up = upstream.New(live, hist, cfg.Logger)
 	r.srv = newServer(live, hist, r.up, stats, cfg.Logger)
 	r.srv.acl = r.acl

@@ -217,7 +217,9 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	cfg := srv.cfg.Get()
-	srv.admin.r.syncRequirePass()
+	// The default user takes the running requirepass (CONFIG SET changes
+	// it from the next connection or AUTH), as in Redis.
+	srv.acl.SetRequirePass(cfg.RequirePass)
 	open := srv.acl.StartsAuthenticated() // the default user needs no password
 	if protectedModeRefuses(cfg.ProtectedMode && open, cfg.RequirePass, nc.RemoteAddr()) {
 		srv.stats.rejectedConns.Add(1)

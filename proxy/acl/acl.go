@@ -20,6 +20,7 @@ type ACL struct {
 	mu     sync.RWMutex
 	users  map[string]*User    // by name; always holds DefaultUser; guarded by mu
 	pass   string              // the requirepass last applied (SetRequirePass); guarded by mu
+	also   []string            // users besides the default one that follow requirepass; guarded by mu
 	denied map[deniedKey]int64 // commands refused, by user and command; guarded by mu
 	log    Log
 }
@@ -131,13 +132,22 @@ func (a *ACL) Replace(users []*User) {
 	a.users = next
 }
 
+// AlsoFollowRequirePass makes the named user (the relay's requireuser)
+// follow requirepass as the default user does: created on, with every
+// command, when requirepass is first set.
+func (a *ACL) AlsoFollowRequirePass(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.also = append(a.also, name)
+}
+
 // SetRequirePass makes the default user's password follow requirepass,
 // as Redis does: a change of it resets the default user's passwords to
-// it (or to nopass when it is empty). The users named in also (the
-// relay's requireuser) follow it the same way. Calling it again with the
-// same value changes nothing, so that ACL SETUSER default keeps its rules
-// until requirepass itself changes.
-func (a *ACL) SetRequirePass(pass string, also ...string) {
+// it (or to nopass when it is empty), and those of the users named by
+// AlsoFollowRequirePass. Calling it again with the same value changes
+// nothing, so that ACL SETUSER default keeps its rules until requirepass
+// itself changes.
+func (a *ACL) SetRequirePass(pass string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if pass == a.pass {
@@ -148,7 +158,7 @@ func (a *ACL) SetRequirePass(pass string, also ...string) {
 	if pass != "" {
 		rule = ">" + pass
 	}
-	for _, name := range append([]string{DefaultUser}, also...) {
+	for _, name := range append([]string{DefaultUser}, a.also...) {
 		u := a.users[name]
 		if u == nil {
 			u = newUser(name)

@@ -110,12 +110,13 @@ func TestAuthenticate(t *testing.T) {
 			t.Errorf("AUTH %s %s = %v, want %v", c.user, c.pass, got, c.ok)
 		}
 	}
-	a.SetRequirePass("pw", "legacy")
+	a.AlsoFollowRequirePass("legacy")
+	a.SetRequirePass("pw")
 	if a.StartsAuthenticated() || !a.Authenticate("default", "pw", nil) || a.Authenticate("default", "", nil) || !a.Authenticate("legacy", "pw", nil) {
 		t.Error("requirepass does not set the default user's password")
 	}
 	a.SetUser("default", ">second")
-	a.SetRequirePass("pw", "legacy") // unchanged: the SETUSER holds
+	a.SetRequirePass("pw") // unchanged: the SETUSER holds
 	if !a.Authenticate("default", "second", nil) {
 		t.Error("an unchanged requirepass undid ACL SETUSER default")
 	}
