@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
@@ -404,7 +405,27 @@ func settingsFromContext(c *cli.Context) (Settings, error) {
 	if err := s.Validate(); err != nil {
 		return s, err
 	}
-	return s, s.readPasswordFiles()
+	if err := s.readPasswordFiles(); err != nil {
+		return s, err
+	}
+	return s, s.checkACLFile()
+}
+
+// checkACLFile reads the aclfile, if one is set, so that --check-config
+// (and start-up, before anything else) stops at a line it cannot use,
+// naming the file, the line and the reason.
+func (s *Settings) checkACLFile() error {
+	if s.ACLFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(s.ACLFile)
+	if err == nil {
+		_, err = acl.ParseFile(s.ACLFile, data)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.where("aclfile"), err)
+	}
+	return nil
 }
 
 // readPasswordFiles reads requirepass-file, masterauth-file and

@@ -574,14 +574,17 @@ func FuzzConfigParse(f *testing.F) {
 	})
 }
 
-// TestBadACLFileStopsStartUp: run refuses to start on an ACL file with a
-// line it cannot use, naming the file, the line and the reason.
+// TestBadACLFileStopsStartUp: run, and run --check-config, refuse an ACL
+// file with a line they cannot use, naming the file, the line and the
+// reason.
 func TestBadACLFileStopsStartUp(t *testing.T) {
 	acl := writeTemp(t, "users.acl", "user default on nopass ~* &* +@all\nuser ops on >pw +config|get +@nosuch\n")
 	conf := writeTemp(t, "relay.conf", fmt.Sprintf("port 0\ndir %q\naclfile %q\n", t.TempDir(), acl))
-	_, _, err := runApp(t.Context(), "run", "--config", conf)
-	want := fmt.Sprintf("aclfile: %s:2: Error in applying operation '+@nosuch': Unknown command or category name in ACL", acl)
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("run with a bad ACL file: %v, want %q", err, want)
+	want := fmt.Sprintf("%s:3: aclfile: %s:2: Error in applying operation '+@nosuch': Unknown command or category name in ACL", conf, acl)
+	for _, args := range [][]string{{"run", "--config", conf}, {"run", "--check-config", "--config", conf}} {
+		_, _, err := runApp(t.Context(), args...)
+		if err == nil || err.Error() != want {
+			t.Errorf("%v with a bad ACL file: %v, want %q", args, err, want)
+		}
 	}
 }
