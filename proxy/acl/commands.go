@@ -78,7 +78,7 @@ var commandDefs = []struct {
 	{"time", CatFast},
 	{"select", CatFast | CatConnection},
 	{"quit", CatFast | CatConnection},
-	{"hello", CatFast | CatConnection},
+	{"hello", CatFast | CatConnection}, // like AUTH, every connection may send it (Check)
 	{"info", CatSlow | CatDangerous},
 	{"role", CatAdmin | CatFast | CatDangerous},
 	{"subscribe", CatPubSub | CatSlow},
