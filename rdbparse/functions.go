@@ -16,9 +16,9 @@ import (
 // same records followed by a two byte RDB version and a CRC-64 of what
 // precedes it, both little-endian (createDumpPayload).
 
-// ErrNoLibraries: the input holds no function libraries in a form this
-// package reads.
-var ErrNoLibraries = errors.New("rdbparse: unreadable function libraries")
+// ErrLibraries: function libraries in a form this package does not read
+// (the 7.0 release candidate format, a damaged or newer dump payload).
+var ErrLibraries = errors.New("rdbparse: unreadable function libraries")
 
 // Libraries returns the code of every function library in an RDB, in file
 // order, and its header. It reads only the head of the file: the records
@@ -49,7 +49,7 @@ func Libraries(r io.Reader) ([]string, *Header, error) {
 				libs = append(libs, code)
 			}
 		case opFunctionPreGA:
-			return nil, h, fmt.Errorf("%w: library in the Redis 7.0 release candidate format (opcode 246)", ErrNoLibraries)
+			return nil, h, fmt.Errorf("%w: library in the Redis 7.0 release candidate format (opcode 246)", ErrLibraries)
 		default:
 			return libs, h, nil
 		}
@@ -64,14 +64,14 @@ func Libraries(r io.Reader) ([]string, *Header, error) {
 // an RDB version no newer than maxVersion and the CRC-64.
 func DumpLibraries(payload []byte, maxVersion int) ([]string, error) {
 	if len(payload) < 10 {
-		return nil, fmt.Errorf("%w: dump payload of %d bytes", ErrNoLibraries, len(payload))
+		return nil, fmt.Errorf("%w: dump payload of %d bytes", ErrLibraries, len(payload))
 	}
 	body, trailer := payload[:len(payload)-10], payload[len(payload)-10:]
 	if v := int(binary.LittleEndian.Uint16(trailer)); v > maxVersion {
-		return nil, fmt.Errorf("%w: dump payload of RDB version %d, newer than %d", ErrNoLibraries, v, maxVersion)
+		return nil, fmt.Errorf("%w: dump payload of RDB version %d, newer than %d", ErrLibraries, v, maxVersion)
 	}
 	if CRC64(payload[:len(payload)-8]) != binary.LittleEndian.Uint64(trailer[2:]) {
-		return nil, fmt.Errorf("%w: dump payload checksum mismatch", ErrNoLibraries)
+		return nil, fmt.Errorf("%w: dump payload checksum mismatch", ErrLibraries)
 	}
 	w := newWalker(bufio.NewReader(bytes.NewReader(body)), int64(len(body)))
 	var libs []string
@@ -82,7 +82,7 @@ func DumpLibraries(payload []byte, maxVersion int) ([]string, error) {
 			return nil, err
 		}
 		if op != opFunction2 {
-			return nil, fmt.Errorf("%w: opcode %d in a dump payload", ErrNoLibraries, op)
+			return nil, fmt.Errorf("%w: opcode %d in a dump payload", ErrLibraries, op)
 		}
 		code, err := w.library()
 		if err != nil {
