@@ -2,6 +2,7 @@ package rdbparse
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,4 +80,40 @@ func sameLibraries(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// dumpPayload is what FUNCTION DUMP gives for these libraries: their
+// records, the RDB version and the CRC-64, little-endian.
+func dumpPayload(libs ...string) []byte {
+	var p []byte
+	for _, code := range libs {
+		p = appendRDBString(append(p, opFunction2), code)
+	}
+	p = binary.LittleEndian.AppendUint16(p, 10)
+	return binary.LittleEndian.AppendUint64(p, CRC64(p))
+}
+
+// FuzzLibraries: the library readers never panic, allocate in proportion
+// to their input, and read back what AppendFunctionsRDB and a dump payload
+// hold.
+func FuzzLibraries(f *testing.F) {
+	fuzzSeeds(f)
+	f.Add(AppendFunctionsRDB(nil, 10, []string{"redis-ver", "7.0.15"}, []string{testLibrary}))
+	f.Add(dumpPayload(testLibrary, "#!lua name=b\nreturn 1"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		before := heapAllocated()
+		_, _, _ = Libraries(bytes.NewReader(data))
+		_, _ = DumpLibraries(data, 10)
+		if grew := heapAllocated() - before; grew > 256*uint64(len(data))+(8<<20) {
+			t.Fatalf("allocated %d bytes for %d bytes of input", grew, len(data))
+		}
+		libs := []string{string(data)}
+		if got, err := DumpLibraries(dumpPayload(libs...), 10); err != nil || !slices.Equal(got, libs) {
+			t.Fatalf("dump of %q read back as %q, %v", libs, got, err)
+		}
+		got, _, err := Libraries(bytes.NewReader(AppendFunctionsRDB(nil, 10, nil, libs)))
+		if err != nil || !slices.Equal(got, libs) {
+			t.Fatalf("RDB of %q read back as %q, %v", libs, got, err)
+		}
+	})
 }
