@@ -1272,4 +1272,12 @@ func TestRelayAcceptsConfig(t *testing.T) {
 		args[slices.Index(args, confPath)] = local
 		check("kubernetes "+ctr.Name, args, map[string]string{"replicaof": "redis-master 6379", "dir": "/data", "metrics-addr": "0.0.0.0:8380"})
 	}
+
+	cc := loadClusterCompose(t)
+	for _, name := range clusterRelays(t, cc) {
+		args := cc.Services[name].args()
+		seeds, _ := flag(args, "--cluster-seeds")
+		slot, _ := flag(args, "--cluster-shard-slot")
+		check("cluster compose "+name, args, map[string]string{"cluster-seeds": seeds, "cluster-shard-slot": slot, "replicaof": ""})
+	}
 }
