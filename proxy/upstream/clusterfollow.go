@@ -42,6 +42,13 @@ func (u *Link) FollowCluster(ctx context.Context) {
 		Seeds: cfg.ClusterSeeds, Slot: cfg.ClusterShardSlot, Interval: cfg.ClusterPollInterval,
 		Options: cluster.Options{Username: cfg.MasterUser, Password: cfg.MasterAuth, TLS: cfg.UpstreamTLS, Timeout: clusterAskTimeout},
 		Logger:  u.logger,
+		ReplID: func() string {
+			id, _, ok := u.hist.Position()
+			if !ok {
+				return ""
+			}
+			return id.ReplID
+		},
 		Hurry: func() bool {
 			st := u.status.current()
 			return st != LinkConnected && st != LinkSync
