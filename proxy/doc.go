@@ -38,10 +38,12 @@
 //     a trim must keep. The server keeps its own sessions too, for CLIENT
 //     KILL, the replica list and the upstream link's AckSource.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
-//     conncmd.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN,
-//     LATENCY, RELAY, the pub/sub that Sentinel uses, and AUTH, PING,
-//     ECHO, TIME, COMMAND, SELECT and QUIT. Each is a handler in one
-//     table, adminCommands, which the server dispatches through. A
+//     conncmd.go, nodata.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF,
+//     SHUTDOWN, LATENCY, RELAY, the pub/sub that Sentinel uses, and AUTH,
+//     PING, ECHO, TIME, COMMAND, SELECT and QUIT. Each is a handler in one
+//     table, adminCommands, which the server dispatches through; any
+//     other command (GET, SET, ...) gets noData's error, which says the
+//     relay holds no data and names the master. A
 //     handler is given the arguments, a clientInfo (what it may know of
 //     the calling connection: id, address, name) and a buffer; it appends
 //     its reply and returns it, with an effect for what the connection

@@ -382,11 +382,7 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	case "sync":
 		return newSession(c, "?", -1, true), false
 	default:
-		var b strings.Builder
-		for _, a := range args[1:] {
-			fmt.Fprintf(&b, "'%s' ", resp.Excerpt(a, 64))
-		}
-		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", resp.Excerpt(args[0], 64), b.String()))
+		c.out = c.srv.admin.noData(c.out, args)
 	}
 	return nil, false
 }
