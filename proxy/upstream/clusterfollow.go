@@ -49,9 +49,12 @@ func (u *Link) FollowCluster(ctx context.Context) {
 			}
 			return id.ReplID
 		},
-		Hurry: func() bool {
-			st := u.status.current()
-			return st != LinkConnected && st != LinkSync
+		Hurry: func() bool { // retrying the link; not streaming, syncing or held by the guard
+			switch u.status.current() {
+			case LinkConnect, LinkConnecting, LinkHandshake:
+				return true
+			}
+			return false
 		},
 	}
 	w.Run(ctx, u.linkLost, func(s cluster.Shard) {
