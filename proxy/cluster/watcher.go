@@ -16,11 +16,11 @@ const hurryInterval = 250 * time.Millisecond
 
 // Watcher follows one shard of a cluster. Set its fields, then call Run.
 type Watcher struct {
-	Seeds    []string      // host:port of nodes to ask first
+	Seeds    []string      // host:port of nodes to ask while no other node is known, and when none of those answers
 	Slot     int           // picks the shard when none is followed yet
 	Interval time.Duration // how often to ask; 0: 1 s
 	Options  Options
-	Logger   *slog.Logger
+	Logger   *slog.Logger // nil: slog.Default()
 	// ReplID, when set, returns the replication ID the caller's data
 	// follows ("" for none). Until it follows a shard, the Watcher then
 	// prefers the shard whose master's history holds that ID (its
@@ -42,6 +42,9 @@ func (w *Watcher) Run(ctx context.Context, poke <-chan struct{}, found func(Shar
 	interval := w.Interval
 	if interval <= 0 {
 		interval = time.Second
+	}
+	if w.Logger == nil {
+		w.Logger = slog.Default()
 	}
 	var cur Shard
 	var known []string // the node that answered last, then those it named
