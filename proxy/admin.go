@@ -50,6 +50,7 @@ type clientInfo struct {
 	addr      string
 	localAddr string
 	name      string // CLIENT SETNAME
+	user      string // the ACL user it runs as; "" before AUTH
 	lastCmd   string
 	lastAt    time.Time // zero before the first command
 	created   time.Time
@@ -62,7 +63,8 @@ type clientInfo struct {
 // nothing.
 type effect struct {
 	quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
-	authenticated bool    // AUTH matched: the connection may run every command
+	authenticated bool    // AUTH matched: the connection runs as user from now on
+	user          string  // the ACL user AUTH authenticated
 	setName       *string // CLIENT SETNAME
 	subscriptions int     // the channels the connection now listens to, when subscribed is set
 	subscribed    bool    // SUBSCRIBE or UNSUBSCRIBE ran: subscriptions holds the count
@@ -100,6 +102,7 @@ var adminCommands = map[string]adminHandler{
 	"slaveof":      (*admin).replicaof,
 	"config":       (*admin).configCommand,
 	"shutdown":     (*admin).shutdown,
+	"acl":          (*admin).aclCommand,
 }
 
 // appendWrongArgs appends the error Redis gives for a command called with
@@ -178,8 +181,8 @@ func describeClient(c clientInfo) string {
 	if !c.lastAt.IsZero() {
 		idle = int(time.Since(c.lastAt).Seconds())
 	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 cmd=%s",
-		c.id, c.addr, c.localAddr, c.name, int(time.Since(c.created).Seconds()), idle, flags, c.lastCmd)
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 cmd=%s user=%s",
+		c.id, c.addr, c.localAddr, c.name, int(time.Since(c.created).Seconds()), idle, flags, c.lastCmd, c.user)
 }
 
 // clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...

@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"crypto/subtle"
 	"strconv"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 )
 
 // The commands every Redis client sends about its own connection: AUTH,
@@ -54,8 +54,9 @@ func (a *admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	return resp.AppendSimple(out, "OK"), effect{quit: true}
 }
 
-// auth checks AUTH [user] password against requirepass (and requireuser).
-// Only a match authenticates the connection, through the effect.
+// auth checks AUTH [user] password against the ACL users; AUTH password
+// is the default user's, which requirepass sets. Only a match
+// authenticates the connection, as that user, through the effect.
 func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	var user, pass string
 	switch len(args) {
@@ -66,18 +67,15 @@ func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 	default:
 		return appendWrongArgs(out, "auth"), effect{}
 	}
-	cfg := a.r.cfg.Get()
-	if cfg.RequirePass == "" {
-		return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}
+	a.r.acl.SetRequirePass(a.r.cfg.Get().RequirePass)
+	if len(args) == 2 {
+		if u, _ := a.r.acl.User(acl.DefaultUser); u.Enabled() && u.NoPass() {
+			return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}
+		}
 	}
-	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
-	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
-		a.r.logger.Warn("downstream AUTH failed", "client", who.addr, "user", user)
+	if !a.r.acl.Authenticate(user, pass, func() string { return describeClient(who) }) {
+		a.r.logger.Warn("downstream AUTH failed", "client", who.addr, "user", resp.Excerpt([]byte(user), 64))
 		return resp.AppendError(out, "WRONGPASS invalid username-password pair or user is disabled."), effect{}
 	}
-	return resp.AppendSimple(out, "OK"), effect{authenticated: true}
-}
-
-func constantTimeEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+	return resp.AppendSimple(out, "OK"), effect{authenticated: true, user: user}
 }
