@@ -101,6 +101,61 @@ func TestRedisCliReplicaStartsLive(t *testing.T) {
 	}
 }
 
+// TestRedisCliReplicaUnderLoad: under a write load with transactions,
+// redis-cli --replica starts on a whole command outside any transaction:
+// every line it prints is a command, and the first MULTI or EXEC it prints
+// is a MULTI.
+func TestRedisCliReplicaUnderLoad(t *testing.T) {
+	master, relay := syncedRelay(t)
+	redistest.Eventually(t, 30*time.Second, func() error { return relayOnline(relay) })
+	load := startLoad(t, master)
+	defer load.Stop(t)
+
+	h, p := relay.HostPort()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, redisCli(t), "-h", h, "-p", p, "--replica")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		cmd.Wait()
+	}()
+	sc := bufio.NewScanner(out)
+	synced, commands, seenTx := false, 0, false
+	for commands < 2000 && sc.Scan() {
+		l := sc.Text()
+		switch {
+		case !synced:
+			synced = strings.Contains(l, "Logging commands from master")
+			if strings.Contains(strings.ToLower(l), "error") {
+				t.Fatalf("redis-cli --replica printed an error: %q", l)
+			}
+		case strings.HasPrefix(l, "sending REPLCONF ACK"):
+		case !strings.HasPrefix(l, `"`):
+			t.Fatalf("after %d commands redis-cli printed %q", commands, l)
+		default:
+			commands++
+			name := strings.ToLower(strings.SplitN(l, ",", 2)[0])
+			if !seenTx && (name == `"multi"` || name == `"exec"`) {
+				seenTx = true
+				if name != `"multi"` {
+					t.Fatalf("the first transaction line printed is %s: the stream started inside a transaction", l)
+				}
+			}
+		}
+	}
+	if commands < 2000 || !seenTx {
+		t.Fatalf("redis-cli printed %d commands (transactions seen: %v), err %v", commands, seenTx, sc.Err())
+	}
+}
+
 // TestRedisCliFunctionsRDB: redis-cli --functions-rdb against the relay
 // writes a file whose libraries, loaded into a scratch server, are the
 // master's now: those in the relay's snapshot, changed by FUNCTION LOAD,
