@@ -5,68 +5,47 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // admin answers the commands an operator, a monitoring tool or Redis
 // Sentinel sends to the relay's port: INFO, ROLE, CONFIG, CLIENT,
 // REPLICAOF, SHUTDOWN, LATENCY, RELAY, and pub/sub (Sentinel's hello
-// channel). It reads the other parts through the Relay and owns only the
-// pub/sub subscriptions.
+// channel). It reads the other parts through the Relay; the pub/sub
+// registry is the server's.
 //
 // Every command is a handler in adminCommands. A handler appends its reply
 // to the buffer it is given and returns it; it writes to no connection and
 // no client's buffer. What it knows of the connection that sent the
 // command is a clientInfo, and what it needs changed on that connection
 // it returns as an effect, which the server applies.
-//
-// psMu is a leaf lock.
 type admin struct {
 	r     *Relay
-	conns connections // the downstream connections, for CLIENT LIST and KILL
-
-	psMu     sync.Mutex
-	channels map[string]map[subscriber]struct{} // subscribers of each channel; guarded by psMu
-	subs     map[subscriber]map[string]struct{} // channels of each subscriber; guarded by psMu
+	conns connections        // the downstream connections, for CLIENT LIST and KILL
+	ps    *downstream.PubSub // the server's subscriptions
 }
 
 // connections is what admin needs of the downstream server.
 type connections interface {
-	// clientInfos describes every downstream connection, oldest first.
-	clientInfos() []clientInfo
-	// killClient closes the connection with that id. With endSession,
+	// ClientInfos describes every downstream connection, oldest first.
+	ClientInfos() []clientInfo
+	// KillClient closes the connection with that id. With endSession,
 	// a replica session on it is first ended as killed by an operator.
-	killClient(id int64, endSession bool)
+	KillClient(id int64, endSession bool)
 }
 
 // clientInfo is what an admin command sees of one connection: the one
 // that sent it, or one listed by CLIENT LIST.
-type clientInfo struct {
-	id        int64
-	addr      string
-	localAddr string
-	name      string // CLIENT SETNAME
-	lastCmd   string
-	lastAt    time.Time // zero before the first command
-	created   time.Time
-	replica   bool       // became a replica session
-	sub       subscriber // where PUBLISH delivers this connection's messages; nil in a listing
-}
+type clientInfo = downstream.ClientInfo
 
 // effect is a change to the calling connection that a command asks the
 // server to make after appending the reply. The zero effect changes
 // nothing.
-type effect struct {
-	quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
-	authenticated bool    // AUTH matched: the connection may run every command
-	setName       *string // CLIENT SETNAME
-	subscriptions int     // the channels the connection now listens to, when subscribed is set
-	subscribed    bool    // SUBSCRIBE or UNSUBSCRIBE ran: subscriptions holds the count
-}
+type effect = downstream.Effect
 
 // adminHandler answers one admin command: args[0] is the command name as
 // sent. It appends the reply to out and returns it.
@@ -104,8 +83,16 @@ var adminCommands = map[string]adminHandler{
 
 // appendWrongArgs appends the error Redis gives for a command called with
 // the wrong number of arguments.
-func appendWrongArgs(out []byte, name string) []byte {
-	return resp.AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+func appendWrongArgs(out []byte, name string) []byte { return resp.AppendWrongArgs(out, name) }
+
+// handler is the server's view of adminCommands: the handler of the
+// command name, bound to a, or nil.
+func (a *admin) handler(name string) downstream.Handler {
+	h := adminCommands[name]
+	if h == nil {
+		return nil
+	}
+	return func(out []byte, who clientInfo, args [][]byte) ([]byte, effect) { return h(a, out, who, args) }
 }
 
 // replicaof re-points the upstream: REPLICAOF host port. The relay keeps
@@ -126,7 +113,7 @@ func (a *admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, ef
 	if cur, _ := a.r.up.MasterAddr(); cur == addr {
 		return resp.AppendSimple(out, "OK Already connected to specified master"), effect{}
 	}
-	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", who.addr)
+	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", who.Addr)
 	a.r.up.SetMaster(addr)
 	return resp.AppendSimple(out, "OK"), effect{}
 }
@@ -142,19 +129,19 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 			return appendWrongArgs(out, "client|setname"), effect{}
 		}
 		name := string(args[2])
-		return resp.AppendSimple(out, "OK"), effect{setName: &name}
+		return resp.AppendSimple(out, "OK"), effect{SetName: &name}
 	case "setinfo":
 		return resp.AppendSimple(out, "OK"), effect{}
 	case "getname":
-		if who.name != "" {
-			return resp.AppendBulk(out, who.name), effect{}
+		if who.Name != "" {
+			return resp.AppendBulk(out, who.Name), effect{}
 		}
 		return resp.AppendNull(out), effect{}
 	case "id":
-		return resp.AppendInt(out, who.id), effect{}
+		return resp.AppendInt(out, who.ID), effect{}
 	case "list":
 		var b strings.Builder
-		for _, o := range a.conns.clientInfos() {
+		for _, o := range a.conns.ClientInfos() {
 			b.WriteString(describeClient(o))
 			b.WriteByte('\n')
 		}
@@ -171,24 +158,24 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 // describeClient renders one CLIENT LIST line.
 func describeClient(c clientInfo) string {
 	flags := "N"
-	if c.replica {
+	if c.Replica {
 		flags = "S"
 	}
 	idle := 0
-	if !c.lastAt.IsZero() {
-		idle = int(time.Since(c.lastAt).Seconds())
+	if !c.LastAt.IsZero() {
+		idle = int(time.Since(c.LastAt).Seconds())
 	}
 	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 cmd=%s",
-		c.id, c.addr, c.localAddr, c.name, int(time.Since(c.created).Seconds()), idle, flags, c.lastCmd)
+		c.ID, c.Addr, c.LocalAddr, c.Name, int(time.Since(c.Created).Seconds()), idle, flags, c.LastCmd)
 }
 
 // clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...
 // (ID, ADDR, TYPE normal|replica|slave|master|pubsub, SKIPME yes|no).
 func (a *admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
 	if len(args) == 1 {
-		for _, o := range a.conns.clientInfos() {
-			if o.addr == string(args[0]) {
-				a.conns.killClient(o.id, false)
+		for _, o := range a.conns.ClientInfos() {
+			if o.Addr == string(args[0]) {
+				a.conns.KillClient(o.ID, false)
 				return resp.AppendSimple(out, "OK")
 			}
 		}
@@ -228,17 +215,17 @@ func (a *admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
 		}
 	}
 	killed := 0
-	for _, o := range a.conns.clientInfos() {
+	for _, o := range a.conns.ClientInfos() {
 		switch {
-		case o.id == who.id && skipMe,
-			id >= 0 && o.id != id,
-			addr != "" && o.addr != addr,
-			(typ == "normal") && o.replica,
-			(typ == "replica" || typ == "slave") && !o.replica,
+		case o.ID == who.ID && skipMe,
+			id >= 0 && o.ID != id,
+			addr != "" && o.Addr != addr,
+			(typ == "normal") && o.Replica,
+			(typ == "replica" || typ == "slave") && !o.Replica,
 			typ == "master", typ == "pubsub":
 			continue
 		}
-		a.conns.killClient(o.id, true)
+		a.conns.KillClient(o.ID, true)
 		killed++
 	}
 	return resp.AppendInt(out, int64(killed))
@@ -256,9 +243,9 @@ func (a *admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, eff
 			return resp.AppendError(out, "ERR syntax error"), effect{}
 		}
 	}
-	a.r.logger.Warn("SHUTDOWN requested", "client", who.addr)
+	a.r.logger.Warn("SHUTDOWN requested", "client", who.Addr)
 	a.r.stop()
-	return out, effect{quit: true}
+	return out, effect{Quit: true}
 }
 
 // latency answers LATENCY as a Redis server with nothing to report does.

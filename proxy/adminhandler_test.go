@@ -9,7 +9,7 @@ import (
 // messages is a subscriber that keeps what PUBLISH delivers to it.
 type messages struct{ got [][]byte }
 
-func (m *messages) deliver(msg []byte) error {
+func (m *messages) Deliver(msg []byte) error {
 	m.got = append(m.got, bytes.Clone(msg))
 	return nil
 }
@@ -25,7 +25,7 @@ func TestAdminHandlersAppendReplies(t *testing.T) {
 	}
 	defer relay.Close()
 	sub := &messages{}
-	who := clientInfo{id: 7, addr: "10.0.0.1:5000", name: "sentinel-1", sub: sub}
+	who := clientInfo{ID: 7, Addr: "10.0.0.1:5000", Name: "sentinel-1", Sub: sub}
 	run := func(cmd string) (string, effect) {
 		t.Helper()
 		var args [][]byte
@@ -51,7 +51,7 @@ func TestAdminHandlersAppendReplies(t *testing.T) {
 		{"ECHO hi", "$2\r\nhi\r\n", effect{}},
 		{"SELECT 1", "-ERR a relay holds no keyspace; only SELECT 0 is accepted\r\n", effect{}},
 		{"AUTH secret", "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n", effect{}},
-		{"QUIT", "+OK\r\n", effect{quit: true}},
+		{"QUIT", "+OK\r\n", effect{Quit: true}},
 		{"CLIENT SETNAME relay-watcher", "+OK\r\n", effect{}},
 		{"CLIENT GETNAME", "$10\r\nsentinel-1\r\n", effect{}},
 		{"CLIENT ID", ":7\r\n", effect{}},
@@ -59,21 +59,21 @@ func TestAdminHandlersAppendReplies(t *testing.T) {
 		{"SLAVEOF NO ONE", "-ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port\r\n", effect{}},
 		{"LATENCY LATEST", "*0\r\n", effect{}},
 		{"SHUTDOWN ABORT", "-ERR No shutdown in progress.\r\n", effect{}},
-		{"SUBSCRIBE a b", "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n", effect{subscribed: true, subscriptions: 2}},
+		{"SUBSCRIBE a b", "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n", effect{Subscribed: true, Subscriptions: 2}},
 		{"PUBLISH a hello", ":1\r\n", effect{}},
-		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n", effect{subscribed: true}},
+		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n", effect{Subscribed: true}},
 		{"PUBLISH a again", ":0\r\n", effect{}},
-		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n", effect{subscribed: true}},
+		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n", effect{Subscribed: true}},
 	} {
 		reply, e := run(tc.cmd)
 		if reply != tc.reply {
 			t.Errorf("%s: reply %q, want %q", tc.cmd, reply, tc.reply)
 		}
-		if e.setName != nil {
-			if *e.setName != "relay-watcher" {
-				t.Errorf("%s: sets name %q", tc.cmd, *e.setName)
+		if e.SetName != nil {
+			if *e.SetName != "relay-watcher" {
+				t.Errorf("%s: sets name %q", tc.cmd, *e.SetName)
 			}
-			e.setName = nil
+			e.SetName = nil
 		} else if strings.HasPrefix(tc.cmd, "CLIENT SETNAME") {
 			t.Errorf("%s: no name in the effect", tc.cmd)
 		}
@@ -115,8 +115,8 @@ func TestAuthHandlerReturnsTheEffect(t *testing.T) {
 		for _, a := range tc.args {
 			args = append(args, []byte(a))
 		}
-		out, e := auth(relay.admin, nil, clientInfo{addr: "test"}, args)
-		if string(out) != tc.reply || e.authenticated != tc.ok || e.quit {
+		out, e := auth(relay.admin, nil, clientInfo{Addr: "test"}, args)
+		if string(out) != tc.reply || e.Authenticated != tc.ok || e.Quit {
 			t.Errorf("%q: reply %q, effect %+v", tc.args, out, e)
 		}
 	}

@@ -51,7 +51,7 @@ func (a *admin) selectDB(out []byte, _ clientInfo, args [][]byte) ([]byte, effec
 }
 
 func (a *admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
-	return resp.AppendSimple(out, "OK"), effect{quit: true}
+	return resp.AppendSimple(out, "OK"), effect{Quit: true}
 }
 
 // auth checks AUTH [user] password against requirepass (and requireuser).
@@ -72,10 +72,10 @@ func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 	}
 	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
 	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
-		a.r.logger.Warn("downstream AUTH failed", "client", who.addr, "user", user)
+		a.r.logger.Warn("downstream AUTH failed", "client", who.Addr, "user", user)
 		return resp.AppendError(out, "WRONGPASS invalid username-password pair or user is disabled."), effect{}
 	}
-	return resp.AppendSimple(out, "OK"), effect{authenticated: true}
+	return resp.AppendSimple(out, "OK"), effect{Authenticated: true}
 }
 
 func constantTimeEqual(a, b string) bool {

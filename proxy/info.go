@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -61,7 +62,7 @@ func (a *admin) info(args [][]byte) string {
 			kv("uptime_in_seconds", int(time.Since(r.started).Seconds()))
 		},
 		"clients": func() {
-			kv("connected_clients", r.srv.clientCount())
+			kv("connected_clients", r.srv.ClientCount())
 			kv("maxclients", r.cfg.Get().MaxClients)
 			kv("blocked_clients", 0)
 		},
@@ -158,7 +159,7 @@ func (a *admin) info(args [][]byte) string {
 				}
 			}
 			kv("hold_trips", st.HoldTrips)
-			for _, reason := range closeReasons {
+			for _, reason := range downstream.CloseReasons() {
 				if n := st.Disconnects[reason]; n > 0 {
 					kv("replica_disconnects_"+string(reason), n)
 				}
@@ -267,7 +268,7 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 	kv("connected_slaves", len(reps))
 	for i, rep := range reps {
 		lag := 0
-		if rep.State == stateOnline {
+		if rep.State == downstream.StateOnline {
 			lag = int(rep.AckAge.Seconds())
 		}
 		// Redis's five fields, then the relay's, appended: Sentinel finds

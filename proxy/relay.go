@@ -5,13 +5,15 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/history"
-	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/proxy/upstream"
 	"github.com/redis-relay/redis-relay/replstream"
@@ -28,10 +30,9 @@ type Config = settings.Config
 type Relay struct {
 	cfg    *settings.Live
 	logger *slog.Logger
-	stats  *counters
 	hist   *history.Store
 	up     *upstream.Link
-	srv    *server
+	srv    *downstream.Server
 	admin  *admin
 
 	runID   string    // identifies this process, as Redis's run_id does
@@ -41,44 +42,23 @@ type Relay struct {
 	shutdown context.CancelFunc // ends Run (SHUTDOWN); set by Run; guarded by stopMu
 }
 
-// counters are the downstream server's monotonic counts, read without
-// locks.
-type counters struct {
-	fullSyncsServed    atomic.Int64
-	partialSyncsServed atomic.Int64
-	partialSyncsErr    atomic.Int64
-	bytesToReplicas    atomic.Int64
-	disconnects        map[CloseReason]*atomic.Int64 // keys fixed at start
-	connections        atomic.Int64
-	rejectedConns      atomic.Int64
-	protocolErrors     atomic.Int64
-	zOut               wire.LinkBytes // compressed links to replicas
-	pacedBytes         atomic.Int64   // snapshot bytes sent under a full-sync bandwidth limit
-	paceWait           atomic.Int64   // nanoseconds full syncs waited for the bandwidth limits
-}
-
 // New opens the data dir and recovers the history kept there, if any.
 func New(cfg Config) (*Relay, error) {
 	cfg.FillDefaults()
 	live := settings.NewLive(cfg)
-	stats := &counters{disconnects: newCounts(closeReasons)}
 	hist, err := history.Open(live, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
 	r := &Relay{
-		cfg: live, logger: cfg.Logger, stats: stats, hist: hist,
+		cfg: live, logger: cfg.Logger, hist: hist,
 		runID: replstream.RandomHex40(), started: time.Now(),
 	}
 	r.up = upstream.New(live, hist, cfg.Logger)
-	r.srv = newServer(live, hist, r.up, stats, cfg.Logger)
+	r.srv = downstream.New(live, hist, r.up, cfg.Logger)
 	r.up.SetAckSource(r.srv)
-	r.admin = &admin{
-		r: r, conns: r.srv,
-		channels: make(map[string]map[subscriber]struct{}),
-		subs:     make(map[subscriber]map[string]struct{}),
-	}
-	r.srv.admin = r.admin
+	r.admin = &admin{r: r, conns: r.srv, ps: r.srv.PubSub()}
+	r.srv.SetCommands(r.admin.handler)
 	return r, nil
 }
 
@@ -110,7 +90,7 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	}()
 	errs := make(chan error, len(lns))
 	for _, ln := range lns {
-		go func() { errs <- r.srv.serve(ctx, ln) }()
+		go func() { errs <- r.srv.Serve(ctx, ln) }()
 	}
 	var err error
 	for range lns {
@@ -167,11 +147,15 @@ func (r *Relay) Settings() map[string]string {
 	return out
 }
 
-// newCounts makes one counter per key; the keys are fixed from then on.
-func newCounts[K comparable](keys []K) map[K]*atomic.Int64 {
-	m := make(map[K]*atomic.Int64, len(keys))
-	for _, k := range keys {
-		m[k] = new(atomic.Int64)
-	}
-	return m
+// ParseCompression checks an upstream-compression value: whether it asks
+// for compression, and at which zstd level.
+func ParseCompression(v string) (level zstd.EncoderLevel, on bool, err error) {
+	return settings.CompressionLevel(v)
+}
+
+// listenerPort is the port a listener listens on.
+func listenerPort(ln net.Listener) int {
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	return p
 }

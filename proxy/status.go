@@ -2,14 +2,12 @@ package proxy
 
 import (
 	"io"
-	"net"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/upstream"
 	"github.com/redis-relay/redis-relay/rdbparse"
@@ -42,44 +40,18 @@ func LinkStates() []string {
 }
 
 // ReplicaStates are a downstream session's states, as INFO names them.
-func ReplicaStates() []string { return []string{stateWaitBgsave, stateSendBulk, stateOnline} }
+func ReplicaStates() []string { return downstream.ReplicaStates() }
 
-// ReplicaInfo describes one downstream replica session.
-type ReplicaInfo struct {
-	Addr      string // remote address
-	IP        string // announced or peer IP
-	Port      int    // REPLCONF listening-port
-	State     string // wait_bgsave, send_bulk, online
-	AckOffset int64
-	AckAge    time.Duration // since the last ACK (0 while not online)
-	Since     time.Time
-	BulkSent  int64 // during a full sync: snapshot bytes sent so far
-	BulkTotal int64 // during a full sync: the snapshot's size; -1 while unknown (online: all that was sent)
-}
+// CloseReason says why a replica session ended (see package downstream);
+// the same value is in the log line, the metric label and INFO.
+type CloseReason = downstream.CloseReason
+
+// ReplicaInfo describes one downstream replica session
+// (downstream.ReplicaInfo).
+type ReplicaInfo = downstream.ReplicaInfo
 
 // Replicas lists the downstream replica sessions, sorted by address.
-func (r *Relay) Replicas() []ReplicaInfo {
-	var list []ReplicaInfo
-	r.srv.eachSession(func(s *session) {
-		ip := s.c.announceIP
-		if ip == "" {
-			ip, _, _ = net.SplitHostPort(s.c.addr)
-		}
-		ri := ReplicaInfo{Addr: s.c.addr, IP: ip, Port: s.c.listeningPort, State: s.state.Load().(string), AckOffset: s.ack.Load(), Since: s.started,
-			BulkSent: s.bulkSent.Load(), BulkTotal: s.bulkTotal.Load()}
-		if ri.State == stateOnline {
-			ri.AckAge = time.Since(time.Unix(0, s.ackTime.Load()))
-			if ri.BulkTotal < 0 {
-				// The snapshot was still arriving when its transfer
-				// began; an online replica has been sent all of it.
-				ri.BulkTotal = ri.BulkSent
-			}
-		}
-		list = append(list, ri)
-	})
-	sort.Slice(list, func(i, j int) bool { return list[i].Addr < list[j].Addr })
-	return list
-}
+func (r *Relay) Replicas() []ReplicaInfo { return r.srv.Replicas() }
 
 // Snapshot describes an RDB file in the data dir (history.Snapshot).
 type Snapshot = history.Snapshot
@@ -196,20 +168,16 @@ func (r *Relay) Status() Status {
 	st.LinkDowns, st.ForksAvoided, st.SourceFallbacks = us.LinkDowns, us.ForksAvoided, us.SourceFallbacks
 	st.Refreshes, st.RefreshFailures, st.TailCuts, st.BranchCuts = us.Refreshes, us.RefreshFailures, us.TailCuts, us.BranchCuts
 	st.CompressedInStream, st.CompressedInWire = us.CompressedInStream, us.CompressedInWire
-	r.srv.fillStatus(&st)
+	ds := r.srv.Status()
+	st.FullSyncsRunning, st.FullSyncsQueued = ds.FullSyncsRunning, ds.FullSyncsQueued
 	st.SyncEstimate = -1
 	readMasterFacts(&st, current, pending)
-	c := r.stats
-	st.FullSyncsServed = c.fullSyncsServed.Load()
-	st.PartialSyncsServed = c.partialSyncsServed.Load()
-	st.PartialSyncsErr = c.partialSyncsErr.Load()
-	st.BytesToReplicas = c.bytesToReplicas.Load()
-	st.Disconnects = loadCounts(c.disconnects)
-	st.Connections = c.connections.Load()
-	st.RejectedConns = c.rejectedConns.Load()
-	st.ProtocolErrors = c.protocolErrors.Load() + us.ProtocolErrors
-	st.FullSyncPacedBytes, st.FullSyncPaceWait = c.pacedBytes.Load(), time.Duration(c.paceWait.Load())
-	st.CompressedOutStream, st.CompressedOutWire = c.zOut.Stream.Load(), c.zOut.Wire.Load()
+	st.FullSyncsServed, st.PartialSyncsServed, st.PartialSyncsErr = ds.FullSyncsServed, ds.PartialSyncsServed, ds.PartialSyncsErr
+	st.BytesToReplicas, st.Disconnects = ds.BytesToReplicas, ds.Disconnects
+	st.Connections, st.RejectedConns = ds.Connections, ds.RejectedConns
+	st.ProtocolErrors = ds.ProtocolErrors + us.ProtocolErrors
+	st.FullSyncPacedBytes, st.FullSyncPaceWait = ds.FullSyncPacedBytes, ds.FullSyncPaceWait
+	st.CompressedOutStream, st.CompressedOutWire = ds.CompressedOutStream, ds.CompressedOutWire
 	st.SnapshotSource = r.cfg.Get().SnapshotSource
 	return st
 }
@@ -297,13 +265,4 @@ func (st Status) MasterOffset() int64 {
 		return 0
 	}
 	return st.Log.Next - 1
-}
-
-// loadCounts reads a map of counters by reason.
-func loadCounts[K comparable](counts map[K]*atomic.Int64) map[K]int64 {
-	out := make(map[K]int64, len(counts))
-	for k, n := range counts {
-		out[k] = n.Load()
-	}
-	return out
 }

@@ -40,3 +40,9 @@ func AppendCommand(b []byte, args ...string) []byte {
 	}
 	return b
 }
+
+// AppendWrongArgs appends the error Redis gives for a command called with
+// the wrong number of arguments.
+func AppendWrongArgs(b []byte, name string) []byte {
+	return AppendError(b, "ERR wrong number of arguments for '"+name+"' command")
+}

@@ -1,0 +1,43 @@
+package downstream
+
+import "time"
+
+// The commands the server does not answer itself (INFO, CONFIG, CLIENT,
+// AUTH, pub/sub, ...) go to handlers the relay wires in (SetCommands),
+// which the admin commands provide. A handler gets what it may know of
+// the calling connection (a ClientInfo) and a buffer; it appends its reply
+// and returns it, with an Effect for what the connection itself must
+// change, which the server applies. No handler writes to a connection.
+
+// Handler answers one command: args[0] is the command name as sent. It
+// appends the reply to out and returns it.
+type Handler func(out []byte, who ClientInfo, args [][]byte) ([]byte, Effect)
+
+// ClientInfo is what a command handler sees of one connection: the one
+// that sent the command, or one listed by ClientInfos.
+type ClientInfo struct {
+	ID        int64
+	Addr      string
+	LocalAddr string
+	Name      string // CLIENT SETNAME
+	LastCmd   string
+	LastAt    time.Time // zero before the first command
+	Created   time.Time
+	Replica   bool       // became a replica session
+	Sub       Subscriber // where PUBLISH delivers this connection's messages; nil in a listing
+}
+
+// Effect is a change to the calling connection that a handler asks the
+// server to make after appending the reply. The zero Effect changes
+// nothing.
+type Effect struct {
+	Quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
+	Authenticated bool    // AUTH matched: the connection may run every command
+	SetName       *string // CLIENT SETNAME
+	Subscriptions int     // the channels the connection now listens to, when Subscribed is set
+	Subscribed    bool    // SUBSCRIBE or UNSUBSCRIBE ran: Subscriptions holds the count
+}
+
+// SetCommands wires in the handlers: lookup returns the handler of a
+// command by its lower-case name, or nil. Call it before Serve.
+func (srv *Server) SetCommands(lookup func(name string) Handler) { srv.commands = lookup }
