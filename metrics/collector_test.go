@@ -89,6 +89,7 @@ func busyRelay() *fixedSource {
 			Refreshes:          6,
 			RefreshFailures:    1,
 			TailCuts:           3,
+			ClusterShard:       proxy.ClusterShard{Slots: "0-5460", MasterID: strings.Repeat("c", 40), Nodes: 2},
 		},
 		replicas: []proxy.ReplicaInfo{
 			{Addr: "10.0.0.7:51000", IP: "10.0.0.7", Port: 6379, State: "online", AckOffset: 5000, AckAge: 250 * time.Millisecond, BulkSent: 123456, BulkTotal: 123456},
@@ -309,6 +310,9 @@ redis_relay_master_forks_avoided_total 0
 # HELP redis_relay_snapshot_source_fallbacks_total Times the relay took the master's own snapshot because the snapshot source was down or its snapshot was not on the master's history.
 # TYPE redis_relay_snapshot_source_fallbacks_total counter
 redis_relay_snapshot_source_fallbacks_total 0
+# HELP redis_relay_snapshot_source_unproven_total Snapshots from the snapshot source refused because their repl-id/repl-offset aux fields were missing or did not name the history and offset the source announced.
+# TYPE redis_relay_snapshot_source_unproven_total counter
+redis_relay_snapshot_source_unproven_total 0
 # HELP redis_relay_recovery_window_seconds How far back redis-relay recover can rebuild the dataset: from the oldest snapshot the log still follows to the newest byte held.
 # TYPE redis_relay_recovery_window_seconds gauge
 redis_relay_recovery_window_seconds 89

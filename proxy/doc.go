@@ -26,7 +26,8 @@
 //     into the history or appends the stream to its log, ACKs (with a
 //     downstream ACK policy, from what its AckSource, the server, reports
 //     of its replicas' ACKs), refreshes the snapshot over a second
-//     connection, and follows Sentinel. It is the only appender of the
+//     connection, and follows Sentinel or a Redis Cluster shard
+//     (package cluster). It is the only appender of the
 //     history's log and the writer of its snapshots and identity (REPLICAOF
 //     and CONFIG SET from the admin commands change what it follows and
 //     how; RELAY GUARD RELEASE, through history.Store.ReleaseGuard, is the
@@ -39,11 +40,13 @@
 //     sessions too, for CLIENT KILL, the replica list and the upstream
 //     link's AckSource, and the pub/sub registry (downstream.PubSub).
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
-//     conncmd.go, procinfo*.go; still in this package): INFO, ROLE,
-//     CONFIG, CLIENT, REPLICAOF, SHUTDOWN, LATENCY, RELAY, the pub/sub that
-//     Sentinel uses, and AUTH, PING, ECHO, TIME, COMMAND, SELECT and QUIT.
-//     Each is a handler in one table, adminCommands, which the server
-//     dispatches through (downstream.Server.SetCommands). A handler is
+//     conncmd.go, nodata.go, procinfo*.go; still in this package): INFO,
+//     ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN, LATENCY, RELAY, the
+//     pub/sub that Sentinel uses, and AUTH, PING, ECHO, TIME, COMMAND,
+//     SELECT and QUIT. Each is a handler in one table, adminCommands,
+//     which the server dispatches through (downstream.Server.SetCommands);
+//     any other command (GET, SET, ...) gets noData's error, which says
+//     the relay holds no data and names the master. A handler is
 //     given the arguments, a clientInfo (downstream.ClientInfo: what it
 //     may know of the calling connection) and a buffer; it appends its
 //     reply and returns it, with an effect (downstream.Effect) for what

@@ -146,6 +146,7 @@ func (a *admin) info(args [][]byte) string {
 			kv("snapshot_from", st.SnapshotFrom)
 			kv("master_forks_avoided", st.ForksAvoided)
 			kv("snapshot_source_fallbacks", st.SourceFallbacks)
+			kv("snapshot_source_unproven", st.SourceUnproven)
 			if st.LastFallback != "" {
 				kv("snapshot_source_last_fallback", strconv.Quote(st.LastFallback))
 			}
@@ -159,6 +160,11 @@ func (a *admin) info(args [][]byte) string {
 				}
 			}
 			kv("hold_trips", st.HoldTrips)
+			if cs := st.ClusterShard; cs != (ClusterShard{}) {
+				kv("cluster_shard_slots", cs.Slots)
+				kv("cluster_shard_master_id", cs.MasterID)
+				kv("cluster_shard_nodes", cs.Nodes)
+			}
 			for _, reason := range downstream.CloseReasons() {
 				if n := st.Disconnects[reason]; n > 0 {
 					kv("replica_disconnects_"+string(reason), n)
@@ -263,7 +269,7 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 	}
 	kv("slave_priority", 0)
 	kv("slave_read_only", 1)
-	kv("replica_announced", 1)
+	kv("replica_announced", b2i(r.cfg.Get().ReplicaAnnounced))
 	reps := r.Replicas()
 	kv("connected_slaves", len(reps))
 	for i, rep := range reps {

@@ -44,6 +44,9 @@ type Relay struct {
 
 // New opens the data dir and recovers the history kept there, if any.
 func New(cfg Config) (*Relay, error) {
+	if len(cfg.ClusterSeeds) > 0 && (cfg.MasterAddr != "" || len(cfg.Sentinels) > 0) {
+		return nil, errors.New("cluster-seeds excludes replicaof and sentinel-addrs: the cluster names the shard's master")
+	}
 	cfg.FillDefaults()
 	live := settings.NewLive(cfg)
 	hist, err := history.Open(live, cfg.Logger)
@@ -58,7 +61,7 @@ func New(cfg Config) (*Relay, error) {
 	r.srv = downstream.New(live, hist, r.up, cfg.Logger)
 	r.up.SetAckSource(r.srv)
 	r.admin = &admin{r: r, conns: r.srv, ps: r.srv.PubSub()}
-	r.srv.SetCommands(r.admin.handler)
+	r.srv.SetCommands(r.admin.handler, r.admin.notServed)
 	return r, nil
 }
 
@@ -75,10 +78,14 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	r.shutdown = cancel
 	r.stopMu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		r.up.FollowSentinels(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.up.FollowCluster(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -135,6 +142,9 @@ func (r *Relay) currentConfig() Config {
 // decides which of them may reach a file.
 func (r *Relay) Settings() map[string]string {
 	cfg := r.currentConfig()
+	if len(cfg.ClusterSeeds) > 0 {
+		cfg.MasterAddr = "" // the cluster names it; replicaof beside cluster-seeds stops start-up
+	}
 	out := make(map[string]string, len(settings.Table()))
 	for _, s := range settings.Table() {
 		if s.Rewrite == settings.RewriteNever {

@@ -31,6 +31,10 @@ const (
 // upstream); the same value is in the log line, the metric label and INFO.
 type LinkDownReason = upstream.LinkDownReason
 
+// ClusterShard is the Redis Cluster shard a relay follows (package
+// upstream): its slot ranges, its master's node ID, its node count.
+type ClusterShard = upstream.ClusterShard
+
 // LinkDownReasons lists every LinkDownReason, for metrics.
 func LinkDownReasons() []LinkDownReason { return upstream.LinkDownReasons() }
 
@@ -121,11 +125,15 @@ type Status struct {
 	SnapshotFrom        string // where the newest snapshot came from: "master" or the source; empty before one
 	ForksAvoided        int64  // snapshots from the snapshot source that the master continued after
 	SourceFallbacks     int64  // times the master's own snapshot was taken instead of the source's
+	SourceUnproven      int64  // snapshots from the source refused for want of proof of their history and offset
 	LastFallback        string // why, the last time
 	Refreshes           int64  // snapshots refreshed over a second connection
 	RefreshFailures     int64
 	TailCuts            int64 // unfinished commands dropped from the log after the upstream link broke
 	BranchCuts          int64 // data-free tails dropped so that a promoted upstream continues (branch.go)
+	// ClusterShard is the Redis Cluster shard the relay follows
+	// (cluster-seeds); zero when it follows no cluster.
+	ClusterShard ClusterShard
 
 	// MasterVersion is the version of the server that wrote the newest
 	// snapshot the relay holds or is receiving (its RDB's redis-ver aux
@@ -165,11 +173,12 @@ func (r *Relay) Status() Status {
 	st.LastDownReason, st.LastIO, st.AckedUpstream = us.LastDownReason, us.LastIO, us.AckedUpstream
 	st.UpstreamCompressed, st.Commands = us.UpstreamCompressed, us.Commands
 	st.UpstreamFullSyncs, st.UpstreamPartials, st.BytesFromUpstream = us.UpstreamFullSyncs, us.UpstreamPartials, us.BytesFromUpstream
-	st.LinkDowns, st.ForksAvoided, st.SourceFallbacks = us.LinkDowns, us.ForksAvoided, us.SourceFallbacks
+	st.LinkDowns, st.ForksAvoided, st.SourceFallbacks, st.SourceUnproven = us.LinkDowns, us.ForksAvoided, us.SourceFallbacks, us.SourceUnproven
 	st.Refreshes, st.RefreshFailures, st.TailCuts, st.BranchCuts = us.Refreshes, us.RefreshFailures, us.TailCuts, us.BranchCuts
 	st.CompressedInStream, st.CompressedInWire = us.CompressedInStream, us.CompressedInWire
 	ds := r.srv.Status()
 	st.FullSyncsRunning, st.FullSyncsQueued = ds.FullSyncsRunning, ds.FullSyncsQueued
+	st.ClusterShard = us.ClusterShard
 	st.SyncEstimate = -1
 	readMasterFacts(&st, current, pending)
 	st.FullSyncsServed, st.PartialSyncsServed, st.PartialSyncsErr = ds.FullSyncsServed, ds.PartialSyncsServed, ds.PartialSyncsErr

@@ -39,5 +39,9 @@ type Effect struct {
 }
 
 // SetCommands wires in the handlers: lookup returns the handler of a
-// command by its lower-case name, or nil. Call it before Serve.
-func (srv *Server) SetCommands(lookup func(name string) Handler) { srv.commands = lookup }
+// command by its lower-case name, or nil; other answers every command that
+// neither lookup nor the server knows (nil: an unknown-command error).
+// Call it before Serve.
+func (srv *Server) SetCommands(lookup func(name string) Handler, other Handler) {
+	srv.commands, srv.other = lookup, other
+}

@@ -89,7 +89,7 @@ func FuzzClientCommands(f *testing.F) {
 	}
 	f.Cleanup(func() { hist.Close() })
 	srv := New(live, hist, noUpstream{}, cfg.Logger)
-	srv.SetCommands(stubCommands)
+	srv.SetCommands(stubCommands, nil)
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		local, remote := net.Pipe()

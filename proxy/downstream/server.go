@@ -72,6 +72,7 @@ type Server struct {
 	stats  *counters
 
 	commands func(name string) Handler // the admin commands; set before Serve
+	other    Handler                   // answers any other command; set before Serve
 	ps       *PubSub                   // who listens to which channel
 
 	clientsMu    sync.Mutex
@@ -381,6 +382,11 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	case "sync":
 		return newSession(c, "?", -1, true), false
 	default:
+		if h := c.srv.other; h != nil {
+			var e Effect
+			c.out, e = h(c.out, c.info(), args)
+			return nil, c.apply(e)
+		}
 		var b strings.Builder
 		for _, a := range args[1:] {
 			fmt.Fprintf(&b, "'%s' ", resp.Excerpt(a, 64))

@@ -22,6 +22,11 @@ type Config struct {
 	AnnouncePort int    // REPLCONF listening-port sent upstream; default: the listener's port
 	RequirePass  string // password downstream clients must AUTH with; empty: none
 	RequireUser  string // user name accepted with RequirePass (besides "default")
+	AnnounceIP   string // REPLCONF ip-address sent upstream (replica-announce-ip); empty: none
+	// ReplicaAnnounced is INFO's replica_announced (replica-announced):
+	// off, Sentinel leaves the relay out of SENTINEL REPLICAS, so clients
+	// that read from replicas never pick it, and still re-points it.
+	ReplicaAnnounced bool
 
 	RingSize    int           // repl-backlog-size: bytes of the in-memory backlog ring; 0: the default
 	SegmentSize int64         // segment-size: log segment size; 0: the default
@@ -56,6 +61,16 @@ type Config struct {
 	SentinelUser     string // ACL user for the Sentinels; empty: default
 	SentinelPassword string
 	SentinelTLS      *tls.Config // connect to the Sentinels with TLS; nil: plain TCP
+
+	// Following one shard of a Redis Cluster
+	// (proxy/upstream/clusterfollow.go, package proxy/cluster): the master of the shard that serves
+	// ClusterShardSlot, as the nodes at ClusterSeeds (and the nodes they
+	// name) describe the cluster, asked every ClusterPollInterval and at
+	// once when the link to the master drops. The nodes are asked with
+	// the master's credentials and TLS. Excludes MasterAddr and Sentinels.
+	ClusterSeeds        []string
+	ClusterShardSlot    int
+	ClusterPollInterval time.Duration // cluster-poll-interval; 0: the default
 
 	// The empty-master guard (proxy/history/guard.go): on by default.
 	DisableGuard      bool

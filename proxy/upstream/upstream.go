@@ -34,6 +34,9 @@ type Link struct {
 	master   string        // upstream address; guarded by mu
 	masterCh chan struct{} // closed and replaced when master changes; guarded by mu
 	source   sourceStats   // guarded by mu
+	shard    ClusterShard  // the cluster shard followed (clusterfollow.go); guarded by mu
+
+	linkLost chan struct{} // buffered(1): the link to the master went down (cluster following asks at once)
 
 	status          linkStatus
 	acks            AckSource     // downstream replicas' ACKs, for downstream ACK policies; set before Run
@@ -58,6 +61,7 @@ func New(cfg *settings.Live, hist *history.Store, logger *slog.Logger) *Link {
 		cfg: cfg, hist: hist, stats: newCounters(), logger: logger,
 		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
 		downstreamAcked: make(chan struct{}, 1),
+		linkLost:        make(chan struct{}, 1),
 	}
 	u.status.set(LinkConnect, "")
 	u.status.syncTotal = -1
@@ -172,6 +176,10 @@ func (u *Link) Run(ctx context.Context, port int) {
 		}()
 		err := u.connect(linkCtx, addr)
 		cancel()
+		select {
+		case u.linkLost <- struct{}{}:
+		default:
+		}
 		phase := u.status.current()
 		u.cutPartialTail() // before INFO shows the link down, so its offset never goes back
 		u.status.set(LinkConnect, addr)
@@ -263,13 +271,22 @@ func (u *Link) connect(ctx context.Context, addr string) (err error) {
 
 	u.status.set(LinkHandshake, addr)
 	capas := []string{"REPLCONF", "capa", "eof", "capa", "psync2"}
-	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, capas}
 	level, compress, _ := settings.CompressionLevel(u.cfg.Get().UpstreamCompression)
 	if compress {
 		// A relay upstream may answer with a compressed link; a stock
 		// master ignores the capability and refuses the level option,
 		// which a handshake takes as a stock replica does.
-		replconfs[1] = append(capas, "capa", wire.CapaZstd)
+		capas = append(capas, "capa", wire.CapaZstd)
+	}
+	// As a stock replica: the port, the address when one is announced
+	// (replica-announce-ip; the master lists it, and Sentinel reads it
+	// there), then the capabilities.
+	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}}
+	if ip := u.cfg.Get().AnnounceIP; ip != "" {
+		replconfs = append(replconfs, []string{"REPLCONF", "ip-address", ip})
+	}
+	replconfs = append(replconfs, capas)
+	if compress {
 		replconfs = append(replconfs, []string{"REPLCONF", wire.ZstdLevelOption, wire.LevelName(level)})
 	}
 	if _, err := u.handshake(c, replconfs...); err != nil {
@@ -482,10 +499,12 @@ type Status struct {
 	ProtocolErrors     int64 // malformed replies from upstream
 	ForksAvoided       int64
 	SourceFallbacks    int64
+	SourceUnproven     int64 // source snapshots refused: repl-id/repl-offset missing or not as announced
 	Refreshes          int64
 	RefreshFailures    int64
 	TailCuts           int64
 	BranchCuts         int64
+	ClusterShard       ClusterShard // the cluster shard followed; zero without cluster-seeds
 	CompressedInStream int64
 	CompressedInWire   int64
 }
@@ -496,6 +515,7 @@ func (u *Link) Status() Status {
 	u.mu.Lock()
 	st.MasterAddr = u.master
 	st.SnapshotFrom, st.LastFallback = u.source.lastFrom, u.source.lastFallback
+	st.ClusterShard = u.shard
 	u.mu.Unlock()
 	st.LinkState, _, st.LinkSince, st.LastError, st.SyncTotal, st.SyncStart = u.status.get()
 	st.SyncRead = u.status.syncRead.Load()
@@ -524,6 +544,7 @@ func (u *Link) Status() Status {
 	st.ProtocolErrors = c.protocolErrors.Load()
 	st.ForksAvoided = c.forksAvoided.Load()
 	st.SourceFallbacks = c.sourceFallbacks.Load()
+	st.SourceUnproven = c.sourceUnproven.Load()
 	st.Refreshes = c.refreshes.Load()
 	st.RefreshFailures = c.refreshFailures.Load()
 	st.TailCuts = c.tailCuts.Load()
@@ -541,6 +562,7 @@ type counters struct {
 	protocolErrors    atomic.Int64
 	forksAvoided      atomic.Int64 // snapshots taken from the snapshot source, the master continuing after them
 	sourceFallbacks   atomic.Int64
+	sourceUnproven    atomic.Int64 // source snapshots refused: repl-id/repl-offset missing or not as announced
 	refreshes         atomic.Int64
 	refreshFailures   atomic.Int64
 	tailCuts          atomic.Int64   // unfinished commands dropped after a link loss
