@@ -10,6 +10,7 @@ import (
 	tresp "github.com/tidwall/resp"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 )
 
 // FuzzAdminCommands feeds arbitrary bytes to the command reader and runs
@@ -48,7 +49,7 @@ func FuzzAdminCommands(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReader(bytes.NewReader(data))
-		who := clientInfo{ID: 1, Addr: "fuzz", Sub: &messages{}}
+		who := downstream.ClientInfo{ID: 1, Addr: "fuzz", Sub: &messages{}}
 		defer relay.srv.PubSub().UnsubscribeAll(who.Sub)
 		for range 64 {
 			args, err := resp.ReadCommand(br)
@@ -63,7 +64,7 @@ func FuzzAdminCommands(f *testing.F) {
 				continue
 			}
 			name := string(bytes.ToLower(args[0]))
-			h := relay.admin.handler(name)
+			h := relay.admin.Handler(name)
 			if h == nil || name == "shutdown" {
 				continue
 			}

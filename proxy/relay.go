@@ -12,6 +12,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/redis-relay/redis-relay/proxy/admin"
 	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/settings"
@@ -25,15 +26,16 @@ type Config = settings.Config
 
 // Relay builds the relay's parts and runs them: the history (package
 // history), the upstream link (package upstream), the downstream server
-// (server.go) and the admin commands (admin.go). It holds no state of its own beyond the
-// wiring; see the package doc for how the parts talk.
+// (package downstream) and the admin commands (package admin). It holds no
+// state of its own beyond the wiring; see the package doc for how the
+// parts talk.
 type Relay struct {
 	cfg    *settings.Live
 	logger *slog.Logger
 	hist   *history.Store
 	up     *upstream.Link
 	srv    *downstream.Server
-	admin  *admin
+	admin  *admin.Admin
 
 	runID   string    // identifies this process, as Redis's run_id does
 	started time.Time // for uptime_in_seconds
@@ -60,8 +62,12 @@ func New(cfg Config) (*Relay, error) {
 	r.up = upstream.New(live, hist, cfg.Logger)
 	r.srv = downstream.New(live, hist, r.up, cfg.Logger)
 	r.up.SetAckSource(r.srv)
-	r.admin = &admin{r: r, conns: r.srv, ps: r.srv.PubSub()}
-	r.srv.SetCommands(r.admin.handler, r.admin.notServed)
+	r.admin = admin.New(admin.Options{
+		Config: live, Logger: cfg.Logger, Relay: adminView{r},
+		Upstream: r.up, History: hist, Connections: r.srv, PubSub: r.srv.PubSub(),
+		RunID: r.runID, Started: r.started, Version: Version,
+	})
+	r.srv.SetCommands(r.admin.Handler, r.admin.NotServed)
 	return r, nil
 }
 
@@ -136,6 +142,15 @@ func (r *Relay) currentConfig() Config {
 	cfg.MasterAddr, _ = r.up.MasterAddr()
 	return cfg
 }
+
+// adminView is the relay as the admin commands see it (admin.Relay).
+type adminView struct{ r *Relay }
+
+func (v adminView) Status() Status                 { return v.r.Status() }
+func (v adminView) Replicas() []ReplicaInfo        { return v.r.Replicas() }
+func (v adminView) CurrentConfig() settings.Config { return v.r.currentConfig() }
+func (v adminView) Settings() map[string]string    { return v.r.Settings() }
+func (v adminView) Stop()                          { v.r.stop() }
 
 // Settings returns every setting CONFIG REWRITE may write with its current
 // value, as Setting.Set reads it back. Passwords are in clear: the caller

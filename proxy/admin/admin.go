@@ -1,8 +1,9 @@
-package proxy
+package admin
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -10,32 +11,96 @@ import (
 	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/settings"
+	"github.com/redis-relay/redis-relay/proxy/status"
 )
 
-// admin answers the commands an operator, a monitoring tool or Redis
+// Admin answers the commands an operator, a monitoring tool or Redis
 // Sentinel sends to the relay's port: INFO, ROLE, CONFIG, CLIENT,
 // REPLICAOF, SHUTDOWN, LATENCY, RELAY, and pub/sub (Sentinel's hello
-// channel). It reads the other parts through the Relay; the pub/sub
-// registry is the server's.
+// channel). It reads and changes the other parts only through the
+// interfaces below; the pub/sub registry is the server's. It holds no
+// state of its own and no lock.
 //
 // Every command is a handler in adminCommands. A handler appends its reply
 // to the buffer it is given and returns it; it writes to no connection and
 // no client's buffer. What it knows of the connection that sent the
 // command is a clientInfo, and what it needs changed on that connection
 // it returns as an effect, which the server applies.
-type admin struct {
-	r     *Relay
-	conns connections        // the downstream connections, for CLIENT LIST and KILL
-	ps    *downstream.PubSub // the server's subscriptions
+type Admin struct {
+	cfg     *settings.Live
+	logger  *slog.Logger
+	relay   Relay
+	up      Upstream
+	hist    History
+	conns   Connections
+	ps      *downstream.PubSub // the server's subscriptions
+	runID   string
+	started time.Time
+	version string
 }
 
-// connections is what admin needs of the downstream server.
-type connections interface {
+// Relay is what the admin commands read and change of the relay as a
+// whole.
+type Relay interface {
+	// Status is the relay's state, for INFO and ROLE.
+	Status() status.Status
+	// Replicas lists the replica sessions, for INFO replication.
+	Replicas() []downstream.ReplicaInfo
+	// CurrentConfig is the running configuration with the upstream the
+	// link follows now as replicaof, for CONFIG GET.
+	CurrentConfig() settings.Config
+	// Settings is every setting CONFIG REWRITE may write, with its value.
+	Settings() map[string]string
+	// Stop ends the relay's Run (SHUTDOWN).
+	Stop()
+}
+
+// Upstream is what REPLICAOF needs of the upstream link.
+type Upstream interface {
+	MasterAddr() (string, <-chan struct{})
+	SetMaster(addr string)
+}
+
+// History is what RELAY GUARD and CONFIG SET hold-on-commands need of the
+// history.
+type History interface {
+	ReleaseGuard() error
+	WarnHoldCommands(was, held map[string]bool)
+}
+
+// Connections is what the admin commands need of the downstream server:
+// its connections, for CLIENT LIST and KILL and INFO clients.
+type Connections interface {
 	// ClientInfos describes every downstream connection, oldest first.
 	ClientInfos() []clientInfo
 	// KillClient closes the connection with that id. With endSession,
 	// a replica session on it is first ended as killed by an operator.
 	KillClient(id int64, endSession bool)
+	// ClientCount is the number of downstream connections.
+	ClientCount() int
+}
+
+// Options are what New wires the admin commands to.
+type Options struct {
+	Config      *settings.Live
+	Logger      *slog.Logger
+	Relay       Relay
+	Upstream    Upstream
+	History     History
+	Connections Connections
+	PubSub      *downstream.PubSub
+	RunID       string    // INFO's run_id
+	Started     time.Time // for INFO's uptime_in_seconds
+	Version     string    // INFO's relay_version
+}
+
+// New makes the admin commands; the server dispatches to them through
+// Handler and NotServed.
+func New(o Options) *Admin {
+	return &Admin{
+		cfg: o.Config, logger: o.Logger, relay: o.Relay, up: o.Upstream, hist: o.History,
+		conns: o.Connections, ps: o.PubSub, runID: o.RunID, started: o.Started, version: o.Version,
+	}
 }
 
 // clientInfo is what an admin command sees of one connection: the one
@@ -49,7 +114,7 @@ type effect = downstream.Effect
 
 // adminHandler answers one admin command: args[0] is the command name as
 // sent. It appends the reply to out and returns it.
-type adminHandler func(a *admin, out []byte, who clientInfo, args [][]byte) ([]byte, effect)
+type adminHandler func(a *Admin, out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 
 // adminCommands maps each admin command, lower case, to its handler. The
 // server dispatches every command it finds here; the rest (the replication
@@ -58,36 +123,36 @@ type adminHandler func(a *admin, out []byte, who clientInfo, args [][]byte) ([]b
 // unauthenticated or subscribed connection may send is the server's to
 // check, before it dispatches.
 var adminCommands = map[string]adminHandler{
-	"auth":         (*admin).auth,
-	"ping":         (*admin).ping,
-	"echo":         (*admin).echo,
-	"time":         (*admin).timeCommand,
-	"command":      (*admin).command,
-	"select":       (*admin).selectDB,
-	"quit":         (*admin).quit,
-	"info":         (*admin).infoCommand,
-	"role":         (*admin).roleCommand,
-	"latency":      (*admin).latency,
-	"client":       (*admin).clientCommand,
-	"relay":        (*admin).relayCommand,
-	"subscribe":    (*admin).subscribe,
-	"unsubscribe":  (*admin).unsubscribe,
-	"psubscribe":   (*admin).patternSubscribe,
-	"punsubscribe": (*admin).patternSubscribe,
-	"publish":      (*admin).publishCommand,
-	"replicaof":    (*admin).replicaof,
-	"slaveof":      (*admin).replicaof,
-	"config":       (*admin).configCommand,
-	"shutdown":     (*admin).shutdown,
+	"auth":         (*Admin).auth,
+	"ping":         (*Admin).ping,
+	"echo":         (*Admin).echo,
+	"time":         (*Admin).timeCommand,
+	"command":      (*Admin).command,
+	"select":       (*Admin).selectDB,
+	"quit":         (*Admin).quit,
+	"info":         (*Admin).infoCommand,
+	"role":         (*Admin).roleCommand,
+	"latency":      (*Admin).latency,
+	"client":       (*Admin).clientCommand,
+	"relay":        (*Admin).relayCommand,
+	"subscribe":    (*Admin).subscribe,
+	"unsubscribe":  (*Admin).unsubscribe,
+	"psubscribe":   (*Admin).patternSubscribe,
+	"punsubscribe": (*Admin).patternSubscribe,
+	"publish":      (*Admin).publishCommand,
+	"replicaof":    (*Admin).replicaof,
+	"slaveof":      (*Admin).replicaof,
+	"config":       (*Admin).configCommand,
+	"shutdown":     (*Admin).shutdown,
 }
 
 // appendWrongArgs appends the error Redis gives for a command called with
 // the wrong number of arguments.
 func appendWrongArgs(out []byte, name string) []byte { return resp.AppendWrongArgs(out, name) }
 
-// handler is the server's view of adminCommands: the handler of the
+// Handler is the server's view of adminCommands: the handler of the
 // command name, bound to a, or nil.
-func (a *admin) handler(name string) downstream.Handler {
+func (a *Admin) Handler(name string) downstream.Handler {
 	h := adminCommands[name]
 	if h == nil {
 		return nil
@@ -97,7 +162,7 @@ func (a *admin) handler(name string) downstream.Handler {
 
 // replicaof re-points the upstream: REPLICAOF host port. The relay keeps
 // its history and asks the new upstream for a partial resync.
-func (a *admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) != 3 {
 		return appendWrongArgs(out, strings.ToLower(string(args[0]))), effect{}
 	}
@@ -110,16 +175,16 @@ func (a *admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, ef
 	case addr == "": // REPLICAOF NO ONE
 		return resp.AppendError(out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port"), effect{}
 	}
-	if cur, _ := a.r.up.MasterAddr(); cur == addr {
+	if cur, _ := a.up.MasterAddr(); cur == addr {
 		return resp.AppendSimple(out, "OK Already connected to specified master"), effect{}
 	}
-	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", who.Addr)
-	a.r.up.SetMaster(addr)
+	a.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", who.Addr)
+	a.up.SetMaster(addr)
 	return resp.AppendSimple(out, "OK"), effect{}
 }
 
 // clientCommand implements the CLIENT subcommands tools use.
-func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
 		return appendWrongArgs(out, "client"), effect{}
 	}
@@ -171,7 +236,7 @@ func describeClient(c clientInfo) string {
 
 // clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...
 // (ID, ADDR, TYPE normal|replica|slave|master|pubsub, SKIPME yes|no).
-func (a *admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
+func (a *Admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
 	if len(args) == 1 {
 		for _, o := range a.conns.ClientInfos() {
 			if o.Addr == string(args[0]) {
@@ -233,7 +298,7 @@ func (a *admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
 
 // shutdown stops the relay (SHUTDOWN [NOSAVE|SAVE|NOW|FORCE]). On success
 // nothing is answered: the connection closes.
-func (a *admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	for _, arg := range args[1:] {
 		switch strings.ToLower(string(arg)) {
 		case "nosave", "save", "now", "force":
@@ -243,8 +308,8 @@ func (a *admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, eff
 			return resp.AppendError(out, "ERR syntax error"), effect{}
 		}
 	}
-	a.r.logger.Warn("SHUTDOWN requested", "client", who.Addr)
-	a.r.stop()
+	a.logger.Warn("SHUTDOWN requested", "client", who.Addr)
+	a.relay.Stop()
 	return out, effect{Quit: true}
 }
 
@@ -252,7 +317,7 @@ func (a *admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, eff
 // The relay executes no commands and samples no latency events, so every
 // list is empty; monitoring tools (redis_exporter asks LATENCY LATEST and
 // LATENCY HISTOGRAM on every scrape) get an answer rather than an error.
-func (a *admin) latency(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) latency(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
 		return appendWrongArgs(out, "latency"), effect{}
 	}
@@ -288,14 +353,14 @@ func (a *admin) latency(out []byte, _ clientInfo, args [][]byte) ([]byte, effect
 // relayCommand runs the relay's own admin commands:
 //
 //	RELAY GUARD RELEASE   accept the snapshot held by the empty-master guard
-func (a *admin) relayCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) relayCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	sub := ""
 	for _, a := range args[1:] {
 		sub += strings.ToLower(string(a)) + " "
 	}
 	switch strings.TrimSpace(sub) {
 	case "guard release":
-		if err := a.r.ReleaseGuard(); err != nil {
+		if err := a.hist.ReleaseGuard(); err != nil {
 			return resp.AppendError(out, "ERR "+err.Error()), effect{}
 		}
 		return resp.AppendSimple(out, "OK"), effect{}

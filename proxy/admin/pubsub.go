@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"github.com/redis-relay/redis-relay/internal/resp"
@@ -8,7 +8,7 @@ import (
 // The registry of who listens to what is the server's (downstream.PubSub);
 // these handlers answer through it.
 
-func (a *admin) subscribe(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) subscribe(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	channels := args[1:]
 	if len(channels) == 0 {
 		return appendWrongArgs(out, "subscribe"), effect{}
@@ -22,7 +22,7 @@ func (a *admin) subscribe(out []byte, who clientInfo, args [][]byte) ([]byte, ef
 	return out, effect{Subscribed: true, Subscriptions: n}
 }
 
-func (a *admin) unsubscribe(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) unsubscribe(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	channels := args[1:]
 	var names []string
 	if len(channels) == 0 {
@@ -56,11 +56,11 @@ func appendSubscription(out []byte, kind, channel string, n int) []byte {
 	return resp.AppendInt(out, int64(n))
 }
 
-func (a *admin) patternSubscribe(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+func (a *Admin) patternSubscribe(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	return resp.AppendError(out, "ERR pattern subscriptions are not supported by the relay"), effect{}
 }
 
-func (a *admin) publishCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) publishCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) != 3 {
 		return appendWrongArgs(out, "publish"), effect{}
 	}
