@@ -42,13 +42,15 @@
 //     link's AckSource, and the pub/sub registry (downstream.PubSub). It
 //     keeps the replication handshake (REPLCONF, PSYNC, SYNC), MULTI/EXEC
 //     queuing and the checks made before any other command runs (NOAUTH
-//     until AUTH succeeds; only (UN)SUBSCRIBE, PING and QUIT while
-//     subscribed), and dispatches every other command to the handlers the
-//     relay wires in (SetCommands).
+//     until AUTH succeeds; then the ACL check of the connection's user on
+//     every command, the handshake's and queued ones included, with
+//     package acl: -NOPERM, ACL LOG, the denied count; only (UN)SUBSCRIBE,
+//     PING and QUIT while subscribed), and dispatches every other command
+//     to the handlers the relay wires in (SetCommands).
 //   - The admin commands (package admin): INFO, ROLE, CONFIG, CLIENT,
 //     REPLICAOF, SHUTDOWN, LATENCY, RELAY, the pub/sub that Sentinel uses,
-//     AUTH, PING, ECHO, TIME, COMMAND, SELECT and QUIT, and the error that
-//     data commands get. Each is a handler in one table that returns its
+//     ACL, AUTH, PING, ECHO, TIME, COMMAND, SELECT and QUIT, and the error
+//     that data commands get. Each is a handler in one table that returns its
 //     reply and an effect for the calling connection, which the server
 //     applies; no handler writes to a connection. They read the other
 //     parts through interfaces the admin package defines (the Relay's
@@ -56,7 +58,8 @@
 //     REPLICAOF; the history's RELAY GUARD RELEASE; the server's
 //     connections).
 //
-// The Relay (relay.go, status.go) only builds and wires them, and gathers
+// The Relay (relay.go, status.go, acl.go, which loads the users) only
+// builds and wires them, and gathers
 // each part's Status into one Status for INFO and metrics. Every part
 // reads the configuration from one settings.Live, which CONFIG SET
 // replaces whole.
@@ -75,7 +78,8 @@
 // (no other lock is taken while it is held): settings.Live's; the
 // upstream Link's mu and cmdMu, its link status's and its connection's
 // write lock; the downstream Server's clientsMu, its PubSub's, its
-// pacers' and its full-sync slots'; the Relay's stopMu. The admin
+// pacers' and its full-sync slots'; the ACL's mu and its log's; the
+// Relay's stopMu. The admin
 // commands hold no lock of their own. No lock is held across network I/O
 // but a connection's own write lock (a downstream connection's, which
 // keeps a published message from landing inside a reply; the upstream

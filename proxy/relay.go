@@ -12,6 +12,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/admin"
 	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/history"
@@ -36,6 +37,7 @@ type Relay struct {
 	up     *upstream.Link
 	srv    *downstream.Server
 	admin  *admin.Admin
+	acl    *acl.ACL // the users: AUTH, the check before every command, ACL
 
 	runID   string    // identifies this process, as Redis's run_id does
 	started time.Time // for uptime_in_seconds
@@ -50,6 +52,10 @@ func New(cfg Config) (*Relay, error) {
 		return nil, errors.New("cluster-seeds excludes replicaof and sentinel-addrs: the cluster names the shard's master")
 	}
 	cfg.FillDefaults()
+	users, err := loadUsers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	live := settings.NewLive(cfg)
 	hist, err := history.Open(live, cfg.Logger)
 	if err != nil {
@@ -59,12 +65,18 @@ func New(cfg Config) (*Relay, error) {
 		cfg: live, logger: cfg.Logger, hist: hist,
 		runID: replstream.RandomHex40(), started: time.Now(),
 	}
+	r.acl = acl.New()
+	r.acl.Replace(users)
+	if _, defined := r.acl.User(cfg.RequireUser); cfg.RequireUser != "" && !defined {
+		r.acl.AlsoFollowRequirePass(cfg.RequireUser) // requireuser, unless a user line defines it
+	}
+	r.acl.SetRequirePass(cfg.RequirePass)
 	r.up = upstream.New(live, hist, cfg.Logger)
-	r.srv = downstream.New(live, hist, r.up, cfg.Logger)
+	r.srv = downstream.New(live, hist, r.up, r.acl, cfg.Logger)
 	r.up.SetAckSource(r.srv)
 	r.admin = admin.New(admin.Options{
 		Config: live, Logger: cfg.Logger, Relay: adminView{r},
-		Upstream: r.up, History: hist, Connections: r.srv, PubSub: r.srv.PubSub(),
+		Upstream: r.up, History: hist, Connections: r.srv, PubSub: r.srv.PubSub(), ACL: r.acl,
 		RunID: r.runID, Started: r.started, Version: Version,
 	})
 	r.srv.SetCommands(r.admin.Handler, r.admin.NotServed)

@@ -102,6 +102,7 @@ func (r *Relay) Status() Status {
 	st.ProtocolErrors = ds.ProtocolErrors + us.ProtocolErrors
 	st.FullSyncPacedBytes, st.FullSyncPaceWait = ds.FullSyncPacedBytes, ds.FullSyncPaceWait
 	st.CompressedOutStream, st.CompressedOutWire = ds.CompressedOutStream, ds.CompressedOutWire
+	st.ACLDenied = r.acl.DeniedCounts()
 	st.SnapshotSource = r.cfg.Get().SnapshotSource
 	return st
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/proxy/status"
@@ -34,6 +35,7 @@ type Admin struct {
 	hist    History
 	conns   Connections
 	ps      *downstream.PubSub // the server's subscriptions
+	acl     *acl.ACL           // the users: AUTH, ACL
 	runID   string
 	started time.Time
 	version string
@@ -89,6 +91,7 @@ type Options struct {
 	History     History
 	Connections Connections
 	PubSub      *downstream.PubSub
+	ACL         *acl.ACL
 	RunID       string    // INFO's run_id
 	Started     time.Time // for INFO's uptime_in_seconds
 	Version     string    // INFO's relay_version
@@ -99,7 +102,7 @@ type Options struct {
 func New(o Options) *Admin {
 	return &Admin{
 		cfg: o.Config, logger: o.Logger, relay: o.Relay, up: o.Upstream, hist: o.History,
-		conns: o.Connections, ps: o.PubSub, runID: o.RunID, started: o.Started, version: o.Version,
+		conns: o.Connections, ps: o.PubSub, acl: o.ACL, runID: o.RunID, started: o.Started, version: o.Version,
 	}
 }
 
@@ -144,6 +147,7 @@ var adminCommands = map[string]adminHandler{
 	"slaveof":      (*Admin).replicaof,
 	"config":       (*Admin).configCommand,
 	"shutdown":     (*Admin).shutdown,
+	"acl":          (*Admin).aclCommand,
 }
 
 // appendWrongArgs appends the error Redis gives for a command called with
@@ -221,18 +225,7 @@ func (a *Admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 }
 
 // describeClient renders one CLIENT LIST line.
-func describeClient(c clientInfo) string {
-	flags := "N"
-	if c.Replica {
-		flags = "S"
-	}
-	idle := 0
-	if !c.LastAt.IsZero() {
-		idle = int(time.Since(c.LastAt).Seconds())
-	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 cmd=%s",
-		c.ID, c.Addr, c.LocalAddr, c.Name, int(time.Since(c.Created).Seconds()), idle, flags, c.LastCmd)
-}
+func describeClient(c clientInfo) string { return c.Describe() }
 
 // clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...
 // (ID, ADDR, TYPE normal|replica|slave|master|pubsub, SKIPME yes|no).

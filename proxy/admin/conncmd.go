@@ -1,11 +1,11 @@
 package admin
 
 import (
-	"crypto/subtle"
 	"strconv"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 )
 
 // The commands every Redis client sends about its own connection: AUTH,
@@ -54,8 +54,9 @@ func (a *Admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	return resp.AppendSimple(out, "OK"), effect{Quit: true}
 }
 
-// auth checks AUTH [user] password against requirepass (and requireuser).
-// Only a match authenticates the connection, through the effect.
+// auth checks AUTH [user] password against the ACL users; AUTH password
+// is the default user's, which requirepass sets. Only a match
+// authenticates the connection, as that user, through the effect.
 func (a *Admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	var user, pass string
 	switch len(args) {
@@ -66,18 +67,15 @@ func (a *Admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 	default:
 		return appendWrongArgs(out, "auth"), effect{}
 	}
-	cfg := a.cfg.Get()
-	if cfg.RequirePass == "" {
-		return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}
+	a.acl.SetRequirePass(a.cfg.Get().RequirePass)
+	if len(args) == 2 {
+		if u, _ := a.acl.User(acl.DefaultUser); u.Enabled() && u.NoPass() {
+			return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}
+		}
 	}
-	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
-	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
-		a.logger.Warn("downstream AUTH failed", "client", who.Addr, "user", user)
+	if !a.acl.Authenticate(user, pass, func() string { return describeClient(who) }) {
+		a.logger.Warn("downstream AUTH failed", "client", who.Addr, "user", resp.Excerpt([]byte(user), 64))
 		return resp.AppendError(out, "WRONGPASS invalid username-password pair or user is disabled."), effect{}
 	}
-	return resp.AppendSimple(out, "OK"), effect{Authenticated: true}
-}
-
-func constantTimeEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+	return resp.AppendSimple(out, "OK"), effect{Authenticated: true, User: user}
 }

@@ -1,6 +1,9 @@
 package downstream
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // The commands the server does not answer itself (INFO, CONFIG, CLIENT,
 // AUTH, pub/sub, ...) go to handlers the relay wires in (SetCommands),
@@ -20,6 +23,7 @@ type ClientInfo struct {
 	Addr      string
 	LocalAddr string
 	Name      string // CLIENT SETNAME
+	User      string // the ACL user it runs as; "" before AUTH
 	LastCmd   string
 	LastAt    time.Time // zero before the first command
 	Created   time.Time
@@ -27,12 +31,28 @@ type ClientInfo struct {
 	Sub       Subscriber // where PUBLISH delivers this connection's messages; nil in a listing
 }
 
+// Describe renders the connection as a CLIENT LIST line, which ACL LOG
+// shows too.
+func (c ClientInfo) Describe() string {
+	flags := "N"
+	if c.Replica {
+		flags = "S"
+	}
+	idle := 0
+	if !c.LastAt.IsZero() {
+		idle = int(time.Since(c.LastAt).Seconds())
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 cmd=%s user=%s",
+		c.ID, c.Addr, c.LocalAddr, c.Name, int(time.Since(c.Created).Seconds()), idle, flags, c.LastCmd, c.User)
+}
+
 // Effect is a change to the calling connection that a handler asks the
 // server to make after appending the reply. The zero Effect changes
 // nothing.
 type Effect struct {
 	Quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
-	Authenticated bool    // AUTH matched: the connection may run every command
+	Authenticated bool    // AUTH matched: the connection runs as User from now on
+	User          string  // the ACL user AUTH authenticated
 	SetName       *string // CLIENT SETNAME
 	Subscriptions int     // the channels the connection now listens to, when Subscribed is set
 	Subscribed    bool    // SUBSCRIBE or UNSUBSCRIBE ran: Subscriptions holds the count

@@ -12,6 +12,7 @@ import (
 	tresp "github.com/tidwall/resp"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
@@ -88,14 +89,17 @@ func FuzzClientCommands(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { hist.Close() })
-	srv := New(live, hist, noUpstream{}, cfg.Logger)
+	users := acl.New()
+	users.SetRequirePass("")
+	srv := New(live, hist, noUpstream{}, users, cfg.Logger)
 	srv.SetCommands(stubCommands, nil)
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		local, remote := net.Pipe()
 		defer local.Close()
 		defer remote.Close()
-		c := &client{srv: srv, nc: local, br: bufio.NewReader(bytes.NewReader(data)), addr: "fuzz", authed: true}
+		c := &client{srv: srv, nc: local, br: bufio.NewReader(bytes.NewReader(data)), addr: "fuzz"}
+		c.setUser(acl.DefaultUser)
 		defer srv.ps.UnsubscribeAll(c)
 		for range 64 {
 			args, err := resp.ReadCommand(c.br)

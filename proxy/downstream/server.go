@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
@@ -68,6 +69,7 @@ type Server struct {
 	cfg    *settings.Live
 	hist   *history.Store
 	up     Upstream // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
+	acl    *acl.ACL // decides what each connection's user may run
 	logger *slog.Logger
 	stats  *counters
 
@@ -92,10 +94,11 @@ type Upstream interface {
 	NoteDownstreamAck()
 }
 
-// New makes the server for the history hist; Serve runs it on a listener.
-func New(cfg *settings.Live, hist *history.Store, up Upstream, logger *slog.Logger) *Server {
+// New makes the server for the history hist, with the users of users;
+// Serve runs it on a listener.
+func New(cfg *settings.Live, hist *history.Store, up Upstream, users *acl.ACL, logger *slog.Logger) *Server {
 	return &Server{
-		cfg: cfg, hist: hist, up: up, stats: newCounters(), logger: logger,
+		cfg: cfg, hist: hist, up: up, acl: users, stats: newCounters(), logger: logger,
 		ps:       newPubSub(),
 		clients:  make(map[*client]struct{}),
 		sessions: make(map[*session]struct{}),
@@ -172,12 +175,15 @@ func acceptCanRecover(err error) bool {
 
 // client is one downstream connection before it becomes a replica session.
 type client struct {
-	srv    *Server
-	nc     net.Conn
-	br     *bufio.Reader
-	out    []byte
-	addr   string
-	authed bool
+	srv  *Server
+	nc   net.Conn
+	br   *bufio.Reader
+	out  []byte
+	addr string
+	// user is the ACL user the connection runs as ("" before AUTH). Only
+	// the connection's own goroutine sets it; CLIENT LIST on another
+	// connection reads it, so it is atomic.
+	user atomic.Pointer[string]
 
 	// Set by REPLCONF.
 	listeningPort int
@@ -196,7 +202,10 @@ type client struct {
 	replica atomic.Bool  // became a replica session
 	multi   [][][]byte   // commands queued after MULTI; nil outside a transaction
 	inMulti bool
-	wmu     sync.Mutex // serialises writes: replies and published messages
+	// multiAborted: a command was refused while queuing, so EXEC
+	// discards the transaction (EXECABORT), as in Redis.
+	multiAborted bool
+	wmu          sync.Mutex // serialises writes: replies and published messages
 
 	// subscriptions is how many channels the connection listens to, as the
 	// last SUBSCRIBE or UNSUBSCRIBE reported (the PubSub keeps the channels).
@@ -209,7 +218,11 @@ func (srv *Server) handleConn(ctx context.Context, nc net.Conn) {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	cfg := srv.cfg.Get()
-	if protectedModeRefuses(cfg.ProtectedMode, cfg.RequirePass, nc.RemoteAddr()) {
+	// The default user takes the running requirepass (CONFIG SET changes
+	// it from the next connection or AUTH), as in Redis.
+	srv.acl.SetRequirePass(cfg.RequirePass)
+	open := srv.acl.StartsAuthenticated() // the default user needs no password
+	if protectedModeRefuses(cfg.ProtectedMode && open, cfg.RequirePass, nc.RemoteAddr()) {
 		srv.stats.rejectedConns.Add(1)
 		srv.logger.Debug("client refused by protected mode", "client", nc.RemoteAddr().String())
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -219,11 +232,13 @@ func (srv *Server) handleConn(ctx context.Context, nc net.Conn) {
 	c := &client{
 		srv: srv, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
 		addr:    nc.RemoteAddr().String(),
-		authed:  cfg.RequirePass == "",
 		id:      srv.nextClientID.Add(1),
 		created: time.Now(),
 
 		zstdLevel: zstd.SpeedDefault,
+	}
+	if open {
+		c.setUser(acl.DefaultUser)
 	}
 	srv.clientsMu.Lock()
 	srv.clients[c] = struct{}{}
@@ -290,11 +305,19 @@ func (c *client) flush() error {
 // execute runs one command, or queues it inside MULTI.
 func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
-	// authed, set only by AUTH's effect, guards every command but AUTH,
-	// PING and QUIT; a subscribed connection may send only these few.
-	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
-		c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
-		return nil, false
+	// user, set only by AUTH's effect, guards every command but AUTH,
+	// PING and QUIT; then the user's ACL decides, for every command,
+	// queued ones included; a subscribed connection may send only these few.
+	user := c.userName()
+	if user == "" {
+		if name != "auth" && name != "ping" && name != "quit" {
+			c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
+			return nil, false
+		}
+	} else if err := c.srv.acl.Check(user, args, func() string { return c.info().Describe() }); err != nil {
+		c.out = resp.AppendError(c.out, err.Error())
+		c.multiAborted = c.inMulti
+		return nil, errors.Is(err, acl.ErrNoUser)
 	}
 	if c.subscriptions > 0 {
 		switch name {
@@ -313,8 +336,12 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	if c.inMulti {
 		switch name {
 		case "exec":
-			queued := c.multi
-			c.multi, c.inMulti = nil, false
+			queued, aborted := c.multi, c.multiAborted
+			c.multi, c.inMulti, c.multiAborted = nil, false, false
+			if aborted {
+				c.out = resp.AppendError(c.out, "EXECABORT Transaction discarded because of previous errors.")
+				return nil, false
+			}
 			c.out = resp.AppendArray(c.out, len(queued))
 			for _, q := range queued {
 				if _, quit := c.dispatch(q); quit {
@@ -322,7 +349,7 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 				}
 			}
 		case "discard":
-			c.multi, c.inMulti = nil, false
+			c.multi, c.inMulti, c.multiAborted = nil, false, false
 			c.out = resp.AppendSimple(c.out, "OK")
 		case "multi":
 			c.out = resp.AppendError(c.out, "ERR MULTI calls can not be nested")
@@ -409,18 +436,28 @@ func (c *client) info() ClientInfo {
 		lastAt = time.Unix(0, at)
 	}
 	return ClientInfo{
-		ID: c.id, Addr: c.addr, LocalAddr: c.nc.LocalAddr().String(), Name: name,
+		ID: c.id, Addr: c.addr, LocalAddr: c.nc.LocalAddr().String(), Name: name, User: c.userName(),
 		LastCmd: cmd, LastAt: lastAt, Created: c.created, Replica: c.replica.Load(),
 		Sub: c,
 	}
 }
+
+// userName is the ACL user the connection runs as; "" before AUTH.
+func (c *client) userName() string {
+	if u := c.user.Load(); u != nil {
+		return *u
+	}
+	return ""
+}
+
+func (c *client) setUser(name string) { c.user.Store(&name) }
 
 // apply makes the change an admin command asked of this connection, after
 // its reply has been appended, and reports whether the connection must
 // close.
 func (c *client) apply(e Effect) (quit bool) {
 	if e.Authenticated {
-		c.authed = true
+		c.setUser(e.User)
 	}
 	if e.SetName != nil {
 		c.name.Store(*e.SetName)

@@ -3,6 +3,7 @@ package status
 import (
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/upstream"
@@ -56,7 +57,8 @@ type Status struct {
 	Connections        int64
 	RejectedConns      int64
 	ProtocolErrors     int64
-	SnapshotsRejected  int64 // snapshots from upstream that failed validation
+	ACLDenied          []acl.DeniedCount // commands refused by the ACL, by user and command
+	SnapshotsRejected  int64             // snapshots from upstream that failed validation
 	GuardTrips         int64
 	HoldTrips          int64  // times the command tripwire held replicas
 	SnapshotSource     string // snapshot-source; empty: the master
