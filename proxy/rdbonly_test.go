@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 )
 
 // relayOnline reports whether the relay holds a history and streams from
@@ -127,7 +128,7 @@ func TestRedisCliRDBRefused(t *testing.T) {
 			t.Errorf("redis-cli printed %q, want it to contain %q", out, want)
 		}
 	}
-	if n := relay.Status().Disconnects[reasonRefused]; n != 1 {
+	if n := relay.Status().Disconnects[downstream.ReasonRefused]; n != 1 {
 		t.Errorf("refused sessions = %d, want 1", n)
 	}
 

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"strconv"
@@ -13,7 +13,7 @@ import (
 // commands they answer into the buffer they are given; AUTH and QUIT hand
 // the change to the connection back as an effect.
 
-func (a *admin) ping(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) ping(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	switch len(args) {
 	case 1:
 		return resp.AppendSimple(out, "PONG"), effect{}
@@ -24,14 +24,14 @@ func (a *admin) ping(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	}
 }
 
-func (a *admin) echo(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) echo(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) != 2 {
 		return appendWrongArgs(out, "echo"), effect{}
 	}
 	return resp.AppendBulk(out, string(args[1])), effect{}
 }
 
-func (a *admin) timeCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+func (a *Admin) timeCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	now := time.Now()
 	out = resp.AppendArray(out, 2)
 	out = resp.AppendBulk(out, strconv.FormatInt(now.Unix(), 10))
@@ -39,25 +39,25 @@ func (a *admin) timeCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effec
 }
 
 // command answers COMMAND with no commands: the relay executes none.
-func (a *admin) command(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+func (a *Admin) command(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	return resp.AppendArray(out, 0), effect{}
 }
 
-func (a *admin) selectDB(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) selectDB(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) == 2 && string(args[1]) == "0" {
 		return resp.AppendSimple(out, "OK"), effect{}
 	}
 	return resp.AppendError(out, "ERR a relay holds no keyspace; only SELECT 0 is accepted"), effect{}
 }
 
-func (a *admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
-	return resp.AppendSimple(out, "OK"), effect{quit: true}
+func (a *Admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+	return resp.AppendSimple(out, "OK"), effect{Quit: true}
 }
 
 // auth checks AUTH [user] password against the ACL users; AUTH password
 // is the default user's, which requirepass sets. Only a match
 // authenticates the connection, as that user, through the effect.
-func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	var user, pass string
 	switch len(args) {
 	case 2:
@@ -67,15 +67,15 @@ func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 	default:
 		return appendWrongArgs(out, "auth"), effect{}
 	}
-	a.r.acl.SetRequirePass(a.r.cfg.Get().RequirePass)
+	a.acl.SetRequirePass(a.cfg.Get().RequirePass)
 	if len(args) == 2 {
-		if u, _ := a.r.acl.User(acl.DefaultUser); u.Enabled() && u.NoPass() {
+		if u, _ := a.acl.User(acl.DefaultUser); u.Enabled() && u.NoPass() {
 			return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}
 		}
 	}
-	if !a.r.acl.Authenticate(user, pass, func() string { return describeClient(who) }) {
-		a.r.logger.Warn("downstream AUTH failed", "client", who.addr, "user", resp.Excerpt([]byte(user), 64))
+	if !a.acl.Authenticate(user, pass, func() string { return describeClient(who) }) {
+		a.logger.Warn("downstream AUTH failed", "client", who.Addr, "user", resp.Excerpt([]byte(user), 64))
 		return resp.AppendError(out, "WRONGPASS invalid username-password pair or user is disabled."), effect{}
 	}
-	return resp.AppendSimple(out, "OK"), effect{authenticated: true, user: user}
+	return resp.AppendSimple(out, "OK"), effect{Authenticated: true, User: user}
 }

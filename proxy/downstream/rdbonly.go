@@ -1,4 +1,4 @@
-package proxy
+package downstream
 
 import (
 	"bytes"

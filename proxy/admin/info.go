@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"fmt"
@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
+	"github.com/redis-relay/redis-relay/proxy/status"
+	"github.com/redis-relay/redis-relay/proxy/upstream"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -17,21 +20,20 @@ import (
 // (Redis's order, then the relay's own).
 var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "relay"}
 
-// defaultRedisVersion is what INFO reports as redis_version before the
+// DefaultRedisVersion is what INFO reports as redis_version before the
 // relay has seen a snapshot of its master: the oldest Redis whose
 // replication protocol (PSYNC2, EOF-marked transfers) the relay speaks.
-const defaultRedisVersion = "7.0.0"
+const DefaultRedisVersion = "7.0.0"
 
 // infoCommand answers INFO [section ...] with one bulk string.
-func (a *admin) infoCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) infoCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	return resp.AppendBulk(out, a.info(args[1:])), effect{}
 }
 
 // info renders INFO [section ...] in Redis's format. Like Redis 7 it takes
 // several sections; "", "all", "default" and "everything" name them all,
 // an unknown name none.
-func (a *admin) info(args [][]byte) string {
-	r := a.r
+func (a *Admin) info(args [][]byte) string {
 	want := make(map[string]bool, len(args))
 	all := len(args) == 0
 	for _, a := range args {
@@ -42,27 +44,27 @@ func (a *admin) info(args [][]byte) string {
 			want[name] = true
 		}
 	}
-	st := r.Status()
+	st := a.relay.Status()
 	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
 	bodies := map[string]func(){
 		"server": func() {
 			version, from := st.MasterVersion, "snapshot"
 			if version == "" {
-				version, from = defaultRedisVersion, "default"
+				version, from = DefaultRedisVersion, "default"
 			}
 			kv("redis_version", version)
-			kv("relay_version", Version)
+			kv("relay_version", a.version)
 			kv("relay_redis_version_source", from)
 			kv("redis_mode", "relay")
 			kv("os", runtime.GOOS+" "+runtime.GOARCH)
 			kv("process_id", os.Getpid())
-			kv("run_id", r.runID)
-			kv("uptime_in_seconds", int(time.Since(r.started).Seconds()))
+			kv("run_id", a.runID)
+			kv("uptime_in_seconds", int(time.Since(a.started).Seconds()))
 		},
 		"clients": func() {
-			kv("connected_clients", r.srv.clientCount())
-			kv("maxclients", r.cfg.Get().MaxClients)
+			kv("connected_clients", a.conns.ClientCount())
+			kv("maxclients", a.cfg.Get().MaxClients)
 			kv("blocked_clients", 0)
 		},
 		"memory": func() { writeMemory(&b, &st) },
@@ -159,12 +161,12 @@ func (a *admin) info(args [][]byte) string {
 				}
 			}
 			kv("hold_trips", st.HoldTrips)
-			if cs := st.ClusterShard; cs != (ClusterShard{}) {
+			if cs := st.ClusterShard; cs != (upstream.ClusterShard{}) {
 				kv("cluster_shard_slots", cs.Slots)
 				kv("cluster_shard_master_id", cs.MasterID)
 				kv("cluster_shard_nodes", cs.Nodes)
 			}
-			for _, reason := range closeReasons {
+			for _, reason := range downstream.CloseReasons() {
 				if n := st.Disconnects[reason]; n > 0 {
 					kv("replica_disconnects_"+string(reason), n)
 				}
@@ -172,7 +174,7 @@ func (a *admin) info(args [][]byte) string {
 			if st.LastDownReason != "" {
 				kv("upstream_link_down_reason", st.LastDownReason)
 			}
-			for _, reason := range LinkDownReasons() {
+			for _, reason := range upstream.LinkDownReasons() {
 				if n := st.LinkDowns[reason]; n > 0 {
 					kv("upstream_link_downs_"+string(reason), n)
 				}
@@ -212,11 +214,10 @@ func b2i(v bool) int {
 	return 0
 }
 
-func (a *admin) writeReplication(b *strings.Builder, st *Status) {
-	r := a.r
+func (a *Admin) writeReplication(b *strings.Builder, st *status.Status) {
 	kv := func(k string, v any) { fmt.Fprintf(b, "%s:%v\r\n", k, v) }
 	host, port, _ := net.SplitHostPort(st.MasterAddr)
-	up := st.LinkState == LinkConnected
+	up := st.LinkState == upstream.LinkConnected
 	kv("role", "slave")
 	kv("master_host", host)
 	kv("master_port", port)
@@ -226,7 +227,7 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 		lastIO = int(time.Since(st.LastIO).Seconds())
 	}
 	kv("master_last_io_seconds_ago", lastIO)
-	syncing := st.LinkState == LinkSync
+	syncing := st.LinkState == upstream.LinkSync
 	kv("master_sync_in_progress", b2i(syncing))
 	off := st.MasterOffset()
 	kv("slave_read_repl_offset", off)
@@ -268,12 +269,12 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 	}
 	kv("slave_priority", 0)
 	kv("slave_read_only", 1)
-	kv("replica_announced", b2i(r.cfg.Get().ReplicaAnnounced))
-	reps := r.Replicas()
+	kv("replica_announced", b2i(a.cfg.Get().ReplicaAnnounced))
+	reps := a.relay.Replicas()
 	kv("connected_slaves", len(reps))
 	for i, rep := range reps {
 		lag := 0
-		if rep.State == stateOnline {
+		if rep.State == downstream.StateOnline {
 			lag = int(rep.AckAge.Seconds())
 		}
 		// Redis's five fields, then the relay's, appended: Sentinel finds
@@ -301,14 +302,13 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 }
 
 // roleCommand answers ROLE.
-func (a *admin) roleCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+func (a *Admin) roleCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	return a.appendRole(out), effect{}
 }
 
 // appendRole encodes ROLE as a Redis replica answers it.
-func (a *admin) appendRole(out []byte) []byte {
-	r := a.r
-	st := r.Status()
+func (a *Admin) appendRole(out []byte) []byte {
+	st := a.relay.Status()
 	host, port, _ := net.SplitHostPort(st.MasterAddr)
 	p, _ := strconv.ParseInt(port, 10, 64)
 	state := st.LinkState

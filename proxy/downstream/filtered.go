@@ -1,4 +1,4 @@
-package proxy
+package downstream
 
 import (
 	"bufio"
@@ -71,7 +71,7 @@ func (s *session) filteredSync(ctx context.Context) error {
 		}
 	}
 	p := replstream.Payload{Size: -1, Mark: []byte(replstream.RandomHex40())}
-	s.state.Store(stateSendBulk)
+	s.state.Store(StateSendBulk)
 	s.bulkTotal.Store(int64(len(rdb)))
 	for _, b := range [][]byte{p.Preamble(), rdb, p.Mark} {
 		if err := s.write(b); err != nil {
@@ -80,7 +80,7 @@ func (s *session) filteredSync(ctx context.Context) error {
 	}
 	s.bulkSent.Store(int64(len(rdb)))
 	if s.c.rdbOnly {
-		return &closeError{reason: reasonRDBOnlyDone}
+		return &closeError{reason: ReasonRDBOnlyDone}
 	}
 	cur, err := src.Log.Cursor(src.At)
 	if err != nil {
@@ -90,7 +90,7 @@ func (s *session) filteredSync(ctx context.Context) error {
 		return err
 	}
 	if !srv.hist.GoOnline(s, src.ReplID) {
-		return &closeError{reason: reasonReplIDChanged}
+		return &closeError{reason: ReasonReplIDChanged}
 	}
 	if s.legacy {
 		// Redis starts the stream of every full sync with a SELECT of the
@@ -112,7 +112,7 @@ func (s *session) refuse(msg string) error {
 	if err := s.write(resp.AppendError(nil, msg)); err != nil {
 		return err
 	}
-	return &closeError{reason: reasonRefused, err: fmt.Errorf("%s", msg)}
+	return &closeError{reason: ReasonRefused, err: fmt.Errorf("%s", msg)}
 }
 
 // streamState is what a filtered sync needs to know of the dataset as of
