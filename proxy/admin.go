@@ -44,17 +44,32 @@ type connections interface {
 }
 
 // clientInfo is what an admin command sees of one connection: the one
-// that sent it, or one listed by CLIENT LIST.
+// that sent it, or one listed by CLIENT LIST. The fields are CLIENT LIST's.
 type clientInfo struct {
-	id        int64
-	addr      string
-	localAddr string
-	name      string // CLIENT SETNAME
-	lastCmd   string
-	lastAt    time.Time // zero before the first command
-	created   time.Time
-	replica   bool       // became a replica session
-	sub       subscriber // where PUBLISH delivers this connection's messages; nil in a listing
+	id            int64
+	addr          string
+	localAddr     string
+	fd            int    // the socket's file descriptor; -1 when it has none
+	name          string // CLIENT SETNAME
+	user          string // the user it authenticated as ("default" before)
+	libName       string // CLIENT SETINFO
+	libVer        string
+	resp3         bool // HELLO 3: replies in RESP3
+	authed        bool
+	lastCmd       string
+	lastAt        time.Time // zero before the first command
+	created       time.Time
+	replica       bool       // became a replica session
+	subscriptions int        // channels it listens to
+	multi         int        // commands queued after MULTI; -1 outside a transaction
+	multiMem      int64      // bytes of those commands
+	argvMem       int64      // bytes of the arguments of the command it is running
+	qbuf          int        // request bytes read and not yet handled
+	qbufFree      int        // room left in the read buffer
+	obl           int        // reply bytes not yet written
+	omem          int64      // a replica: snapshot and stream bytes it has not been sent yet
+	totMem        int64      // its buffers: read buffer, reply buffer, queued commands, arguments, omem
+	sub           subscriber // where PUBLISH delivers this connection's messages; nil in a listing
 }
 
 // effect is a change to the calling connection that a command asks the
@@ -62,8 +77,12 @@ type clientInfo struct {
 // nothing.
 type effect struct {
 	quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
-	authenticated bool    // AUTH matched: the connection may run every command
-	setName       *string // CLIENT SETNAME
+	authenticated bool    // AUTH or HELLO AUTH matched: the connection may run every command
+	user          string  // with authenticated: as which user
+	setName       *string // CLIENT SETNAME, HELLO SETNAME
+	libName       *string // CLIENT SETINFO lib-name
+	libVer        *string // CLIENT SETINFO lib-ver
+	proto         int     // HELLO: 2 or 3 from now on; 0 leaves it
 	subscriptions int     // the channels the connection now listens to, when subscribed is set
 	subscribed    bool    // SUBSCRIBE or UNSUBSCRIBE ran: subscriptions holds the count
 }
@@ -100,6 +119,8 @@ var adminCommands = map[string]adminHandler{
 	"slaveof":      (*admin).replicaof,
 	"config":       (*admin).configCommand,
 	"shutdown":     (*admin).shutdown,
+	"hello":        (*admin).hello,
+	"slowlog":      (*admin).slowlog,
 }
 
 // appendWrongArgs appends the error Redis gives for a command called with
@@ -144,12 +165,25 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 		name := string(args[2])
 		return resp.AppendSimple(out, "OK"), effect{setName: &name}
 	case "setinfo":
-		return resp.AppendSimple(out, "OK"), effect{}
+		if len(args) != 4 {
+			return appendWrongArgs(out, "client|setinfo"), effect{}
+		}
+		v := string(args[3])
+		if strings.ContainsAny(v, " \r\n") {
+			return resp.AppendError(out, "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters."), effect{}
+		}
+		switch strings.ToLower(string(args[2])) {
+		case "lib-name":
+			return resp.AppendSimple(out, "OK"), effect{libName: &v}
+		case "lib-ver":
+			return resp.AppendSimple(out, "OK"), effect{libVer: &v}
+		}
+		return resp.AppendError(out, fmt.Sprintf("ERR Unrecognized option '%s'", resp.Excerpt(args[2], 32))), effect{}
 	case "getname":
 		if who.name != "" {
 			return resp.AppendBulk(out, who.name), effect{}
 		}
-		return resp.AppendNull(out), effect{}
+		return resp.AppendNil(out, who.resp3), effect{}
 	case "id":
 		return resp.AppendInt(out, who.id), effect{}
 	case "list":
@@ -158,9 +192,9 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 			b.WriteString(describeClient(o))
 			b.WriteByte('\n')
 		}
-		return resp.AppendBulk(out, b.String()), effect{}
+		return resp.AppendText(out, b.String(), who.resp3), effect{}
 	case "info":
-		return resp.AppendBulk(out, describeClient(who)+"\n"), effect{}
+		return resp.AppendText(out, describeClient(who)+"\n", who.resp3), effect{}
 	case "kill":
 		return a.clientKill(out, who, args[2:]), effect{}
 	default:
@@ -168,18 +202,39 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 	}
 }
 
-// describeClient renders one CLIENT LIST line.
+// describeClient renders one CLIENT LIST line, with Redis 7.2's fields in
+// its order. What the relay has no use for is Redis's value for a client
+// without it: db=0, ssub=0, redir=-1, oll=0, events=r.
 func describeClient(c clientInfo) string {
-	flags := "N"
+	flags := ""
 	if c.replica {
-		flags = "S"
+		flags += "S"
+	}
+	if c.subscriptions > 0 {
+		flags += "P"
+	}
+	if c.multi >= 0 {
+		flags += "x"
+	}
+	if flags == "" {
+		flags = "N"
 	}
 	idle := 0
 	if !c.lastAt.IsZero() {
 		idle = int(time.Since(c.lastAt).Seconds())
 	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 cmd=%s",
-		c.id, c.addr, c.localAddr, c.name, int(time.Since(c.created).Seconds()), idle, flags, c.lastCmd)
+	proto := 2
+	if c.resp3 {
+		proto = 3
+	}
+	cmd := c.lastCmd
+	if cmd == "" {
+		cmd = "NULL"
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=0 ssub=0 multi=%d "+
+		"qbuf=%d qbuf-free=%d argv-mem=%d multi-mem=%d obl=%d oll=0 omem=%d tot-mem=%d events=r cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s",
+		c.id, c.addr, c.localAddr, c.fd, c.name, int(time.Since(c.created).Seconds()), idle, flags, c.subscriptions, c.multi,
+		c.qbuf, c.qbufFree, c.argvMem, c.multiMem, c.obl, c.omem, c.totMem, cmd, c.user, proto, c.libName, c.libVer)
 }
 
 // clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...

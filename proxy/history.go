@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	hstate "github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
@@ -420,6 +421,10 @@ func (h *history) afterParse(s *snapshot) {
 		s.mu.Lock()
 		if s.parseErr == nil {
 			s.meta.Keys, s.meta.Expires = sum.Keys, sum.Expires
+			s.meta.DBs = make([]hstate.DBKeys, 0, len(sum.DBs))
+			for _, d := range sum.DBs {
+				s.meta.DBs = append(s.meta.DBs, hstate.DBKeys{DB: d.DB, Keys: d.Keys, Expires: d.Expires})
+			}
 		}
 		s.meta.Version = sum.Version
 		s.mu.Unlock()

@@ -31,8 +31,10 @@ type Relay struct {
 	srv    *server
 	admin  *admin
 
-	runID   string    // identifies this process, as Redis's run_id does
-	started time.Time // for uptime_in_seconds
+	runID   string       // identifies this process, as Redis's run_id does
+	started time.Time    // for uptime_in_seconds
+	rates   rates        // the instantaneous_* figures of INFO stats
+	port    atomic.Int32 // the first listener's port (INFO tcp_port); set by Run
 
 	stopMu   sync.Mutex
 	shutdown context.CancelFunc // ends Run (SHUTDOWN); set by Run; guarded by stopMu
@@ -66,6 +68,9 @@ type counters struct {
 	refreshFailures    atomic.Int64
 	tailCuts           atomic.Int64 // unfinished commands dropped after a link loss
 	branchCuts         atomic.Int64 // data-free tails dropped to continue on a promoted replica
+	commandsRelayed    atomic.Int64 // commands in the stream from upstream
+	clientBytesIn      atomic.Int64 // bytes read from downstream connections: requests, replicas' ACKs
+	clientBytesOut     atomic.Int64 // replies and published messages written to downstream connections
 }
 
 // New opens the data dir and recovers the history kept there, if any.
@@ -102,11 +107,16 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.port.Store(int32(listenerPort(lns[0])))
 	r.stopMu.Lock()
 	r.shutdown = cancel
 	r.stopMu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		r.sampleRates(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		r.up.followSentinels(ctx)

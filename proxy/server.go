@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,7 @@ type server struct {
 	clients      map[*client]struct{}  // every downstream connection; guarded by clientsMu
 	sessions     map[*session]struct{} // every replica session running; guarded by clientsMu
 	nextClientID atomic.Int64
+	cmdStats     clientCommandStats // commands clients sent, by name; keys fixed at start
 
 	syncPace pacer     // the full-sync-bandwidth-limit shared by every full sync
 	slots    syncSlots // full syncs running and queued (full-sync-max-concurrent)
@@ -89,6 +91,7 @@ func newServer(cfg *settings.Live, hist *history, up *upstreamLink, stats *count
 		cfg: cfg, hist: hist, up: up, stats: stats, logger: logger,
 		clients:  make(map[*client]struct{}),
 		sessions: make(map[*session]struct{}),
+		cmdStats: newClientCommandStats(),
 	}
 }
 
@@ -161,6 +164,10 @@ func acceptCanRecover(err error) bool {
 }
 
 // client is one downstream connection before it becomes a replica session.
+//
+// Its fields belong to the connection's own goroutine. What CLIENT LIST
+// shows of it to other connections is the copy in shown, which that
+// goroutine replaces before and after every command.
 type client struct {
 	srv    *server
 	nc     net.Conn
@@ -178,19 +185,26 @@ type client struct {
 	zstdLevel     zstd.EncoderLevel
 	rdbOnly       bool
 
-	id      int64
-	created time.Time
-	name    atomic.Value // string, CLIENT SETNAME
-	lastCmd atomic.Value // string
-	lastAt  atomic.Int64 // unix nanoseconds
-	replica atomic.Bool  // became a replica session
-	multi   [][][]byte   // commands queued after MULTI; nil outside a transaction
-	inMulti bool
-	wmu     sync.Mutex // serialises writes: replies and published messages
+	id       int64
+	fd       int // the socket's file descriptor; -1 when it has none
+	created  time.Time
+	name     string // CLIENT SETNAME, HELLO SETNAME
+	user     string // the user AUTH or HELLO authenticated as
+	libName  string // CLIENT SETINFO lib-name
+	libVer   string // CLIENT SETINFO lib-ver
+	resp3    bool   // HELLO 3: replies in RESP3
+	lastCmd  string // as CLIENT LIST names it: "get", "client|list"
+	lastAt   time.Time
+	argvMem  int64      // bytes of the arguments of the command running; 0 between commands
+	multi    [][][]byte // commands queued after MULTI; nil outside a transaction
+	multiMem int64      // bytes of their arguments
+	inMulti  bool
+	replica  atomic.Bool                // became a replica session
+	shown    atomic.Pointer[clientInfo] // what CLIENT LIST shows of the connection
+	wmu      sync.Mutex                 // serialises writes: replies and published messages
 
 	// subscriptions is how many channels the connection listens to, as the
 	// last SUBSCRIBE or UNSUBSCRIBE reported (admin keeps the channels).
-	// Only the connection's own goroutine reads and writes it.
 	subscriptions int
 }
 
@@ -207,14 +221,17 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	c := &client{
-		srv: srv, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
+		srv: srv, nc: nc, br: bufio.NewReaderSize(countingReader{r: nc, n: &srv.stats.clientBytesIn}, clientReadBuffer),
 		addr:    nc.RemoteAddr().String(),
 		authed:  cfg.RequirePass == "",
 		id:      srv.nextClientID.Add(1),
+		fd:      socketFD(nc),
 		created: time.Now(),
+		user:    "default",
 
 		zstdLevel: zstd.SpeedDefault,
 	}
+	c.publish()
 	srv.clientsMu.Lock()
 	srv.clients[c] = struct{}{}
 	srv.clientsMu.Unlock()
@@ -251,14 +268,18 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 		if len(args) == 0 {
 			continue
 		}
-		c.lastCmd.Store(strings.ToLower(string(args[0])))
-		c.lastAt.Store(time.Now().UnixNano())
+		c.lastCmd, c.lastAt, c.argvMem = commandLabel(args), time.Now(), argsSize(args)
+		c.publish()
 		sess, quit := c.execute(args)
+		c.argvMem = 0
+		if sess != nil {
+			c.replica.Store(true)
+		}
+		c.publish()
 		if err := c.flush(); err != nil || quit {
 			return
 		}
 		if sess != nil {
-			c.replica.Store(true)
 			sess.run(ctx)
 			return
 		}
@@ -272,7 +293,8 @@ func (c *client) flush() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.Timeout()))
-	_, err := c.nc.Write(c.out)
+	n, err := c.nc.Write(c.out)
+	c.srv.stats.clientBytesOut.Add(int64(n))
 	c.out = c.out[:0]
 	return err
 }
@@ -280,20 +302,22 @@ func (c *client) flush() error {
 // execute runs one command, or queues it inside MULTI.
 func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
-	// authed, set only by AUTH's effect, guards every command but AUTH,
-	// PING and QUIT; a subscribed connection may send only these few.
-	if !c.authed && name != "auth" && name != "ping" && name != "quit" {
-		c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
+	// authed, set only by AUTH's or HELLO's effect, guards every command
+	// but AUTH, HELLO, PING and QUIT; a subscribed connection may send only
+	// these few.
+	if !c.authed && name != "auth" && name != "hello" && name != "ping" && name != "quit" {
+		c.reject(name, "NOAUTH Authentication required.")
 		return nil, false
 	}
 	if c.subscriptions > 0 {
 		switch name {
 		case "subscribe", "unsubscribe", "ping", "quit", "psubscribe", "punsubscribe":
 		default:
-			c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Can't execute '%s': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT are allowed in this context", resp.Excerpt(args[0], 32)))
+			c.reject(name, fmt.Sprintf("ERR Can't execute '%s': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT are allowed in this context", resp.Excerpt(args[0], 32)))
 			return nil, false
 		}
 		if name == "ping" {
+			c.count(name, 0, false)
 			c.out = resp.AppendArray(c.out, 2)
 			c.out = resp.AppendBulk(c.out, "pong")
 			c.out = resp.AppendBulk(c.out, "")
@@ -303,8 +327,9 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	if c.inMulti {
 		switch name {
 		case "exec":
+			c.count(name, 0, false)
 			queued := c.multi
-			c.multi, c.inMulti = nil, false
+			c.multi, c.multiMem, c.inMulti = nil, 0, false
 			c.out = resp.AppendArray(c.out, len(queued))
 			for _, q := range queued {
 				if _, quit := c.dispatch(q); quit {
@@ -312,32 +337,58 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 				}
 			}
 		case "discard":
-			c.multi, c.inMulti = nil, false
+			c.count(name, 0, false)
+			c.multi, c.multiMem, c.inMulti = nil, 0, false
 			c.out = resp.AppendSimple(c.out, "OK")
 		case "multi":
-			c.out = resp.AppendError(c.out, "ERR MULTI calls can not be nested")
+			c.reject(name, "ERR MULTI calls can not be nested")
 		case "psync", "sync", "shutdown", "quit":
-			c.out = resp.AppendError(c.out, "ERR Command not allowed inside a transaction")
+			c.reject(name, "ERR Command not allowed inside a transaction")
 		default:
 			if len(c.multi) >= resp.MaxArgs {
-				c.out = resp.AppendError(c.out, "ERR too many commands in the transaction")
+				c.reject(name, "ERR too many commands in the transaction")
 				return nil, false
 			}
 			c.multi = append(c.multi, args)
+			c.multiMem += argsSize(args)
 			c.out = resp.AppendSimple(c.out, "QUEUED")
 		}
 		return nil, false
 	}
 	switch name {
 	case "multi":
+		c.count(name, 0, false)
 		c.inMulti = true
 		c.out = resp.AppendSimple(c.out, "OK")
 		return nil, false
 	case "exec", "discard":
+		c.count(name, 0, true)
 		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR %s without MULTI", strings.ToUpper(name)))
 		return nil, false
 	}
 	return c.dispatch(args)
+}
+
+// reject answers a command refused before it ran, and counts it so.
+func (c *client) reject(name, msg string) {
+	if s := c.srv.cmdStats[name]; s != nil {
+		s.rejected.Add(1)
+	}
+	c.out = resp.AppendError(c.out, msg)
+}
+
+// count counts one call of a command that ran; failed when it answered an
+// error.
+func (c *client) count(name string, took time.Duration, failed bool) {
+	s := c.srv.cmdStats[name]
+	if s == nil {
+		return
+	}
+	s.calls.Add(1)
+	s.usec.Add(took.Microseconds())
+	if failed {
+		s.failed.Add(1)
+	}
 }
 
 // dispatch runs one command. It returns a session when the connection
@@ -346,6 +397,10 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 // hands back what the connection must change; the connection applies it.
 func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
+	start, replyAt := time.Now(), len(c.out)
+	defer func() {
+		c.count(name, time.Since(start), len(c.out) > replyAt && c.out[replyAt] == '-')
+	}()
 	if h := adminCommands[name]; h != nil {
 		var e effect
 		c.out, e = h(c.srv.admin, c.out, c.info(), args)
@@ -385,19 +440,78 @@ func (c *client) wrongArgs(name string) {
 	c.out = appendWrongArgs(c.out, name)
 }
 
-// info is what an admin command sees of this connection.
+// info is what an admin command sees of this connection. Only the
+// connection's own goroutine may call it.
 func (c *client) info() clientInfo {
-	name, _ := c.name.Load().(string)
-	cmd, _ := c.lastCmd.Load().(string)
-	var lastAt time.Time
-	if at := c.lastAt.Load(); at > 0 {
-		lastAt = time.Unix(0, at)
+	multi := -1
+	if c.inMulti {
+		multi = len(c.multi)
 	}
+	qbuf := c.br.Buffered()
 	return clientInfo{
-		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), name: name,
-		lastCmd: cmd, lastAt: lastAt, created: c.created, replica: c.replica.Load(),
-		sub: c,
+		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), fd: c.fd,
+		name: c.name, user: c.user, libName: c.libName, libVer: c.libVer, resp3: c.resp3, authed: c.authed,
+		lastCmd: c.lastCmd, lastAt: c.lastAt, created: c.created, replica: c.replica.Load(),
+		subscriptions: c.subscriptions, multi: multi, multiMem: c.multiMem, argvMem: c.argvMem,
+		qbuf: qbuf, qbufFree: c.br.Size() - qbuf, obl: len(c.out),
+		totMem: int64(c.br.Size()+cap(c.out)) + c.multiMem + c.argvMem,
+		sub:    c,
 	}
+}
+
+// publish replaces what CLIENT LIST shows of the connection.
+func (c *client) publish() {
+	ci := c.info()
+	ci.sub = nil
+	c.shown.Store(&ci)
+}
+
+// clientReadBuffer is the size of a connection's read buffer (qbuf and
+// qbuf-free in CLIENT LIST add up to it).
+const clientReadBuffer = 16 << 10
+
+// socketFD is the file descriptor of the socket under nc (through TLS),
+// or -1 when it has none.
+func socketFD(nc net.Conn) int {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	raw.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
+// commandLabel names a command as CLIENT LIST's cmd= does: the command,
+// or command|subcommand for the commands that have subcommands.
+func commandLabel(args [][]byte) string {
+	name := strings.ToLower(string(args[0]))
+	switch name {
+	case "client", "config", "slowlog", "latency", "command", "relay", "acl":
+		if len(args) > 1 && len(args[1]) <= 32 {
+			return name + "|" + strings.ToLower(string(args[1]))
+		}
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	return name
+}
+
+// argsSize is the bytes of a command's arguments.
+func argsSize(args [][]byte) int64 {
+	var n int64
+	for _, a := range args {
+		n += int64(len(a))
+	}
+	return n
 }
 
 // apply makes the change an admin command asked of this connection, after
@@ -406,9 +520,21 @@ func (c *client) info() clientInfo {
 func (c *client) apply(e effect) (quit bool) {
 	if e.authenticated {
 		c.authed = true
+		if e.user != "" {
+			c.user = e.user
+		}
 	}
 	if e.setName != nil {
-		c.name.Store(*e.setName)
+		c.name = *e.setName
+	}
+	if e.libName != nil {
+		c.libName = *e.libName
+	}
+	if e.libVer != nil {
+		c.libVer = *e.libVer
+	}
+	if e.proto != 0 {
+		c.resp3 = e.proto == 3
 	}
 	if e.subscribed {
 		c.subscriptions = e.subscriptions
@@ -421,8 +547,9 @@ func (c *client) apply(e effect) (quit bool) {
 func (c *client) deliver(msg []byte) error {
 	c.wmu.Lock()
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, err := c.nc.Write(msg)
+	n, err := c.nc.Write(msg)
 	c.wmu.Unlock()
+	c.srv.stats.clientBytesOut.Add(int64(n))
 	if err != nil {
 		c.nc.Close()
 	}
@@ -488,12 +615,33 @@ func (c *client) replconf(args [][]byte) {
 	c.out = resp.AppendSimple(c.out, "OK")
 }
 
-// clientInfos describes every downstream connection, oldest first.
+// clientInfos describes every downstream connection, oldest first. A
+// replica's omem is the part of the history the relay holds for it and
+// has not sent: the rest of the snapshot during a full sync, then the log
+// past what it was sent.
 func (srv *server) clientInfos() []clientInfo {
+	var next int64 = -1
+	if log := srv.hist.currentLog(); log != nil {
+		_, next = log.Range()
+	}
 	srv.clientsMu.Lock()
+	unsent := make(map[*client]int64, len(srv.sessions))
+	for s := range srv.sessions {
+		switch sent, total := s.sent.Load(), s.bulkTotal.Load(); {
+		case sent > 0 && next >= 0:
+			unsent[s.c] = max(next-sent, 0)
+		case total > 0:
+			unsent[s.c] = max(total-s.bulkSent.Load(), 0)
+		}
+	}
 	list := make([]clientInfo, 0, len(srv.clients))
 	for o := range srv.clients {
-		list = append(list, o.info())
+		ci := *o.shown.Load()
+		if n, ok := unsent[o]; ok {
+			ci.omem = n
+			ci.totMem += n
+		}
+		list = append(list, ci)
 	}
 	srv.clientsMu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })

@@ -106,6 +106,16 @@ type Status struct {
 	LinkDowns          map[LinkDownReason]int64 // upstream link losses, by reason
 	LastDownReason     LinkDownReason           // why the upstream link last went down; empty before it has
 	Commands           map[string]int64         // commands relayed, by lower-case name (at most maxCommandNames, then "other")
+	CommandsRelayed    int64                    // commands in the stream from upstream
+	ClientCommands     map[string]CommandStat   // commands clients sent, by lower-case name; only those sent at least once
+	NetInputBytes      int64                    // everything read: the stream and snapshots from upstream, requests and ACKs from downstream
+	NetOutputBytes     int64                    // everything written downstream: stream, snapshots, replies (the relay's ACKs upstream are left out)
+	OpsPerSec          float64                  // commands relayed and from clients, per second over the last 1.6 s
+	InputKbps          float64                  // KiB/s of NetInputBytes over the last 1.6 s
+	OutputKbps         float64                  // KiB/s of NetOutputBytes
+	ReplInputKbps      float64                  // KiB/s of BytesFromUpstream
+	ReplOutputKbps     float64                  // KiB/s of BytesToReplicas
+	TCPPort            int                      // the port of the relay's first listener; 0 before Run
 	Connections        int64
 	RejectedConns      int64
 	ProtocolErrors     int64
@@ -187,6 +197,14 @@ func (r *Relay) Status() Status {
 	st.RefreshFailures = c.refreshFailures.Load()
 	st.TailCuts = c.tailCuts.Load()
 	st.BranchCuts = c.branchCuts.Load()
+	st.CommandsRelayed = c.commandsRelayed.Load()
+	st.ClientCommands = r.srv.cmdStats.snapshot()
+	st.NetInputBytes = st.BytesFromUpstream + c.clientBytesIn.Load()
+	st.NetOutputBytes = st.BytesToReplicas + c.clientBytesOut.Load()
+	st.OpsPerSec = loadFloat(&r.rates.opsPerSec)
+	st.InputKbps, st.OutputKbps = loadFloat(&r.rates.inputKbps), loadFloat(&r.rates.outputKbps)
+	st.ReplInputKbps, st.ReplOutputKbps = loadFloat(&r.rates.replInKbps), loadFloat(&r.rates.replOutKbps)
+	st.TCPPort = int(r.port.Load())
 	return st
 }
 
