@@ -269,7 +269,12 @@ func (p *proc) peakRSS() int64 { return procStatusKB(p.pid(), "VmHWM:") * 1024 }
 func (p *proc) rss() int64 { return procStatusKB(p.pid(), "VmRSS:") * 1024 }
 
 func procStatusKB(pid int, field string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	return statusField(fmt.Sprintf("/proc/%d/status", pid), field)
+}
+
+// statusField is the first number after field in a /proc status file, or -1.
+func statusField(path, field string) int64 {
+	f, err := os.Open(path)
 	if err != nil {
 		return -1
 	}
@@ -312,4 +317,52 @@ func (p *proc) cpuSeconds() float64 {
 		ticks += v
 	}
 	return ticks / 100 // USER_HZ is 100 on Linux
+}
+
+// sysCounts are a process's system-call and scheduling counters, over all
+// its threads: how often it reads and writes (read(2), write(2) and their
+// vector forms, which is how Redis and Go move socket bytes) and how often
+// it is switched out.
+type sysCounts struct {
+	readCalls, writeCalls float64 // syscr, syscw in /proc/<pid>/io
+	readBytes, writeBytes float64 // rchar, wchar
+	voluntary, forced     float64 // context switches of its live threads
+}
+
+func (p *proc) sysCounts() sysCounts {
+	var c sysCounts
+	pid := p.pid()
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ": ")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			switch k {
+			case "syscr":
+				c.readCalls = n
+			case "syscw":
+				c.writeCalls = n
+			case "rchar":
+				c.readBytes = n
+			case "wchar":
+				c.writeBytes = n
+			}
+		}
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, t := range tasks {
+		c.voluntary += float64(max(statusField(t+"/status", "voluntary_ctxt_switches:"), 0))
+		c.forced += float64(max(statusField(t+"/status", "nonvoluntary_ctxt_switches:"), 0))
+	}
+	return c
+}
+
+func (c sysCounts) sub(o sysCounts) sysCounts {
+	return sysCounts{
+		readCalls: c.readCalls - o.readCalls, writeCalls: c.writeCalls - o.writeCalls,
+		readBytes: c.readBytes - o.readBytes, writeBytes: c.writeBytes - o.writeBytes,
+		voluntary: c.voluntary - o.voluntary, forced: c.forced - o.forced,
+	}
 }

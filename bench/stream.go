@@ -234,6 +234,7 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 		at         time.Time
 		mOff, lOff int64
 		cpu        map[string]float64
+		sys        map[string]sysCounts
 	}
 	procs := map[string]*proc{"master": t.master, "leaf": leaf}
 	if t.middle != nil {
@@ -251,9 +252,10 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 		}
 	}
 	mark := func() (point, error) {
-		pt := point{cpu: map[string]float64{}}
+		pt := point{cpu: map[string]float64{}, sys: map[string]sysCounts{}}
 		for k, p := range procs {
 			pt.cpu[k] = p.cpuSeconds()
+			pt.sys[k] = p.sysCounts()
 		}
 		pt.at = time.Now()
 		var err error
@@ -349,6 +351,29 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 	if t.middle != nil && leafBytes > 0 {
 		// CPU the middle node spends per MB it passes on, to each leaf.
 		m["middle_cpu_ms_per_mb"] = 1000 * (end.cpu["middle"] - start.cpu["middle"]) / (leafBytes / mib)
+	}
+	// How the master and the middle node pay for the stream in system
+	// calls and context switches: per thousand SETs the master took in the
+	// window, and per MiB the middle node passed on.
+	if kops := float64(end.mOff-start.mOff) / float64(setCommandBytes(len(streamKey(0)), o.streamValue)) / 1e3; kops > 0 {
+		d := end.sys["master"].sub(start.sys["master"])
+		m["master_us_per_op"] = 1e3 * (end.cpu["master"] - start.cpu["master"]) / kops
+		m["master_writes_per_kop"] = d.writeCalls / kops
+		m["master_reads_per_kop"] = d.readCalls / kops
+		m["master_cswitch_per_kop"] = (d.voluntary + d.forced) / kops
+		if d.writeCalls > 0 {
+			m["master_bytes_per_write"] = d.writeBytes / d.writeCalls
+		}
+	}
+	if t.middle != nil && leafBytes > 0 {
+		d := end.sys["middle"].sub(start.sys["middle"])
+		mb := leafBytes / mib
+		m["middle_reads_per_mb"] = d.readCalls / mb
+		m["middle_writes_per_mb"] = d.writeCalls / mb
+		m["middle_cswitch_per_mb"] = (d.voluntary + d.forced) / mb
+		if d.readCalls > 0 {
+			m["middle_bytes_per_read"] = d.readBytes / d.readCalls
+		}
 	}
 	if isChain(kind) {
 		linkEnd, err := relayLink(ctx, t.middle, kind == cfgChainZstd)

@@ -33,7 +33,7 @@ func (u *upstreamLink) ackOffset(received int64) int64 {
 		need = max(len(acks), 1)
 	}
 	if len(acks) < need {
-		return u.hist.ackFloor()
+		return u.hist.AckFloor()
 	}
 	sort.Slice(acks, func(i, j int) bool { return acks[i] > acks[j] })
 	return min(acks[need-1], received)

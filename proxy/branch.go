@@ -42,7 +42,7 @@ func (u *upstreamLink) alignToBranch(c *upstreamConn, addr, replid string, next 
 	if err != nil || !ok || at >= next {
 		return next, err
 	}
-	cut, err := u.hist.dropHarmlessTail(at)
+	cut, err := u.hist.DropTail(at, onlyHarmless)
 	if err != nil {
 		u.logger.Warn("upstream's history branched before the relay's offset; expect a full sync", "upstream", addr, "branch", at, "next", next, "err", err)
 		return next, nil
@@ -118,38 +118,6 @@ func (c *upstreamConn) readBulk(timeout time.Duration, max int) ([]byte, error) 
 		return nil, errors.New("bulk reply not terminated by CRLF")
 	}
 	return buf[:n], nil
-}
-
-// dropHarmlessTail cuts the log back to offset at when every byte from at
-// on belongs to a command in harmlessTail, and returns how many bytes it
-// cut. It refuses when the newest snapshot, a refresh in flight or a
-// tripwire hold lies at or past at, or when at is not where a command
-// starts. Only the upstream link, the log's one writer, calls it, between
-// two links.
-func (h *history) dropHarmlessTail(at int64) (int64, error) {
-	h.stateMu.Lock() // a refresh commits under stateMu: none lands meanwhile
-	defer h.stateMu.Unlock()
-	h.mu.Lock()
-	log, snap, pending, hold := h.log, h.snap, h.pending, h.hold
-	h.mu.Unlock()
-	if log == nil || snap == nil {
-		return 0, errors.New("no history")
-	}
-	first, next := log.Range()
-	switch {
-	case at >= next:
-		return 0, nil
-	case at < first || at <= snap.meta.Offset:
-		return 0, fmt.Errorf("the branch point %d is not after the snapshot's offset %d", at, snap.meta.Offset)
-	case pending != nil && pending.meta.Offset >= at:
-		return 0, fmt.Errorf("a refresh at offset %d is in flight", pending.meta.Offset)
-	case hold != nil && hold.At > at:
-		return 0, fmt.Errorf("the command tripwire holds at offset %d", hold.At)
-	}
-	if err := onlyHarmless(log, at, next); err != nil {
-		return 0, err
-	}
-	return next - at, log.Truncate(at)
 }
 
 // onlyHarmless reads the log's bytes [from, to) as commands and checks

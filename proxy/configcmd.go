@@ -111,6 +111,6 @@ func (a *admin) configSet(out []byte, pairs [][]byte) []byte {
 	if err != nil {
 		return resp.AppendError(out, err.Error())
 	}
-	r.hist.warnHoldCommands(held, r.cfg.HoldCommands())
+	r.hist.WarnHoldCommands(held, r.cfg.HoldCommands())
 	return resp.AppendSimple(out, "OK")
 }

@@ -1,16 +1,19 @@
 // Package proxy is the redis-relay daemon: to its master it is one
 // replica, to its own replicas it is a master.
 //
-// A Relay is built from four parts. Each owns its state and its lock; the
-// others reach it through its methods, never its fields.
+// A Relay is built from four parts. Each owns its state and its lock. The
+// history is a package of its own (proxy/history), reached only through
+// its exported methods. The other three share this package: they mean to
+// reach each other through methods and interfaces (ackSource,
+// connections, subscriber), but the compiler does not keep them out of
+// each other's fields.
 //
-//   - The history (history.go, statefile.go, retention.go, guard.go,
-//     tripwire.go, snapshot.go): the replication ID and offsets, the
-//     newest snapshot and the older ones kept for recovery, the log of
-//     the stream after them, the empty-master guard, the command
-//     tripwire, and state.json, which records all of it. Every change
-//     goes through one lock, stateMu: compute the new state.json, write
-//     it, then apply it in memory. It owns the data dir.
+//   - The history (package history: a Store): the replication ID and
+//     offsets, the newest snapshot and the older ones kept for recovery,
+//     the log of the stream after them, the empty-master guard, the
+//     command tripwire, and state.json, which records all of it. Every
+//     change goes through one lock, stateMu: compute the new state.json,
+//     write it, then apply it in memory. It owns the data dir.
 //   - The upstream link (upstream.go, upstreamconn.go, stream.go, ack.go,
 //     linkdown.go, branch.go, source.go, refresh.go, sentinel.go,
 //     commandcounts.go): the relay as a replica. It connects, reads a
@@ -21,15 +24,15 @@
 //     refreshes the snapshot over a second connection, and follows
 //     Sentinel. It is the history's only writer of the stream (REPLICAOF
 //     and CONFIG SET from the admin commands change what it follows and
-//     how).
+//     how; RELAY GUARD RELEASE is the history's one other writer).
 //   - The downstream server (server.go, session.go, pacing.go,
 //     compress.go): the relay as a master. It accepts connections,
 //     answers the replication handshake, and turns PSYNC or SYNC into a
 //     session: a full sync from the history's snapshot and then a cursor
 //     on its log, or a cursor at once. Sessions register with the
-//     history as its readers, an interface the history defines (online,
-//     the next offset sent, ended for a replication ID change or for
-//     falling out of the retained log), so that a replication ID change
+//     history as its readers, an interface the history defines
+//     (history.Reader: online, the next offset sent, ended for a
+//     replication ID change or for falling out of the retained log), so that a replication ID change
 //     or a trim can reach them; the history keeps for each the log
 //     offset its full sync will stream from, which a trim must keep. The
 //     server keeps its own sessions too, for CLIENT KILL, the replica
@@ -67,16 +70,15 @@
 // (internal/resp) reads clients' requests and writes every reply and
 // every command the relay sends upstream.
 //
-// Locks nest in one order: history.stateMu, then history.mu, then a
-// snapshot's or the log's own; the reader methods the history calls under
-// history.mu take no lock. Every other lock (settings.Live.mu,
+// Locks nest in one order: the history's stateMu, then its mu, then a
+// snapshot's or the log's own (see package history); the reader methods
+// the history calls under its mu take no lock. Every other lock (settings.Live.mu,
 // upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu) is a leaf: no
 // other lock is taken while it is held. No lock is held across network
 // I/O but a connection's own write lock (client.wmu), which keeps a
 // published message from landing inside a reply; stateMu is held across
 // the state.json write and its fsync.
 //
-// state.json's types and their reading and writing are in package
-// proxy/history (statefile.go names them here), which point-in-time
-// recovery (package recovery, outside the daemon) reads too.
+// Point-in-time recovery (package recovery, outside the daemon) reads
+// state.json through package history too.
 package proxy

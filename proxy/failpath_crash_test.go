@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/history"
 )
 
 // The crash matrix: a relay process is killed (SIGKILL) at each step of a
@@ -187,8 +188,8 @@ func cmEachReplicaLoadedOnce(t *testing.T, c cmCost) {
 func cmOneSnapshot(t *testing.T, dir string) {
 	t.Helper()
 	rdbs, _ := filepath.Glob(filepath.Join(dir, "snapshot-*.rdb"))
-	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
-	var st diskState
+	raw, err := os.ReadFile(filepath.Join(dir, history.StateFile))
+	var st history.State
 	if err == nil {
 		err = json.Unmarshal(raw, &st)
 	}
@@ -282,7 +283,7 @@ func TestFaultCrashMatrix(t *testing.T) {
 		})
 		fullBefore := relay.InfoInt(t, "sync_full") // transfers to replicas begun from the arriving snapshot
 		relay.Kill()
-		if _, err := os.Stat(filepath.Join(relay.dir, stateFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(relay.dir, history.StateFile)); err == nil {
 			t.Errorf("state.json written before the first snapshot was complete")
 		}
 		link.SetRate(0)
@@ -310,7 +311,7 @@ func TestFaultCrashMatrix(t *testing.T) {
 		relay.WaitCrashPoint(t, "commit", 120*time.Second)
 		fullBefore := relay.InfoInt(t, "sync_full")
 		relay.Kill()
-		if _, err := os.Stat(filepath.Join(relay.dir, stateFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(relay.dir, history.StateFile)); err == nil {
 			t.Errorf("state.json written before the first snapshot was committed")
 		}
 		relay.start()

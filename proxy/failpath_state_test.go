@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +12,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
-	"github.com/redis-relay/redis-relay/replstream"
+	"github.com/redis-relay/redis-relay/proxy/history"
 )
 
 // Fault tests for the relay's state file: state.json must always name a
@@ -22,13 +20,13 @@ import (
 // relay serves, whatever fails or runs at the same time.
 
 // stReadState reads the relay's state.json as an operator would.
-func stReadState(t testing.TB, relay *testRelay) diskState {
+func stReadState(t testing.TB, relay *testRelay) history.State {
 	t.Helper()
-	raw, err := os.ReadFile(relay.hist.path(stateFile))
+	raw, err := os.ReadFile(relay.hist.Path(history.StateFile))
 	if err != nil {
 		t.Fatalf("read state.json: %v", err)
 	}
-	var st diskState
+	var st history.State
 	if err := json.Unmarshal(raw, &st); err != nil {
 		t.Fatalf("state.json does not parse: %v\n%s", err, raw)
 	}
@@ -37,8 +35,8 @@ func stReadState(t testing.TB, relay *testRelay) diskState {
 
 // stSnapshotOnDisk checks that the snapshot state.json names is in the data
 // dir with the size state.json gives.
-func stSnapshotOnDisk(relay *testRelay, st diskState) error {
-	fi, err := os.Stat(relay.hist.path(st.Snapshot.File))
+func stSnapshotOnDisk(relay *testRelay, st history.State) error {
+	fi, err := os.Stat(relay.hist.Path(st.Snapshot.File))
 	if err != nil {
 		return fmt.Errorf("snapshot %s named by state.json: %w", st.Snapshot.File, err)
 	}
@@ -57,59 +55,6 @@ func stSegmentFiles(t testing.TB, dir string) []string {
 	}
 	slices.Sort(names) // zero-padded first offsets: name order is offset order
 	return names
-}
-
-// stTempStateFiles lists leftover temporary state files in the data dir.
-func stTempStateFiles(t testing.TB, relay *testRelay) []string {
-	t.Helper()
-	names, err := filepath.Glob(relay.hist.path(stateFile + ".tmp*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names
-}
-
-// stWarnings counts the relay's log lines at warning level or above with a
-// given message, and passes every line on to the test's log.
-type stWarnings struct {
-	slog.Handler
-	message string
-	mu      *sync.Mutex
-	n       *int
-}
-
-func stCountWarnings(t testing.TB, message string) *stWarnings {
-	return &stWarnings{
-		Handler: slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}),
-		message: message, mu: new(sync.Mutex), n: new(int),
-	}
-}
-
-func (w *stWarnings) Handle(ctx context.Context, rec slog.Record) error {
-	if rec.Level >= slog.LevelWarn && rec.Message == w.message {
-		w.mu.Lock()
-		*w.n++
-		w.mu.Unlock()
-	}
-	return w.Handler.Handle(ctx, rec)
-}
-
-func (w *stWarnings) WithAttrs(attrs []slog.Attr) slog.Handler {
-	c := *w
-	c.Handler = w.Handler.WithAttrs(attrs)
-	return &c
-}
-
-func (w *stWarnings) WithGroup(name string) slog.Handler {
-	c := *w
-	c.Handler = w.Handler.WithGroup(name)
-	return &c
-}
-
-func (w *stWarnings) count() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return *w.n
 }
 
 // TestTrimErrorKeepsRefreshedSnapshot: after a snapshot refresh the relay
@@ -133,13 +78,13 @@ func TestTrimErrorKeepsRefreshedSnapshot(t *testing.T) {
 	// command boundary, so how many bytes that takes varies.
 	redistest.Eventually(t, 120*time.Second, func() error {
 		writeKeys(t, master, 1, 500)
-		if n := len(relay.hist.currentLog().Segments()); n < 4 {
+		if n := len(relay.hist.CurrentLog().Segments()); n < 4 {
 			return fmt.Errorf("log has %d segments", n)
 		}
 		return nil
 	})
 	inSync(t, 60*time.Second, master, first)
-	logDir := relay.hist.path(before.LogDir)
+	logDir := relay.hist.Path(before.LogDir)
 	segs := stSegmentFiles(t, logDir)
 	if len(segs) < 4 {
 		t.Fatalf("log %s has %d segment files, want several", logDir, len(segs))
@@ -186,12 +131,12 @@ func TestTrimErrorKeepsRefreshedSnapshot(t *testing.T) {
 	if after.LogDir != before.LogDir || after.Identity.ReplID != before.Identity.ReplID {
 		t.Errorf("refresh changed the history: log %s replid %s, was %s %s", after.LogDir, after.Identity.ReplID, before.LogDir, before.Identity.ReplID)
 	}
-	if _, err := os.Stat(relay.hist.path(before.Snapshot.File)); err == nil {
+	if _, err := os.Stat(relay.hist.Path(before.Snapshot.File)); err == nil {
 		t.Errorf("replaced snapshot %s still on disk", before.Snapshot.File)
 	}
 	if left := stSegmentFiles(t, logDir); len(left) > 1 {
 		// Not an error for this test: old segments only cost disk.
-		t.Logf("%d segment files left in the log dir after the failed trim; the log holds %d", len(left), len(relay.hist.currentLog().Segments()))
+		t.Logf("%d segment files left in the log dir after the failed trim; the log holds %d", len(left), len(relay.hist.CurrentLog().Segments()))
 	}
 
 	// A new replica full-syncs from the relay's refreshed snapshot.
@@ -227,90 +172,25 @@ func TestTrimErrorKeepsRefreshedSnapshot(t *testing.T) {
 	}
 }
 
-// TestStateWritesSerialized: replid shifts (failovers) and snapshot summary
-// updates all rewrite state.json. Racing them must lose none: every write
-// succeeds, state.json ends with the identity the relay serves, and no
-// temporary state files are left behind.
-func TestStateWritesSerialized(t *testing.T) {
-	master := redistest.Start(t)
-	populate(t, master, 0, 2000)
-	warnings := stCountWarnings(t, "record snapshot summary")
-	relay := startRelay(t, master.Addr(), func(c *Config) { c.Logger = slog.New(warnings) })
-	redistest.Eventually(t, 60*time.Second, func() error {
-		if st := relay.Status(); !st.HasHistory || st.Snapshot.Keys <= 0 {
-			return fmt.Errorf("no counted snapshot yet (history %v, keys %d)", st.HasHistory, st.Snapshot.Keys)
-		}
-		return nil
-	})
-
-	const shifters, shifts, summarizers, summaries = 8, 20, 4, 20
-	errs := make(chan error, shifters*shifts)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for range shifters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for range shifts {
-				if err := relay.hist.shiftReplID(replstream.RandomHex40()); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	for range summarizers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for range summaries {
-				relay.hist.mu.Lock()
-				snap := relay.hist.snap
-				relay.hist.mu.Unlock()
-				relay.hist.afterParse(snap)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	relay.hist.bg.Wait() // the summary writes run in the background
-	close(errs)
-	var failed []string
-	for err := range errs {
-		failed = append(failed, err.Error())
-	}
-	if len(failed) > 0 {
-		t.Errorf("%d of %d replid shifts failed, e.g. %s", len(failed), shifters*shifts, failed[0])
-	}
-	if n := warnings.count(); n > 0 {
-		t.Errorf("%d snapshot summary writes failed", n)
-	}
-
-	disk := stReadState(t, relay)
-	served := relay.Status().Identity
-	if disk.Identity != served {
-		t.Errorf("state.json identity %+v, relay serves %+v", disk.Identity, served)
-	}
-	if err := stSnapshotOnDisk(relay, disk); err != nil {
-		t.Error(err)
-	}
-	if left := stTempStateFiles(t, relay); len(left) > 0 {
-		t.Errorf("temporary state files left behind: %v", left)
-	}
-
-	// What a restart finds is what the relay served.
-	relay.Restart()
-	if got := relay.Status().Identity; got != served {
-		t.Errorf("after restart the relay has identity %+v, served %+v before", got, served)
-	}
-}
-
 // stSyncRecord remembers which files the relay made durable, and whether
 // state.json already named each one at that moment.
+// It is the history's Hooks: every sync goes through it.
 type stSyncRecord struct {
+	dir    string // the data dir
 	mu     sync.Mutex
 	synced []stSynced
+}
+
+// Sync records f and whether state.json names it, then makes it durable.
+func (r *stSyncRecord) Sync(f *os.File) error {
+	name := filepath.Base(f.Name())
+	named := false
+	if raw, err := os.ReadFile(filepath.Join(r.dir, history.StateFile)); err == nil {
+		var st history.State
+		named = json.Unmarshal(raw, &st) == nil && st.Snapshot.File == name
+	}
+	r.add(stSynced{name: name, namedByState: named})
+	return f.Sync()
 }
 
 type stSynced struct {
@@ -348,20 +228,8 @@ func TestGuardReleasedSnapshotIsFsynced(t *testing.T) {
 	// place before anything could sync a file; REPLICAOF then points it at
 	// the master.
 	relay := startRelay(t, "")
-	var record stSyncRecord
-	fsync := relay.hist.fsyncFile
-	relay.hist.fsyncFile = func(f *os.File) error {
-		name := filepath.Base(f.Name())
-		named := false
-		if raw, err := os.ReadFile(relay.hist.path(stateFile)); err == nil {
-			var st diskState
-			named = json.Unmarshal(raw, &st) == nil && st.Snapshot.File == name
-		}
-		record.add(stSynced{name: name, namedByState: named})
-		return fsync(f)
-	}
-	relay.hist.mu.Lock() // publishes the hook to the upstream link, which takes mu before any sync
-	relay.hist.mu.Unlock()
+	record := &stSyncRecord{dir: relay.hist.Path("")}
+	relay.hist.SetHooks(record)
 	host, port := master.HostPort()
 	if err := relay.Client().Do(t.Context(), "REPLICAOF", host, port).Err(); err != nil {
 		t.Fatalf("REPLICAOF: %v", err)

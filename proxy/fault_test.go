@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/history"
 )
 
 // Fault tests: crashes, broken files, a hostile network and hostile peers.
@@ -61,7 +62,7 @@ func TestFaultRelayKilledDuringUpstreamFullSync(t *testing.T) {
 		return nil
 	})
 	relay.Kill()
-	if _, err := os.Stat(filepath.Join(relay.dir, stateFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(relay.dir, history.StateFile)); err == nil {
 		t.Fatalf("state.json written before the first snapshot was complete")
 	}
 	link.SetRate(0)
@@ -151,7 +152,7 @@ func TestFaultCorruptDataDir(t *testing.T) {
 			os.WriteFile(rdbs[0], b, 0o644)
 		}, false},
 		{"garbage state file", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, stateFile), []byte("{not json"), 0o644)
+			os.WriteFile(filepath.Join(dir, history.StateFile), []byte("{not json"), 0o644)
 		}, false},
 		{"log directory removed", func(t *testing.T, dir string) {
 			// The snapshot alone still names a point the master's backlog holds.

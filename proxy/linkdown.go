@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"syscall"
+
+	"github.com/redis-relay/redis-relay/proxy/history"
 )
 
 // Errors that decide how the upstream loop retries.
@@ -58,7 +60,7 @@ func linkDownReason(err error, phase string) LinkDownReason {
 		return linkDownNotReady
 	case errors.Is(err, errLocalWrite):
 		return linkDownLocalWrite
-	case errors.Is(err, errGuardTripped):
+	case errors.Is(err, history.ErrGuardTripped):
 		return linkDownGuard
 	case errors.Is(err, errSourceDown):
 		return linkDownSourceDown

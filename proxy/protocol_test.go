@@ -151,7 +151,7 @@ func TestPSYNCDecisions(t *testing.T) {
 		c := handshake("eof", "psync2")
 		c.expect("+CONTINUE "+id, "PSYNC", strings.ToUpper(id), strconv.FormatInt(next-37, 10))
 		tail := c.read(37)
-		cur, err := relay.hist.currentLog().Cursor(next - 37)
+		cur, err := relay.hist.CurrentLog().Cursor(next - 37)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,7 +363,7 @@ func TestRedisCliRDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := relay.Status()
-	want, err := os.ReadFile(relay.hist.path(st.Snapshot.File))
+	want, err := os.ReadFile(relay.hist.Path(st.Snapshot.File))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,8 +42,7 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 
 // refreshDue reports whether the snapshot should be replaced.
 func (u *upstreamLink) refreshDue() bool {
-	var st Status
-	u.hist.fillStatus(&st)
+	st, _, _ := u.hist.Status()
 	if u.status.current() != LinkConnected {
 		return false
 	}
@@ -96,7 +95,7 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 	}
 	defer c.close()
 	fields := []string{"+FULLRESYNC", replid, strconv.FormatInt(offset, 10)}
-	same, current := u.hist.refreshBase(fields[1], offset)
+	same, current := u.hist.RefreshBase(fields[1], offset)
 	if !same {
 		return fmt.Errorf("upstream answered with history %s, not the relay's; the main link will deal with it", fields[1])
 	}
@@ -111,8 +110,8 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := u.hist.commitRefresh(ctx, s); err != nil {
-		u.hist.abortFullSync(s, err)
+	if err := u.hist.CommitRefresh(ctx, s); err != nil {
+		u.hist.AbortFullSync(s, err)
 		return err
 	}
 	u.stats.refreshes.Add(1)
@@ -120,7 +119,7 @@ func (u *upstreamLink) refresh(ctx context.Context) error {
 	if from != "master" {
 		u.stats.forksAvoided.Add(1)
 	}
-	meta := s.metaCopy()
+	meta := s.Meta()
 	u.logger.Info("snapshot refreshed", "offset", meta.Offset, "bytes", meta.Size, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
 }

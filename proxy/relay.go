@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/replstream"
 )
@@ -26,7 +27,7 @@ type Relay struct {
 	cfg    *settings.Live
 	logger *slog.Logger
 	stats  *counters
-	hist   *history
+	hist   *history.Store
 	up     *upstreamLink
 	srv    *server
 	admin  *admin
@@ -55,15 +56,11 @@ type counters struct {
 	connections        atomic.Int64
 	rejectedConns      atomic.Int64
 	protocolErrors     atomic.Int64
-	snapshotsRejected  atomic.Int64
-	parseErrors        atomic.Int64
-	guardTrips         atomic.Int64
 	forksAvoided       atomic.Int64 // snapshots taken from the snapshot source, the master continuing after them
 	zIn, zOut          linkBytes    // compressed links: from the upstream, to replicas
 	pacedBytes         atomic.Int64 // snapshot bytes sent under a full-sync bandwidth limit
 	paceWait           atomic.Int64 // nanoseconds full syncs waited for the bandwidth limits
 	sourceFallbacks    atomic.Int64
-	holdTrips          atomic.Int64
 	refreshes          atomic.Int64
 	refreshFailures    atomic.Int64
 	tailCuts           atomic.Int64 // unfinished commands dropped after a link loss
@@ -78,7 +75,7 @@ func New(cfg Config) (*Relay, error) {
 	cfg.FillDefaults()
 	live := settings.NewLive(cfg)
 	stats := &counters{disconnects: newCounts(closeReasons), linkDowns: newCounts(LinkDownReasons())}
-	hist, err := openHistory(live, stats, cfg.Logger)
+	hist, err := history.Open(live, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -156,12 +153,12 @@ func (r *Relay) stop() {
 }
 
 // Close releases the data dir. Call it after Run has returned.
-func (r *Relay) Close() error { return r.hist.close() }
+func (r *Relay) Close() error { return r.hist.Close() }
 
 // ReleaseGuard makes the snapshot held by the empty-master guard the
 // relay's history (replicas then full-sync to it and follow the new
 // master), or lets a stream held by the command tripwire through.
-func (r *Relay) ReleaseGuard() error { return r.hist.releaseGuard() }
+func (r *Relay) ReleaseGuard() error { return r.hist.ReleaseGuard() }
 
 // currentConfig is the running configuration with the upstream that
 // REPLICAOF (or Sentinel) last named as replicaof.

@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
@@ -70,7 +71,7 @@ func protectedModeRefuses(protected bool, requirePass string, remote net.Addr) b
 // clientsMu is a leaf lock.
 type server struct {
 	cfg    *settings.Live
-	hist   *history
+	hist   *history.Store
 	up     *upstreamLink // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
 	admin  *admin
 	logger *slog.Logger
@@ -86,7 +87,7 @@ type server struct {
 	slots    syncSlots // full syncs running and queued (full-sync-max-concurrent)
 }
 
-func newServer(cfg *settings.Live, hist *history, up *upstreamLink, stats *counters, logger *slog.Logger) *server {
+func newServer(cfg *settings.Live, hist *history.Store, up *upstreamLink, stats *counters, logger *slog.Logger) *server {
 	return &server{
 		cfg: cfg, hist: hist, up: up, stats: stats, logger: logger,
 		clients:  make(map[*client]struct{}),
@@ -621,7 +622,7 @@ func (c *client) replconf(args [][]byte) {
 // past what it was sent.
 func (srv *server) clientInfos() []clientInfo {
 	var next int64 = -1
-	if log := srv.hist.currentLog(); log != nil {
+	if log := srv.hist.CurrentLog(); log != nil {
 		_, next = log.Range()
 	}
 	srv.clientsMu.Lock()
@@ -707,7 +708,7 @@ func (srv *server) eachSession(f func(*session)) {
 func (srv *server) downstreamAcks() []int64 {
 	var acks []int64
 	srv.eachSession(func(s *session) {
-		if s.online() && !s.legacy {
+		if s.Online() && !s.legacy {
 			acks = append(acks, s.ack.Load())
 		}
 	})
@@ -724,4 +725,14 @@ func (srv *server) clientCount() int {
 // fillStatus fills in the downstream server's part of a Status.
 func (srv *server) fillStatus(st *Status) {
 	st.FullSyncsRunning, st.FullSyncsQueued = srv.slots.counts()
+}
+
+// at marks a step where a test may stop the relay (Config.CrashPoint):
+// "hold-lookup", a session has read bytes of the log and has not yet
+// looked up the command tripwire's hold for them. The history marks its
+// own steps.
+func (srv *server) at(point string) {
+	if f := srv.cfg.Fixed().CrashPoint; f != nil {
+		f(point)
+	}
 }

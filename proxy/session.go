@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -114,21 +115,21 @@ func (s *session) end(reason CloseReason) {
 	}
 }
 
-// A session is the history's reader: online, setOnline (below),
-// nextOffset, endReader and String.
+// A session is the history's reader (history.Reader): Online, SetOnline
+// (below), NextOffset, EndReader and String.
 
-func (s *session) online() bool { return s.state.Load() == stateOnline }
+func (s *session) Online() bool { return s.state.Load() == stateOnline }
 
-func (s *session) nextOffset() int64 { return s.sent.Load() }
+func (s *session) NextOffset() int64 { return s.sent.Load() }
 
 func (s *session) String() string { return s.c.addr }
 
-// endReader ends the session with the close reason for why.
-func (s *session) endReader(why readerEnd) {
+// EndReader ends the session with the close reason for why.
+func (s *session) EndReader(why history.ReaderEnd) {
 	switch why {
-	case endReplIDChanged:
+	case history.EndReplIDChanged:
 		s.end(reasonReplIDChanged)
-	case endFellBehind:
+	case history.EndFellBehind:
 		s.end(reasonFellBehind)
 	default:
 		panic(fmt.Sprintf("unknown reader end %d", why))
@@ -141,18 +142,18 @@ func (s *session) run(parent context.Context) {
 	s.cancel = cancel
 	defer cancel(nil)
 	srv := s.srv
-	srv.hist.addReader(s)
+	srv.hist.AddReader(s)
 	srv.addSession(s)
 	defer func() {
 		srv.removeSession(s)
-		srv.hist.removeReader(s)
+		srv.hist.RemoveReader(s)
 	}()
 
 	stop := context.AfterFunc(ctx, func() { s.c.nc.Close() })
 	defer stop()
 	// The deadline of the PSYNC command itself must not outlive it: a
 	// replica sends nothing while it receives and loads a snapshot. Once it
-	// is online, setOnline gives it repl-timeout between ACKs.
+	// is online, SetOnline gives it repl-timeout between ACKs.
 	s.c.nc.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
@@ -192,7 +193,7 @@ func classify(err error, parent context.Context) CloseReason {
 		return reasonHistoryReplaced
 	case errors.Is(err, replstream.ErrTruncated):
 		return reasonStreamCut
-	case errors.Is(err, errSnapshotAbandoned):
+	case errors.Is(err, history.ErrSnapshotAbandoned):
 		return reasonSnapshotAbandoned
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return reasonReplicaClosed
@@ -241,7 +242,7 @@ func (s *session) keepalive() error { return s.write([]byte("\n")) }
 func (s *session) serve(ctx context.Context) error {
 	srv := s.srv
 	if !s.legacy {
-		d, cur, replid := srv.hist.psyncDecision(s.replid, s.off)
+		d, cur, replid := srv.hist.PsyncDecision(s.replid, s.off)
 		if d == replstream.WaitAhead {
 			// The replica holds bytes the relay cut or lost (a partial
 			// command, a crash); the upstream resends them. Newlines keep
@@ -251,7 +252,7 @@ func (s *session) serve(ctx context.Context) error {
 			if err := srv.waitAhead(ctx, s.replid, s.off, s.keepalive); err != nil {
 				return err
 			}
-			if d, cur, replid = srv.hist.psyncDecision(s.replid, s.off); d == replstream.WaitAhead {
+			if d, cur, replid = srv.hist.PsyncDecision(s.replid, s.off); d == replstream.WaitAhead {
 				d = replstream.FullResync
 			}
 		}
@@ -264,7 +265,7 @@ func (s *session) serve(ctx context.Context) error {
 			case s.c.capaPSYNC2:
 				reply = "+CONTINUE " + replid + "\r\n"
 			}
-			if !srv.hist.goOnline(s, replid) {
+			if !srv.hist.GoOnline(s, replid) {
 				return &closeError{reason: reasonReplIDChanged}
 			}
 			if err := s.write([]byte(reply)); err != nil {
@@ -300,13 +301,13 @@ func (s *session) fullSync(ctx context.Context) error {
 		}
 	}
 	defer done()
-	snap, f, err := srv.hist.syncSource(ctx, s, s.keepalive)
+	snap, f, err := srv.hist.SyncSource(ctx, s, s.keepalive)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	meta := snap.metaCopy()
-	replid := srv.hist.announcedID(snap, s.legacy)
+	meta := snap.Meta()
+	replid := srv.hist.AnnouncedID(snap, s.legacy)
 	// Counted when it starts, as Redis counts sync_full: a transfer cut
 	// half way costs the replica a full sync all the same.
 	srv.stats.fullSyncsServed.Add(1)
@@ -328,7 +329,7 @@ func (s *session) fullSync(ctx context.Context) error {
 	if s.c.capaEOF {
 		p = replstream.Payload{Size: -1, Mark: []byte(replstream.RandomHex40())}
 	} else {
-		size, err := snap.waitSize(ctx, s.keepalive)
+		size, err := snap.WaitSize(ctx, s.keepalive)
 		if err != nil {
 			return err
 		}
@@ -340,7 +341,7 @@ func (s *session) fullSync(ctx context.Context) error {
 	}
 	pw := &progressWriter{n: &s.bulkSent, total: p.Size, logger: s.logger, what: "sending snapshot"}
 	if p.Size < 0 {
-		_, size, _, _, _ := snap.state()
+		_, size, _, _, _ := snap.Progress()
 		pw.total = size
 	}
 	s.bulkTotal.Store(pw.total)
@@ -350,7 +351,7 @@ func (s *session) fullSync(ctx context.Context) error {
 		pw.count(int(k))
 		return k, err
 	}
-	if _, err := snap.copyTo(ctx, send, f); err != nil {
+	if _, err := snap.CopyTo(ctx, send, f); err != nil {
 		return err
 	}
 	if p.Mark != nil {
@@ -359,7 +360,7 @@ func (s *session) fullSync(ctx context.Context) error {
 		}
 	}
 	done() // the payload is out: the next queued full sync may start
-	log, err := snap.waitAccepted(ctx)
+	log, err := snap.WaitAccepted(ctx)
 	if err != nil {
 		return err
 	}
@@ -375,7 +376,7 @@ func (s *session) fullSync(ctx context.Context) error {
 			return err
 		}
 	}
-	if !srv.hist.goOnline(s, replid) {
+	if !srv.hist.GoOnline(s, replid) {
 		// The history moved to a new ID during the transfer, or before
 		// it (a snapshot served under replid2, see announcedID). The
 		// replica comes back with PSYNC <replid> <offset+1>, which the new
@@ -467,7 +468,7 @@ func (w writerFunc) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *session) setOnline() {
+func (s *session) SetOnline() {
 	s.state.Store(stateOnline)
 	s.ackTime.Store(time.Now().UnixNano())
 	if !s.legacy {
@@ -498,9 +499,9 @@ func (s *session) stream(ctx context.Context, cur *replstream.Cursor) error {
 			out = buf[:n]
 		}
 		n := int64(len(out))
-		if s.srv.hist.tripwireArmed() {
-			s.srv.hist.at("hold-lookup")
-			limit, err := s.srv.hist.waitHold(ctx, cur.Offset()-n)
+		if s.srv.hist.TripwireArmed() {
+			s.srv.at("hold-lookup")
+			limit, err := s.srv.hist.WaitHold(ctx, cur.Offset()-n)
 			if err != nil {
 				return err
 			}
@@ -576,7 +577,7 @@ func (s *session) readAcks(ctx context.Context) {
 // (the upstream branched before off: those bytes will never come). Only a
 // failed keepalive is an error.
 func (srv *server) waitAhead(ctx context.Context, replid string, off int64, keepalive func() error) error {
-	log := srv.hist.currentLog()
+	log := srv.hist.CurrentLog()
 	if addr, _ := srv.up.masterAddr(); log == nil || addr == "" {
 		return nil
 	}
@@ -587,8 +588,8 @@ func (srv *server) waitAhead(ctx context.Context, replid string, off int64, keep
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		changed := srv.hist.changes()
-		if id, _, ok := srv.hist.position(); !ok || !strings.EqualFold(id.ReplID, replid) {
+		changed := srv.hist.Changes()
+		if id, _, ok := srv.hist.Position(); !ok || !strings.EqualFold(id.ReplID, replid) {
 			cancel()
 			<-done
 			return nil

@@ -80,7 +80,7 @@ func TestGuardDisabledFollowsEmptyMaster(t *testing.T) {
 func TestBadSnapshotsRejected(t *testing.T) {
 	_, src := syncedRelay(t)
 	st := src.Status()
-	good, err := os.ReadFile(src.hist.path(st.Snapshot.File))
+	good, err := os.ReadFile(src.hist.Path(st.Snapshot.File))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,34 +105,34 @@ func TestBadSnapshotsRejected(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			relay := startRelay(t, "") // no upstream: the test plays it
-			s, err := relay.hist.beginFullSync(tc.replid, tc.offset)
+			s, err := relay.hist.BeginFullSync(tc.replid, tc.offset)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.Write(tc.data); err != nil {
 				t.Fatal(err)
 			}
-			_, err = relay.hist.commitFullSync(s)
+			_, err = relay.hist.CommitFullSync(s)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("commit: %v, want an error containing %q", err, tc.want)
 			}
-			relay.hist.abortFullSync(s, err)
+			relay.hist.AbortFullSync(s, err)
 			if relay.Status().HasHistory {
 				t.Fatalf("a rejected snapshot became the relay's history")
 			}
 			if n := relay.Status().SnapshotsRejected; n != 1 {
 				t.Fatalf("snapshots rejected = %d", n)
 			}
-			if _, err := os.Stat(s.path); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("rejected snapshot file left behind: %v", err)
 			}
 		})
 	}
 	t.Run("good", func(t *testing.T) {
 		relay := startRelay(t, "")
-		s, _ := relay.hist.beginFullSync(id, off)
+		s, _ := relay.hist.BeginFullSync(id, off)
 		s.Write(good)
-		if _, err := relay.hist.commitFullSync(s); err != nil {
+		if _, err := relay.hist.CommitFullSync(s); err != nil {
 			t.Fatalf("a good snapshot was rejected: %v", err)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -83,11 +84,11 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn
 // receiveSnapshot reads the payload after +FULLRESYNC into a new snapshot
 // and closes the connection; with publish, replicas waiting for a full
 // sync stream it as it arrives. On error the snapshot is dropped.
-func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*snapshot, error) {
+func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*history.SnapshotFile, error) {
 	defer c.close() // rdb-only: the sender closes too; without it, we want no stream here
-	begin := u.hist.newIncomingSnapshot
+	begin := u.hist.NewIncomingSnapshot
 	if publish {
-		begin = u.hist.beginFullSync
+		begin = u.hist.BeginFullSync
 	}
 	s, err := begin(replid, offset)
 	if err != nil {
@@ -96,13 +97,13 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 	p, err := c.readPayloadHeader()
 	if err == nil {
 		if p.Mark == nil {
-			s.setSize(p.Size)
+			s.SetSize(p.Size)
 		}
 		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &u.stats.bytesFromUpstream, total: p.Size, logger: u.logger.With("upstream", addr), what: what}
 		_, err = replstream.CopyPayload(pw, c.br, p)
 	}
 	if err != nil {
-		u.hist.abortFullSync(s, err)
+		u.hist.AbortFullSync(s, err)
 		return nil, err
 	}
 	return s, nil
@@ -111,7 +112,7 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 // snapshotFromSource takes a first snapshot from the snapshot source and
 // checks it; it is not the relay's history until the master continues
 // after it (see upstream.run).
-func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*snapshot, error) {
+func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*history.SnapshotFile, error) {
 	addr := p.addr
 	start := time.Now()
 	c, replid, offset, err := u.fetchSnapshot(ctx, p)
@@ -125,14 +126,14 @@ func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*snapsho
 	if err != nil {
 		return nil, err
 	}
-	s.markReceived()
-	if err := u.hist.validate(s); err != nil {
-		u.stats.snapshotsRejected.Add(1)
-		u.hist.abortFullSync(s, err)
+	s.MarkReceived()
+	if err := u.hist.Validate(s); err != nil {
+		u.hist.AbortFullSync(s, err)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
 	}
-	meta := s.metaCopy()
-	u.logger.Info("snapshot from the snapshot source received", "upstream", addr, "offset", meta.Offset, "bytes", s.written, "elapsed", time.Since(start).Round(time.Millisecond))
+	meta := s.Meta()
+	written, _, _, _, _ := s.Progress()
+	u.logger.Info("snapshot from the snapshot source received", "upstream", addr, "offset", meta.Offset, "bytes", written, "elapsed", time.Since(start).Round(time.Millisecond))
 	return s, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
@@ -61,6 +62,9 @@ func (r *Relay) Replicas() []ReplicaInfo {
 	sort.Slice(list, func(i, j int) bool { return list[i].Addr < list[j].Addr })
 	return list
 }
+
+// Snapshot describes an RDB file in the data dir (history.Snapshot).
+type Snapshot = history.Snapshot
 
 // Status is the relay's state for INFO, ROLE and metrics. Each part fills
 // in its own fields under its own lock, so the fields of one part agree
@@ -166,7 +170,14 @@ const (
 // Status reports the relay's state.
 func (r *Relay) Status() Status {
 	var st Status
-	current, pending := r.hist.fillStatus(&st)
+	hs, current, pending := r.hist.Status()
+	st.Identity, st.HasHistory, st.Log, st.Snapshot = hs.Identity, hs.HasHistory, hs.Log, hs.Snapshot
+	st.SyncPending = hs.SyncPending
+	st.GuardTripped, st.GuardReason, st.GuardSince = hs.GuardTripped, hs.GuardReason, hs.GuardSince
+	st.RecoverOldestOffset, st.RecoverOldestTime, st.RecoverNewestTime = hs.RecoverOldestOffset, hs.RecoverOldestTime, hs.RecoverNewestTime
+	st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = hs.HoldActive, hs.HoldCommand, hs.HoldAt, hs.HoldSince
+	st.HoldSnapshot, st.HoldSnapshotOffset = hs.HoldSnapshot, hs.HoldSnapshotOffset
+	st.SnapshotsRejected, st.GuardTrips, st.HoldTrips = hs.SnapshotsRejected, hs.GuardTrips, hs.HoldTrips
 	r.up.fillStatus(&st)
 	r.srv.fillStatus(&st)
 	st.SyncEstimate = -1
@@ -184,9 +195,6 @@ func (r *Relay) Status() Status {
 	st.Connections = c.connections.Load()
 	st.RejectedConns = c.rejectedConns.Load()
 	st.ProtocolErrors = c.protocolErrors.Load()
-	st.SnapshotsRejected = c.snapshotsRejected.Load()
-	st.GuardTrips = c.guardTrips.Load()
-	st.HoldTrips = c.holdTrips.Load()
 	st.ForksAvoided = c.forksAvoided.Load()
 	st.FullSyncPacedBytes, st.FullSyncPaceWait = c.pacedBytes.Load(), time.Duration(c.paceWait.Load())
 	st.CompressedInStream, st.CompressedInWire = c.zIn.stream.Load(), c.zIn.wire.Load()
@@ -219,22 +227,22 @@ func (r *Relay) Status() Status {
 // restart with no master at all. The cost: after a failover with a partial
 // resync, the version is the old snapshot writer's until the next full
 // sync or refresh.
-func readMasterFacts(st *Status, current, pending *snapshot) {
+func readMasterFacts(st *Status, current, pending *history.SnapshotFile) {
 	var pendingAux map[string]string
 	if pending != nil {
-		pendingAux = rdbAux(pending.path)
+		pendingAux = rdbAux(pending.Path())
 	}
 	if v := auxVersion(pendingAux); v != "" {
 		st.MasterVersion = v
 	} else if current != nil {
-		st.MasterVersion = auxVersion(rdbAux(current.path))
+		st.MasterVersion = auxVersion(rdbAux(current.Path()))
 	}
 	if st.LinkState != LinkSync {
 		return
 	}
 	// Until the master's payload header arrives (a disk-based master is
 	// still saving), the transfer figures are the previous sync's.
-	if pending != nil && st.SyncStart.Before(pending.metaCopy().Created) {
+	if pending != nil && st.SyncStart.Before(pending.Meta().Created) {
 		st.SyncRead, st.SyncTotal, st.SyncStart = 0, -1, time.Time{}
 	}
 	if st.SyncTotal >= 0 {

@@ -17,7 +17,7 @@ import (
 // stream appends the command stream to the log until the link fails. It
 // ACKs every second, and at once on REPLCONF GETACK.
 func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string, ackNow []byte) error {
-	log := u.hist.currentLog()
+	log := u.hist.CurrentLog()
 	_, next := log.Range()
 	if u.framer == nil || u.framerLog != log || u.framer.Next() != next {
 		// The log always ends on a resume point here: a full sync starts
@@ -52,7 +52,7 @@ func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string,
 	getack := false
 	var relayed int64 // commands framed by one Feed
 	onCmd := func(cmd *replstream.Command) {
-		u.hist.tripwire(cmd, u.resume.At())
+		u.hist.Tripwire(cmd, u.resume.At())
 		u.resume.Add(cmd)
 		u.counts.add(cmd.Name)
 		relayed++
@@ -114,7 +114,7 @@ func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string,
 // of them. Replicas that already received some of the cut bytes are
 // disconnected by their cursors and come back from a resume point.
 func (u *upstreamLink) cutPartialTail() {
-	log := u.hist.currentLog()
+	log := u.hist.CurrentLog()
 	if log == nil {
 		return
 	}

@@ -363,7 +363,7 @@ func TestTripwireDelMatchesExpiry(t *testing.T) {
 		if n, ok := master.Info(t, "commandstats")["cmdstat_del"]; ok {
 			t.Fatalf("a client sent DEL (%s): the test wants the master's own", n)
 		}
-		if _, err := relay.hist.currentLog().Sync(); err != nil {
+		if _, err := relay.hist.CurrentLog().Sync(); err != nil {
 			t.Fatal(err)
 		}
 		res, err := recovery.Recover(t.Context(), recovery.Options{

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/replstream"
 )
@@ -24,7 +25,7 @@ import (
 // mu is a leaf lock, as is cmdMu.
 type upstreamLink struct {
 	cfg    *settings.Live
-	hist   *history
+	hist   *history.Store
 	logger *slog.Logger
 	stats  *counters
 
@@ -50,7 +51,7 @@ type upstreamLink struct {
 	counts    commandCounts
 }
 
-func newUpstreamLink(cfg *settings.Live, hist *history, stats *counters, logger *slog.Logger) *upstreamLink {
+func newUpstreamLink(cfg *settings.Live, hist *history.Store, stats *counters, logger *slog.Logger) *upstreamLink {
 	u := &upstreamLink{
 		cfg: cfg, hist: hist, stats: stats, logger: logger,
 		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
@@ -148,13 +149,13 @@ func (u *upstreamLink) run(ctx context.Context, port int) {
 			continue
 		}
 		select {
-		case <-u.hist.guardHold():
+		case <-u.hist.GuardHold():
 		default:
 			u.status.set(LinkNone, addr)
 			select {
-			case <-u.hist.guardHold():
+			case <-u.hist.GuardHold():
 			case <-moved:
-				u.hist.discardHeld()
+				u.hist.DiscardHeld()
 			case <-ctx.Done():
 			}
 			continue
@@ -193,7 +194,7 @@ func (u *upstreamLink) run(ctx context.Context, port int) {
 		switch {
 		case errors.Is(err, errLocalWrite):
 			backoff = min(max(2*backoff, time.Second), 5*time.Second)
-		case u.streamed, errors.Is(err, errGuardTripped):
+		case u.streamed, errors.Is(err, history.ErrGuardTripped):
 			backoff = 0
 		case backoff == 0:
 			backoff = 250 * time.Millisecond
@@ -223,9 +224,9 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	// Without a history, the first snapshot comes from the snapshot source
 	// when there is one (source.go); it becomes the history only if the
 	// master continues after it.
-	var fromSource *snapshot
+	var fromSource *history.SnapshotFile
 	src := u.cfg.Get().SnapshotSource
-	if _, _, ok := u.hist.position(); src != "" && (!ok || u.forceFull) {
+	if _, _, ok := u.hist.Position(); src != "" && (!ok || u.forceFull) {
 		// A snapshot from the source (a fork there, a whole transfer) is
 		// thrown away unless the master takes the PSYNC after it: first
 		// make sure the master answers and accepts the handshake.
@@ -248,7 +249,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	}
 	defer func() {
 		if fromSource != nil {
-			u.hist.abortFullSync(fromSource, fmt.Errorf("not continued by the master: %v", err))
+			u.hist.AbortFullSync(fromSource, fmt.Errorf("not continued by the master: %v", err))
 		}
 	}()
 	u.status.set(LinkConnecting, addr)
@@ -272,7 +273,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	if _, err := u.handshake(c, replconfs...); err != nil {
 		return err
 	}
-	id, next, ok := u.hist.position()
+	id, next, ok := u.hist.Position()
 	if ok && !u.forceFull && fromSource == nil {
 		if next, err = u.alignToBranch(c, addr, id.ReplID, next); err != nil {
 			return err
@@ -281,7 +282,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 	psync := []string{"PSYNC", "?", "-1"}
 	switch {
 	case fromSource != nil:
-		psync = []string{"PSYNC", fromSource.meta.ReplID, strconv.FormatInt(fromSource.meta.Offset+1, 10)}
+		psync = []string{"PSYNC", fromSource.Meta().ReplID, strconv.FormatInt(fromSource.Meta().Offset+1, 10)}
 	case ok && !u.forceFull:
 		psync = []string{"PSYNC", id.ReplID, strconv.FormatInt(next, 10)}
 	}
@@ -305,17 +306,17 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		s := fromSource
 		fromSource = nil
 		if len(fields) == 2 && !replstream.ValidReplID(fields[1]) {
-			u.hist.abortFullSync(s, errors.New("bad CONTINUE reply"))
+			u.hist.AbortFullSync(s, errors.New("bad CONTINUE reply"))
 			return fmt.Errorf("bad CONTINUE reply %q", resp.Excerpt(line, 100))
 		}
-		if _, err := u.hist.commitFullSync(s); err != nil {
-			if !errors.Is(err, errGuardTripped) {
-				u.hist.abortFullSync(s, err)
+		if _, err := u.hist.CommitFullSync(s); err != nil {
+			if !errors.Is(err, history.ErrGuardTripped) {
+				u.hist.AbortFullSync(s, err)
 			}
 			return err
 		}
-		if len(fields) == 2 && !strings.EqualFold(fields[1], s.meta.ReplID) {
-			if err := u.hist.shiftReplID(fields[1]); err != nil {
+		if len(fields) == 2 && !strings.EqualFold(fields[1], s.Meta().ReplID) {
+			if err := u.hist.ShiftReplID(fields[1]); err != nil {
 				return err
 			}
 		}
@@ -323,12 +324,12 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		u.stats.forksAvoided.Add(1)
 		u.stats.upstreamPartials.Add(1)
 		u.noteSnapshotFrom(src)
-		u.logger.Info("master continued after the snapshot source's snapshot: no fork on the master", "upstream", addr, "source", src, "next", s.meta.Offset+1)
+		u.logger.Info("master continued after the snapshot source's snapshot: no fork on the master", "upstream", addr, "source", src, "next", s.Meta().Offset+1)
 		return u.stream(ctx, c, addr, nil)
 	case len(fields) > 0 && fields[0] == "+FULLRESYNC":
 		if fromSource != nil {
-			u.hist.abortFullSync(fromSource, errors.New("the master answered FULLRESYNC"))
-			u.sourceFallback(fmt.Sprintf("the master answered FULLRESYNC to PSYNC %s %d: its backlog no longer holds the snapshot source's offset, or the source follows another history", fromSource.meta.ReplID, fromSource.meta.Offset+1))
+			u.hist.AbortFullSync(fromSource, errors.New("the master answered FULLRESYNC"))
+			u.sourceFallback(fmt.Sprintf("the master answered FULLRESYNC to PSYNC %s %d: its backlog no longer holds the snapshot source's offset, or the source follows another history", fromSource.Meta().ReplID, fromSource.Meta().Offset+1))
 			fromSource = nil
 		}
 		if len(fields) != 3 || !replstream.ValidReplID(fields[1]) {
@@ -348,7 +349,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 				return fmt.Errorf("bad CONTINUE reply %q", resp.Excerpt(line, 100))
 			}
 			u.logger.Info("master replication ID changed", "upstream", addr, "replid", fields[1], "replid2", id.ReplID, "offset", next-1)
-			if err := u.hist.shiftReplID(fields[1]); err != nil {
+			if err := u.hist.ShiftReplID(fields[1]); err != nil {
 				return err
 			}
 		}
@@ -387,17 +388,17 @@ func (u *upstreamLink) probeMaster(ctx context.Context, addr string) error {
 func (u *upstreamLink) fullSync(ctx context.Context, c *upstreamConn, addr, replid string, offset int64) error {
 	u.status.set(LinkSync, addr)
 	u.logger.Info("full resync from upstream", "upstream", addr, "replid", replid, "offset", offset)
-	s, err := u.hist.beginFullSync(replid, offset)
+	s, err := u.hist.BeginFullSync(replid, offset)
 	if err != nil {
 		return err
 	}
 	p, err := c.readPayloadHeader()
 	if err != nil {
-		u.hist.abortFullSync(s, err)
+		u.hist.AbortFullSync(s, err)
 		return err
 	}
 	if p.Mark == nil {
-		s.setSize(p.Size)
+		s.SetSize(p.Size)
 	}
 	u.status.mu.Lock()
 	u.status.syncTotal, u.status.syncStart = p.Size, time.Now()
@@ -408,18 +409,18 @@ func (u *upstreamLink) fullSync(ctx context.Context, c *upstreamConn, addr, repl
 	n, err := replstream.CopyPayload(pw, c.br, p)
 	if err != nil {
 		err = fmt.Errorf("receive snapshot after %d bytes: %w", n, err)
-		u.hist.abortFullSync(s, err)
+		u.hist.AbortFullSync(s, err)
 		return err
 	}
 	err = keepAliveWhile(c, func() error {
-		_, err := u.hist.commitFullSync(s)
+		_, err := u.hist.CommitFullSync(s)
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, errGuardTripped) {
+		if errors.Is(err, history.ErrGuardTripped) {
 			return err
 		}
-		u.hist.abortFullSync(s, err)
+		u.hist.AbortFullSync(s, err)
 		u.forceFull = true
 		return err
 	}

@@ -1,4 +1,4 @@
-package proxy
+package history
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
-// snapshot is an RDB being received from upstream, or a complete one. Any
+// SnapshotFile is an RDB being received from upstream, or a complete one. Any
 // number of sessions read it while it is written (pipelined fan-out); the
 // final bytes are released only once the whole file has been received and
 // checked, so no replica can load a snapshot the relay did not accept.
-type snapshot struct {
+type SnapshotFile struct {
 	meta Snapshot // ReplID, Offset, File fixed at creation; Size when complete
 	path string
 
@@ -46,36 +46,40 @@ type snapshot struct {
 // recovered from state.json, or one the guard holds back). It is not
 // parsed again: its counts are the ones meta carries, and parsed stays open
 // unless the caller closes it.
-func completeSnapshot(meta Snapshot, path string) *snapshot {
-	return &snapshot{meta: meta, path: path, written: meta.Size, size: meta.Size, done: true, received: true, wake: make(chan struct{}), parsed: make(chan struct{})}
+func completeSnapshot(meta Snapshot, path string) *SnapshotFile {
+	return &SnapshotFile{meta: meta, path: path, written: meta.Size, size: meta.Size, done: true, received: true, wake: make(chan struct{}), parsed: make(chan struct{})}
 }
 
-func newSnapshot(replid string, offset int64, path string) (*snapshot, error) {
+func newSnapshot(replid string, offset int64, path string) (*SnapshotFile, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create snapshot file: %w", err)
 	}
-	return &snapshot{
+	return &SnapshotFile{
 		meta: Snapshot{ReplID: replid, Offset: offset, Created: time.Now(), Keys: -1, Expires: -1},
 		path: path, f: f, size: -1, wake: make(chan struct{}),
 		check: rdbparse.NewChecker(), parsed: make(chan struct{}),
 	}, nil
 }
 
-// metaCopy returns the metadata; Size and the parser's counts change after
+// Meta returns the metadata; Size and the parser's counts change after
 // creation, the other fields never do.
-func (s *snapshot) metaCopy() Snapshot {
+func (s *SnapshotFile) Meta() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.meta
 }
 
-func (s *snapshot) notify() {
+// Path is where the snapshot's file is; it never changes.
+func (s *SnapshotFile) Path() string { return s.path }
+
+func (s *SnapshotFile) notify() {
 	close(s.wake)
 	s.wake = make(chan struct{})
 }
 
-func (s *snapshot) setSize(n int64) {
+// SetSize records the total size once the payload header gives it.
+func (s *SnapshotFile) SetSize(n int64) {
 	s.mu.Lock()
 	s.size = n
 	s.notify()
@@ -87,7 +91,7 @@ func (s *snapshot) setSize(n int64) {
 const writebackEvery = 8 << 20
 
 // Write appends RDB bytes from upstream; it implements io.Writer.
-func (s *snapshot) Write(p []byte) (int, error) {
+func (s *SnapshotFile) Write(p []byte) (int, error) {
 	n, err := s.f.Write(p)
 	s.check.Write(p[:n])
 	s.mu.Lock()
@@ -105,9 +109,9 @@ func (s *snapshot) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// markReceived records that every byte is in. The parser may now reach the
+// MarkReceived records that every byte is in. The parser may now reach the
 // end of the file; replicas still wait for acceptance.
-func (s *snapshot) markReceived() {
+func (s *SnapshotFile) MarkReceived() {
 	s.mu.Lock()
 	s.received = true
 	s.size = s.written
@@ -117,7 +121,7 @@ func (s *snapshot) markReceived() {
 
 // markVerified releases the last byte to replicas: the snapshot is sound,
 // only the relay's own commit (fsync, state.json) is still to come.
-func (s *snapshot) markVerified() {
+func (s *SnapshotFile) markVerified() {
 	s.mu.Lock()
 	s.verified = true
 	s.notify()
@@ -126,7 +130,7 @@ func (s *snapshot) markVerified() {
 
 // finish marks the transfer over: accepted with the log of its history, or
 // failed with err.
-func (s *snapshot) finish(log *replstream.Log, err error) {
+func (s *SnapshotFile) finish(log *replstream.Log, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.f != nil {
@@ -141,16 +145,16 @@ func (s *snapshot) finish(log *replstream.Log, err error) {
 	s.notify()
 }
 
-// state returns what is known now, and a channel closed on the next change.
-func (s *snapshot) state() (written, size int64, done bool, err error, wake <-chan struct{}) {
+// Progress returns what is known now, and a channel closed on the next change.
+func (s *SnapshotFile) Progress() (written, size int64, done bool, err error, wake <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.written, s.size, s.done, s.err, s.wake
 }
 
-// waitAccepted returns the log of the snapshot's history once the relay
-// has committed it, or errSnapshotAbandoned.
-func (s *snapshot) waitAccepted(ctx context.Context) (*replstream.Log, error) {
+// WaitAccepted returns the log of the snapshot's history once the relay
+// has committed it, or ErrSnapshotAbandoned.
+func (s *SnapshotFile) WaitAccepted(ctx context.Context) (*replstream.Log, error) {
 	for {
 		s.mu.Lock()
 		log, done, err, wake := s.log, s.done, s.err, s.wake
@@ -159,7 +163,7 @@ func (s *snapshot) waitAccepted(ctx context.Context) (*replstream.Log, error) {
 		case done && err == nil:
 			return log, nil
 		case done:
-			return nil, fmt.Errorf("%w: %v", errSnapshotAbandoned, err)
+			return nil, fmt.Errorf("%w: %v", ErrSnapshotAbandoned, err)
 		}
 		select {
 		case <-wake:
@@ -169,18 +173,18 @@ func (s *snapshot) waitAccepted(ctx context.Context) (*replstream.Log, error) {
 	}
 }
 
-// errSnapshotAbandoned: the upstream transfer failed or was rejected.
-var errSnapshotAbandoned = errors.New("snapshot transfer abandoned")
+// ErrSnapshotAbandoned: the upstream transfer failed or was rejected.
+var ErrSnapshotAbandoned = errors.New("snapshot transfer abandoned")
 
-// waitSize blocks until the total size is known, calling keepalive every
+// WaitSize blocks until the total size is known, calling keepalive every
 // second meanwhile.
-func (s *snapshot) waitSize(ctx context.Context, keepalive func() error) (int64, error) {
+func (s *SnapshotFile) WaitSize(ctx context.Context, keepalive func() error) (int64, error) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		_, size, done, err, wake := s.state()
+		_, size, done, err, wake := s.Progress()
 		if done && err != nil {
-			return 0, fmt.Errorf("%w: %v", errSnapshotAbandoned, err)
+			return 0, fmt.Errorf("%w: %v", ErrSnapshotAbandoned, err)
 		}
 		if size >= 0 {
 			return size, nil
@@ -197,18 +201,18 @@ func (s *snapshot) waitSize(ctx context.Context, keepalive func() error) (int64,
 	}
 }
 
-// copyTo sends the snapshot's RDB bytes as they become available, holding
+// CopyTo sends the snapshot's RDB bytes as they become available, holding
 // back the final byte until the snapshot is verified. f is a handle on the
 // snapshot file opened by the caller; send sends n bytes of it from pos
 // and returns how many it sent.
-func (s *snapshot) copyTo(ctx context.Context, send func(f *os.File, pos, n int64) (int64, error), f *os.File) (int64, error) {
+func (s *SnapshotFile) CopyTo(ctx context.Context, send func(f *os.File, pos, n int64) (int64, error), f *os.File) (int64, error) {
 	var pos int64
 	for {
 		s.mu.Lock()
 		written, done, err, wake, verified := s.written, s.done, s.err, s.wake, s.verified
 		s.mu.Unlock()
 		if done && err != nil {
-			return pos, fmt.Errorf("%w: %v", errSnapshotAbandoned, err)
+			return pos, fmt.Errorf("%w: %v", ErrSnapshotAbandoned, err)
 		}
 		limit := written
 		if !done && !verified {
@@ -239,7 +243,7 @@ func (s *snapshot) copyTo(ctx context.Context, send func(f *os.File, pos, n int6
 // follower reads the snapshot file as it grows, for the parser. It ends at
 // the last byte once all are received, or with the transfer's error.
 type follower struct {
-	s   *snapshot
+	s   *SnapshotFile
 	f   *os.File
 	pos int64
 }
@@ -270,7 +274,7 @@ func (fl *follower) Read(p []byte) (int, error) {
 // parse summarises the snapshot with rdbparse while it arrives, then closes
 // parsed. The relay never waits for it except where a check needs its
 // verdict. Snapshots made by completeSnapshot are never parsed.
-func (s *snapshot) parse() {
+func (s *SnapshotFile) parse() {
 	defer close(s.parsed)
 	f, err := os.Open(s.path)
 	if err != nil {

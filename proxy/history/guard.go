@@ -1,4 +1,4 @@
-package proxy
+package history
 
 import (
 	"errors"
@@ -15,19 +15,19 @@ import (
 // data and are served the old history, the upstream link pauses, and an
 // operator releases the snapshot with RELAY GUARD RELEASE.
 
-var errGuardTripped = errors.New("empty-master guard tripped")
+var ErrGuardTripped = errors.New("empty-master guard tripped")
 
 // guardState is guarded by history.mu.
 type guardState struct {
-	held     *snapshot // the snapshot held back; nil while the guard is not tripped
-	tripwire bool      // held with the command tripwire's hold, not for the guard's own reasons
+	held     *SnapshotFile // the snapshot held back; nil while the guard is not tripped
+	tripwire bool          // held with the command tripwire's hold, not for the guard's own reasons
 	reason   string
 	since    time.Time
 	released chan struct{} // closed when the held snapshot is released or discarded
 }
 
 // guardCheck returns why s must be held back, or "".
-func (h *history) guardCheck(s *snapshot) string {
+func (h *Store) guardCheck(s *SnapshotFile) string {
 	cfg := h.cfg.Get()
 	if cfg.DisableGuard {
 		return ""
@@ -60,7 +60,7 @@ func (h *history) guardCheck(s *snapshot) string {
 }
 
 // holdSnapshot quarantines s for the empty-master guard.
-func (h *history) holdSnapshot(s *snapshot, why string) {
+func (h *Store) holdSnapshot(s *SnapshotFile, why string) {
 	h.quarantine(s, why, false)
 	h.stats.guardTrips.Add(1)
 	h.logger.Error("EMPTY-MASTER GUARD TRIPPED: not propagating the new master's snapshot; replicas keep their data. Release with RELAY GUARD RELEASE once the master is known good", "reason", why, "replid", s.meta.ReplID, "path", s.path)
@@ -71,10 +71,10 @@ func (h *history) holdSnapshot(s *snapshot, why string) {
 // link waits until RELAY GUARD RELEASE makes s the relay's history. With
 // tripwire it is held for the command tripwire: INFO shows it with the hold,
 // not as the guard's.
-func (h *history) quarantine(s *snapshot, why string, tripwire bool) {
-	written, _, _, _, _ := s.state()
-	s.finish(nil, errGuardTripped)
-	held := completeSnapshot(s.metaCopy(), s.path)
+func (h *Store) quarantine(s *SnapshotFile, why string, tripwire bool) {
+	written, _, _, _, _ := s.Progress()
+	s.finish(nil, ErrGuardTripped)
+	held := completeSnapshot(s.Meta(), s.path)
 	held.meta.Size = written
 	held.written, held.size = written, written
 	held.summary, held.parseErr = s.summary, s.parseErr
@@ -88,9 +88,9 @@ func (h *history) quarantine(s *snapshot, why string, tripwire bool) {
 	h.mu.Unlock()
 }
 
-// guardHold returns a channel that is closed when the guard is not (or no
+// GuardHold returns a channel that is closed when the guard is not (or no
 // longer) tripped.
-func (h *history) guardHold() <-chan struct{} {
+func (h *Store) GuardHold() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.guard.held == nil {
@@ -101,11 +101,11 @@ func (h *history) guardHold() <-chan struct{} {
 	return h.guard.released
 }
 
-// releaseGuard makes the held snapshot the relay's history: replicas then
+// ReleaseGuard makes the held snapshot the relay's history: replicas then
 // full-sync to it and follow the new master. A new history ends the
 // command tripwire's hold too. With no snapshot held it releases the
 // command tripwire's hold.
-func (h *history) releaseGuard() error {
+func (h *Store) ReleaseGuard() error {
 	h.mu.Lock()
 	g := h.guard
 	h.guard = guardState{}
@@ -125,8 +125,8 @@ func (h *history) releaseGuard() error {
 	return nil
 }
 
-// discardHeld drops a held snapshot (the upstream was re-pointed).
-func (h *history) discardHeld() {
+// DiscardHeld drops a held snapshot (the upstream was re-pointed).
+func (h *Store) DiscardHeld() {
 	h.mu.Lock()
 	g := h.guard
 	h.guard = guardState{}

@@ -1,4 +1,4 @@
-package proxy
+package history
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	hstate "github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -23,12 +22,12 @@ import (
 // errNotHolding: RELAY GUARD RELEASE with nothing held.
 var errNotHolding = errors.New("neither the guard nor the command tripwire is holding anything")
 
-// warnHoldCommands logs a warning for each command newly named in
+// WarnHoldCommands logs a warning for each command newly named in
 // hold-on-commands (held, against was) that also matches deletions the
 // master makes on its own (history.ExpiryCaveat).
-func (h *history) warnHoldCommands(was, held map[string]bool) {
+func (h *Store) WarnHoldCommands(was, held map[string]bool) {
 	for name := range held {
-		if why := hstate.ExpiryCaveat(name); why != "" && !was[name] {
+		if why := ExpiryCaveat(name); why != "" && !was[name] {
 			h.logger.Warn("hold-on-commands names "+strings.ToUpper(name)+": it will also trip on keys the master expires or evicts", "reason", why)
 		}
 	}
@@ -37,7 +36,7 @@ func (h *history) warnHoldCommands(was, held map[string]bool) {
 // tripwire is called by the upstream link for every command, with the
 // resume point just before it. It starts a hold when the command is one of
 // HoldOnCommands and nothing is held yet.
-func (h *history) tripwire(cmd *replstream.Command, before int64) {
+func (h *Store) Tripwire(cmd *replstream.Command, before int64) {
 	if set := h.cfg.HoldCommands(); len(set) == 0 || !set[strings.ToLower(string(cmd.Name))] {
 		return
 	}
@@ -46,7 +45,7 @@ func (h *history) tripwire(cmd *replstream.Command, before int64) {
 		h.mu.Unlock()
 		return
 	}
-	hs := &holdState{At: before, Command: strings.ToUpper(string(cmd.Name)), Since: time.Now()}
+	hs := &Hold{At: before, Command: strings.ToUpper(string(cmd.Name)), Since: time.Now()}
 	h.hold = hs
 	h.holding.Store(true)
 	h.broadcast()
@@ -58,7 +57,7 @@ func (h *history) tripwire(cmd *replstream.Command, before int64) {
 }
 
 // releaseHold lets the held stream through.
-func (h *history) releaseHold() error {
+func (h *Store) releaseHold() error {
 	h.mu.Lock()
 	hs := h.hold
 	h.hold = nil
@@ -81,7 +80,7 @@ func (h *history) releaseHold() error {
 //     served the current history up to the hold, and RELAY GUARD RELEASE
 //     installs the held snapshot, which ends the hold;
 //   - a refreshed snapshot taken at or past the hold point is dropped
-//     (pastHold), and none still arriving is served (syncSource);
+//     (pastHold), and none still arriving is served (SyncSource);
 //   - sessions look the hold up after each read of the log, and send
 //     nothing at or past it (session.stream).
 
@@ -92,7 +91,7 @@ var errPastHold = errors.New("the command tripwire holds replicas before this sn
 // holdNewHistory holds back a snapshot that would start a new history while
 // the tripwire holds (it may carry the held command, or be another
 // master's); it reports whether it did.
-func (h *history) holdNewHistory(s *snapshot) bool {
+func (h *Store) holdNewHistory(s *SnapshotFile) bool {
 	h.mu.Lock()
 	hs := h.hold
 	h.mu.Unlock()
@@ -109,7 +108,7 @@ func (h *history) holdNewHistory(s *snapshot) bool {
 
 // pastHold fails when a snapshot at offset holds bytes at or past the hold
 // point. Caller holds mu.
-func (h *history) pastHold(offset int64) error {
+func (h *Store) pastHold(offset int64) error {
 	if h.hold != nil && offset >= h.hold.At {
 		return fmt.Errorf("%w: %s held at offset %d, snapshot at %d", errPastHold, h.hold.Command, h.hold.At, offset)
 	}
@@ -117,7 +116,7 @@ func (h *history) pastHold(offset int64) error {
 }
 
 // saveHold records the hold (or its absence) in state.json.
-func (h *history) saveHold() {
+func (h *Store) saveHold() {
 	h.stateMu.Lock()
 	defer h.stateMu.Unlock()
 	h.mu.Lock()
@@ -132,9 +131,9 @@ func (h *history) saveHold() {
 	}
 }
 
-// tripwireArmed reports whether sessions must look for a hold: commands
+// TripwireArmed reports whether sessions must look for a hold: commands
 // are named, or a hold (recovered from state.json) is still on.
-func (h *history) tripwireArmed() bool {
+func (h *Store) TripwireArmed() bool {
 	if len(h.cfg.HoldCommands()) > 0 {
 		return true
 	}
@@ -143,7 +142,7 @@ func (h *history) tripwireArmed() bool {
 
 // holdLimit returns the offset a replica's stream must stop before (-1:
 // none) and a channel closed when that may change.
-func (h *history) holdLimit() (int64, <-chan struct{}) {
+func (h *Store) holdLimit() (int64, <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.hold == nil {
@@ -152,9 +151,9 @@ func (h *history) holdLimit() (int64, <-chan struct{}) {
 	return h.hold.At, h.changed
 }
 
-// waitHold blocks while the stream at off is held; it returns how many
+// WaitHold blocks while the stream at off is held; it returns how many
 // bytes from off may be sent now (-1: no limit).
-func (h *history) waitHold(ctx context.Context, off int64) (int64, error) {
+func (h *Store) WaitHold(ctx context.Context, off int64) (int64, error) {
 	for {
 		at, changed := h.holdLimit()
 		if at < 0 {

@@ -1,4 +1,4 @@
-package proxy
+package history
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 // after its snapshot; older snapshots are kept while the log still holds
 // the stream after them.
 
-// commitRefresh validates a refreshed snapshot and swaps it in: same
+// CommitRefresh validates a refreshed snapshot and swaps it in: same
 // history, same log, newer starting point.
-func (h *history) commitRefresh(ctx context.Context, s *snapshot) error {
-	s.markReceived()
+func (h *Store) CommitRefresh(ctx context.Context, s *SnapshotFile) error {
+	s.MarkReceived()
 	h.at("refresh-received")
 	if err := h.validate(s); err != nil {
 		h.stats.snapshotsRejected.Add(1)
@@ -32,7 +32,7 @@ func (h *history) commitRefresh(ctx context.Context, s *snapshot) error {
 	// stream it continues with. By then the command tripwire has seen every
 	// command the snapshot holds: one that holds the held command is
 	// dropped, and its last byte never reaches a replica.
-	log := h.currentLog()
+	log := h.CurrentLog()
 	wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout())
 	err := log.WaitFor(wctx, s.meta.Offset)
 	cancel()
@@ -74,9 +74,9 @@ func (h *history) commitRefresh(ctx context.Context, s *snapshot) error {
 	return nil
 }
 
-// refreshBase reports whether a snapshot of replid at offset continues
+// RefreshBase reports whether a snapshot of replid at offset continues
 // the current history, and the current snapshot's offset (-1: none).
-func (h *history) refreshBase(replid string, offset int64) (same bool, current int64) {
+func (h *Store) RefreshBase(replid string, offset int64) (same bool, current int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	current = -1
@@ -89,7 +89,7 @@ func (h *history) refreshBase(replid string, offset int64) (same bool, current i
 // trimLog drops log segments that hold only bytes before the snapshot and
 // outside the retention window (RetainBytes before the head, RetainAge),
 // and never what a full sync in progress will stream after its snapshot.
-func (h *history) trimLog() error {
+func (h *Store) trimLog() error {
 	h.mu.Lock()
 	log, snap := h.log, h.snap
 	keep := int64(0)
@@ -128,7 +128,7 @@ func (h *history) trimLog() error {
 
 // dropUnreachableSnapshots forgets the older snapshots whose stream the
 // log no longer holds, and deletes their files.
-func (h *history) dropUnreachableSnapshots(log *replstream.Log) error {
+func (h *Store) dropUnreachableSnapshots(log *replstream.Log) error {
 	first, _ := log.Range()
 	h.stateMu.Lock()
 	h.mu.Lock()
@@ -163,7 +163,7 @@ func (h *history) dropUnreachableSnapshots(log *replstream.Log) error {
 		return err
 	}
 	for _, o := range dropped {
-		h.removeSnapshotFiles(h.path(o.File))
+		h.removeSnapshotFiles(h.Path(o.File))
 	}
 	return nil
 }
@@ -172,18 +172,18 @@ func (h *history) dropUnreachableSnapshots(log *replstream.Log) error {
 // (a replica that stopped reading); they will full-sync from the relay's
 // snapshot when they come back. Their cursors would find out at their next
 // read, which a replica that stopped reading may never ask for.
-func (h *history) dropFellBehind(log *replstream.Log) {
+func (h *Store) dropFellBehind(log *replstream.Log) {
 	first, _ := log.Range()
 	h.mu.Lock()
-	var behind []reader
+	var behind []Reader
 	for r := range h.readers {
-		if next := r.nextOffset(); r.online() && next > 0 && next < first {
+		if next := r.NextOffset(); r.Online() && next > 0 && next < first {
 			behind = append(behind, r)
 		}
 	}
 	h.mu.Unlock()
 	for _, r := range behind {
-		h.logger.Warn("replica fell out of the retained log", "replica", r.String(), "sent", r.nextOffset(), "first", first)
-		r.endReader(endFellBehind)
+		h.logger.Warn("replica fell out of the retained log", "replica", r.String(), "sent", r.NextOffset(), "first", first)
+		r.EndReader(EndFellBehind)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package history
 
 import (
 	"context"
@@ -15,26 +15,26 @@ import (
 	"syscall"
 	"time"
 
-	hstate "github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
-// history is the replication history the relay serves: its identity, the
+// Store is the replication history the relay serves: its identity, the
 // newest accepted snapshot (and older ones kept for recovery), the log of
 // bytes after it, the guard's and the tripwire's holds, and state.json,
-// which records them. It owns the data dir. The upstream link is its only
-// writer; downstream replicas read it and register as its readers (the
-// reader interface), so that a replid shift or a trim can reach them.
+// which records them. It owns the data dir. The upstream link writes it
+// (and RELAY GUARD RELEASE, through ReleaseGuard); downstream replicas read
+// it and register as its readers (the Reader interface), so that a replid
+// shift or a trim can reach them.
 //
 // Locks, in the order they nest: stateMu, then mu, then a snapshot's or
 // the log's own.
-type history struct {
+type Store struct {
 	cfg    *settings.Live
 	dir    string // the data dir
 	logger *slog.Logger
-	stats  *counters
+	stats  counters
 	lock   *os.File // flock on the data dir
 
 	// stateMu makes every change of the history's identity, snapshot or
@@ -42,32 +42,33 @@ type history struct {
 	// apply it under mu. Held across the file write, never across network
 	// I/O. Only its holder changes id, snap, log, older and hold.
 	stateMu sync.Mutex
-	// fsyncFile makes a file durable (tests wrap it to observe or slow it).
+	// fsyncFile makes a file durable: (*os.File).Sync, or a test's
+	// Hooks.Sync (SetHooks). Set under stateMu and mu.
 	fsyncFile func(*os.File) error
 
 	mu   sync.Mutex
 	id   replstream.Identity // guarded by mu; ReplID empty before the first sync
-	snap *snapshot           // newest accepted snapshot; guarded by mu
+	snap *SnapshotFile       // newest accepted snapshot; guarded by mu
 	// older snapshots of the same history and log, newest first, kept
 	// while the log still holds the stream after them (recovery to a
 	// point starts from the newest one before it); guarded by mu
 	older   []Snapshot
 	log     *replstream.Log // log of the current history, snap.log; guarded by mu
-	pending *snapshot       // being received from upstream; guarded by mu
-	hold    *holdState      // the command tripwire holds replicas before hold.At; guarded by mu
+	pending *SnapshotFile   // being received from upstream; guarded by mu
+	hold    *Hold           // the command tripwire holds replicas before hold.At; guarded by mu
 	holding atomic.Bool     // hold != nil, for sessions' fast path
 	changed chan struct{}   // closed and replaced when id, snap, pending or hold change; guarded by mu
 	// readers registered with this history, each with its pin: during
 	// its full sync, the log offset it streams from after the snapshot,
 	// which trimLog keeps; 0 otherwise. Guarded by mu.
-	readers map[reader]int64
+	readers map[Reader]int64
 	guard   guardState     // guarded by mu
 	bg      sync.WaitGroup // background work: snapshot parsers
 }
 
-// openHistory locks the data dir and recovers the history kept there, if
+// Open locks the data dir and recovers the history kept there, if
 // any.
-func openHistory(cfg *settings.Live, stats *counters, logger *slog.Logger) (*history, error) {
+func Open(cfg *settings.Live, logger *slog.Logger) (*Store, error) {
 	dir := cfg.Fixed().DataDir
 	if dir == "" {
 		return nil, errors.New("data dir is required")
@@ -83,13 +84,13 @@ func openHistory(cfg *settings.Live, stats *counters, logger *slog.Logger) (*his
 		lock.Close()
 		return nil, fmt.Errorf("data dir %s is in use by another process: %w", dir, err)
 	}
-	h := &history{
-		cfg: cfg, dir: dir, logger: logger, stats: stats, lock: lock,
+	h := &Store{
+		cfg: cfg, dir: dir, logger: logger, lock: lock,
 		fsyncFile: (*os.File).Sync,
 		changed:   make(chan struct{}),
-		readers:   make(map[reader]int64),
+		readers:   make(map[Reader]int64),
 	}
-	h.warnHoldCommands(nil, cfg.HoldCommands())
+	h.WarnHoldCommands(nil, cfg.HoldCommands())
 	if err := h.recover(); err != nil {
 		lock.Close()
 		return nil, err
@@ -97,9 +98,9 @@ func openHistory(cfg *settings.Live, stats *counters, logger *slog.Logger) (*his
 	return h, nil
 }
 
-// close waits for background work, makes the log durable and releases the
+// Close waits for background work, makes the log durable and releases the
 // data dir. The upstream link and every session must have stopped.
-func (h *history) close() error {
+func (h *Store) Close() error {
 	h.bg.Wait()
 	h.mu.Lock()
 	log := h.log
@@ -112,53 +113,79 @@ func (h *history) close() error {
 	return errors.Join(err, h.lock.Close())
 }
 
-// reader is a downstream replica reading the history: a full sync from a
+// counters are the history's monotonic counts, read without locks.
+type counters struct {
+	snapshotsRejected atomic.Int64
+	parseErrors       atomic.Int64
+	guardTrips        atomic.Int64
+	holdTrips         atomic.Int64
+}
+
+// Hooks let a test watch the history's durable steps, or slow or fail
+// them. Crash points are named in the configuration (Config.CrashPoint,
+// see at).
+type Hooks interface {
+	// Sync makes f durable; the default is (*os.File).Sync.
+	Sync(f *os.File) error
+}
+
+// SetHooks installs a test's hooks. Every later sync goes through them.
+func (h *Store) SetHooks(hk Hooks) {
+	h.stateMu.Lock()
+	h.mu.Lock()
+	h.fsyncFile = hk.Sync
+	h.mu.Unlock()
+	h.stateMu.Unlock()
+}
+
+// Reader is a downstream replica reading the history: a full sync from a
 // snapshot and then a stream from the log, or a stream at once. The
-// history calls online, setOnline and nextOffset while it holds mu: they
-// must not block or take a history lock. It calls endReader and String
+// history calls Online, SetOnline and NextOffset while it holds mu: they
+// must not block or take a history lock. It calls EndReader and String
 // with no lock held.
-type reader interface {
-	// online reports whether goOnline has marked the reader online.
-	online() bool
-	// setOnline marks the reader online; goOnline calls it.
-	setOnline()
-	// nextOffset is the offset of the next log byte the reader sends; 0
+type Reader interface {
+	// Online reports whether GoOnline has marked the reader online.
+	Online() bool
+	// SetOnline marks the reader online; GoOnline calls it.
+	SetOnline()
+	// NextOffset is the offset of the next log byte the reader sends; 0
 	// before it streams.
-	nextOffset() int64
-	// endReader stops the reader, for the reason given.
-	endReader(why readerEnd)
+	NextOffset() int64
+	// EndReader stops the reader, for the reason given.
+	EndReader(why ReaderEnd)
 	// String names the replica in the history's log lines.
 	String() string
 }
 
-// readerEnd says why the history ends a reader.
-type readerEnd int
+// ReaderEnd says why the history ends a reader.
+type ReaderEnd int
 
 const (
-	// endReplIDChanged: the history took a new replication ID. The
+	// EndReplIDChanged: the history took a new replication ID. The
 	// replica comes back, continues through replid2 and learns the new ID.
-	endReplIDChanged readerEnd = iota + 1
-	// endFellBehind: the log no longer holds the reader's next byte. The
+	EndReplIDChanged ReaderEnd = iota + 1
+	// EndFellBehind: the log no longer holds the reader's next byte. The
 	// replica comes back and full-syncs.
-	endFellBehind
+	EndFellBehind
 )
 
-// addReader and removeReader register a downstream replica.
-func (h *history) addReader(r reader) {
+// AddReader registers a downstream replica, until RemoveReader.
+func (h *Store) AddReader(r Reader) {
 	h.mu.Lock()
 	h.readers[r] = 0
 	h.mu.Unlock()
 }
 
-func (h *history) removeReader(r reader) {
+// RemoveReader unregisters r; the history no longer reaches it.
+func (h *Store) RemoveReader(r Reader) {
 	h.mu.Lock()
 	delete(h.readers, r)
 	h.mu.Unlock()
 }
 
-// position is what the upstream link asks for in PSYNC: the history and the
+// Position is what the upstream link asks for in PSYNC: the history and the
 // offset of the next byte wanted. ok is false when there is no history.
-func (h *history) position() (id replstream.Identity, next int64, ok bool) {
+func (h *Store) Position() (id replstream.Identity, next int64, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.log == nil {
@@ -168,25 +195,25 @@ func (h *history) position() (id replstream.Identity, next int64, ok bool) {
 	return h.id, next, true
 }
 
-// changes returns a channel closed at the next change of the history's
+// Changes returns a channel closed at the next change of the history's
 // ID, snapshot, refresh in flight or hold.
-func (h *history) changes() <-chan struct{} {
+func (h *Store) Changes() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.changed
 }
 
-// currentLog is the log the upstream link appends to.
-func (h *history) currentLog() *replstream.Log {
+// CurrentLog is the log the upstream link appends to.
+func (h *Store) CurrentLog() *replstream.Log {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.log
 }
 
-// beginFullSync starts receiving a snapshot of history replid as of offset.
+// BeginFullSync starts receiving a snapshot of history replid as of offset.
 // Sessions waiting for a full sync attach to it at once.
-func (h *history) beginFullSync(replid string, offset int64) (*snapshot, error) {
-	s, err := h.newIncomingSnapshot(replid, offset)
+func (h *Store) BeginFullSync(replid string, offset int64) (*SnapshotFile, error) {
+	s, err := h.NewIncomingSnapshot(replid, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -197,13 +224,13 @@ func (h *history) beginFullSync(replid string, offset int64) (*snapshot, error) 
 	return s, nil
 }
 
-// newIncomingSnapshot starts receiving a snapshot that no replica sees
+// NewIncomingSnapshot starts receiving a snapshot that no replica sees
 // until it is installed.
-func (h *history) newIncomingSnapshot(replid string, offset int64) (*snapshot, error) {
+func (h *Store) NewIncomingSnapshot(replid string, offset int64) (*SnapshotFile, error) {
 	// The file gets its final name at once: state.json names it only once it
 	// is accepted, and recovery deletes snapshot files it does not name.
 	name := fmt.Sprintf("snapshot-%d-%s.rdb", offset, replstream.RandomHex40()[:8])
-	s, err := newSnapshot(replid, offset, h.path(name))
+	s, err := newSnapshot(replid, offset, h.Path(name))
 	if err != nil {
 		return nil, err
 	}
@@ -216,10 +243,10 @@ func (h *history) newIncomingSnapshot(replid string, offset int64) (*snapshot, e
 	return s, nil
 }
 
-// abortFullSync drops a snapshot that failed or was rejected; sessions
+// AbortFullSync drops a snapshot that failed or was rejected; sessions
 // streaming it are cut. A snapshot that became the relay's history is
 // never dropped here.
-func (h *history) abortFullSync(s *snapshot, why error) {
+func (h *Store) AbortFullSync(s *SnapshotFile, why error) {
 	h.mu.Lock()
 	current := h.snap == s
 	if h.pending == s {
@@ -235,27 +262,38 @@ func (h *history) abortFullSync(s *snapshot, why error) {
 	h.removeSnapshotFiles(s.path)
 }
 
-// commitFullSync checks a fully received snapshot and makes it the relay's
+// CommitFullSync checks a fully received snapshot and makes it the relay's
 // history: a new log starts after it, state.json names both, and the old
 // history is dropped (its sessions end when its log closes). A snapshot that
 // trips the empty-master guard, or arrives while the command tripwire
-// holds, is held back instead (errGuardTripped).
-func (h *history) commitFullSync(s *snapshot) (*replstream.Log, error) {
-	s.markReceived()
+// holds, is held back instead (ErrGuardTripped).
+func (h *Store) CommitFullSync(s *SnapshotFile) (*replstream.Log, error) {
+	s.MarkReceived()
 	h.at("commit")
 	if err := h.validate(s); err != nil {
 		h.stats.snapshotsRejected.Add(1)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
 	}
 	if h.holdNewHistory(s) {
-		return nil, fmt.Errorf("%w: the command tripwire holds replicas", errGuardTripped)
+		return nil, fmt.Errorf("%w: the command tripwire holds replicas", ErrGuardTripped)
 	}
 	if why := h.guardCheck(s); why != "" {
 		h.holdSnapshot(s, why)
-		return nil, fmt.Errorf("%w: %s", errGuardTripped, why)
+		return nil, fmt.Errorf("%w: %s", ErrGuardTripped, why)
 	}
 	s.markVerified()
 	return h.install(s)
+}
+
+// Validate checks a snapshot received outside a full sync (one from the
+// snapshot source) as CommitFullSync checks its own, and counts it when it
+// is rejected.
+func (h *Store) Validate(s *SnapshotFile) error {
+	if err := h.validate(s); err != nil {
+		h.stats.snapshotsRejected.Add(1)
+		return err
+	}
+	return nil
 }
 
 // validate checks a received snapshot before any replica may load it: an
@@ -263,7 +301,7 @@ func (h *history) commitFullSync(s *snapshot) (*replstream.Log, error) {
 // arrived), and repl-id/repl-offset aux fields that agree with the
 // +FULLRESYNC reply. Without a checksum (rdbchecksum no) the parser must
 // have framed the whole file.
-func (h *history) validate(s *snapshot) error {
+func (h *Store) validate(s *SnapshotFile) error {
 	res := s.check.Result()
 	if err := checksumError(res); err != nil {
 		return err
@@ -281,12 +319,12 @@ func (h *history) validate(s *snapshot) error {
 }
 
 // install makes an accepted snapshot the relay's history, with a new log.
-func (h *history) install(s *snapshot) (*replstream.Log, error) {
+func (h *Store) install(s *SnapshotFile) (*replstream.Log, error) {
 	if err := h.syncSnapshot(s); err != nil {
 		return nil, err
 	}
 	logDir := newLogDirName()
-	log, err := replstream.CreateLog(h.path(logDir), s.meta.Offset+1, h.logOptions())
+	log, err := replstream.CreateLog(h.Path(logDir), s.meta.Offset+1, h.logOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +340,7 @@ func (h *history) install(s *snapshot) (*replstream.Log, error) {
 // syncSnapshot makes a snapshot's file durable before anything names it:
 // through the writer's handle while it is open, else by path (a snapshot
 // the guard held back and an operator released).
-func (h *history) syncSnapshot(s *snapshot) error {
+func (h *Store) syncSnapshot(s *SnapshotFile) error {
 	s.mu.Lock()
 	f := s.f
 	s.mu.Unlock()
@@ -326,20 +364,20 @@ func (h *history) syncSnapshot(s *snapshot) error {
 // a crash leaves either the old or the new history on disk), then the
 // swap, then the old log (if replaced) and the old snapshot files are
 // removed.
-func (h *history) adopt(s *snapshot, log *replstream.Log, check func() error) error {
-	written, _, _, _, _ := s.state()
-	meta := s.metaCopy()
+func (h *Store) adopt(s *SnapshotFile, log *replstream.Log, check func() error) error {
+	written, _, _, _, _ := s.Progress()
+	meta := s.Meta()
 	meta.Size = written
 
 	h.stateMu.Lock()
 	h.mu.Lock()
 	id := replstream.NewIdentity(meta.ReplID)
 	var older, dropped []Snapshot // kept for recovery to a point; not
-	var hold *holdState           // a new history ends a hold on the old one
+	var hold *Hold                // a new history ends a hold on the old one
 	if log == h.log {
 		id, hold = h.id, h.hold
 		if h.snap != nil && h.snap.path != s.path {
-			older = append([]Snapshot{h.snap.metaCopy()}, h.older...)
+			older = append([]Snapshot{h.snap.Meta()}, h.older...)
 		}
 	} else {
 		dropped = h.older
@@ -350,7 +388,7 @@ func (h *history) adopt(s *snapshot, log *replstream.Log, check func() error) er
 	}
 	h.mu.Unlock()
 	if err == nil {
-		err = h.writeState(diskState{Identity: id, Snapshot: meta, LogDir: logDirName(log), Older: older, Hold: hold})
+		err = h.writeState(State{Identity: id, Snapshot: meta, LogDir: logDirName(log), Older: older, Hold: hold})
 	}
 	if err != nil {
 		h.stateMu.Unlock()
@@ -378,7 +416,7 @@ func (h *history) adopt(s *snapshot, log *replstream.Log, check func() error) er
 		h.removeSnapshotFiles(oldSnap.path)
 	}
 	for _, o := range dropped {
-		h.removeSnapshotFiles(h.path(o.File))
+		h.removeSnapshotFiles(h.Path(o.File))
 	}
 	h.afterParse(s)
 	return nil
@@ -386,14 +424,14 @@ func (h *history) adopt(s *snapshot, log *replstream.Log, check func() error) er
 
 // currentState is state.json for the history held in memory. Caller
 // holds mu.
-func (h *history) currentState() diskState {
-	return diskState{Identity: h.id, Snapshot: h.snap.metaCopy(), LogDir: logDirName(h.log), Older: h.older, Hold: h.hold}
+func (h *Store) currentState() State {
+	return State{Identity: h.id, Snapshot: h.snap.Meta(), LogDir: logDirName(h.log), Older: h.older, Hold: h.hold}
 }
 
 // afterParse records the parser's summary of s once it is ready: keys and
 // version in state.json and INFO, the full summary in a JSON file beside the
 // snapshot.
-func (h *history) afterParse(s *snapshot) {
+func (h *Store) afterParse(s *SnapshotFile) {
 	h.bg.Add(1)
 	go func() {
 		defer h.bg.Done()
@@ -421,14 +459,14 @@ func (h *history) afterParse(s *snapshot) {
 		s.mu.Lock()
 		if s.parseErr == nil {
 			s.meta.Keys, s.meta.Expires = sum.Keys, sum.Expires
-			s.meta.DBs = make([]hstate.DBKeys, 0, len(sum.DBs))
+			s.meta.DBs = make([]DBKeys, 0, len(sum.DBs))
 			for _, d := range sum.DBs {
-				s.meta.DBs = append(s.meta.DBs, hstate.DBKeys{DB: d.DB, Keys: d.Keys, Expires: d.Expires})
+				s.meta.DBs = append(s.meta.DBs, DBKeys{DB: d.DB, Keys: d.Keys, Expires: d.Expires})
 			}
 		}
 		s.meta.Version = sum.Version
 		s.mu.Unlock()
-		var st diskState
+		var st State
 		if current {
 			st = h.currentState()
 		}
@@ -456,7 +494,7 @@ func checksumError(res rdbparse.CheckResult) error {
 
 // verifySnapshotFile reads a stored snapshot through the CRC-64 check and
 // the header check; a snapshot that fails either is never served.
-func (h *history) verifySnapshotFile(path, replid string, offset int64) error {
+func (h *Store) verifySnapshotFile(path, replid string, offset int64) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -477,7 +515,7 @@ func (h *history) verifySnapshotFile(path, replid string, offset int64) error {
 // checkSnapshotFile makes sure an RDB file is what the +FULLRESYNC reply (or
 // state.json) says it is: an RDB whose repl-id and repl-offset aux fields,
 // when present, name that history and offset.
-func (h *history) checkSnapshotFile(path, replid string, offset int64) error {
+func (h *Store) checkSnapshotFile(path, replid string, offset int64) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -496,13 +534,13 @@ func (h *history) checkSnapshotFile(path, replid string, offset int64) error {
 	return nil
 }
 
-// shiftReplID follows "+CONTINUE <newid>": the current ID becomes replid2,
+// ShiftReplID follows "+CONTINUE <newid>": the current ID becomes replid2,
 // valid up to the current offset, and every online reader is ended so its
 // replica reconnects and learns the new ID (it will continue via
 // replid2). Full syncs in progress go on: their snapshot and offsets
-// are valid under replid2, and goOnline sends them back to reconnect the
+// are valid under replid2, and GoOnline sends them back to reconnect the
 // same way once the transfer is done.
-func (h *history) shiftReplID(newID string) error {
+func (h *Store) ShiftReplID(newID string) error {
 	h.stateMu.Lock()
 	defer h.stateMu.Unlock()
 	h.mu.Lock()
@@ -518,22 +556,22 @@ func (h *history) shiftReplID(newID string) error {
 	h.mu.Lock()
 	h.id = id
 	h.broadcast()
-	var online []reader
+	var online []Reader
 	for r := range h.readers {
-		if r.online() {
+		if r.Online() {
 			online = append(online, r)
 		}
 	}
 	h.mu.Unlock()
 	for _, r := range online {
-		r.endReader(endReplIDChanged)
+		r.EndReader(EndReplIDChanged)
 	}
 	return nil
 }
 
-// psyncDecision answers PSYNC <replid> <off> from the current history. With
+// PsyncDecision answers PSYNC <replid> <off> from the current history. With
 // Continue it returns a cursor at off and the current replid.
-func (h *history) psyncDecision(replid string, off int64) (replstream.Decision, *replstream.Cursor, string) {
+func (h *Store) PsyncDecision(replid string, off int64) (replstream.Decision, *replstream.Cursor, string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.log == nil {
@@ -551,10 +589,42 @@ func (h *history) psyncDecision(replid string, off int64) (replstream.Decision, 
 	return d, c, h.id.ReplID
 }
 
-// ackFloor is what a downstream policy ACKs when too few replicas are
+// DropTail cuts the log back to offset at, and returns how many bytes it
+// cut, when check finds the log's bytes [at, next) safe to drop (the
+// upstream link decides which commands are). It refuses when the newest
+// snapshot, a refresh in flight or a tripwire hold lies at or past at.
+// Only the upstream link, the log's one writer, calls it, between two
+// links.
+func (h *Store) DropTail(at int64, check func(log *replstream.Log, from, to int64) error) (int64, error) {
+	h.stateMu.Lock() // a refresh commits under stateMu: none lands meanwhile
+	defer h.stateMu.Unlock()
+	h.mu.Lock()
+	log, snap, pending, hold := h.log, h.snap, h.pending, h.hold
+	h.mu.Unlock()
+	if log == nil || snap == nil {
+		return 0, errors.New("no history")
+	}
+	first, next := log.Range()
+	switch {
+	case at >= next:
+		return 0, nil
+	case at < first || at <= snap.meta.Offset:
+		return 0, fmt.Errorf("the branch point %d is not after the snapshot's offset %d", at, snap.meta.Offset)
+	case pending != nil && pending.meta.Offset >= at:
+		return 0, fmt.Errorf("a refresh at offset %d is in flight", pending.meta.Offset)
+	case hold != nil && hold.At > at:
+		return 0, fmt.Errorf("the command tripwire holds at offset %d", hold.At)
+	}
+	if err := check(log, at, next); err != nil {
+		return 0, err
+	}
+	return next - at, log.Truncate(at)
+}
+
+// AckFloor is what a downstream policy ACKs when too few replicas are
 // online: the relay's snapshot offset, which the master already counts as
 // held (an ACK never lowers the master's view of a replica).
-func (h *history) ackFloor() int64 {
+func (h *Store) AckFloor() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.snap == nil {
@@ -563,7 +633,7 @@ func (h *history) ackFloor() int64 {
 	return h.snap.meta.Offset
 }
 
-// announcedID is the replication ID to announce with +FULLRESYNC for snap,
+// AnnouncedID is the replication ID to announce with +FULLRESYNC for snap,
 // to a replica that learns it (legacy is SYNC: no ID is announced).
 //
 // A snapshot taken before the history changed ID (a failover the relay
@@ -572,7 +642,7 @@ func (h *history) ackFloor() int64 {
 // snapshot lies before the change, it is announced under that ID, so the
 // +FULLRESYNC line and the RDB agree: a relay below checks that they do.
 // The replica then goes online under an ID that is no longer current, so
-// goOnline sends it back, and it continues partially at the snapshot's
+// GoOnline sends it back, and it continues partially at the snapshot's
 // offset through replid2 and learns the new ID, as Redis's PSYNC2 rule
 // has it.
 //
@@ -580,7 +650,7 @@ func (h *history) ackFloor() int64 {
 // announced under the current ID, as a stock master announces its own:
 // the replica's next PSYNC must name an ID the relay still accepts. A
 // snapshot of a new history still arriving is announced with its own ID.
-func (h *history) announcedID(snap *snapshot, legacy bool) string {
+func (h *Store) AnnouncedID(snap *SnapshotFile, legacy bool) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	own, next := snap.meta.ReplID, snap.meta.Offset+1
@@ -595,30 +665,30 @@ func (h *history) announcedID(snap *snapshot, legacy bool) string {
 	return own
 }
 
-// goOnline marks r online if replid is still the history's current ID. It
+// GoOnline marks r online if replid is still the history's current ID. It
 // runs under mu, so that a replid shift ends every reader that is online
 // under the old ID and no other.
-func (h *history) goOnline(r reader, replid string) bool {
+func (h *Store) GoOnline(r Reader, replid string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !strings.EqualFold(replid, h.id.ReplID) {
 		return false
 	}
-	r.setOnline()
+	r.SetOnline()
 	if _, ok := h.readers[r]; ok {
 		h.readers[r] = 0 // an online reader's cursor is held by the retention rule
 	}
 	return true
 }
 
-// syncSource picks the snapshot a full sync is served from: one still
+// SyncSource picks the snapshot a full sync is served from: one still
 // arriving from upstream (pipelined), else the newest accepted one. With
 // neither, it waits, calling keepalive every second. The returned file is
 // open on the snapshot so it survives a concurrent replacement. r's pin is
 // set, under the same lock, to the offset r will stream from after the
 // snapshot: trimLog keeps the log from there until r is online, so a
 // refresh during the transfer cannot trim what it needs.
-func (h *history) syncSource(ctx context.Context, r reader, keepalive func() error) (*snapshot, *os.File, error) {
+func (h *Store) SyncSource(ctx context.Context, r Reader, keepalive func() error) (*SnapshotFile, *os.File, error) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -661,7 +731,7 @@ func (h *history) syncSource(ctx context.Context, r reader, keepalive func() err
 // removeSnapshotFiles deletes a snapshot and its summary file. A file
 // that cannot be removed is logged: it only costs disk, and the next start
 // removes what state.json does not name.
-func (h *history) removeSnapshotFiles(path string) {
+func (h *Store) removeSnapshotFiles(path string) {
 	for _, name := range []string{path, path + ".json"} {
 		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
 			h.logger.Warn("remove snapshot file", "path", name, "err", err)
@@ -669,9 +739,42 @@ func (h *history) removeSnapshotFiles(path string) {
 	}
 }
 
-// fillStatus fills in the history's part of a Status, and returns the
-// current snapshot (nil without history) and the one arriving, if any.
-func (h *history) fillStatus(st *Status) (current, pending *snapshot) {
+// Status is the history's part of the relay's status: the fields of one
+// Status are read under one lock, so they agree with each other.
+type Status struct {
+	Identity     replstream.Identity
+	HasHistory   bool
+	Log          replstream.LogStats
+	Snapshot     Snapshot
+	SyncPending  bool // a snapshot is arriving from upstream
+	GuardTripped bool // the empty-master guard holds back a snapshot
+	GuardReason  string
+	GuardSince   time.Time
+	// The reach of point-in-time recovery: from the oldest snapshot the
+	// log still follows to the newest byte held.
+	RecoverOldestOffset int64
+	RecoverOldestTime   time.Time
+	RecoverNewestTime   time.Time
+	HoldActive          bool // the command tripwire holds replicas before HoldAt
+	HoldCommand         string
+	HoldAt              int64
+	HoldSince           time.Time
+	HoldSnapshot        bool  // a full sync from upstream is held back with the hold
+	HoldSnapshotOffset  int64 // its offset
+
+	SnapshotsRejected int64 // snapshots that failed their checks
+	ParseErrors       int64 // accepted snapshots the parser could not summarise
+	GuardTrips        int64
+	HoldTrips         int64
+}
+
+// Status reports the history's state, and returns the current snapshot
+// (nil without history) and the one arriving, if any.
+func (h *Store) Status() (st Status, current, pending *SnapshotFile) {
+	st.SnapshotsRejected = h.stats.snapshotsRejected.Load()
+	st.ParseErrors = h.stats.parseErrors.Load()
+	st.GuardTrips = h.stats.guardTrips.Load()
+	st.HoldTrips = h.stats.holdTrips.Load()
 	st.Log.RingSize = int64(h.cfg.Fixed().RingSize)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -680,7 +783,7 @@ func (h *history) fillStatus(st *Status) (current, pending *snapshot) {
 	if h.log != nil {
 		st.HasHistory = true
 		st.Log = h.log.Stats()
-		st.Snapshot = h.snap.metaCopy()
+		st.Snapshot = h.snap.Meta()
 		oldest := st.Snapshot
 		if n := len(h.older); n > 0 {
 			oldest = h.older[n-1]
@@ -697,5 +800,5 @@ func (h *history) fillStatus(st *Status) (current, pending *snapshot) {
 	if hd := h.hold; hd != nil {
 		st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = true, hd.Command, hd.At, hd.Since
 	}
-	return current, h.pending
+	return st, current, h.pending
 }

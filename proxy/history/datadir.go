@@ -1,4 +1,4 @@
-package proxy
+package history
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	hstate "github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -17,56 +16,44 @@ import (
 // log directory) and its identity; anything else named snapshot-* or log-*
 // is a leftover of an interrupted change and is removed at start.
 
-// The on-disk types and state.json's reading and writing are the history
-// package's, where point-in-time recovery reads them without the daemon.
-type (
-	// Snapshot describes an RDB file in the data dir (history.Snapshot).
-	Snapshot = hstate.Snapshot
-
-	diskState = hstate.State
-	holdState = hstate.Hold // guarded by history.mu
-)
-
-const stateFile = hstate.StateFile
-
 // at marks a step where a crash must leave the data dir consistent:
 // "commit" (a snapshot fully received, before its checks and fsync),
 // "refresh-received" (the same for a refreshed snapshot),
 // "refresh-commit" (a refreshed snapshot checked, before the swap),
 // "state-written" (state.json names a new snapshot or log, before the old
-// files go) and "shift-written" (state.json holds a new replid). Tests also
-// stop at "hold-lookup": a session has read bytes of the log and has not
-// yet looked up the command tripwire's hold for them.
-func (h *history) at(point string) {
+// files go) and "shift-written" (state.json holds a new replid). The
+// downstream server marks one more of its own ("hold-lookup").
+func (h *Store) at(point string) {
 	if f := h.cfg.Fixed().CrashPoint; f != nil {
 		f(point)
 	}
 }
 
-func (h *history) path(name string) string { return filepath.Join(h.dir, name) }
+// Path is where the file name of the data dir is.
+func (h *Store) Path(name string) string { return filepath.Join(h.dir, name) }
 
-func (h *history) logOptions() replstream.LogOptions {
+func (h *Store) logOptions() replstream.LogOptions {
 	f := h.cfg.Fixed()
 	return replstream.LogOptions{RingSize: f.RingSize, SegmentSize: f.SegmentSize, Limits: f.Limits}
 }
 
 // recover loads state.json and the files it names. Anything it cannot trust
 // is discarded with a log line; the relay then full-syncs from upstream.
-func (h *history) recover() error {
-	st, err := hstate.ReadState(h.dir)
+func (h *Store) recover() error {
+	st, err := ReadState(h.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		h.removeStrays("")
 		return nil
 	}
-	if errors.Is(err, hstate.ErrInvalidState) {
-		h.logger.Warn("state file unreadable, starting without history", "path", h.path(stateFile), "err", err)
+	if errors.Is(err, ErrInvalidState) {
+		h.logger.Warn("state file unreadable, starting without history", "path", h.Path(StateFile), "err", err)
 		h.removeStrays("")
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	snapPath := h.path(st.Snapshot.File)
+	snapPath := h.Path(st.Snapshot.File)
 	fi, err := os.Stat(snapPath)
 	if err != nil || fi.Size() != st.Snapshot.Size {
 		h.logger.Warn("snapshot missing or of the wrong size, starting without history", "path", snapPath, "want", st.Snapshot.Size, "err", err)
@@ -80,7 +67,7 @@ func (h *history) recover() error {
 	}
 	start := st.Snapshot.Offset + 1
 	logDir := st.LogDir
-	log, repaired, err := replstream.OpenLog(h.path(logDir), h.logOptions())
+	log, repaired, err := replstream.OpenLog(h.Path(logDir), h.logOptions())
 	if err == nil {
 		if first, next := log.Range(); first > start || next < start {
 			err = fmt.Errorf("log holds [%d, %d), snapshot needs %d", first, next, start)
@@ -88,9 +75,9 @@ func (h *history) recover() error {
 		}
 	}
 	if err != nil {
-		h.logger.Warn("log unusable, keeping the snapshot and starting a new log after it", "path", h.path(logDir), "err", err)
+		h.logger.Warn("log unusable, keeping the snapshot and starting a new log after it", "path", h.Path(logDir), "err", err)
 		logDir = newLogDirName()
-		if log, err = replstream.CreateLog(h.path(logDir), start, h.logOptions()); err != nil {
+		if log, err = replstream.CreateLog(h.Path(logDir), start, h.logOptions()); err != nil {
 			return err
 		}
 		st.LogDir = logDir
@@ -101,7 +88,7 @@ func (h *history) recover() error {
 			return err
 		}
 	} else if repaired != "" {
-		h.logger.Warn("log repaired", "path", h.path(logDir), "what", repaired)
+		h.logger.Warn("log repaired", "path", h.Path(logDir), "what", repaired)
 	}
 	h.id = st.Identity
 	h.hold = st.Hold
@@ -111,7 +98,7 @@ func (h *history) recover() error {
 	h.log = log
 	keep := []string{st.Snapshot.File}
 	for _, o := range st.Older {
-		if fi, err := os.Stat(h.path(o.File)); err == nil && fi.Size() == o.Size {
+		if fi, err := os.Stat(h.Path(o.File)); err == nil && fi.Size() == o.Size {
 			h.older = append(h.older, o)
 			keep = append(keep, o.File)
 		}
@@ -128,7 +115,7 @@ func (h *history) recover() error {
 }
 
 // removeStrays deletes snapshot files and log dirs other than the ones named.
-func (h *history) removeStrays(keepLog string, keepSnaps ...string) {
+func (h *Store) removeStrays(keepLog string, keepSnaps ...string) {
 	ents, err := os.ReadDir(h.dir)
 	if err != nil {
 		h.logger.Warn("list the data dir for leftovers", "path", h.dir, "err", err)
@@ -138,9 +125,9 @@ func (h *history) removeStrays(keepLog string, keepSnaps ...string) {
 		if name == keepLog || slices.Contains(keepSnaps, name) || slices.Contains(keepSnaps, strings.TrimSuffix(name, ".json")) {
 			continue
 		}
-		if strings.HasPrefix(name, "snapshot-") || strings.HasPrefix(name, "log-") || strings.HasPrefix(name, stateFile+".tmp") {
-			if err := os.RemoveAll(h.path(name)); err != nil {
-				h.logger.Warn("remove stale file", "path", h.path(name), "err", err)
+		if strings.HasPrefix(name, "snapshot-") || strings.HasPrefix(name, "log-") || strings.HasPrefix(name, StateFile+".tmp") {
+			if err := os.RemoveAll(h.Path(name)); err != nil {
+				h.logger.Warn("remove stale file", "path", h.Path(name), "err", err)
 			}
 		}
 	}
@@ -148,8 +135,8 @@ func (h *history) removeStrays(keepLog string, keepSnaps ...string) {
 
 // writeState replaces state.json with st: a temporary file, fsynced, renamed
 // over it, and the directory fsynced. Caller holds stateMu.
-func (h *history) writeState(st diskState) error {
-	return hstate.WriteState(h.dir, st, h.fsyncFile)
+func (h *Store) writeState(st State) error {
+	return WriteState(h.dir, st, h.fsyncFile)
 }
 
 func newLogDirName() string { return "log-" + replstream.RandomHex40()[:12] }
@@ -157,7 +144,7 @@ func newLogDirName() string { return "log-" + replstream.RandomHex40()[:12] }
 func logDirName(l *replstream.Log) string { return filepath.Base(l.Dir()) }
 
 // broadcast wakes everyone waiting for a change. Caller holds mu.
-func (h *history) broadcast() {
+func (h *Store) broadcast() {
 	close(h.changed)
 	h.changed = make(chan struct{})
 }
