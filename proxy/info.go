@@ -87,7 +87,12 @@ func (a *admin) info(args [][]byte) string {
 			kv("maxclients", r.cfg.Get().MaxClients)
 			kv("blocked_clients", 0)
 		},
-		"memory": func() { writeMemory(&b, &st) },
+		"memory": func() {
+			writeMemory(&b, &st)
+			if st.HasHistory {
+				kv("mem_replication_backlog", st.Log.RingBytes)
+			}
+		},
 		"persistence": func() {
 			kv("loading", 0)
 			kv("async_loading", 0)
@@ -118,6 +123,9 @@ func (a *admin) info(args [][]byte) string {
 			kv("instantaneous_input_repl_kbps", fmt.Sprintf("%.2f", st.ReplInputKbps))
 			kv("instantaneous_output_repl_kbps", fmt.Sprintf("%.2f", st.ReplOutputKbps))
 			kv("rejected_connections", st.RejectedConns)
+			kv("pubsub_channels", a.channelCount())
+			kv("pubsub_patterns", 0) // PSUBSCRIBE is refused
+			kv("total_error_replies", st.ErrorReplies)
 			kv("sync_full", st.FullSyncsServed)
 			kv("sync_partial_ok", st.PartialSyncsServed)
 			kv("sync_partial_err", st.PartialSyncsErr)
@@ -413,8 +421,8 @@ func infoSafe(name string) string {
 // holds: the relay keeps no dataset, so the counts are the snapshot's, as
 // of its offset, which relay_keyspace_offset gives (and relay_keyspace_age
 // its age in seconds). The writes after it are not counted. Without a
-// parsed snapshot there are no db lines. avg_ttl is 0: the relay does not
-// read the expiry times.
+// parsed snapshot there are no db lines. avg_ttl is left out: the relay
+// does not keep the expiry times, and Redis's 0 would say no key expires.
 func writeKeyspace(b *strings.Builder, st *Status) {
 	kv := func(k string, v any) { fmt.Fprintf(b, "%s:%v\r\n", k, v) }
 	if !st.HasHistory || st.Snapshot.Keys < 0 {
@@ -428,7 +436,7 @@ func writeKeyspace(b *strings.Builder, st *Status) {
 	}
 	for _, db := range st.Snapshot.DBs {
 		if db.Keys > 0 {
-			fmt.Fprintf(b, "db%d:keys=%d,expires=%d,avg_ttl=0\r\n", db.DB, db.Keys, db.Expires)
+			fmt.Fprintf(b, "db%d:keys=%d,expires=%d\r\n", db.DB, db.Keys, db.Expires)
 		}
 	}
 }

@@ -147,3 +147,11 @@ func (a *admin) publish(channel, msg string) int {
 	}
 	return n
 }
+
+// channelCount is the number of channels with a subscriber (INFO
+// pubsub_channels).
+func (a *admin) channelCount() int {
+	a.psMu.Lock()
+	defer a.psMu.Unlock()
+	return len(a.channels)
+}

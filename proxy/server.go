@@ -77,11 +77,12 @@ type server struct {
 	logger *slog.Logger
 	stats  *counters
 
-	clientsMu    sync.Mutex
-	clients      map[*client]struct{}  // every downstream connection; guarded by clientsMu
-	sessions     map[*session]struct{} // every replica session running; guarded by clientsMu
-	nextClientID atomic.Int64
-	cmdStats     clientCommandStats // commands clients sent, by name; keys fixed at start
+	clientsMu       sync.Mutex
+	clients         map[*client]struct{}  // every downstream connection; guarded by clientsMu
+	sessions        map[*session]struct{} // every replica session running; guarded by clientsMu
+	nextClientID    atomic.Int64
+	cmdStats        clientCommandStats // commands clients sent, by name; keys fixed at start
+	unknownCommands atomic.Int64       // commands clients sent that the relay does not know
 
 	syncPace pacer     // the full-sync-bandwidth-limit shared by every full sync
 	slots    syncSlots // full syncs running and queued (full-sync-max-concurrent)
@@ -428,6 +429,7 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	case "sync":
 		return newSession(c, "?", -1, true), false
 	default:
+		c.srv.unknownCommands.Add(1)
 		var b strings.Builder
 		for _, a := range args[1:] {
 			fmt.Fprintf(&b, "'%s' ", resp.Excerpt(a, 64))

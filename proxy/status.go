@@ -120,6 +120,7 @@ type Status struct {
 	ReplInputKbps      float64                  // KiB/s of BytesFromUpstream
 	ReplOutputKbps     float64                  // KiB/s of BytesToReplicas
 	TCPPort            int                      // the port of the relay's first listener; 0 before Run
+	ErrorReplies       int64                    // error replies to clients: commands rejected, failed or unknown
 	Connections        int64
 	RejectedConns      int64
 	ProtocolErrors     int64
@@ -207,6 +208,10 @@ func (r *Relay) Status() Status {
 	st.BranchCuts = c.branchCuts.Load()
 	st.CommandsRelayed = c.commandsRelayed.Load()
 	st.ClientCommands = r.srv.cmdStats.snapshot()
+	st.ErrorReplies = r.srv.unknownCommands.Load()
+	for _, c := range st.ClientCommands {
+		st.ErrorReplies += c.Rejected + c.Failed
+	}
 	st.NetInputBytes = st.BytesFromUpstream + c.clientBytesIn.Load()
 	st.NetOutputBytes = st.BytesToReplicas + c.clientBytesOut.Load()
 	st.OpsPerSec = loadFloat(&r.rates.opsPerSec)
