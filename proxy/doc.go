@@ -38,14 +38,16 @@
 //     server keeps its own sessions too, for CLIENT KILL, the replica
 //     list and the upstream link's ackSource.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
-//     conncmd.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF, SHUTDOWN,
-//     LATENCY, RELAY, the pub/sub that Sentinel uses, and AUTH, PING,
-//     ECHO, TIME, COMMAND, SELECT and QUIT. Each is a handler in one
-//     table, adminCommands, which the server dispatches through. A
-//     handler is given the arguments, a clientInfo (what it may know of
-//     the calling connection: id, address, name) and a buffer; it appends
-//     its reply and returns it, with an effect for what the connection
-//     itself must change (AUTH's success, CLIENT SETNAME, the
+//     conncmd.go, procinfo.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF,
+//     SHUTDOWN, LATENCY, SLOWLOG, RELAY, the pub/sub that Sentinel uses,
+//     and AUTH, HELLO, PING, ECHO, TIME, COMMAND, SELECT and QUIT. Each is
+//     a handler in one table, adminCommands, which the server dispatches
+//     through. A handler is given the arguments, a clientInfo (what it may
+//     know of the calling connection: id, address, name, whether it chose
+//     RESP3, the fields CLIENT LIST shows) and a buffer; it appends its
+//     reply, in the connection's protocol, and returns it, with an effect
+//     for what the connection itself must change (AUTH's or HELLO's
+//     success, the protocol HELLO chose, CLIENT SETNAME and SETINFO, the
 //     subscription count that SUBSCRIBE mode and the idle timeout go by,
 //     closing after QUIT or SHUTDOWN), which the server applies. No
 //     handler writes to a connection or its buffer: CLIENT LIST and KILL
@@ -54,8 +56,9 @@
 //     implements. The server keeps the replication handshake (REPLCONF,
 //     PSYNC, SYNC), MULTI/EXEC queuing, and the checks made before any
 //     handler runs: NOAUTH until AUTH succeeds, and only (UN)SUBSCRIBE,
-//     PING and QUIT while subscribed. The handlers read the other parts
-//     through the Relay.
+//     PING and QUIT while subscribed. It counts the commands clients send
+//     (cmdstats.go), which INFO adds to the commands the upstream link
+//     relays. The handlers read the other parts through the Relay.
 //
 // The Relay (relay.go, status.go) only builds and wires them, and gathers
 // each part's view into a Status for INFO and metrics. Every part reads
