@@ -14,7 +14,8 @@ import (
 const maxSubscriptions = 64 // per client
 
 // subscriber is a connection PUBLISH can deliver to. The server implements
-// it; deliver writes one message and reports whether it went out.
+// it; deliver writes one message, given in RESP2 (a RESP3 connection sends
+// it as a push), and reports whether it went out.
 type subscriber interface {
 	deliver(msg []byte) error
 }
@@ -42,7 +43,7 @@ func (a *admin) subscribe(out []byte, who clientInfo, args [][]byte) ([]byte, ef
 		}
 		n = len(mine)
 		a.psMu.Unlock()
-		out = appendSubscription(out, "subscribe", name, n)
+		out = appendSubscription(out, "subscribe", name, n, who.resp3)
 	}
 	return out, effect{subscribed: true, subscriptions: n}
 }
@@ -63,9 +64,9 @@ func (a *admin) unsubscribe(out []byte, who clientInfo, args [][]byte) ([]byte, 
 	}
 	a.psMu.Unlock()
 	if len(names) == 0 {
-		out = resp.AppendArray(out, 3)
+		out = resp.AppendPushHeader(out, 3, who.resp3)
 		out = resp.AppendBulk(out, "unsubscribe")
-		out = resp.AppendNull(out)
+		out = resp.AppendNil(out, who.resp3)
 		return resp.AppendInt(out, 0), effect{subscribed: true, subscriptions: 0}
 	}
 	n := 0
@@ -74,16 +75,16 @@ func (a *admin) unsubscribe(out []byte, who clientInfo, args [][]byte) ([]byte, 
 		a.drop(who.sub, name)
 		n = len(a.subs[who.sub])
 		a.psMu.Unlock()
-		out = appendSubscription(out, "unsubscribe", name, n)
+		out = appendSubscription(out, "unsubscribe", name, n, who.resp3)
 	}
 	return out, effect{subscribed: true, subscriptions: n}
 }
 
 // appendSubscription appends the confirmation of one SUBSCRIBE or
 // UNSUBSCRIBE channel: the kind, the channel, and how many channels the
-// connection listens to now.
-func appendSubscription(out []byte, kind, channel string, n int) []byte {
-	out = resp.AppendArray(out, 3)
+// connection listens to now; a push in RESP3.
+func appendSubscription(out []byte, kind, channel string, n int, resp3 bool) []byte {
+	out = resp.AppendPushHeader(out, 3, resp3)
 	out = resp.AppendBulk(out, kind)
 	out = resp.AppendBulk(out, channel)
 	return resp.AppendInt(out, int64(n))

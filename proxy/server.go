@@ -548,6 +548,10 @@ func (c *client) apply(e effect) (quit bool) {
 // deliver writes one published message to the connection, between its
 // replies (wmu). A connection that cannot take it within a second is closed.
 func (c *client) deliver(msg []byte) error {
+	if c.shown.Load().resp3 && len(msg) > 0 && msg[0] == '*' {
+		// The same message as a RESP3 push: only the header's type differs.
+		msg = append([]byte{'>'}, msg[1:]...)
+	}
 	c.wmu.Lock()
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	n, err := c.nc.Write(msg)

@@ -176,6 +176,24 @@ func TestGoRedisResp3(t *testing.T) {
 		t.Errorf("CLIENT LIST shows no replica (flags=S):\n%s", list)
 	}
 
+	// Subscriptions and published messages arrive as RESP3 pushes.
+	ps := cl.Subscribe(ctx, "news")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatalf("SUBSCRIBE: %v", err)
+	}
+	if err := cl.Publish(ctx, "news", "hello").Err(); err != nil {
+		t.Fatalf("PUBLISH: %v", err)
+	}
+	if msg, err := ps.ReceiveMessage(ctx); err != nil || msg.Payload != "hello" {
+		t.Fatalf("message = %v, %v", msg, err)
+	}
+	raw := dialRaw(t, relay.Addr())
+	raw.expect("%7", "HELLO", "3")
+	for raw.line() != "*0" { // the map ends with modules, an empty array
+	}
+	raw.expect(">3", "SUBSCRIBE", "news")
+
 	if n, err := cl.SlowLogLen(ctx).Result(); err != nil || n != 0 {
 		t.Errorf("SLOWLOG LEN = %d, %v", n, err)
 	}

@@ -54,6 +54,16 @@ func AppendMapHeader(b []byte, n int, resp3 bool) []byte {
 	return append(strconv.AppendInt(append(b, '%'), int64(n), 10), "\r\n"...)
 }
 
+// AppendPushHeader appends the header of an out-of-band message of n
+// values (published messages and subscription confirmations): >n in RESP3,
+// an array in RESP2. The two headers have the same length.
+func AppendPushHeader(b []byte, n int, resp3 bool) []byte {
+	if !resp3 {
+		return AppendArray(b, n)
+	}
+	return append(strconv.AppendInt(append(b, '>'), int64(n), 10), "\r\n"...)
+}
+
 // AppendNil appends the null value: _ in RESP3, the null bulk string $-1
 // in RESP2.
 func AppendNil(b []byte, resp3 bool) []byte {
