@@ -144,11 +144,11 @@ func (a *admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, ef
 	case addr == "": // REPLICAOF NO ONE
 		return resp.AppendError(out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port"), effect{}
 	}
-	if cur, _ := a.r.up.masterAddr(); cur == addr {
+	if cur, _ := a.r.up.MasterAddr(); cur == addr {
 		return resp.AppendSimple(out, "OK Already connected to specified master"), effect{}
 	}
 	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", who.addr)
-	a.r.up.setMaster(addr)
+	a.r.up.SetMaster(addr)
 	return resp.AppendSimple(out, "OK"), effect{}
 }
 

@@ -170,7 +170,7 @@ func TestReplicaofChecksAsTheConfigFile(t *testing.T) {
 			t.Errorf("REPLICAOF %q %q: %v, want an error with %q", tt.host, tt.port, err, tt.want)
 		}
 	}
-	if addr, _ := relay.up.masterAddr(); addr != "" {
+	if addr, _ := relay.up.MasterAddr(); addr != "" {
 		t.Errorf("after refused REPLICAOFs the relay follows %q", addr)
 	}
 }

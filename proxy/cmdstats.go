@@ -85,10 +85,11 @@ type rateCounters struct {
 
 func (r *Relay) readRateCounters() rateCounters {
 	c := r.stats
-	replIn, replOut := c.bytesFromUpstream.Load(), c.bytesToReplicas.Load()
+	relayed, replIn := r.up.Relayed()
+	replOut := c.bytesToReplicas.Load()
 	return rateCounters{
 		at:      time.Now(),
-		ops:     c.commandsRelayed.Load() + r.srv.cmdStats.total(),
+		ops:     relayed + r.srv.cmdStats.total(),
 		in:      replIn + c.clientBytesIn.Load(),
 		out:     replOut + c.clientBytesOut.Load(),
 		replIn:  replIn,

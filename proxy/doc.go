@@ -32,11 +32,11 @@
 //     on its log, or a cursor at once. Sessions register with the
 //     history as its readers, an interface the history defines
 //     (history.Reader: online, the next offset sent, ended for a
-//     replication ID change or for falling out of the retained log), so that a replication ID change
-//     or a trim can reach them; the history keeps for each the log
-//     offset its full sync will stream from, which a trim must keep. The
-//     server keeps its own sessions too, for CLIENT KILL, the replica
-//     list and the upstream link's ackSource.
+//     replication ID change or for falling out of the retained log), so
+//     that a replication ID change or a trim can reach them; the history
+//     keeps for each the log offset its full sync will stream from, which
+//     a trim must keep. The server keeps its own sessions too, for CLIENT
+//     KILL, the replica list and the upstream link's AckSource.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
 //     conncmd.go, procinfo.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF,
 //     SHUTDOWN, LATENCY, SLOWLOG, RELAY, the pub/sub that Sentinel uses,
@@ -75,12 +75,13 @@
 //
 // Locks nest in one order: the history's stateMu, then its mu, then a
 // snapshot's or the log's own (see package history); the reader methods
-// the history calls under its mu take no lock. Every other lock (settings.Live.mu,
-// upstreamLink.mu and cmdMu, server.clientsMu, admin.psMu) is a leaf: no
-// other lock is taken while it is held. No lock is held across network
-// I/O but a connection's own write lock (client.wmu), which keeps a
-// published message from landing inside a reply; stateMu is held across
-// the state.json write and its fsync.
+// the history calls under its mu take no lock. Every other lock
+// (settings.Live's, the upstream Link's mu, cmdMu and linkStatus.mu,
+// server.clientsMu, admin.psMu) is a leaf: no other lock is taken while
+// it is held. No lock is held across network I/O but a connection's own
+// write lock (client.wmu), which keeps a published message from landing
+// inside a reply; stateMu is held across the state.json write and its
+// fsync.
 //
 // Point-in-time recovery (package recovery, outside the daemon) reads
 // state.json through package history too.

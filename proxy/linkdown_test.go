@@ -1,16 +1,12 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/upstream"
 )
 
 // TestLinkDownReasons: an operator reads why the upstream link went down
@@ -34,7 +30,7 @@ func TestLinkDownReasons(t *testing.T) {
 	time.Sleep(time.Second)
 	master.Do(t, "CLIENT", "KILL", "TYPE", "replica")
 	redistest.Eventually(t, 20*time.Second, func() error {
-		if st := relay.Status(); st.LastDownReason != linkDownMasterClosed {
+		if st := relay.Status(); st.LastDownReason != upstream.LinkDownMasterClosed {
 			return fmt.Errorf("last link-down reason %q", st.LastDownReason)
 		}
 		return nil
@@ -56,7 +52,7 @@ func TestLinkDownReasons(t *testing.T) {
 	master.Do(t, "CONFIG", "SET", "requirepass", "s3cret")
 	master.Do(t, "CLIENT", "KILL", "TYPE", "replica")
 	redistest.Eventually(t, 20*time.Second, func() error {
-		if st := relay.Status(); st.LastDownReason != linkDownAuth {
+		if st := relay.Status(); st.LastDownReason != upstream.LinkDownAuth {
 			return fmt.Errorf("last link-down reason %q", st.LastDownReason)
 		}
 		return nil
@@ -64,35 +60,7 @@ func TestLinkDownReasons(t *testing.T) {
 	if r := relay.InfoField(t, "upstream_link_down_reason"); r != "auth_failed" {
 		t.Fatalf("upstream_link_down_reason:%s", r)
 	}
-	if n := relay.Status().LinkDowns[linkDownAuth]; n < 1 {
+	if n := relay.Status().LinkDowns[upstream.LinkDownAuth]; n < 1 {
 		t.Fatalf("LinkDowns[auth_failed] = %d", n)
-	}
-}
-
-// TestLinkDownReasonOf: the reason is read from what ended the connection,
-// then from the phase it was in.
-func TestLinkDownReasonOf(t *testing.T) {
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
-	for _, tt := range []struct {
-		err   error
-		phase string
-		want  LinkDownReason
-	}{
-		{fmt.Errorf("read stream: %w", reset), LinkConnected, linkDownMasterClosed},
-		{fmt.Errorf("read stream: %w", io.EOF), LinkConnected, linkDownMasterClosed},
-		{errMasterClosed, LinkConnected, linkDownMasterClosed},
-		{fmt.Errorf("%w: master requires a password", errAuth), LinkHandshake, linkDownAuth},
-		{fmt.Errorf("%w: -LOADING", errTryLater), LinkHandshake, linkDownNotReady},
-		{fmt.Errorf("%w: -ERR no", errPSYNCRefused), LinkHandshake, linkDownRefused},
-		{fmt.Errorf("%w, will full resync: bad", errStreamProtocol), LinkConnected, linkDownProtocol},
-		{fmt.Errorf("%w: no space", errLocalWrite), LinkConnected, linkDownLocalWrite},
-		{fmt.Errorf("connect: %w", errors.New("refused")), LinkConnecting, linkDownConnect},
-		{errors.New("send PING: broken"), LinkHandshake, linkDownHandshake},
-		{errors.New("receive snapshot after 10 bytes: bad"), LinkSync, linkDownSync},
-		{os.ErrDeadlineExceeded, LinkConnected, linkDownTimeout},
-	} {
-		if got := linkDownReason(tt.err, tt.phase); got != tt.want {
-			t.Errorf("linkDownReason(%v, %s) = %s, want %s", tt.err, tt.phase, got, tt.want)
-		}
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/proxy/history"
+	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
+	"github.com/redis-relay/redis-relay/proxy/upstream"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -19,16 +21,16 @@ import (
 // lets callers build one as proxy.Config next to proxy.New.
 type Config = settings.Config
 
-// Relay builds the relay's parts and runs them: the history (history.go),
-// the upstream link (upstream.go), the downstream server (server.go) and
-// the admin commands (admin.go). It holds no state of its own beyond the
+// Relay builds the relay's parts and runs them: the history (package
+// history), the upstream link (package upstream), the downstream server
+// (server.go) and the admin commands (admin.go). It holds no state of its own beyond the
 // wiring; see the package doc for how the parts talk.
 type Relay struct {
 	cfg    *settings.Live
 	logger *slog.Logger
 	stats  *counters
 	hist   *history.Store
-	up     *upstreamLink
+	up     *upstream.Link
 	srv    *server
 	admin  *admin
 
@@ -41,40 +43,29 @@ type Relay struct {
 	shutdown context.CancelFunc // ends Run (SHUTDOWN); set by Run; guarded by stopMu
 }
 
-// counters are monotonic and read without locks. Each part adds to the
-// ones about its own work; Status reads them all.
+// counters are the downstream server's monotonic counts, read without
+// locks.
 type counters struct {
 	fullSyncsServed    atomic.Int64
 	partialSyncsServed atomic.Int64
 	partialSyncsErr    atomic.Int64
-	upstreamFullSyncs  atomic.Int64
-	upstreamPartials   atomic.Int64
-	bytesFromUpstream  atomic.Int64
 	bytesToReplicas    atomic.Int64
-	disconnects        map[CloseReason]*atomic.Int64    // keys fixed at start
-	linkDowns          map[LinkDownReason]*atomic.Int64 // keys fixed at start
+	disconnects        map[CloseReason]*atomic.Int64 // keys fixed at start
 	connections        atomic.Int64
 	rejectedConns      atomic.Int64
 	protocolErrors     atomic.Int64
-	forksAvoided       atomic.Int64 // snapshots taken from the snapshot source, the master continuing after them
-	zIn, zOut          linkBytes    // compressed links: from the upstream, to replicas
-	pacedBytes         atomic.Int64 // snapshot bytes sent under a full-sync bandwidth limit
-	paceWait           atomic.Int64 // nanoseconds full syncs waited for the bandwidth limits
-	sourceFallbacks    atomic.Int64
-	refreshes          atomic.Int64
-	refreshFailures    atomic.Int64
-	tailCuts           atomic.Int64 // unfinished commands dropped after a link loss
-	branchCuts         atomic.Int64 // data-free tails dropped to continue on a promoted replica
-	commandsRelayed    atomic.Int64 // commands in the stream from upstream
-	clientBytesIn      atomic.Int64 // bytes read from downstream connections: requests, replicas' ACKs
-	clientBytesOut     atomic.Int64 // replies and published messages written to downstream connections
+	zOut               wire.LinkBytes // compressed links to replicas
+	pacedBytes         atomic.Int64   // snapshot bytes sent under a full-sync bandwidth limit
+	paceWait           atomic.Int64   // nanoseconds full syncs waited for the bandwidth limits
+	clientBytesIn      atomic.Int64   // bytes read from downstream connections: requests, replicas' ACKs
+	clientBytesOut     atomic.Int64   // replies and published messages written to downstream connections
 }
 
 // New opens the data dir and recovers the history kept there, if any.
 func New(cfg Config) (*Relay, error) {
 	cfg.FillDefaults()
 	live := settings.NewLive(cfg)
-	stats := &counters{disconnects: newCounts(closeReasons), linkDowns: newCounts(LinkDownReasons())}
+	stats := &counters{disconnects: newCounts(closeReasons)}
 	hist, err := history.Open(live, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -83,9 +74,9 @@ func New(cfg Config) (*Relay, error) {
 		cfg: live, logger: cfg.Logger, stats: stats, hist: hist,
 		runID: replstream.RandomHex40(), started: time.Now(),
 	}
-	r.up = newUpstreamLink(live, hist, stats, cfg.Logger)
+	r.up = upstream.New(live, hist, cfg.Logger)
 	r.srv = newServer(live, hist, r.up, stats, cfg.Logger)
-	r.up.acks = r.srv
+	r.up.SetAckSource(r.srv)
 	r.admin = &admin{
 		r: r, conns: r.srv,
 		channels: make(map[string]map[subscriber]struct{}),
@@ -116,15 +107,15 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	}()
 	go func() {
 		defer wg.Done()
-		r.up.followSentinels(ctx)
+		r.up.FollowSentinels(ctx)
 	}()
 	go func() {
 		defer wg.Done()
-		r.up.run(ctx, listenerPort(lns[0]))
+		r.up.Run(ctx, listenerPort(lns[0]))
 	}()
 	go func() {
 		defer wg.Done()
-		r.up.refreshLoop(ctx)
+		r.up.RefreshLoop(ctx)
 	}()
 	errs := make(chan error, len(lns))
 	for _, ln := range lns {
@@ -164,7 +155,7 @@ func (r *Relay) ReleaseGuard() error { return r.hist.ReleaseGuard() }
 // REPLICAOF (or Sentinel) last named as replicaof.
 func (r *Relay) currentConfig() Config {
 	cfg := r.cfg.Get()
-	cfg.MasterAddr, _ = r.up.masterAddr()
+	cfg.MasterAddr, _ = r.up.MasterAddr()
 	return cfg
 }
 

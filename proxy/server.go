@@ -21,6 +21,7 @@ import (
 
 	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/proxy/history"
+	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
@@ -72,7 +73,7 @@ func protectedModeRefuses(protected bool, requirePass string, remote net.Addr) b
 type server struct {
 	cfg    *settings.Live
 	hist   *history.Store
-	up     *upstreamLink // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
+	up     upstreamLink // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
 	admin  *admin
 	logger *slog.Logger
 	stats  *counters
@@ -88,7 +89,15 @@ type server struct {
 	slots    syncSlots // full syncs running and queued (full-sync-max-concurrent)
 }
 
-func newServer(cfg *settings.Live, hist *history.Store, up *upstreamLink, stats *counters, logger *slog.Logger) *server {
+// upstreamLink is what the server needs of the upstream link: whether
+// there is an upstream to wait for (wait-ahead), and a nudge when a
+// replica ACKed more (downstream ACK policies).
+type upstreamLink interface {
+	MasterAddr() (string, <-chan struct{})
+	NoteDownstreamAck()
+}
+
+func newServer(cfg *settings.Live, hist *history.Store, up upstreamLink, stats *counters, logger *slog.Logger) *server {
 	return &server{
 		cfg: cfg, hist: hist, up: up, stats: stats, logger: logger,
 		clients:  make(map[*client]struct{}),
@@ -223,7 +232,7 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	c := &client{
-		srv: srv, nc: nc, br: bufio.NewReaderSize(countingReader{r: nc, n: &srv.stats.clientBytesIn}, clientReadBuffer),
+		srv: srv, nc: nc, br: bufio.NewReaderSize(wire.CountingReader{R: nc, N: &srv.stats.clientBytesIn}, clientReadBuffer),
 		addr:    nc.RemoteAddr().String(),
 		authed:  cfg.RequirePass == "",
 		id:      srv.nextClientID.Add(1),
@@ -591,10 +600,10 @@ func (c *client) replconf(args [][]byte) {
 				c.capaEOF = true
 			case "psync2":
 				c.capaPSYNC2 = true
-			case capaZstd:
+			case wire.CapaZstd:
 				c.capaZstd = true
 			}
-		case zstdLevelOption:
+		case wire.ZstdLevelOption:
 			level, on, err := settings.CompressionLevel(val)
 			if err != nil || !on {
 				c.out = resp.AppendError(c.out, "ERR unknown compression level")
@@ -709,9 +718,9 @@ func (srv *server) eachSession(f func(*session)) {
 	}
 }
 
-// downstreamAcks is the server as the upstream link's ackSource: the
+// DownstreamAcks is the server as the upstream link's AckSource: the
 // offset each online replica last ACKed, replicas on SYNC left out.
-func (srv *server) downstreamAcks() []int64 {
+func (srv *server) DownstreamAcks() []int64 {
 	var acks []int64
 	srv.eachSession(func(s *session) {
 		if s.Online() && !s.legacy {

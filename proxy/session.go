@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/proxy/history"
+	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -213,7 +214,7 @@ func (s *session) write(p []byte) error {
 			return err
 		}
 		err := s.enc.Flush()
-		s.srv.stats.zOut.stream.Add(int64(len(p)))
+		s.srv.stats.zOut.Stream.Add(int64(len(p)))
 		s.srv.stats.bytesToReplicas.Add(int64(len(p)))
 		return err
 	}
@@ -232,7 +233,7 @@ func (s *session) compressed() bool {
 // startCompression sends everything from now on through a zstd encoder at
 // the level the replica asked for.
 func (s *session) startCompression() {
-	wire := countingWriter{w: deadlineWriter{nc: s.c.nc, timeout: s.srv.cfg.Timeout}, n: &s.srv.stats.zOut.wire}
+	wire := wire.CountingWriter{W: deadlineWriter{nc: s.c.nc, timeout: s.srv.cfg.Timeout}, N: &s.srv.stats.zOut.Wire}
 	s.enc, _ = zstd.NewWriter(wire, zstd.WithEncoderLevel(s.c.zstdLevel), zstd.WithEncoderConcurrency(1))
 	s.logger.Info("compressed link", "level", s.c.zstdLevel.String())
 }
@@ -261,7 +262,7 @@ func (s *session) serve(ctx context.Context) error {
 			reply := "+CONTINUE\r\n"
 			switch {
 			case zstd:
-				reply = "+CONTINUE " + replid + " " + compressionWord + "\r\n"
+				reply = "+CONTINUE " + replid + " " + wire.CompressionWord + "\r\n"
 			case s.c.capaPSYNC2:
 				reply = "+CONTINUE " + replid + "\r\n"
 			}
@@ -316,7 +317,7 @@ func (s *session) fullSync(ctx context.Context) error {
 		zstd := s.compressed()
 		word := ""
 		if zstd {
-			word = " " + compressionWord
+			word = " " + wire.CompressionWord
 		}
 		if err := s.write(fmt.Appendf(nil, "+FULLRESYNC %s %d%s\r\n", replid, meta.Offset, word)); err != nil {
 			return err
@@ -339,16 +340,16 @@ func (s *session) fullSync(ctx context.Context) error {
 	if err := s.write(p.Preamble()); err != nil {
 		return err
 	}
-	pw := &progressWriter{n: &s.bulkSent, total: p.Size, logger: s.logger, what: "sending snapshot"}
+	pw := &wire.ProgressWriter{N: &s.bulkSent, Total: p.Size, Logger: s.logger, What: "sending snapshot"}
 	if p.Size < 0 {
 		_, size, _, _, _ := snap.Progress()
-		pw.total = size
+		pw.Total = size
 	}
-	s.bulkTotal.Store(pw.total)
+	s.bulkTotal.Store(pw.Total)
 	var own pacer // full-sync-replica-bandwidth-limit
 	send := func(f *os.File, pos, n int64) (int64, error) {
 		k, err := srv.paced(ctx, &own, n, s.sendStep(), func(n int64) (int64, error) { return s.sendFile(f, pos, n) })
-		pw.count(int(k))
+		pw.Count(int(k))
 		return k, err
 	}
 	if _, err := snap.CopyTo(ctx, send, f); err != nil {
@@ -555,7 +556,7 @@ func (s *session) readAcks(ctx context.Context) {
 				}
 				if off > s.ack.Load() {
 					s.ack.Store(off)
-					s.srv.up.noteDownstreamAck()
+					s.srv.up.NoteDownstreamAck()
 				}
 				if s.acked.CompareAndSwap(false, true) {
 					close(s.firstAck)
@@ -578,7 +579,7 @@ func (s *session) readAcks(ctx context.Context) {
 // failed keepalive is an error.
 func (srv *server) waitAhead(ctx context.Context, replid string, off int64, keepalive func() error) error {
 	log := srv.hist.CurrentLog()
-	if addr, _ := srv.up.masterAddr(); log == nil || addr == "" {
+	if addr, _ := srv.up.MasterAddr(); log == nil || addr == "" {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, srv.cfg.Get().WaitAhead)

@@ -11,12 +11,30 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/proxy/history"
+	"github.com/redis-relay/redis-relay/proxy/upstream"
 	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
 // Version is the relay's release, set at build time.
 var Version = "0.1.0-dev"
+
+// The upstream link's states, as Redis names them in ROLE.
+const (
+	LinkNone       = upstream.LinkNone
+	LinkConnect    = upstream.LinkConnect
+	LinkConnecting = upstream.LinkConnecting
+	LinkHandshake  = upstream.LinkHandshake
+	LinkSync       = upstream.LinkSync
+	LinkConnected  = upstream.LinkConnected
+)
+
+// LinkDownReason says why the upstream link went down (see package
+// upstream); the same value is in the log line, the metric label and INFO.
+type LinkDownReason = upstream.LinkDownReason
+
+// LinkDownReasons lists every LinkDownReason, for metrics.
+func LinkDownReasons() []LinkDownReason { return upstream.LinkDownReasons() }
 
 // LinkStates are the upstream link's states, as ROLE names them.
 func LinkStates() []string {
@@ -179,7 +197,16 @@ func (r *Relay) Status() Status {
 	st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = hs.HoldActive, hs.HoldCommand, hs.HoldAt, hs.HoldSince
 	st.HoldSnapshot, st.HoldSnapshotOffset = hs.HoldSnapshot, hs.HoldSnapshotOffset
 	st.SnapshotsRejected, st.GuardTrips, st.HoldTrips = hs.SnapshotsRejected, hs.GuardTrips, hs.HoldTrips
-	r.up.fillStatus(&st)
+	us := r.up.Status()
+	st.MasterAddr, st.SnapshotFrom, st.LastFallback = us.MasterAddr, us.SnapshotFrom, us.LastFallback
+	st.LinkState, st.LinkSince, st.LastError = us.LinkState, us.LinkSince, us.LastError
+	st.SyncTotal, st.SyncRead, st.SyncStart = us.SyncTotal, us.SyncRead, us.SyncStart
+	st.LastDownReason, st.LastIO, st.AckedUpstream = us.LastDownReason, us.LastIO, us.AckedUpstream
+	st.UpstreamCompressed, st.Commands = us.UpstreamCompressed, us.Commands
+	st.UpstreamFullSyncs, st.UpstreamPartials, st.BytesFromUpstream = us.UpstreamFullSyncs, us.UpstreamPartials, us.BytesFromUpstream
+	st.LinkDowns, st.ForksAvoided, st.SourceFallbacks = us.LinkDowns, us.ForksAvoided, us.SourceFallbacks
+	st.Refreshes, st.RefreshFailures, st.TailCuts, st.BranchCuts = us.Refreshes, us.RefreshFailures, us.TailCuts, us.BranchCuts
+	st.CompressedInStream, st.CompressedInWire = us.CompressedInStream, us.CompressedInWire
 	r.srv.fillStatus(&st)
 	st.SyncEstimate = -1
 	readMasterFacts(&st, current, pending)
@@ -187,26 +214,15 @@ func (r *Relay) Status() Status {
 	st.FullSyncsServed = c.fullSyncsServed.Load()
 	st.PartialSyncsServed = c.partialSyncsServed.Load()
 	st.PartialSyncsErr = c.partialSyncsErr.Load()
-	st.UpstreamFullSyncs = c.upstreamFullSyncs.Load()
-	st.UpstreamPartials = c.upstreamPartials.Load()
-	st.BytesFromUpstream = c.bytesFromUpstream.Load()
 	st.BytesToReplicas = c.bytesToReplicas.Load()
 	st.Disconnects = loadCounts(c.disconnects)
-	st.LinkDowns = loadCounts(c.linkDowns)
 	st.Connections = c.connections.Load()
 	st.RejectedConns = c.rejectedConns.Load()
-	st.ProtocolErrors = c.protocolErrors.Load()
-	st.ForksAvoided = c.forksAvoided.Load()
+	st.ProtocolErrors = c.protocolErrors.Load() + us.ProtocolErrors
 	st.FullSyncPacedBytes, st.FullSyncPaceWait = c.pacedBytes.Load(), time.Duration(c.paceWait.Load())
-	st.CompressedInStream, st.CompressedInWire = c.zIn.stream.Load(), c.zIn.wire.Load()
-	st.CompressedOutStream, st.CompressedOutWire = c.zOut.stream.Load(), c.zOut.wire.Load()
-	st.SourceFallbacks = c.sourceFallbacks.Load()
+	st.CompressedOutStream, st.CompressedOutWire = c.zOut.Stream.Load(), c.zOut.Wire.Load()
 	st.SnapshotSource = r.cfg.Get().SnapshotSource
-	st.Refreshes = c.refreshes.Load()
-	st.RefreshFailures = c.refreshFailures.Load()
-	st.TailCuts = c.tailCuts.Load()
-	st.BranchCuts = c.branchCuts.Load()
-	st.CommandsRelayed = c.commandsRelayed.Load()
+	st.CommandsRelayed = us.CommandsRelayed
 	st.ClientCommands = r.srv.cmdStats.snapshot()
 	st.ErrorReplies = r.srv.unknownCommands.Load()
 	for _, c := range st.ClientCommands {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/upstream"
 )
 
 // TestTierAfterFailover: relay R1 follows a failover from M to P with a
@@ -171,7 +172,7 @@ func TestSourceWaitsForMaster(t *testing.T) {
 	})
 	// Four refusals take about 2 s of backoff (0.25 + 0.5 + 1 s).
 	redistest.Eventually(t, 20*time.Second, func() error {
-		if n := relay.Status().LinkDowns[linkDownAuth]; n < 4 {
+		if n := relay.Status().LinkDowns[upstream.LinkDownAuth]; n < 4 {
 			return fmt.Errorf("%d authentication failures so far", n)
 		}
 		return nil

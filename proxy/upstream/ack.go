@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -11,21 +11,21 @@ import (
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
-// ackSource gives a downstream ACK policy what it counts: the offset each
+// AckSource gives a downstream ACK policy what it counts: the offset each
 // online downstream replica last ACKed (a replica on SYNC sends no ACKs
 // and is not counted). The server implements it from its sessions.
-type ackSource interface {
-	downstreamAcks() []int64
+type AckSource interface {
+	DownstreamAcks() []int64
 }
 
 // ackOffset applies the ACK policy to received, the last offset the relay
 // holds durably.
-func (u *upstreamLink) ackOffset(received int64) int64 {
+func (u *Link) ackOffset(received int64) int64 {
 	pol := u.cfg.Get().AckPolicy
 	if pol.Kind == "" || pol.Kind == "received" {
 		return received
 	}
-	acks := u.acks.downstreamAcks()
+	acks := u.acks.DownstreamAcks()
 	need := 1
 	if pol.Kind == "downstream-quorum" {
 		need = pol.Quorum
@@ -39,8 +39,8 @@ func (u *upstreamLink) ackOffset(received int64) int64 {
 	return min(acks[need-1], received)
 }
 
-// noteDownstreamAck wakes the upstream ACK loop after a replica ACKed more.
-func (u *upstreamLink) noteDownstreamAck() {
+// NoteDownstreamAck wakes the upstream ACK loop after a replica ACKed more.
+func (u *Link) NoteDownstreamAck() {
 	select {
 	case u.downstreamAcked <- struct{}{}:
 	default:
@@ -50,7 +50,7 @@ func (u *upstreamLink) noteDownstreamAck() {
 // ackLoop sends REPLCONF ACK every second, on request (GETACK), and with a
 // downstream ACK policy whenever downstream replicas acknowledge more. The
 // offset is what the policy allows, never more than the relay has fsynced.
-func (u *upstreamLink) ackLoop(ctx context.Context, c *upstreamConn, log *replstream.Log, req <-chan struct{}) error {
+func (u *Link) ackLoop(ctx context.Context, c *upstreamConn, log *replstream.Log, req <-chan struct{}) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	sent := int64(-1)
@@ -83,3 +83,7 @@ func (u *upstreamLink) ackLoop(ctx context.Context, c *upstreamConn, log *replst
 		u.status.acked.Store(off)
 	}
 }
+
+// SetAckSource names where the downstream replicas' ACKs come from, for
+// the downstream ACK policies. Call it before Run.
+func (u *Link) SetAckSource(a AckSource) { u.acks = a }

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
 // Following Redis Sentinel directly, for deployments where Sentinel does not
@@ -19,7 +21,7 @@ import (
 
 const sentinelRecheck = 10 * time.Second
 
-func (u *upstreamLink) followSentinels(ctx context.Context) {
+func (u *Link) FollowSentinels(ctx context.Context) {
 	cfg := u.cfg.Get()
 	if len(cfg.Sentinels) == 0 || cfg.MasterName == "" {
 		return
@@ -39,7 +41,7 @@ func (u *upstreamLink) followSentinels(ctx context.Context) {
 }
 
 // watchSentinel follows one Sentinel until it fails or ctx ends.
-func (u *upstreamLink) watchSentinel(ctx context.Context, addr string, cfg Config) error {
+func (u *Link) watchSentinel(ctx context.Context, addr string, cfg settings.Config) error {
 	sc := redis.NewSentinelClient(&redis.Options{
 		Addr: addr, Username: cfg.SentinelUser, Password: cfg.SentinelPassword, TLSConfig: sentinelTLS(cfg.SentinelTLS, addr),
 		Protocol: 2, DisableIdentity: true,
@@ -91,10 +93,10 @@ func (u *upstreamLink) watchSentinel(ctx context.Context, addr string, cfg Confi
 	}
 }
 
-func (u *upstreamLink) followMaster(addr, source string) {
-	if cur, _ := u.masterAddr(); cur != addr {
+func (u *Link) followMaster(addr, source string) {
+	if cur, _ := u.MasterAddr(); cur != addr {
 		u.logger.Info("following new master", "upstream", addr, "previous", cur, "source", source)
-		u.setMaster(addr)
+		u.SetMaster(addr)
 	}
 }
 

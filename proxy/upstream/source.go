@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/proxy/history"
+	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -24,7 +25,7 @@ import (
 // history), the master's own full sync is taken instead, with a log line
 // and a counter: never a snapshot of another history.
 
-// sourceStats says where snapshots came from; guarded by upstreamLink.mu.
+// sourceStats says where snapshots came from; guarded by Link.mu.
 type sourceStats struct {
 	lastFrom     string // "master" or the source's address
 	lastFallback string // why the last fallback to the master happened
@@ -34,7 +35,7 @@ type sourceStats struct {
 // it knows it, else a full PSYNC closed after the payload) and returns the
 // connection positioned at the payload, with the replid and offset of
 // +FULLRESYNC.
-func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn, string, int64, error) {
+func (u *Link) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn, string, int64, error) {
 	var status linkStatus
 	c, err := u.dial(ctx, p, &status)
 	if err != nil {
@@ -84,7 +85,7 @@ func (u *upstreamLink) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn
 // receiveSnapshot reads the payload after +FULLRESYNC into a new snapshot
 // and closes the connection; with publish, replicas waiting for a full
 // sync stream it as it arrives. On error the snapshot is dropped.
-func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*history.SnapshotFile, error) {
+func (u *Link) receiveSnapshot(c *upstreamConn, addr, replid string, offset int64, what string, publish bool) (*history.SnapshotFile, error) {
 	defer c.close() // rdb-only: the sender closes too; without it, we want no stream here
 	begin := u.hist.NewIncomingSnapshot
 	if publish {
@@ -99,7 +100,7 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 		if p.Mark == nil {
 			s.SetSize(p.Size)
 		}
-		pw := &progressWriter{w: s, n: new(atomic.Int64), also: &u.stats.bytesFromUpstream, total: p.Size, logger: u.logger.With("upstream", addr), what: what}
+		pw := &wire.ProgressWriter{W: s, N: new(atomic.Int64), Also: &u.stats.bytesFromUpstream, Total: p.Size, Logger: u.logger.With("upstream", addr), What: what}
 		_, err = replstream.CopyPayload(pw, c.br, p)
 	}
 	if err != nil {
@@ -112,7 +113,7 @@ func (u *upstreamLink) receiveSnapshot(c *upstreamConn, addr, replid string, off
 // snapshotFromSource takes a first snapshot from the snapshot source and
 // checks it; it is not the relay's history until the master continues
 // after it (see upstream.run).
-func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*history.SnapshotFile, error) {
+func (u *Link) snapshotFromSource(ctx context.Context, p peer) (*history.SnapshotFile, error) {
 	addr := p.addr
 	start := time.Now()
 	c, replid, offset, err := u.fetchSnapshot(ctx, p)
@@ -138,7 +139,7 @@ func (u *upstreamLink) snapshotFromSource(ctx context.Context, p peer) (*history
 }
 
 // sourceFallback records that a snapshot came from the master after all.
-func (u *upstreamLink) sourceFallback(why string) {
+func (u *Link) sourceFallback(why string) {
 	u.stats.sourceFallbacks.Add(1)
 	u.mu.Lock()
 	u.source.lastFallback = why
@@ -147,7 +148,7 @@ func (u *upstreamLink) sourceFallback(why string) {
 }
 
 // noteSnapshotFrom records where the newest snapshot came from.
-func (u *upstreamLink) noteSnapshotFrom(from string) {
+func (u *Link) noteSnapshotFrom(from string) {
 	u.mu.Lock()
 	u.source.lastFrom = from
 	u.mu.Unlock()

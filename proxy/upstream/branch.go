@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ import (
 // upstream's branch point from replid when the log's bytes past it were
 // dropped as harmless. Only a failed INFO exchange is an error (the
 // connection is then unusable).
-func (u *upstreamLink) alignToBranch(c *upstreamConn, addr, replid string, next int64) (int64, error) {
+func (u *Link) alignToBranch(c *upstreamConn, addr, replid string, next int64) (int64, error) {
 	at, ok, err := branchPoint(c, replid)
 	if err != nil || !ok || at >= next {
 		return next, err

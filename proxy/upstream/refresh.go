@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 // segments older than it that retention does not keep. One master fork per
 // refresh, however many replicas there are.
 
-// refreshLoop checks once a second whether a refresh is due, until ctx ends.
-func (u *upstreamLink) refreshLoop(ctx context.Context) {
+// RefreshLoop checks once a second whether a refresh is due, until ctx ends.
+func (u *Link) RefreshLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var notBefore time.Time
@@ -41,7 +41,7 @@ func (u *upstreamLink) refreshLoop(ctx context.Context) {
 }
 
 // refreshDue reports whether the snapshot should be replaced.
-func (u *upstreamLink) refreshDue() bool {
+func (u *Link) refreshDue() bool {
 	st, _, _ := u.hist.Status()
 	if u.status.current() != LinkConnected {
 		return false
@@ -67,8 +67,8 @@ func (u *upstreamLink) refreshDue() bool {
 }
 
 // refresh fetches a snapshot of the current history and swaps it in.
-func (u *upstreamLink) refresh(ctx context.Context) error {
-	addr, _ := u.masterAddr()
+func (u *Link) refresh(ctx context.Context) error {
+	addr, _ := u.MasterAddr()
 	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
 	defer cancel()
 	cfg := u.cfg.Get()

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"bufio"
@@ -6,8 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -17,6 +15,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/internal/wire"
+	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -37,12 +37,12 @@ type peer struct {
 }
 
 // masterPeer is the master at addr.
-func masterPeer(cfg Config, addr string) peer {
+func masterPeer(cfg settings.Config, addr string) peer {
 	return peer{addr: addr, role: "master", user: cfg.MasterUser, password: cfg.MasterAuth, passName: "masterauth", tls: cfg.UpstreamTLS}
 }
 
 // sourcePeer is the snapshot source.
-func sourcePeer(cfg Config) peer {
+func sourcePeer(cfg settings.Config) peer {
 	return peer{addr: cfg.SnapshotSource, role: "snapshot source", user: cfg.SnapshotSourceUser, password: cfg.SnapshotSourcePassword, passName: "snapshot-source-password", tls: cfg.SnapshotSourceTLS,
 		offerWithin: cfg.ReplTimeout}
 }
@@ -59,7 +59,7 @@ type upstreamConn struct {
 }
 
 // dial connects to an upstream; the connection closes when ctx ends.
-func (u *upstreamLink) dial(ctx context.Context, p peer, status *linkStatus) (*upstreamConn, error) {
+func (u *Link) dial(ctx context.Context, p peer, status *linkStatus) (*upstreamConn, error) {
 	d := net.Dialer{Timeout: handshakeTimeout}
 	var nc net.Conn
 	var err error
@@ -81,7 +81,7 @@ func (u *upstreamLink) dial(ctx context.Context, p peer, status *linkStatus) (*u
 // and the given REPLCONF commands as a stock replica does, and returns the
 // replies to the REPLCONFs (errors to them are not fatal, as for a stock
 // replica).
-func (u *upstreamLink) handshake(c *upstreamConn, replconfs ...[]string) ([][]byte, error) {
+func (u *Link) handshake(c *upstreamConn, replconfs ...[]string) ([][]byte, error) {
 	if err := c.write(resp.AppendCommand(nil, "PING")); err != nil {
 		return nil, fmt.Errorf("send PING: %w", err)
 	}
@@ -144,14 +144,14 @@ func (c *upstreamConn) close() {
 
 // decompress reads everything after the PSYNC reply through a zstd
 // decoder, with bounded memory: the upstream is not trusted.
-func (c *upstreamConn) decompress(counts *linkBytes) error {
-	dec, err := zstd.NewReader(countingReader{r: c.br, n: &counts.wire},
+func (c *upstreamConn) decompress(counts *wire.LinkBytes) error {
+	dec, err := zstd.NewReader(wire.CountingReader{R: c.br, N: &counts.Wire},
 		zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(64<<20), zstd.WithDecoderMaxMemory(256<<20))
 	if err != nil {
 		return fmt.Errorf("start decompression: %w", err)
 	}
 	c.dec = dec
-	c.br = bufio.NewReaderSize(countingReader{r: dec, n: &counts.stream}, 64<<10)
+	c.br = bufio.NewReaderSize(wire.CountingReader{R: dec, N: &counts.Stream}, 64<<10)
 	return nil
 }
 
@@ -235,49 +235,6 @@ func (c *upstreamConn) readReplyWithin(within time.Duration) ([]byte, error) {
 
 // errNoOffer: an upstream kept a PSYNC waiting past its bound.
 var errNoOffer = errors.New("upstream offered no snapshot")
-
-// progressWriter counts bytes written through it and logs the progress of
-// a long transfer every progressEvery: bytes done and total, rate and ETA.
-type progressWriter struct {
-	w      io.Writer
-	n      *atomic.Int64
-	also   *atomic.Int64 // optional second counter
-	total  int64         // -1 when unknown (EOF-framed transfer)
-	logger *slog.Logger
-	what   string
-	start  time.Time
-	last   time.Time
-}
-
-const progressEvery = 5 * time.Second
-
-func (p *progressWriter) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.count(n)
-	return n, err
-}
-
-// count records n more bytes, and logs the progress when it is time.
-func (p *progressWriter) count(n int) {
-	done := p.n.Add(int64(n))
-	if p.also != nil {
-		p.also.Add(int64(n))
-	}
-	if now := time.Now(); now.Sub(p.last) >= progressEvery {
-		if p.last.IsZero() {
-			p.start, p.last = now, now
-			return
-		}
-		p.last = now
-		rate := float64(done) / now.Sub(p.start).Seconds()
-		args := []any{"bytes", done, "rate_mb_s", fmt.Sprintf("%.1f", rate/1e6)}
-		if p.total > 0 && rate > 0 {
-			eta := time.Duration(float64(p.total-done) / rate * float64(time.Second))
-			args = append(args, "total", p.total, "percent", fmt.Sprintf("%.1f", 100*float64(done)/float64(p.total)), "eta", eta.Round(time.Second))
-		}
-		p.logger.Info(p.what, args...)
-	}
-}
 
 // readPayloadHeader reads the $<len> or $EOF:<mark> line, skipping
 // keepalives.

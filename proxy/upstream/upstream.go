@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -13,17 +13,18 @@ import (
 
 	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/proxy/history"
+	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
-// upstreamLink is the relay as a replica: the connection to its master
+// Link is the relay as a replica: the connection to its master
 // (handshake, PSYNC, the stream appended to the history's log, ACKs), the
-// refresh connection, and Sentinel following. It is the history's only
-// writer.
+// refresh connection, and Sentinel following. It is the only appender of
+// the history's log.
 //
 // mu is a leaf lock, as is cmdMu.
-type upstreamLink struct {
+type Link struct {
 	cfg    *settings.Live
 	hist   *history.Store
 	logger *slog.Logger
@@ -35,7 +36,7 @@ type upstreamLink struct {
 	source   sourceStats   // guarded by mu
 
 	status          linkStatus
-	acks            ackSource     // downstream replicas' ACKs, for downstream ACK policies; set before run
+	acks            AckSource     // downstream replicas' ACKs, for downstream ACK policies; set before Run
 	downstreamAcked chan struct{} // buffered(1): a replica ACKed more (downstream ACK policies)
 
 	cmdMu    sync.Mutex
@@ -51,9 +52,10 @@ type upstreamLink struct {
 	counts    commandCounts
 }
 
-func newUpstreamLink(cfg *settings.Live, hist *history.Store, stats *counters, logger *slog.Logger) *upstreamLink {
-	u := &upstreamLink{
-		cfg: cfg, hist: hist, stats: stats, logger: logger,
+// New makes the link for the history hist; Run starts it.
+func New(cfg *settings.Live, hist *history.Store, logger *slog.Logger) *Link {
+	u := &Link{
+		cfg: cfg, hist: hist, stats: newCounters(), logger: logger,
 		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
 		downstreamAcked: make(chan struct{}, 1),
 	}
@@ -110,15 +112,15 @@ func (u *linkStatus) get() (state, addr string, since time.Time, lastErr string,
 	return u.state, u.addr, u.since, u.lastErr, u.syncTotal, u.syncStart
 }
 
-// masterAddr returns the upstream address and a channel closed when it changes.
-func (u *upstreamLink) masterAddr() (string, <-chan struct{}) {
+// MasterAddr returns the upstream address and a channel closed when it changes.
+func (u *Link) MasterAddr() (string, <-chan struct{}) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.master, u.masterCh
 }
 
-// setMaster re-points the upstream link (REPLICAOF).
-func (u *upstreamLink) setMaster(addr string) {
+// SetMaster re-points the upstream link (REPLICAOF).
+func (u *Link) SetMaster(addr string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.master == addr {
@@ -129,17 +131,17 @@ func (u *upstreamLink) setMaster(addr string) {
 	u.masterCh = make(chan struct{})
 }
 
-// run keeps a link to the master until ctx ends: connect, handshake,
+// Run keeps a link to the master until ctx ends: connect, handshake,
 // PSYNC, stream; on failure retry with backoff, partial resync first. port
 // is announced as the relay's listening port unless AnnouncePort is set.
-func (u *upstreamLink) run(ctx context.Context, port int) {
+func (u *Link) Run(ctx context.Context, port int) {
 	u.port = port
 	if u.cfg.Fixed().AnnouncePort > 0 {
 		u.port = u.cfg.Fixed().AnnouncePort
 	}
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		addr, moved := u.masterAddr()
+		addr, moved := u.MasterAddr()
 		if addr == "" {
 			u.status.set(LinkNone, "")
 			select {
@@ -179,14 +181,14 @@ func (u *upstreamLink) run(ctx context.Context, port int) {
 		reason := linkDownReason(err, phase)
 		select {
 		case <-moved:
-			reason = linkDownRepointed
+			reason = LinkDownRepointed
 		default:
 		}
 		u.stats.linkDowns[reason].Add(1)
 		u.status.mu.Lock()
 		u.status.lastErr, u.status.lastReason = fmt.Sprint(err), reason
 		u.status.mu.Unlock()
-		if reason == linkDownRepointed {
+		if reason == LinkDownRepointed {
 			u.logger.Info("upstream re-pointed", "upstream", addr, "reason", reason)
 			backoff = 0
 			continue
@@ -219,7 +221,7 @@ func (u *upstreamLink) run(ctx context.Context, port int) {
 // connect runs one connection to the master at addr: an optional first
 // snapshot from the snapshot source, the handshake, PSYNC, then a full
 // sync or the stream.
-func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
+func (u *Link) connect(ctx context.Context, addr string) (err error) {
 	u.streamed = false
 	// Without a history, the first snapshot comes from the snapshot source
 	// when there is one (source.go); it becomes the history only if the
@@ -267,8 +269,8 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		// A relay upstream may answer with a compressed link; a stock
 		// master ignores the capability and refuses the level option,
 		// which a handshake takes as a stock replica does.
-		replconfs[1] = append(capas, "capa", capaZstd)
-		replconfs = append(replconfs, []string{"REPLCONF", zstdLevelOption, levelName(level)})
+		replconfs[1] = append(capas, "capa", wire.CapaZstd)
+		replconfs = append(replconfs, []string{"REPLCONF", wire.ZstdLevelOption, wire.LevelName(level)})
 	}
 	if _, err := u.handshake(c, replconfs...); err != nil {
 		return err
@@ -294,7 +296,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 		return fmt.Errorf("read PSYNC reply: %w", err)
 	}
 	fields := strings.Fields(string(line))
-	if n := len(fields); compress && n >= 2 && (fields[0] == "+FULLRESYNC" || fields[0] == "+CONTINUE") && fields[n-1] == compressionWord {
+	if n := len(fields); compress && n >= 2 && (fields[0] == "+FULLRESYNC" || fields[0] == "+CONTINUE") && fields[n-1] == wire.CompressionWord {
 		fields = fields[:n-1]
 		if err := c.decompress(&u.stats.zIn); err != nil {
 			return err
@@ -372,7 +374,7 @@ func (u *upstreamLink) connect(ctx context.Context, addr string) (err error) {
 // REPLCONF), then hangs up: a master that is down, refuses the
 // credentials or is loading fails here, with the error the link would
 // have met.
-func (u *upstreamLink) probeMaster(ctx context.Context, addr string) error {
+func (u *Link) probeMaster(ctx context.Context, addr string) error {
 	c, err := u.dial(ctx, masterPeer(u.cfg.Get(), addr), &u.status)
 	if err != nil {
 		return err
@@ -385,7 +387,7 @@ func (u *upstreamLink) probeMaster(ctx context.Context, addr string) error {
 
 // fullSync receives the snapshot announced by +FULLRESYNC replid offset,
 // makes it the relay's history, then streams.
-func (u *upstreamLink) fullSync(ctx context.Context, c *upstreamConn, addr, replid string, offset int64) error {
+func (u *Link) fullSync(ctx context.Context, c *upstreamConn, addr, replid string, offset int64) error {
 	u.status.set(LinkSync, addr)
 	u.logger.Info("full resync from upstream", "upstream", addr, "replid", replid, "offset", offset)
 	s, err := u.hist.BeginFullSync(replid, offset)
@@ -405,7 +407,7 @@ func (u *upstreamLink) fullSync(ctx context.Context, c *upstreamConn, addr, repl
 	u.status.mu.Unlock()
 	u.status.syncRead.Store(0)
 	start := time.Now()
-	pw := &progressWriter{w: s, n: &u.status.syncRead, also: &u.stats.bytesFromUpstream, total: p.Size, logger: u.logger.With("upstream", addr), what: "receiving snapshot"}
+	pw := &wire.ProgressWriter{W: s, N: &u.status.syncRead, Also: &u.stats.bytesFromUpstream, Total: p.Size, Logger: u.logger.With("upstream", addr), What: "receiving snapshot"}
 	n, err := replstream.CopyPayload(pw, c.br, p)
 	if err != nil {
 		err = fmt.Errorf("receive snapshot after %d bytes: %w", n, err)
@@ -456,8 +458,42 @@ func keepAliveWhile(c *upstreamConn, commit func() error) error {
 	}
 }
 
-// fillStatus fills in the upstream link's part of a Status.
-func (u *upstreamLink) fillStatus(st *Status) {
+// Status is the upstream link's part of the relay's status.
+type Status struct {
+	MasterAddr         string // replicaof: where the link connects
+	SnapshotFrom       string // where the newest snapshot came from: "master" or the source; empty before one
+	LastFallback       string // why the master's own snapshot was last taken instead of the source's
+	LinkState          string // one of the Link* states
+	LinkSince          time.Time
+	LastError          string
+	SyncTotal          int64 // bytes of the snapshot being received, -1 while unknown
+	SyncRead           int64
+	SyncStart          time.Time
+	LastDownReason     LinkDownReason // why the link last went down; empty before it has
+	LastIO             time.Time      // the last byte read; zero before any
+	AckedUpstream      int64
+	UpstreamCompressed bool
+	Commands           map[string]int64 // commands relayed, by lower-case name
+	CommandsRelayed    int64            // every command relayed; Commands may trail it by a second
+
+	UpstreamFullSyncs  int64
+	UpstreamPartials   int64
+	BytesFromUpstream  int64
+	LinkDowns          map[LinkDownReason]int64
+	ProtocolErrors     int64 // malformed replies from upstream
+	ForksAvoided       int64
+	SourceFallbacks    int64
+	Refreshes          int64
+	RefreshFailures    int64
+	TailCuts           int64
+	BranchCuts         int64
+	CompressedInStream int64
+	CompressedInWire   int64
+}
+
+// Status reports the upstream link's state.
+func (u *Link) Status() Status {
+	var st Status
 	u.mu.Lock()
 	st.MasterAddr = u.master
 	st.SnapshotFrom, st.LastFallback = u.source.lastFrom, u.source.lastFallback
@@ -478,4 +514,53 @@ func (u *upstreamLink) fillStatus(st *Status) {
 		st.Commands[name] = n
 	}
 	u.cmdMu.Unlock()
+	c := u.stats
+	st.UpstreamFullSyncs = c.upstreamFullSyncs.Load()
+	st.UpstreamPartials = c.upstreamPartials.Load()
+	st.BytesFromUpstream = c.bytesFromUpstream.Load()
+	st.CommandsRelayed = c.commandsRelayed.Load()
+	st.LinkDowns = make(map[LinkDownReason]int64, len(c.linkDowns))
+	for k, n := range c.linkDowns {
+		st.LinkDowns[k] = n.Load()
+	}
+	st.ProtocolErrors = c.protocolErrors.Load()
+	st.ForksAvoided = c.forksAvoided.Load()
+	st.SourceFallbacks = c.sourceFallbacks.Load()
+	st.Refreshes = c.refreshes.Load()
+	st.RefreshFailures = c.refreshFailures.Load()
+	st.TailCuts = c.tailCuts.Load()
+	st.BranchCuts = c.branchCuts.Load()
+	st.CompressedInStream, st.CompressedInWire = c.zIn.Stream.Load(), c.zIn.Wire.Load()
+	return st
+}
+
+// counters are the upstream link's monotonic counts, read without locks.
+type counters struct {
+	upstreamFullSyncs atomic.Int64
+	upstreamPartials  atomic.Int64
+	bytesFromUpstream atomic.Int64
+	linkDowns         map[LinkDownReason]*atomic.Int64 // keys fixed at start
+	protocolErrors    atomic.Int64
+	forksAvoided      atomic.Int64 // snapshots taken from the snapshot source, the master continuing after them
+	sourceFallbacks   atomic.Int64
+	refreshes         atomic.Int64
+	refreshFailures   atomic.Int64
+	tailCuts          atomic.Int64   // unfinished commands dropped after a link loss
+	branchCuts        atomic.Int64   // data-free tails dropped to continue on a promoted replica
+	zIn               wire.LinkBytes // the compressed link from the upstream
+	commandsRelayed   atomic.Int64   // commands in the stream, counted as they are appended
+}
+
+// Relayed reads two of Status's counters without a lock, for sampling
+// rates: the commands relayed and the bytes read from upstream.
+func (u *Link) Relayed() (commands, bytes int64) {
+	return u.stats.commandsRelayed.Load(), u.stats.bytesFromUpstream.Load()
+}
+
+func newCounters() *counters {
+	c := &counters{linkDowns: make(map[LinkDownReason]*atomic.Int64)}
+	for _, r := range LinkDownReasons() {
+		c.linkDowns[r] = new(atomic.Int64)
+	}
+	return c
 }

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 
 // stream appends the command stream to the log until the link fails. It
 // ACKs every second, and at once on REPLCONF GETACK.
-func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string, ackNow []byte) error {
+func (u *Link) stream(ctx context.Context, c *upstreamConn, addr string, ackNow []byte) error {
 	log := u.hist.CurrentLog()
 	_, next := log.Range()
 	if u.framer == nil || u.framerLog != log || u.framer.Next() != next {
@@ -113,7 +113,7 @@ func (u *upstreamLink) stream(ctx context.Context, c *upstreamConn, addr string,
 // branches (its second_repl_offset), so the next PSYNC can continue on any
 // of them. Replicas that already received some of the cut bytes are
 // disconnected by their cursors and come back from a resume point.
-func (u *upstreamLink) cutPartialTail() {
+func (u *Link) cutPartialTail() {
 	log := u.hist.CurrentLog()
 	if log == nil {
 		return

@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import "time"
 
@@ -7,7 +7,7 @@ import "time"
 const maxCommandNames = 256
 
 // commandCounts counts relayed commands by lower-case name. It belongs to
-// the upstream link's run goroutine and is copied to upstreamLink.commands when the link goes idle
+// the upstream link's run goroutine and is copied to Link.commands when the link goes idle
 // and at least once a second, so counting costs one map lookup per command
 // and no lock.
 type commandCounts struct {
@@ -44,13 +44,13 @@ func (c *commandCounts) add(name []byte) {
 
 // maybePublish copies the counts to the link's published table when the link is about to
 // wait for more data (idle), and at least once a second under load.
-func (c *commandCounts) maybePublish(u *upstreamLink, idle bool) {
+func (c *commandCounts) maybePublish(u *Link, idle bool) {
 	if idle || time.Since(c.published) >= time.Second {
 		c.publish(u)
 	}
 }
 
-func (c *commandCounts) publish(u *upstreamLink) {
+func (c *commandCounts) publish(u *Link) {
 	c.published = time.Now()
 	u.cmdMu.Lock()
 	defer u.cmdMu.Unlock()
