@@ -187,10 +187,16 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 	case "id":
 		return resp.AppendInt(out, who.id), effect{}
 	case "list":
+		keep, msg := clientListFilter(args[2:])
+		if msg != "" {
+			return resp.AppendError(out, msg), effect{}
+		}
 		var b strings.Builder
 		for _, o := range a.conns.clientInfos() {
-			b.WriteString(describeClient(o))
-			b.WriteByte('\n')
+			if keep(o) {
+				b.WriteString(describeClient(o))
+				b.WriteByte('\n')
+			}
 		}
 		return resp.AppendText(out, b.String(), who.resp3), effect{}
 	case "info":
@@ -200,6 +206,57 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 	default:
 		return resp.AppendError(out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT LIST, KILL, ID, SETNAME, GETNAME.", resp.Excerpt(args[1], 64))), effect{}
 	}
+}
+
+// clientListFilter reads CLIENT LIST's options, TYPE normal|master|
+// replica|slave|pubsub and ID id [id ...], into the test a listed
+// connection must pass; msg is the error to answer instead.
+func clientListFilter(args [][]byte) (keep func(clientInfo) bool, msg string) {
+	typ := ""
+	var ids map[int64]bool
+	for i := 0; i < len(args); i++ {
+		switch opt := strings.ToLower(string(args[i])); {
+		case opt == "type" && i+1 < len(args):
+			typ = strings.ToLower(string(args[i+1]))
+			switch typ {
+			case "normal", "master", "replica", "slave", "pubsub":
+			default:
+				return nil, fmt.Sprintf("ERR Unknown client type '%s'", resp.Excerpt(args[i+1], 32))
+			}
+			i++
+		case opt == "id" && i+1 < len(args):
+			ids = map[int64]bool{}
+			for i+1 < len(args) {
+				id, err := strconv.ParseInt(string(args[i+1]), 10, 64)
+				if err != nil || id <= 0 {
+					break
+				}
+				ids[id] = true
+				i++
+			}
+			if len(ids) == 0 {
+				return nil, "ERR Invalid client ID"
+			}
+		default:
+			return nil, "ERR syntax error"
+		}
+	}
+	return func(c clientInfo) bool {
+		if ids != nil && !ids[c.id] {
+			return false
+		}
+		switch typ {
+		case "normal":
+			return !c.replica && c.subscriptions == 0
+		case "replica", "slave":
+			return c.replica
+		case "pubsub":
+			return c.subscriptions > 0
+		case "master":
+			return false // the relay's link to its master is not a client of it
+		}
+		return true
+	}, ""
 }
 
 // describeClient renders one CLIENT LIST line, with Redis 7.2's fields in

@@ -175,6 +175,12 @@ func TestGoRedisResp3(t *testing.T) {
 	if !sawReplica {
 		t.Errorf("CLIENT LIST shows no replica (flags=S):\n%s", list)
 	}
+	if only, err := cl.Do(ctx, "CLIENT", "LIST", "TYPE", "replica").Text(); err != nil || strings.Count(only, "\n") != 1 || !strings.Contains(only, " flags=S ") {
+		t.Errorf("CLIENT LIST TYPE replica = %q, %v", only, err)
+	}
+	if mine, err := cl.Do(ctx, "CLIENT", "LIST", "ID", me.ID).Text(); err != nil || !strings.HasPrefix(mine, fmt.Sprintf("id=%d ", me.ID)) || strings.Count(mine, "\n") != 1 {
+		t.Errorf("CLIENT LIST ID %d = %q, %v", me.ID, mine, err)
+	}
 
 	// Subscriptions and published messages arrive as RESP3 pushes.
 	ps := cl.Subscribe(ctx, "news")
