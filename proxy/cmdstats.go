@@ -53,6 +53,18 @@ func (m clientCommandStats) total() int64 {
 	return n
 }
 
+// snapshot reads the counts of the commands sent at least once.
+func (m clientCommandStats) snapshot() map[string]CommandStat {
+	out := make(map[string]CommandStat)
+	for name, s := range m {
+		st := CommandStat{Calls: s.calls.Load(), Usec: s.usec.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load()}
+		if st.Calls > 0 || st.Rejected > 0 {
+			out[name] = st
+		}
+	}
+	return out
+}
+
 // CommandStat is one line of INFO commandstats.
 type CommandStat struct {
 	Calls, Usec, Rejected, Failed int64
@@ -128,16 +140,4 @@ func (r *Relay) sampleRates(ctx context.Context) {
 			return
 		}
 	}
-}
-
-// snapshot reads the counts of the commands sent at least once.
-func (m clientCommandStats) snapshot() map[string]CommandStat {
-	out := make(map[string]CommandStat)
-	for name, s := range m {
-		st := CommandStat{Calls: s.calls.Load(), Usec: s.usec.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load()}
-		if st.Calls > 0 || st.Rejected > 0 {
-			out[name] = st
-		}
-	}
-	return out
 }

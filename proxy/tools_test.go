@@ -92,6 +92,10 @@ func TestRedisCliStat(t *testing.T) {
 	if !grew {
 		t.Errorf("requests did not grow under write load: %v", lines)
 	}
+	f := redistest.ParseInfo(infoText(t, relay, "stats"))
+	if ops, _ := strconv.Atoi(f["instantaneous_ops_per_sec"]); ops <= 0 || f["instantaneous_input_kbps"] == "0.00" {
+		t.Errorf("under write load: instantaneous_ops_per_sec %s, instantaneous_input_kbps %s", f["instantaneous_ops_per_sec"], f["instantaneous_input_kbps"])
+	}
 }
 
 // go-redis with Protocol 3 sends HELLO 3 (and CLIENT SETINFO) on connect
