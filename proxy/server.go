@@ -730,11 +730,19 @@ func (srv *server) DownstreamAcks() []int64 {
 	return acks
 }
 
-// clientCount is the number of downstream connections.
+// clientCount is the number of downstream connections that are not
+// replicas: connected_clients, which leaves replicas out in Redis too
+// (connected_slaves counts them).
 func (srv *server) clientCount() int {
 	srv.clientsMu.Lock()
 	defer srv.clientsMu.Unlock()
-	return len(srv.clients)
+	n := 0
+	for c := range srv.clients {
+		if !c.replica.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // fillStatus fills in the downstream server's part of a Status.

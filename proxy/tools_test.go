@@ -179,6 +179,11 @@ func TestGoRedisResp3(t *testing.T) {
 	if !sawReplica {
 		t.Errorf("CLIENT LIST shows no replica (flags=S):\n%s", list)
 	}
+	// As in Redis, connected_clients leaves the replicas out.
+	clients := strings.Count(list, "\n") - 1
+	if n := relay.InfoInt(t, "connected_clients"); n != int64(clients) {
+		t.Errorf("connected_clients %d, want %d: the connections that are not replicas", n, clients)
+	}
 	if only, err := cl.Do(ctx, "CLIENT", "LIST", "TYPE", "replica").Text(); err != nil || strings.Count(only, "\n") != 1 || !strings.Contains(only, " flags=S ") {
 		t.Errorf("CLIENT LIST TYPE replica = %q, %v", only, err)
 	}
