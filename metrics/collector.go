@@ -117,6 +117,7 @@ var (
 	mCompressed    = define("link_compression_bytes_total", counter, "Bytes through compressed relay-to-relay links, by direction (in: from the upstream relay, out: to relays below) and layer (stream: replication bytes, wire: compressed bytes sent or received).", "direction", "layer")
 	mForksAvoided  = define("master_forks_avoided_total", counter, "Snapshots taken from the snapshot source (not the master) that the master continued after: forks the master did not make.")
 	mFallbacks     = define("snapshot_source_fallbacks_total", counter, "Times the relay took the master's own snapshot because the snapshot source was down or its snapshot was not on the master's history.")
+	mUnproven      = define("snapshot_source_unproven_total", counter, "Snapshots from the snapshot source refused because their repl-id/repl-offset aux fields were missing or did not name the history and offset the source announced.")
 	mHold          = define("hold_active", gauge, "1 while the command tripwire (hold-on-commands) holds replicas before a command from upstream.")
 	mHoldTrips     = define("hold_trips_total", counter, "Times the command tripwire held replicas.")
 )
@@ -264,6 +265,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mCompressed, float64(st.CompressedOutWire), "out", "wire")
 	e.emit(mForksAvoided, float64(st.ForksAvoided))
 	e.emit(mFallbacks, float64(st.SourceFallbacks))
+	e.emit(mUnproven, float64(st.SourceUnproven))
 	e.emit(mHold, boolean(st.HoldActive))
 	e.emit(mHoldTrips, float64(st.HoldTrips))
 }

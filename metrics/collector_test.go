@@ -309,6 +309,9 @@ redis_relay_master_forks_avoided_total 0
 # HELP redis_relay_snapshot_source_fallbacks_total Times the relay took the master's own snapshot because the snapshot source was down or its snapshot was not on the master's history.
 # TYPE redis_relay_snapshot_source_fallbacks_total counter
 redis_relay_snapshot_source_fallbacks_total 0
+# HELP redis_relay_snapshot_source_unproven_total Snapshots from the snapshot source refused because their repl-id/repl-offset aux fields were missing or did not name the history and offset the source announced.
+# TYPE redis_relay_snapshot_source_unproven_total counter
+redis_relay_snapshot_source_unproven_total 0
 # HELP redis_relay_recovery_window_seconds How far back redis-relay recover can rebuild the dataset: from the oldest snapshot the log still follows to the newest byte held.
 # TYPE redis_relay_recovery_window_seconds gauge
 redis_relay_recovery_window_seconds 89

@@ -38,11 +38,13 @@
 //     a trim must keep. The server keeps its own sessions too, for CLIENT
 //     KILL, the replica list and the upstream link's AckSource.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
-//     conncmd.go, procinfo.go): INFO, ROLE, CONFIG, CLIENT, REPLICAOF,
-//     SHUTDOWN, LATENCY, SLOWLOG, RELAY, the pub/sub that Sentinel uses,
-//     and AUTH, HELLO, PING, ECHO, TIME, COMMAND, SELECT and QUIT. Each is
-//     a handler in one table, adminCommands, which the server dispatches
-//     through. A handler is given the arguments, a clientInfo (what it may
+//     conncmd.go, procinfo.go, nodata.go): INFO, ROLE, CONFIG, CLIENT,
+//     REPLICAOF, SHUTDOWN, LATENCY, SLOWLOG, RELAY, the pub/sub that
+//     Sentinel uses, and AUTH, HELLO, PING, ECHO, TIME, COMMAND, SELECT
+//     and QUIT. Each is a handler in one table, adminCommands, which the
+//     server dispatches through; any other command (GET, SET, ...) gets
+//     noData's error, which says the relay holds no data and names the
+//     master. A handler is given the arguments, a clientInfo (what it may
 //     know of the calling connection: id, address, name, whether it chose
 //     RESP3, the fields CLIENT LIST shows) and a buffer; it appends its
 //     reply, in the connection's protocol, and returns it, with an effect

@@ -160,8 +160,10 @@ func TestReplicaofUnrelatedMaster(t *testing.T) {
 }
 
 // startSentinels runs three Sentinels that watch master as "mymaster"
-// (quorum 2, the given down-after time) and waits until they list the
-// relay, with priority 0, among at least replicas replicas.
+// (quorum 2, the given down-after time) and waits until each has read the
+// relay's INFO (priority 0: never promoted) and knows of at least replicas
+// replicas, the relay among them. SENTINEL REPLICAS lists the relay only
+// with replica-announced yes; SENTINEL INFO-CACHE shows every replica.
 func startSentinels(t *testing.T, master *redistest.Server, downAfter time.Duration, relay *testRelay, replicas int) []*redistest.Server {
 	t.Helper()
 	mh, mp := master.HostPort()
@@ -174,24 +176,49 @@ func startSentinels(t *testing.T, master *redistest.Server, downAfter time.Durat
 			"sentinel parallel-syncs mymaster 5",
 		))
 	}
+	for _, s := range sentinels {
+		waitSentinelKnowsRelay(t, s, relay, replicas)
+	}
+	return sentinels
+}
+
+// waitSentinelKnowsRelay waits until Sentinel s has read the relay's INFO
+// (its run_id, priority 0, replica_announced as configured) and counts at
+// least replicas replicas of mymaster, the relay included; SENTINEL
+// REPLICAS must list the relay exactly when it is announced.
+func waitSentinelKnowsRelay(t *testing.T, s *redistest.Server, relay *testRelay, replicas int) {
+	t.Helper()
 	rh, rp := relay.HostPort()
+	announced := relay.cfg.ReplicaAnnounced
 	redistest.Eventually(t, 30*time.Second, func() error {
-		reps, err := sentinels[0].Client().Do(t.Context(), "SENTINEL", "REPLICAS", "mymaster").Slice()
+		cache, err := s.Client().Do(t.Context(), "SENTINEL", "INFO-CACHE", "mymaster").Slice()
 		if err != nil {
 			return err
 		}
-		text := fmt.Sprint(reps)
+		text := fmt.Sprint(cache)
 		switch {
-		case !strings.Contains(text, rh+":"+rp):
-			return fmt.Errorf("sentinel does not list the relay yet: %s", text)
-		case !strings.Contains(text, "slave-priority 0"):
-			return fmt.Errorf("sentinel does not see priority 0: %s", text)
-		case len(reps) < replicas:
-			return fmt.Errorf("sentinel lists %d replicas, want %d", len(reps), replicas)
+		case !strings.Contains(text, "run_id:"+relay.runID):
+			return fmt.Errorf("sentinel %s has not read the relay's INFO yet", s.Addr())
+		case !strings.Contains(text, "slave_priority:0"):
+			return fmt.Errorf("sentinel %s does not see priority 0", s.Addr())
+		}
+		reps, err := s.Client().Do(t.Context(), "SENTINEL", "REPLICAS", "mymaster").Slice()
+		if err != nil {
+			return err
+		}
+		listed := fmt.Sprint(reps)
+		want := replicas
+		if !announced {
+			want--
+		}
+		switch {
+		case announced != strings.Contains(listed, rh+":"+rp):
+			return fmt.Errorf("sentinel %s lists the relay %v with replica-announced %v: %s", s.Addr(), !announced, announced, listed)
+		case len(reps) < want:
+			return fmt.Errorf("sentinel %s lists %d replicas, want %d", s.Addr(), len(reps), want)
 		}
 		return nil
 	})
-	return sentinels
 }
 
 // waitFollowsPromoted waits until Sentinel has promoted spare and the relay

@@ -187,6 +187,7 @@ func (a *admin) info(args [][]byte) string {
 			kv("snapshot_from", st.SnapshotFrom)
 			kv("master_forks_avoided", st.ForksAvoided)
 			kv("snapshot_source_fallbacks", st.SourceFallbacks)
+			kv("snapshot_source_unproven", st.SourceUnproven)
 			if st.LastFallback != "" {
 				kv("snapshot_source_last_fallback", strconv.Quote(st.LastFallback))
 			}
@@ -307,7 +308,7 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 	}
 	kv("slave_priority", 0)
 	kv("slave_read_only", 1)
-	kv("replica_announced", 1)
+	kv("replica_announced", b2i(r.cfg.Get().ReplicaAnnounced))
 	reps := r.Replicas()
 	kv("connected_slaves", len(reps))
 	for i, rep := range reps {

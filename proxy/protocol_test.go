@@ -292,7 +292,7 @@ func TestBadClientInput(t *testing.T) {
 		{"huge bulk", "*1\r\n$4294967296\r\n", "-ERR Protocol error: bulk length 4294967296 over the limit"},
 		{"huge array", "*1000000\r\n", "-ERR Protocol error: multibulk length 1000000 over the limit"},
 		{"not a bulk", "*1\r\n:12\r\n", "-ERR Protocol error: expected '$'"},
-		{"unknown command", "FLUSHALL\r\n", "-ERR unknown command 'FLUSHALL'"},
+		{"data command", "FLUSHALL\r\n", "-ERR this is redis-relay, a replication relay holding no data: 'FLUSHALL' is not served here; read from the master at "},
 		{"bad length", "*x\r\n", "-ERR Protocol error: invalid multibulk length"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -439,11 +439,7 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		return newSession(c, "?", -1, true), false
 	default:
 		c.srv.unknownCommands.Add(1)
-		var b strings.Builder
-		for _, a := range args[1:] {
-			fmt.Fprintf(&b, "'%s' ", resp.Excerpt(a, 64))
-		}
-		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", resp.Excerpt(args[0], 64), b.String()))
+		c.out = c.srv.admin.noData(c.out, args)
 	}
 	return nil, false
 }

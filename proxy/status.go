@@ -160,6 +160,7 @@ type Status struct {
 	SnapshotFrom        string // where the newest snapshot came from: "master" or the source; empty before one
 	ForksAvoided        int64  // snapshots from the snapshot source that the master continued after
 	SourceFallbacks     int64  // times the master's own snapshot was taken instead of the source's
+	SourceUnproven      int64  // snapshots from the source refused for want of proof of their history and offset
 	LastFallback        string // why, the last time
 	Refreshes           int64  // snapshots refreshed over a second connection
 	RefreshFailures     int64
@@ -204,7 +205,7 @@ func (r *Relay) Status() Status {
 	st.LastDownReason, st.LastIO, st.AckedUpstream = us.LastDownReason, us.LastIO, us.AckedUpstream
 	st.UpstreamCompressed, st.Commands = us.UpstreamCompressed, us.Commands
 	st.UpstreamFullSyncs, st.UpstreamPartials, st.BytesFromUpstream = us.UpstreamFullSyncs, us.UpstreamPartials, us.BytesFromUpstream
-	st.LinkDowns, st.ForksAvoided, st.SourceFallbacks = us.LinkDowns, us.ForksAvoided, us.SourceFallbacks
+	st.LinkDowns, st.ForksAvoided, st.SourceFallbacks, st.SourceUnproven = us.LinkDowns, us.ForksAvoided, us.SourceFallbacks, us.SourceUnproven
 	st.Refreshes, st.RefreshFailures, st.TailCuts, st.BranchCuts = us.Refreshes, us.RefreshFailures, us.TailCuts, us.BranchCuts
 	st.CompressedInStream, st.CompressedInWire = us.CompressedInStream, us.CompressedInWire
 	r.srv.fillStatus(&st)

@@ -127,7 +127,7 @@ func segName(first Offset) string { return fmt.Sprintf("%020d.seg", first) }
 // segments) whose first byte will have offset start.
 func CreateLog(dir string, start Offset, opt LogOptions) (*Log, error) {
 	opt.setDefaults()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
 	names, err := segmentFiles(dir)
@@ -312,7 +312,7 @@ func (l *Log) addSegment(first Offset) error {
 
 // createSegment creates the file of a segment starting at first.
 func (l *Log) createSegment(first Offset) (*segment, error) {
-	f, err := os.OpenFile(filepath.Join(l.dir, segName(first)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(filepath.Join(l.dir, segName(first)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}

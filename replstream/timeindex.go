@@ -154,7 +154,7 @@ func (l *Log) flushMarks() error {
 }
 
 func appendFile(name string, raw []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -401,7 +401,7 @@ func convertLegacyIndex(dir string, firsts []Offset, next Offset) error {
 			}
 			outSeg = firsts[i]
 			name := filepath.Join(dir, indexName(outSeg))
-			if out, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			if out, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
 				return fmt.Errorf("create time index: %w", err)
 			}
 			bw = bufio.NewWriterSize(out, 64<<10)

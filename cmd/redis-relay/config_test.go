@@ -99,6 +99,7 @@ func TestParseConfigFile(t *testing.T) {
 	c.MasterAddr, c.MasterUser, c.MasterAuth = "10.0.0.5:6379", "relay", `pa ss"word`
 	c.ReplTimeout, c.Process.ReplPingReplicaPeriod, c.Process.ReplDisklessSyncDelay = 30*time.Second, 5*time.Second, 0
 	c.AnnouncePort, c.AckPolicy = 7380, settings.AckPolicy{Kind: "downstream-quorum", Quorum: 2}
+	c.AnnounceIP, c.ReplicaAnnounced = "10.0.0.9", true
 	c.Process.Bind, c.Process.Port, c.RequirePass, c.MaxClients = []string{"0.0.0.0", "-::1"}, 7000, "it's a secret", 500
 	c.WaitAhead, c.DataDir, c.RingSize, c.SegmentSize = 2*time.Second, "/var/lib/redis-relay", 128<<20, 16<<20
 	c.RefreshRatio, c.RefreshMinBytes, c.RefreshMaxAge, c.RetainBytes, c.RetainAge = 2.5, 1<<30, 6*time.Hour, 512<<20, time.Hour
@@ -121,10 +122,10 @@ func TestParseConfigFile(t *testing.T) {
 	}
 	// The example sets every directive, so each has a file origin, but
 	// for the password files (each excludes its plain twin, which the
-	// example sets) and replica-announce-ip (refused with a reason).
+	// example sets).
 	for _, d := range settings.Table() {
 		switch d.Name {
-		case "requirepass-file", "masterauth-file", "snapshot-source-password-file", "replica-announce-ip":
+		case "requirepass-file", "masterauth-file", "snapshot-source-password-file":
 			continue
 		}
 		if o := s.origin[d.Name]; !strings.HasPrefix(o, "testdata/relay.conf:") {
@@ -157,8 +158,8 @@ func TestParseConfigForms(t *testing.T) {
 			return s.RefreshMaxAge == 90*time.Second && s.RetainAge == 1500*time.Millisecond && s.WaitAhead == 250*time.Millisecond
 		}},
 		{"seconds as a Go duration", "repl-timeout 2m", func(s *Settings) bool { return s.ReplTimeout == 2*time.Minute }},
-		{"old alias names", "repl-ping-slave-period 3\nslave-announce-port 1", func(s *Settings) bool {
-			return s.Process.ReplPingReplicaPeriod == 3*time.Second && s.AnnouncePort == 1
+		{"old alias names", "repl-ping-slave-period 3\nslave-announce-port 1\nslave-announce-ip 10.1.1.1", func(s *Settings) bool {
+			return s.Process.ReplPingReplicaPeriod == 3*time.Second && s.AnnouncePort == 1 && s.AnnounceIP == "10.1.1.1"
 		}},
 		{"empty password", `requirepass ""`, func(s *Settings) bool { return s.RequirePass == "" }},
 		{"metrics off", `metrics-addr ""`, func(s *Settings) bool { return s.Process.MetricsAddr == "" }},
@@ -205,7 +206,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"no args", "dir", `relay.conf:1: dir: wrong number of arguments (want 1: dir <path>; got 0)`},
 		{"bind without address", "bind", `relay.conf:1: bind: wrong number of arguments (want 1 or more: bind <addr> [<addr> ...]; got 0)`},
 		{"daemonize yes", "daemonize yes", `relay.conf:1: daemonize: yes does not apply: the relay never forks into the background; run it under systemd (deploy/systemd), a container runtime or a supervisor, which also restart it`},
-		{"replica-announce-ip", "replica-announce-ip 10.1.1.1", `relay.conf:1: replica-announce-ip: is not supported yet: the relay does not send REPLCONF ip-address, so its master (and Sentinel) list it under the address it connects from; remove the line, or announce the address with NAT rules`},
+		{"announce ip", "replica-announce-ip 10.1.1.1 10.1.1.2", `relay.conf:1: replica-announce-ip: wrong number of arguments (want 1: replica-announce-ip <ip>; got 2)`},
 		{"negative timeout", "timeout -1", `relay.conf:1: timeout: "-1" is negative`},
 		{"include missing", "include /nonexistent/relay.conf", `relay.conf:1: include: open /nonexistent/relay.conf: no such file or directory`},
 		{"include two paths", "include a b", `relay.conf:1: include: wrong number of arguments (want 1: include <path>; got 2)`},
@@ -313,6 +314,8 @@ func TestProxyConfigMapping(t *testing.T) {
 		{"RequirePass", cfg.RequirePass, "it's a secret"},
 		{"DataDir", cfg.DataDir, "/var/lib/redis-relay"},
 		{"AnnouncePort", cfg.AnnouncePort, 7380},
+		{"AnnounceIP", cfg.AnnounceIP, "10.0.0.9"},
+		{"ReplicaAnnounced", cfg.ReplicaAnnounced, true},
 		{"AckPolicy", cfg.AckPolicy, settings.AckPolicy{Kind: "downstream-quorum", Quorum: 2}},
 		{"RingSize", cfg.RingSize, 128 << 20},
 		{"SegmentSize", cfg.SegmentSize, int64(16 << 20)},

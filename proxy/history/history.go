@@ -73,10 +73,10 @@ func Open(cfg *settings.Live, logger *slog.Logger) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("data dir is required")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
@@ -448,7 +448,7 @@ func (h *Store) afterParse(s *SnapshotFile) {
 			h.logger.Info("snapshot partly understood", "path", s.path, "unparsed", sum.Unparsed)
 		}
 		if raw, err := json.MarshalIndent(sum, "", "  "); err == nil {
-			if err := os.WriteFile(s.path+".json", raw, 0o644); err != nil {
+			if err := os.WriteFile(s.path+".json", raw, 0o600); err != nil {
 				h.logger.Warn("write snapshot summary", "path", s.path+".json", "err", err)
 			}
 		}

@@ -51,7 +51,7 @@ func completeSnapshot(meta Snapshot, path string) *SnapshotFile {
 }
 
 func newSnapshot(replid string, offset int64, path string) (*SnapshotFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create snapshot file: %w", err)
 	}

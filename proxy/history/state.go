@@ -87,7 +87,7 @@ func WriteState(dir string, st State, sync func(*os.File) error) error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	if err := fsutil.WriteFileWithSync(filepath.Join(dir, StateFile), raw, 0o644, sync); err != nil {
+	if err := fsutil.WriteFileWithSync(filepath.Join(dir, StateFile), raw, 0o600, sync); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil

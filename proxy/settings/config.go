@@ -22,6 +22,11 @@ type Config struct {
 	AnnouncePort int    // REPLCONF listening-port sent upstream; default: the listener's port
 	RequirePass  string // password downstream clients must AUTH with; empty: none
 	RequireUser  string // user name accepted with RequirePass (besides "default")
+	AnnounceIP   string // REPLCONF ip-address sent upstream (replica-announce-ip); empty: none
+	// ReplicaAnnounced is INFO's replica_announced (replica-announced):
+	// off, Sentinel leaves the relay out of SENTINEL REPLICAS, so clients
+	// that read from replicas never pick it, and still re-points it.
+	ReplicaAnnounced bool
 
 	RingSize    int           // repl-backlog-size: bytes of the in-memory backlog ring; 0: the default
 	SegmentSize int64         // segment-size: log segment size; 0: the default

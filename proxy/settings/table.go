@@ -139,7 +139,7 @@ const (
 	// environment or a flag never reaches the file.
 	RewriteIfFromFile
 	// RewriteNever writes nothing: there is no value to keep
-	// (daemonize, replica-announce-ip).
+	// (daemonize).
 	RewriteNever
 )
 
@@ -260,8 +260,15 @@ var settingTable = []Setting{
 	settable(secret(stringSetting("requirepass", "<password>", catDownstream, "", "password replicas and clients must AUTH with", func(c *Config) *string { return &c.RequirePass }, nil))),
 	passwordSource(stringSetting("requirepass-file", "<path>", catDownstream, "", "read requirepass from this file at start-up (one line; instead of requirepass)", func(c *Config) *string { return &c.Process.RequirePassFile }, nil)),
 	unsetWhen(settable(intSetting("maxclients", catDownstream, "10000", "most downstream connections at once", func(c *Config) *int { return &c.MaxClients }, 1, math.MaxInt32)), func(c *Config) bool { return c.MaxClients <= 0 }),
-	withAliases(intSetting("replica-announce-port", catUpstream, "0", "listening port announced to the master (0: the port listened on)", func(c *Config) *int { return &c.AnnouncePort }, 0, 65535),
+	withAliases(intSetting("replica-announce-port", catUpstream, "0", "listening port announced to the master (REPLCONF listening-port; 0: the port listened on)", func(c *Config) *int { return &c.AnnouncePort }, 0, 65535),
 		"slave-announce-port"),
+	withAliases(settable(stringSetting("replica-announce-ip", "<ip>", catUpstream, "", "address announced to the master (REPLCONF ip-address), which it and Sentinel list the relay under; empty: the address the relay connects from. Taken at the next connection", func(c *Config) *string { return &c.AnnounceIP }, func(v string) error {
+		if strings.ContainsFunc(v, unicode.IsSpace) {
+			return fmt.Errorf("%q is not an address", v)
+		}
+		return nil
+	})), "slave-announce-ip"),
+	settable(boolSetting("replica-announced", catUpstream, "no", "show replica_announced:1 in INFO, so that Sentinel lists the relay in SENTINEL REPLICAS, where clients look for replicas to read from; with no it still reconfigures the relay on failover", func(c *Config) *bool { return &c.ReplicaAnnounced }, false)),
 	{
 		Name: "ack-policy", Synopsis: "received|downstream-min|downstream-quorum:<k>", Category: catUpstream, Kind: KindString, Default: "received", NArgs: 1, Runtime: true,
 		Usage: "offset the relay acknowledges to its master: what it received, the lowest replica ACK, or the k-th highest",
@@ -430,14 +437,6 @@ var settingTable = []Setting{
 			return err
 		},
 		format: func(*Config) []string { return []string{"no"} },
-	},
-	{
-		Name: "replica-announce-ip", Aliases: []string{"slave-announce-ip"}, Synopsis: "<ip>", Category: catUpstream, Kind: KindString, NArgs: 1, Rewrite: RewriteNever,
-		Usage: "not supported: the master lists the relay under the address it connects from",
-		parse: func(*Config, []string) error {
-			return errors.New("is not supported yet: the relay does not send REPLCONF ip-address, so its master (and Sentinel) list it under the address it connects from; remove the line, or announce the address with NAT rules")
-		},
-		format: func(*Config) []string { return nil },
 	},
 	stringSetting("log-format", "<format>", catOps, "text", "text or json", func(c *Config) *string { return &c.Process.LogFormat }, func(v string) error {
 		if v != "text" && v != "json" {

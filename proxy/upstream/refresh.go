@@ -110,6 +110,12 @@ func (u *Link) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if from != "master" {
+		if err := u.proveSource(s); err != nil {
+			u.hist.AbortFullSync(s, err)
+			return err
+		}
+	}
 	if err := u.hist.CommitRefresh(ctx, s); err != nil {
 		u.hist.AbortFullSync(s, err)
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/redis-relay/redis-relay/internal/resp"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/internal/wire"
+	"github.com/redis-relay/redis-relay/rdbparse"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -24,6 +26,13 @@ import (
 // When it does not (the source was too far behind, or holds another
 // history), the master's own full sync is taken instead, with a log line
 // and a counter: never a snapshot of another history.
+//
+// A source must prove what it sends: its RDB's repl-id and repl-offset aux
+// fields must be there and name the history and offset of its
+// +FULLRESYNC (proveSource). A refresh must also be of the history the
+// relay follows (history.Store.RefreshBase); a first snapshot becomes the
+// relay's only when the master continues after that offset. The source is
+// dialled with its own credentials (sourcePeer), never the master's.
 
 // sourceStats says where snapshots came from; guarded by Link.mu.
 type sourceStats struct {
@@ -128,6 +137,10 @@ func (u *Link) snapshotFromSource(ctx context.Context, p peer) (*history.Snapsho
 		return nil, err
 	}
 	s.MarkReceived()
+	if err := u.proveSource(s); err != nil {
+		u.hist.AbortFullSync(s, err)
+		return nil, err
+	}
 	if err := u.hist.Validate(s); err != nil {
 		u.hist.AbortFullSync(s, err)
 		return nil, fmt.Errorf("snapshot rejected: %w", err)
@@ -136,6 +149,45 @@ func (u *Link) snapshotFromSource(ctx context.Context, p peer) (*history.Snapsho
 	written, _, _, _, _ := s.Progress()
 	u.logger.Info("snapshot from the snapshot source received", "upstream", addr, "offset", meta.Offset, "bytes", written, "elapsed", time.Since(start).Round(time.Millisecond))
 	return s, nil
+}
+
+// errUnproven: a snapshot from the snapshot source does not show which
+// history and offset it holds.
+var errUnproven = errors.New("snapshot from the snapshot source refused: its RDB does not prove the history and offset announced")
+
+// proveSource checks that a snapshot received from the snapshot source
+// names, in its RDB's repl-id and repl-offset aux fields, the history and
+// offset its +FULLRESYNC announced. The master's own snapshots need no
+// such proof: the master is what the relay follows. A source's word alone
+// is not enough: any server can announce the master's replid and offset
+// over another dataset, and the master would continue after it. Every
+// Redis since 4.0 writes both fields into the RDB it sends a replica, and
+// a relay forwards the master's RDB as it is.
+func (u *Link) proveSource(s *history.SnapshotFile) error {
+	meta := s.Meta()
+	f, err := os.Open(s.Path())
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hdr, err := rdbparse.ReadHeader(f)
+	if err != nil {
+		return fmt.Errorf("read rdb header: %w", err)
+	}
+	id := hdr.ReplID()
+	off, ok := hdr.ReplOffset()
+	switch {
+	case id == "":
+		err = fmt.Errorf("%w: the RDB has no repl-id aux field (announced %s %d)", errUnproven, meta.ReplID, meta.Offset)
+	case !ok:
+		err = fmt.Errorf("%w: the RDB has no repl-offset aux field (announced %s %d)", errUnproven, meta.ReplID, meta.Offset)
+	case !strings.EqualFold(id, meta.ReplID) || off != meta.Offset:
+		err = fmt.Errorf("%w: the RDB says %s %d, +FULLRESYNC said %s %d", errUnproven, id, off, meta.ReplID, meta.Offset)
+	default:
+		return nil
+	}
+	u.stats.sourceUnproven.Add(1)
+	return err
 }
 
 // sourceFallback records that a snapshot came from the master after all.

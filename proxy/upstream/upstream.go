@@ -263,13 +263,22 @@ func (u *Link) connect(ctx context.Context, addr string) (err error) {
 
 	u.status.set(LinkHandshake, addr)
 	capas := []string{"REPLCONF", "capa", "eof", "capa", "psync2"}
-	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}, capas}
 	level, compress, _ := settings.CompressionLevel(u.cfg.Get().UpstreamCompression)
 	if compress {
 		// A relay upstream may answer with a compressed link; a stock
 		// master ignores the capability and refuses the level option,
 		// which a handshake takes as a stock replica does.
-		replconfs[1] = append(capas, "capa", wire.CapaZstd)
+		capas = append(capas, "capa", wire.CapaZstd)
+	}
+	// As a stock replica: the port, the address when one is announced
+	// (replica-announce-ip; the master lists it, and Sentinel reads it
+	// there), then the capabilities.
+	replconfs := [][]string{{"REPLCONF", "listening-port", strconv.Itoa(u.port)}}
+	if ip := u.cfg.Get().AnnounceIP; ip != "" {
+		replconfs = append(replconfs, []string{"REPLCONF", "ip-address", ip})
+	}
+	replconfs = append(replconfs, capas)
+	if compress {
 		replconfs = append(replconfs, []string{"REPLCONF", wire.ZstdLevelOption, wire.LevelName(level)})
 	}
 	if _, err := u.handshake(c, replconfs...); err != nil {
@@ -483,6 +492,7 @@ type Status struct {
 	ProtocolErrors     int64 // malformed replies from upstream
 	ForksAvoided       int64
 	SourceFallbacks    int64
+	SourceUnproven     int64 // source snapshots refused: repl-id/repl-offset missing or not as announced
 	Refreshes          int64
 	RefreshFailures    int64
 	TailCuts           int64
@@ -526,6 +536,7 @@ func (u *Link) Status() Status {
 	st.ProtocolErrors = c.protocolErrors.Load()
 	st.ForksAvoided = c.forksAvoided.Load()
 	st.SourceFallbacks = c.sourceFallbacks.Load()
+	st.SourceUnproven = c.sourceUnproven.Load()
 	st.Refreshes = c.refreshes.Load()
 	st.RefreshFailures = c.refreshFailures.Load()
 	st.TailCuts = c.tailCuts.Load()
@@ -543,6 +554,7 @@ type counters struct {
 	protocolErrors    atomic.Int64
 	forksAvoided      atomic.Int64 // snapshots taken from the snapshot source, the master continuing after them
 	sourceFallbacks   atomic.Int64
+	sourceUnproven    atomic.Int64 // source snapshots refused: repl-id/repl-offset missing or not as announced
 	refreshes         atomic.Int64
 	refreshFailures   atomic.Int64
 	tailCuts          atomic.Int64   // unfinished commands dropped after a link loss
