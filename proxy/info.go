@@ -77,10 +77,16 @@ func (a *admin) info(args [][]byte) string {
 			kv("relay_redis_version_source", versionFrom)
 			kv("redis_mode", redisMode)
 			kv("os", runtime.GOOS+" "+runtime.GOARCH)
+			kv("arch_bits", strconv.IntSize)
 			kv("process_id", os.Getpid())
 			kv("run_id", r.runID)
 			kv("tcp_port", st.TCPPort)
+			kv("server_time_usec", time.Now().UnixMicro())
 			kv("uptime_in_seconds", int(time.Since(r.started).Seconds()))
+			kv("uptime_in_days", int(time.Since(r.started).Hours()/24))
+			if exe, err := os.Executable(); err == nil {
+				kv("executable", exe)
+			}
 		},
 		"clients": func() {
 			kv("connected_clients", r.srv.clientCount())
