@@ -120,6 +120,8 @@ var (
 	mUnproven      = define("snapshot_source_unproven_total", counter, "Snapshots from the snapshot source refused because their repl-id/repl-offset aux fields were missing or did not name the history and offset the source announced.")
 	mHold          = define("hold_active", gauge, "1 while the command tripwire (hold-on-commands) holds replicas before a command from upstream.")
 	mHoldTrips     = define("hold_trips_total", counter, "Times the command tripwire held replicas.")
+	mClusterShard  = define("cluster_shard_info", gauge, "Always 1 while the relay follows a Redis Cluster shard (cluster-seeds); labels carry the shard's slot ranges and its master's node ID.", "shard", "master_id")
+	mClusterNodes  = define("cluster_shard_nodes", gauge, "Nodes the cluster lists in the shard the relay follows, its master included; absent when it follows no cluster.")
 )
 
 // Names returns the name of every metric family the relay's collector
@@ -268,6 +270,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mUnproven, float64(st.SourceUnproven))
 	e.emit(mHold, boolean(st.HoldActive))
 	e.emit(mHoldTrips, float64(st.HoldTrips))
+	if cs := st.ClusterShard; cs != (proxy.ClusterShard{}) {
+		e.emit(mClusterShard, 1, cs.Slots, cs.MasterID)
+		e.emit(mClusterNodes, float64(cs.Nodes))
+	}
 }
 
 // emitter sends constant metrics. A value that cannot be a metric (a label

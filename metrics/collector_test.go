@@ -89,6 +89,7 @@ func busyRelay() *fixedSource {
 			Refreshes:          6,
 			RefreshFailures:    1,
 			TailCuts:           3,
+			ClusterShard:       proxy.ClusterShard{Slots: "0-5460", MasterID: strings.Repeat("c", 40), Nodes: 2},
 		},
 		replicas: []proxy.ReplicaInfo{
 			{Addr: "10.0.0.7:51000", IP: "10.0.0.7", Port: 6379, State: "online", AckOffset: 5000, AckAge: 250 * time.Millisecond, BulkSent: 123456, BulkTotal: 123456},

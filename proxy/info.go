@@ -207,6 +207,11 @@ func (a *admin) info(args [][]byte) string {
 				}
 			}
 			kv("hold_trips", st.HoldTrips)
+			if cs := st.ClusterShard; cs != (ClusterShard{}) {
+				kv("cluster_shard_slots", cs.Slots)
+				kv("cluster_shard_master_id", cs.MasterID)
+				kv("cluster_shard_nodes", cs.Nodes)
+			}
 			for _, reason := range closeReasons {
 				if n := st.Disconnects[reason]; n > 0 {
 					kv("replica_disconnects_"+string(reason), n)

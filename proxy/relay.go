@@ -63,6 +63,9 @@ type counters struct {
 
 // New opens the data dir and recovers the history kept there, if any.
 func New(cfg Config) (*Relay, error) {
+	if len(cfg.ClusterSeeds) > 0 && (cfg.MasterAddr != "" || len(cfg.Sentinels) > 0) {
+		return nil, errors.New("cluster-seeds excludes replicaof and sentinel-addrs: the cluster names the shard's master")
+	}
 	cfg.FillDefaults()
 	live := settings.NewLive(cfg)
 	stats := &counters{disconnects: newCounts(closeReasons)}
@@ -100,7 +103,7 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	r.shutdown = cancel
 	r.stopMu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() {
 		defer wg.Done()
 		r.sampleRates(ctx)
@@ -108,6 +111,10 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	go func() {
 		defer wg.Done()
 		r.up.FollowSentinels(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.up.FollowCluster(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -164,6 +171,9 @@ func (r *Relay) currentConfig() Config {
 // decides which of them may reach a file.
 func (r *Relay) Settings() map[string]string {
 	cfg := r.currentConfig()
+	if len(cfg.ClusterSeeds) > 0 {
+		cfg.MasterAddr = "" // the cluster names it; replicaof beside cluster-seeds stops start-up
+	}
 	out := make(map[string]string, len(settings.Table()))
 	for _, s := range settings.Table() {
 		if s.Rewrite == settings.RewriteNever {

@@ -33,6 +33,10 @@ const (
 // upstream); the same value is in the log line, the metric label and INFO.
 type LinkDownReason = upstream.LinkDownReason
 
+// ClusterShard is the Redis Cluster shard a relay follows (package
+// upstream): its slot ranges, its master's node ID, its node count.
+type ClusterShard = upstream.ClusterShard
+
 // LinkDownReasons lists every LinkDownReason, for metrics.
 func LinkDownReasons() []LinkDownReason { return upstream.LinkDownReasons() }
 
@@ -166,6 +170,9 @@ type Status struct {
 	RefreshFailures     int64
 	TailCuts            int64 // unfinished commands dropped from the log after the upstream link broke
 	BranchCuts          int64 // data-free tails dropped so that a promoted upstream continues (branch.go)
+	// ClusterShard is the Redis Cluster shard the relay follows
+	// (cluster-seeds); zero when it follows no cluster.
+	ClusterShard ClusterShard
 
 	// MasterVersion is the version of the server that wrote the newest
 	// snapshot the relay holds or is receiving (its RDB's redis-ver aux
@@ -208,6 +215,7 @@ func (r *Relay) Status() Status {
 	st.LinkDowns, st.ForksAvoided, st.SourceFallbacks, st.SourceUnproven = us.LinkDowns, us.ForksAvoided, us.SourceFallbacks, us.SourceUnproven
 	st.Refreshes, st.RefreshFailures, st.TailCuts, st.BranchCuts = us.Refreshes, us.RefreshFailures, us.TailCuts, us.BranchCuts
 	st.CompressedInStream, st.CompressedInWire = us.CompressedInStream, us.CompressedInWire
+	st.ClusterShard = us.ClusterShard
 	r.srv.fillStatus(&st)
 	st.SyncEstimate = -1
 	readMasterFacts(&st, current, pending)

@@ -467,6 +467,14 @@ func (s *Settings) Validate() error {
 	case !hasSentinels && s.MasterName != "":
 		errs = append(errs, fmt.Errorf("%s: is set but sentinel-addrs names no Sentinel to ask", s.where("sentinel-master-name")))
 	}
+	if len(s.ClusterSeeds) > 0 {
+		if s.MasterAddr != "" {
+			errs = append(errs, fmt.Errorf("%s and %s are both set (%s): the cluster names the shard's master; keep one", "cluster-seeds", "replicaof", s.where("replicaof")))
+		}
+		if len(s.Sentinels) > 0 {
+			errs = append(errs, fmt.Errorf("%s and %s are both set (%s): a cluster fails over without Sentinel; keep one", "cluster-seeds", "sentinel-addrs", s.where("sentinel-addrs")))
+		}
+	}
 	return errors.Join(errs...)
 }
 

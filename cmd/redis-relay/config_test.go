@@ -112,6 +112,7 @@ func TestParseConfigFile(t *testing.T) {
 	c.IdleTimeout, c.ProtectedMode, c.Process.TCPKeepAlive = 2*time.Minute, false, time.Minute
 	c.RequireUser, c.CommandTimeout = "sub", 3*time.Second
 	c.Sentinels, c.MasterName, c.SentinelUser, c.SentinelPassword, c.Process.SentinelTLS = []string{"10.0.0.7:26379", "10.0.0.8:26379"}, "mymaster", "watcher", "s3nt", true
+	c.ClusterShardSlot, c.ClusterPollInterval = 5000, 500*time.Millisecond
 	c.Process.TLSPort, c.Process.TLSCertFile, c.Process.TLSKeyFile = 7443, "/etc/redis-relay/relay.crt", "/etc/redis-relay/relay.key"
 	c.Process.TLSCACertFile, c.Process.TLSReplication, c.Process.TLSAuthClients = "/etc/redis-relay/ca.crt", true, "optional"
 	if got, exp := settingsText(&s), settingsText(&want); got != exp {

@@ -236,6 +236,9 @@ func TestSentinelSettingsChecked(t *testing.T) {
 		{"addrs without a name", []string{"--sentinel-addrs", "127.0.0.1:26379"}, "--sentinel-addrs: names Sentinels but sentinel-master-name is not set"},
 		{"name without addrs", []string{"--sentinel-master-name", "mymaster"}, "--sentinel-master-name: is set but sentinel-addrs names no Sentinel"},
 		{"tls without a CA file", []string{"--sentinel-addrs", "127.0.0.1:26379", "--sentinel-master-name", "m", "--sentinel-tls", "yes", "--tls-ca-cert-file", "/nonexistent/ca.crt"}, "tls-ca-cert-file"},
+		{"cluster and replicaof", []string{"--cluster-seeds", "127.0.0.1:7000", "--replicaof", "127.0.0.1:7001"}, "cluster-seeds and replicaof are both set (--replicaof)"},
+		{"cluster and Sentinel", []string{"--cluster-seeds", "127.0.0.1:7000", "--sentinel-addrs", "127.0.0.1:26379", "--sentinel-master-name", "m"}, "cluster-seeds and sentinel-addrs are both set (--sentinel-addrs)"},
+		{"slot out of range", []string{"--cluster-seeds", "127.0.0.1:7000", "--cluster-shard-slot", "16384"}, "cluster-shard-slot"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := runApp(t.Context(), append([]string{"run", "--dir", t.TempDir(), "--port", "0"}, tt.args...)...)

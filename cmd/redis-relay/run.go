@@ -93,7 +93,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if cfg.MasterAddr == "" && len(cfg.Sentinels) == 0 {
+	if cfg.MasterAddr == "" && len(cfg.Sentinels) == 0 && len(cfg.ClusterSeeds) == 0 {
 		logger.Warn("no master configured: waiting for REPLICAOF host port")
 	}
 	switch {

@@ -187,6 +187,9 @@ func renderStatus(addr string, in *relayInfo) string {
 		upstream += ", redis " + in.str("redis_version")
 	}
 	row("upstream", "%s", upstream)
+	if slots, ok := in.fields["cluster_shard_slots"]; ok {
+		row("", "cluster shard: slots %s, master %s, %s nodes", slots, in.str("cluster_shard_master_id"), in.str("cluster_shard_nodes"))
+	}
 	if in.fields["master_link_status"] != "up" {
 		if n, ok := in.int("master_link_down_since_seconds"); ok && n >= 0 {
 			row("", "down for %s", time.Duration(n)*time.Second)

@@ -101,6 +101,17 @@ func password(args []string) string {
 
 func start(t testing.TB, o redisproc.Options) *Server {
 	t.Helper()
+	s, err := tryStart(t, o)
+	if err != nil {
+		t.Fatalf("redistest: start redis-server: %v", err)
+	}
+	return s
+}
+
+// tryStart is start returning its error, for callers that pick the port
+// themselves and try another when it is taken (redisproc.ErrPortInUse).
+func tryStart(t testing.TB, o redisproc.Options) (*Server, error) {
+	t.Helper()
 	bin, err := redisproc.Binary()
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
@@ -111,15 +122,15 @@ func start(t testing.TB, o redisproc.Options) *Server {
 		o.LogPath = filepath.Join(o.Dir, "redis.log")
 	}
 	s := &Server{Host: "127.0.0.1", Dir: o.Dir, LogPath: o.LogPath}
-	// Registered after TempDir, so it runs before the directory is removed.
-	t.Cleanup(func() { s.cleanup(t) })
 	p, err := redisproc.Start(context.Background(), o)
 	if err != nil {
-		t.Fatalf("redistest: start redis-server: %v", err)
+		return nil, err
 	}
+	// Registered after TempDir, so it runs before the directory is removed.
+	t.Cleanup(func() { s.cleanup(t) })
 	o.Port = p.Port
 	s.Port, s.opts, s.proc = p.Port, o, p
-	return s
+	return s, nil
 }
 
 // cleanup closes the cached client, kills the process and, if the test

@@ -455,3 +455,31 @@ func TestStartSentinel(t *testing.T) {
 		t.Fatalf("SENTINEL GET-MASTER-ADDR-BY-NAME = %v, %v; want port %s", got, err, p)
 	}
 }
+
+func TestStartCluster(t *testing.T) {
+	c := StartCluster(t, 3, 1)
+	if len(c.Nodes) != 6 {
+		t.Fatalf("%d nodes, want 6", len(c.Nodes))
+	}
+	ctx := ctxTimeout(t, 30*time.Second)
+	for i := range 300 {
+		if err := c.Client().Set(ctx, fmt.Sprintf("k%d", i), i, 0).Err(); err != nil {
+			t.Fatalf("SET through the cluster client: %v", err)
+		}
+	}
+	seen := map[*Server]bool{}
+	for _, slot := range []int{0, 8000, 16383} {
+		m, rs := c.Shard(t, slot)
+		if len(rs) != 1 {
+			t.Fatalf("slot %d: master %s has %d replicas, want 1", slot, m.Addr(), len(rs))
+		}
+		seen[m] = true
+		Eventually(t, 30*time.Second, func() error { return SameDigest(m, rs[0]) })
+		if n, _ := m.Do(t, "DBSIZE").(int64); n == 0 {
+			t.Fatalf("slot %d: master %s holds no keys", slot, m.Addr())
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("slots 0, 8000 and 16383 are served by %d masters, want 3", len(seen))
+	}
+}

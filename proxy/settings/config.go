@@ -62,6 +62,16 @@ type Config struct {
 	SentinelPassword string
 	SentinelTLS      *tls.Config // connect to the Sentinels with TLS; nil: plain TCP
 
+	// Following one shard of a Redis Cluster (proxy/clusterfollow.go,
+	// package proxy/cluster): the master of the shard that serves
+	// ClusterShardSlot, as the nodes at ClusterSeeds (and the nodes they
+	// name) describe the cluster, asked every ClusterPollInterval and at
+	// once when the link to the master drops. The nodes are asked with
+	// the master's credentials and TLS. Excludes MasterAddr and Sentinels.
+	ClusterSeeds        []string
+	ClusterShardSlot    int
+	ClusterPollInterval time.Duration // cluster-poll-interval; 0: the default
+
 	// The empty-master guard (proxy/guard.go): on by default.
 	DisableGuard      bool
 	GuardMinKeysRatio float64 // also trip when a new history has fewer than this fraction of the current keys; 0: only when empty

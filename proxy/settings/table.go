@@ -391,6 +391,26 @@ var settingTable = []Setting{
 	secret(stringSetting("sentinel-password", "<password>", catUpstream, "", "password for the Sentinels", func(c *Config) *string { return &c.SentinelPassword }, nil)),
 	boolSetting("sentinel-tls", catTLS, "no", "connect to the Sentinels with TLS, verified with tls-ca-cert-file, presenting tls-cert-file", func(c *Config) *bool { return &c.Process.SentinelTLS }, false),
 
+	{
+		Name: "cluster-seeds", Synopsis: "<host:port,...>", Category: catUpstream, Kind: KindString, NArgs: 1,
+		Usage: "follow the master of one shard of the Redis Cluster these nodes belong to (the shard that serves cluster-shard-slot); excludes replicaof and sentinel-addrs",
+		parse: func(c *Config, a []string) error {
+			c.ClusterSeeds = splitList(a[0])
+			return nil
+		},
+		format: func(c *Config) []string { return []string{strings.Join(c.ClusterSeeds, ",")} },
+		check: func(c *Config) error {
+			for _, a := range c.ClusterSeeds {
+				if _, _, err := net.SplitHostPort(a); err != nil {
+					return fmt.Errorf("%q is not host:port", a)
+				}
+			}
+			return nil
+		},
+	},
+	intSetting("cluster-shard-slot", catUpstream, "0", "with cluster-seeds: follow the shard that serves this slot when the relay starts, and that shard's nodes through failovers and resharding after", func(c *Config) *int { return &c.ClusterShardSlot }, 0, 16383),
+	unsetWhen(durationSetting("cluster-poll-interval", catUpstream, "1s", "with cluster-seeds: how often to ask the cluster which node is the shard's master (every quarter second while the link to the master is down)", func(c *Config) *time.Duration { return &c.ClusterPollInterval }, 10*time.Millisecond), func(c *Config) bool { return c.ClusterPollInterval <= 0 }),
+
 	intSetting("tls-port", catTLS, "0", "also accept replicas over TLS on this port; 0: off", func(c *Config) *int { return &c.Process.TLSPort }, 0, 65535),
 	stringSetting("tls-cert-file", "<path>", catTLS, "", "certificate for the TLS port, and the client certificate sent upstream", func(c *Config) *string { return &c.Process.TLSCertFile }, nil),
 	stringSetting("tls-key-file", "<path>", catTLS, "", "private key of tls-cert-file", func(c *Config) *string { return &c.Process.TLSKeyFile }, nil),

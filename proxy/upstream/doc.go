@@ -12,8 +12,10 @@
 // downstream ACK policy, what the downstream replicas acknowledged
 // (ack.go: an AckSource, which the downstream server implements). A
 // second connection refreshes the snapshot (refresh.go), and Sentinel may
-// be followed directly (sentinel.go). Why the link went down is one
-// classifier over typed reasons (linkdown.go).
+// be followed directly (sentinel.go), or one shard of a Redis Cluster
+// (clusterfollow.go: package proxy/cluster reads the topology and picks
+// the shard's master; a lost link makes it ask at once). Why the link went
+// down is one classifier over typed reasons (linkdown.go).
 //
 // The Link is the only appender of the history's log and the writer of
 // its snapshots and identity (package history). It reads the settings

@@ -34,6 +34,9 @@ type Link struct {
 	master   string        // upstream address; guarded by mu
 	masterCh chan struct{} // closed and replaced when master changes; guarded by mu
 	source   sourceStats   // guarded by mu
+	shard    ClusterShard  // the cluster shard followed (clusterfollow.go); guarded by mu
+
+	linkLost chan struct{} // buffered(1): the link to the master went down (cluster following asks at once)
 
 	status          linkStatus
 	acks            AckSource     // downstream replicas' ACKs, for downstream ACK policies; set before Run
@@ -58,6 +61,7 @@ func New(cfg *settings.Live, hist *history.Store, logger *slog.Logger) *Link {
 		cfg: cfg, hist: hist, stats: newCounters(), logger: logger,
 		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
 		downstreamAcked: make(chan struct{}, 1),
+		linkLost:        make(chan struct{}, 1),
 	}
 	u.status.set(LinkConnect, "")
 	u.status.syncTotal = -1
@@ -172,6 +176,10 @@ func (u *Link) Run(ctx context.Context, port int) {
 		}()
 		err := u.connect(linkCtx, addr)
 		cancel()
+		select {
+		case u.linkLost <- struct{}{}:
+		default:
+		}
 		phase := u.status.current()
 		u.cutPartialTail() // before INFO shows the link down, so its offset never goes back
 		u.status.set(LinkConnect, addr)
@@ -497,6 +505,7 @@ type Status struct {
 	RefreshFailures    int64
 	TailCuts           int64
 	BranchCuts         int64
+	ClusterShard       ClusterShard // the cluster shard followed; zero without cluster-seeds
 	CompressedInStream int64
 	CompressedInWire   int64
 }
@@ -507,6 +516,7 @@ func (u *Link) Status() Status {
 	u.mu.Lock()
 	st.MasterAddr = u.master
 	st.SnapshotFrom, st.LastFallback = u.source.lastFrom, u.source.lastFallback
+	st.ClusterShard = u.shard
 	u.mu.Unlock()
 	st.LinkState, _, st.LinkSince, st.LastError, st.SyncTotal, st.SyncStart = u.status.get()
 	st.SyncRead = u.status.syncRead.Load()
