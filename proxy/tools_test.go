@@ -308,3 +308,29 @@ func buildRedisExporter(t *testing.T) string {
 	}
 	return filepath.Join(bin, "redis_exporter")
 }
+
+// A replica that stops reading: CLIENT LIST's omem is what the relay
+// holds for it and has not sent, and it grows with the writes.
+func TestClientListReplicaOmem(t *testing.T) {
+	master, relay := syncedRelay(t)
+	stuck := dialRaw(t, relay.Addr())
+	stuck.expect("+OK", "REPLCONF", "listening-port", "1")
+	stuck.send("PSYNC", "?", "-1") // and never read the snapshot or the stream
+	big := strings.Repeat("x", 1<<20)
+	redistest.Eventually(t, 30*time.Second, func() error {
+		master.Do(t, "SET", "big", big)
+		list := relay.Client().ClientList(t.Context()).Val()
+		for line := range strings.Lines(list) {
+			if !strings.Contains(line, " flags=S ") {
+				continue
+			}
+			_, rest, _ := strings.Cut(line, " omem=")
+			omem, _, _ := strings.Cut(rest, " ")
+			if n, _ := strconv.ParseInt(omem, 10, 64); n < 8<<20 {
+				return fmt.Errorf("omem=%s", omem)
+			}
+			return nil
+		}
+		return fmt.Errorf("no replica in CLIENT LIST:\n%s", list)
+	})
+}
