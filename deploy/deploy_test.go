@@ -1272,4 +1272,41 @@ func TestRelayAcceptsConfig(t *testing.T) {
 		args[slices.Index(args, confPath)] = local
 		check("kubernetes "+ctr.Name, args, map[string]string{"replicaof": "redis-master 6379", "dir": "/data", "metrics-addr": "0.0.0.0:8380"})
 	}
+
+	cc := loadClusterCompose(t)
+	for _, name := range clusterRelays(t, cc) {
+		args := cc.Services[name].args()
+		seeds, _ := flag(args, "--cluster-seeds")
+		slot, _ := flag(args, "--cluster-shard-slot")
+		check("cluster compose "+name, args, map[string]string{"cluster-seeds": seeds, "cluster-shard-slot": slot, "replicaof": ""})
+	}
+
+	// deploy/kubernetes/cluster: each pod follows another shard.
+	followed := map[int]string{}
+	for _, pod := range kubernetesClusterPods(t) {
+		var slot string
+		t.Run("kubernetes cluster "+pod.name, func(t *testing.T) {
+			cmd := exec.Command(bin, append(slices.Clip(pod.args), "--check-config")...)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("redis-relay %s --check-config: %v\n%s", strings.Join(pod.args, " "), err, out)
+			}
+			got := confDirectives(t, string(out))
+			if len(got["cluster-seeds"]) == 0 || len(got["cluster-shard-slot"]) != 1 {
+				t.Fatalf("cluster-seeds %q, cluster-shard-slot %q", got["cluster-seeds"], got["cluster-shard-slot"])
+			}
+			slot = got["cluster-shard-slot"][0]
+		})
+		if slot == "" {
+			continue
+		}
+		if other, ok := followed[clusterShardOf(t, slot)]; ok {
+			t.Errorf("%s and %s follow the same shard (slot %s)", pod.name, other, slot)
+		}
+		followed[clusterShardOf(t, slot)] = pod.name
+	}
+	if len(followed) != 3 {
+		t.Errorf("the Kubernetes cluster example follows %d shards, want 3", len(followed))
+	}
 }

@@ -92,6 +92,7 @@ var (
 	mConnections    = define("connections_received_total", counter, "Connections accepted on the replica port.")
 	mRejected       = define("rejected_connections_total", counter, "Connections refused on the replica port.")
 	mProtoErrors    = define("protocol_errors_total", counter, "Malformed requests from downstream clients.")
+	mACLDenied      = define("acl_denied_total", counter, "Commands refused with -NOPERM, by ACL user and command (config|set for a subcommand).", "user", "command")
 
 	mLogFirst    = define("log_first_offset", gauge, "Offset of the oldest byte the replication log retains.")
 	mLogNext     = define("log_next_offset", gauge, "Offset the next byte appended to the replication log will get (master_repl_offset+1).")
@@ -230,6 +231,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(mConnections, float64(st.Connections))
 	e.emit(mRejected, float64(st.RejectedConns))
 	e.emit(mProtoErrors, float64(st.ProtocolErrors))
+	for _, d := range st.ACLDenied {
+		e.emit(mACLDenied, float64(d.Count), d.User, d.Command)
+	}
 
 	// Log and snapshot. Without a history these are zero, as INFO shows them.
 	e.emit(mLogFirst, float64(st.Log.First))

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/redis-relay/redis-relay/proxy"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -84,6 +85,7 @@ func busyRelay() *fixedSource {
 			Connections:        9,
 			RejectedConns:      1,
 			ProtocolErrors:     2,
+			ACLDenied:          []acl.DeniedCount{{User: "replica-user", Command: "config|set", Count: 2}},
 			SnapshotsRejected:  1,
 			GuardTrips:         2,
 			Refreshes:          6,

@@ -51,11 +51,10 @@ type clientInfo struct {
 	localAddr     string
 	fd            int    // the socket's file descriptor; -1 when it has none
 	name          string // CLIENT SETNAME
-	user          string // the user it authenticated as ("default" before)
+	user          string // the ACL user it runs as; "" before AUTH
 	libName       string // CLIENT SETINFO
 	libVer        string
 	resp3         bool // HELLO 3: replies in RESP3
-	authed        bool
 	lastCmd       string
 	lastAt        time.Time // zero before the first command
 	created       time.Time
@@ -77,8 +76,8 @@ type clientInfo struct {
 // nothing.
 type effect struct {
 	quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
-	authenticated bool    // AUTH or HELLO AUTH matched: the connection may run every command
-	user          string  // with authenticated: as which user
+	authenticated bool    // AUTH or HELLO AUTH matched: the connection runs as user from now on
+	user          string  // the ACL user AUTH or HELLO AUTH authenticated
 	setName       *string // CLIENT SETNAME, HELLO SETNAME
 	libName       *string // CLIENT SETINFO lib-name
 	libVer        *string // CLIENT SETINFO lib-ver
@@ -121,6 +120,7 @@ var adminCommands = map[string]adminHandler{
 	"shutdown":     (*admin).shutdown,
 	"hello":        (*admin).hello,
 	"slowlog":      (*admin).slowlog,
+	"acl":          (*admin).aclCommand,
 }
 
 // appendWrongArgs appends the error Redis gives for a command called with

@@ -132,28 +132,28 @@ func TestHelloHandler(t *testing.T) {
 	defer relay.Close()
 	hello := adminCommands["hello"]
 	for _, tc := range []struct {
-		name   string
-		args   string
-		authed bool
-		reply  string // prefix
-		proto  int
-		auth   bool
+		name  string
+		args  string
+		user  string // "" before AUTH
+		reply string // prefix
+		proto int
+		auth  bool
 	}{
-		{"unknown protocol", "hello 4", true, "-NOPROTO", 0, false},
-		{"not a number", "hello x", true, "-ERR Protocol version", 0, false},
-		{"needs auth", "hello 3", false, "-NOAUTH HELLO must be called", 0, false},
-		{"wrong password", "hello 3 auth default nope", false, "-WRONGPASS", 0, false},
-		{"bad option", "hello 3 auth default", true, "-ERR Syntax error in HELLO option 'auth'", 0, false},
-		{"resp3 with auth", "hello 3 auth default pw setname x", false, "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n", 3, true},
-		{"resp2", "hello 2", true, "*14\r\n$6\r\nserver\r\n", 2, false},
-		{"no version: current", "hello", true, "*14\r\n", 2, false},
+		{"unknown protocol", "hello 4", "default", "-NOPROTO", 0, false},
+		{"not a number", "hello x", "default", "-ERR Protocol version", 0, false},
+		{"needs auth", "hello 3", "", "-NOAUTH HELLO must be called", 0, false},
+		{"wrong password", "hello 3 auth default nope", "", "-WRONGPASS", 0, false},
+		{"bad option", "hello 3 auth default", "default", "-ERR Syntax error in HELLO option 'auth'", 0, false},
+		{"resp3 with auth", "hello 3 auth default pw setname x", "", "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n", 3, true},
+		{"resp2", "hello 2", "default", "*14\r\n$6\r\nserver\r\n", 2, false},
+		{"no version: current", "hello", "default", "*14\r\n", 2, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var args [][]byte
 			for _, a := range strings.Fields(tc.args) {
 				args = append(args, []byte(a))
 			}
-			out, e := hello(relay.admin, nil, clientInfo{addr: "test", authed: tc.authed}, args)
+			out, e := hello(relay.admin, nil, clientInfo{addr: "test", user: tc.user}, args)
 			if !strings.HasPrefix(string(out), tc.reply) || e.proto != tc.proto || e.authenticated != tc.auth {
 				t.Errorf("reply %q, effect %+v; want %q, proto %d, authenticated %v", out, e, tc.reply, tc.proto, tc.auth)
 			}

@@ -292,6 +292,26 @@ func TestClusterReshardUnderLoad(t *testing.T) {
 	if n, _ := from.Client().DBSize(context.Background()).Result(); n == 0 {
 		t.Fatal("the source shard holds no keys")
 	}
+
+	// Restarted, the first relay finds its shard by its history, though
+	// its slot is elsewhere now: no full sync from the master, none below.
+	fullBefore := from.InfoInt(t, "sync_full")
+	a := rigs[0]
+	a.relay.Restart()
+	waitFollows(t, a.relay, from)
+	inSync(t, 60*time.Second, from, a.replicas...)
+	redistest.Eventually(t, 30*time.Second, func() error {
+		if n := len(a.relay.Replicas()); n != 2 {
+			return fmt.Errorf("%d replicas back on the restarted relay", n)
+		}
+		return nil
+	})
+	if n := from.InfoInt(t, "sync_full"); n != fullBefore {
+		t.Errorf("the restarted relay's master served %d full syncs, %d before", n, fullBefore)
+	}
+	if st := a.relay.Status(); st.FullSyncsServed != 0 || st.UpstreamFullSyncs != 0 {
+		t.Errorf("restarted relay: %d full syncs served, %d taken from upstream; want none", st.FullSyncsServed, st.UpstreamFullSyncs)
+	}
 }
 
 // TestClusterSeedsExcludeReplicaOf: a relay is refused both a master and

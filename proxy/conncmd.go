@@ -1,13 +1,13 @@
 package proxy
 
 import (
-	"crypto/subtle"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 )
 
 // The commands every Redis client sends about its own connection: AUTH,
@@ -56,8 +56,9 @@ func (a *admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	return resp.AppendSimple(out, "OK"), effect{quit: true}
 }
 
-// auth checks AUTH [user] password with checkAuth. Only a match
-// authenticates the connection, through the effect.
+// auth checks AUTH [user] password against the ACL users; AUTH password
+// is the default user's, which requirepass sets. Only a match
+// authenticates the connection, as that user, through the effect.
 func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	var user, pass string
 	switch len(args) {
@@ -68,23 +69,25 @@ func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 	default:
 		return appendWrongArgs(out, "auth"), effect{}
 	}
+	if len(args) == 2 {
+		a.r.acl.SetRequirePass(a.r.cfg.Get().RequirePass)
+		if u, _ := a.r.acl.User(acl.DefaultUser); u.Enabled() && u.NoPass() {
+			return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}
+		}
+	}
 	if msg := a.checkAuth(who, user, pass); msg != "" {
 		return resp.AppendError(out, msg), effect{}
 	}
 	return resp.AppendSimple(out, "OK"), effect{authenticated: true, user: user}
 }
 
-// checkAuth checks a user and password against requirepass (and
-// requireuser), for AUTH and HELLO AUTH. It returns the error to answer,
-// or "" on a match.
+// checkAuth checks a user and password against the ACL users (the
+// default user's password is requirepass), for AUTH and HELLO AUTH. It
+// returns the error to answer, or "" on a match.
 func (a *admin) checkAuth(who clientInfo, user, pass string) string {
-	cfg := a.r.cfg.Get()
-	if cfg.RequirePass == "" {
-		return "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
-	}
-	userOK := user == "default" || (cfg.RequireUser != "" && user == cfg.RequireUser)
-	if !userOK || !constantTimeEqual(pass, cfg.RequirePass) {
-		a.r.logger.Warn("downstream AUTH failed", "client", who.addr, "user", user)
+	a.r.acl.SetRequirePass(a.r.cfg.Get().RequirePass)
+	if !a.r.acl.Authenticate(user, pass, func() string { return describeClient(who) }) {
+		a.r.logger.Warn("downstream AUTH failed", "client", who.addr, "user", resp.Excerpt([]byte(user), 64))
 		return "WRONGPASS invalid username-password pair or user is disabled."
 	}
 	return ""
@@ -130,7 +133,7 @@ func (a *admin) hello(out []byte, who clientInfo, args [][]byte) ([]byte, effect
 			return resp.AppendError(out, msg), effect{}
 		}
 		e.authenticated, e.user = true, *user
-	} else if !who.authed {
+	} else if who.user == "" {
 		return resp.AppendError(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"), effect{}
 	}
 	resp3 := e.proto == 3
@@ -187,8 +190,4 @@ func (a *admin) slowlog(out []byte, _ clientInfo, args [][]byte) ([]byte, effect
 	default:
 		return resp.AppendError(out, fmt.Sprintf("ERR unknown subcommand '%s'. Try SLOWLOG HELP.", resp.Excerpt(args[1], 64))), effect{}
 	}
-}
-
-func constantTimeEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }

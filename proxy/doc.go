@@ -38,18 +38,19 @@
 //     a trim must keep. The server keeps its own sessions too, for CLIENT
 //     KILL, the replica list and the upstream link's AckSource.
 //   - The admin commands (admin.go, configcmd.go, info.go, pubsub.go,
-//     conncmd.go, procinfo.go, nodata.go): INFO, ROLE, CONFIG, CLIENT,
-//     REPLICAOF, SHUTDOWN, LATENCY, SLOWLOG, RELAY, the pub/sub that
-//     Sentinel uses, and AUTH, HELLO, PING, ECHO, TIME, COMMAND, SELECT
-//     and QUIT. Each is a handler in one table, adminCommands, which the
-//     server dispatches through; any other command (GET, SET, ...) gets
-//     noData's error, which says the relay holds no data and names the
-//     master. A handler is given the arguments, a clientInfo (what it may
-//     know of the calling connection: id, address, name, whether it chose
-//     RESP3, the fields CLIENT LIST shows) and a buffer; it appends its
-//     reply, in the connection's protocol, and returns it, with an effect
-//     for what the connection itself must change (AUTH's or HELLO's
-//     success, the protocol HELLO chose, CLIENT SETNAME and SETINFO, the
+//     conncmd.go, procinfo.go, nodata.go, aclcmd.go): INFO, ROLE, CONFIG,
+//     CLIENT, REPLICAOF, SHUTDOWN, LATENCY, SLOWLOG, RELAY, the pub/sub
+//     that Sentinel uses, ACL, and AUTH, HELLO, PING, ECHO, TIME, COMMAND,
+//     SELECT and QUIT. Each is a handler in one table, adminCommands,
+//     which the server dispatches through; any other command (GET, SET,
+//     ...) gets noData's error, which says the relay holds no data and
+//     names the master. A handler is given the arguments, a clientInfo
+//     (what it may know of the calling connection: id, address, name,
+//     whether it chose RESP3, the fields CLIENT LIST shows) and a buffer;
+//     it appends its reply, in the connection's protocol, and returns it,
+//     with an effect for what the connection itself must change (AUTH's or
+//     HELLO's success, the protocol HELLO chose, CLIENT SETNAME and
+//     SETINFO, the
 //     subscription count that SUBSCRIBE mode and the idle timeout go by,
 //     closing after QUIT or SHUTDOWN), which the server applies. No
 //     handler writes to a connection or its buffer: CLIENT LIST and KILL
@@ -57,10 +58,13 @@
 //     each message to a subscriber, which the server's connection
 //     implements. The server keeps the replication handshake (REPLCONF,
 //     PSYNC, SYNC), MULTI/EXEC queuing, and the checks made before any
-//     handler runs: NOAUTH until AUTH succeeds, and only (UN)SUBSCRIBE,
-//     PING and QUIT while subscribed. It counts the commands clients send
-//     (cmdstats.go), which INFO adds to the commands the upstream link
-//     relays. The handlers read the other parts through the Relay.
+//     handler runs: NOAUTH until AUTH succeeds, then the ACL check of
+//     the connection's user on every command, the handshake's and queued
+//     ones included (package proxy/acl, loaded by acl.go: -NOPERM, ACL LOG,
+//     the denied count), and only (UN)SUBSCRIBE, PING and QUIT while
+//     subscribed. It counts the commands clients send (cmdstats.go),
+//     which INFO adds to the commands the upstream link relays. The
+//     handlers read the other parts through the Relay.
 //
 // The Relay (relay.go, status.go) only builds and wires them, and gathers
 // each part's view into a Status for INFO and metrics. Every part reads
@@ -79,8 +83,8 @@
 // snapshot's or the log's own (see package history); the reader methods
 // the history calls under its mu take no lock. Every other lock
 // (settings.Live's, the upstream Link's mu, cmdMu and linkStatus.mu,
-// server.clientsMu, admin.psMu) is a leaf: no other lock is taken while
-// it is held. No lock is held across network I/O but a connection's own
+// server.clientsMu, admin.psMu, the ACL's mu and its log's) is a leaf:
+// no other lock is taken while it is held. No lock is held across network I/O but a connection's own
 // write lock (client.wmu), which keeps a published message from landing
 // inside a reply; stateMu is held across the state.json write and its
 // fsync.

@@ -160,21 +160,22 @@ func TestReplicaofUnrelatedMaster(t *testing.T) {
 }
 
 // startSentinels runs three Sentinels that watch master as "mymaster"
-// (quorum 2, the given down-after time) and waits until each has read the
-// relay's INFO (priority 0: never promoted) and knows of at least replicas
-// replicas, the relay among them. SENTINEL REPLICAS lists the relay only
-// with replica-announced yes; SENTINEL INFO-CACHE shows every replica.
-func startSentinels(t *testing.T, master *redistest.Server, downAfter time.Duration, relay *testRelay, replicas int) []*redistest.Server {
+// (quorum 2, the given down-after time, and any extra lines of
+// sentinel.conf) and waits until each has read the relay's INFO (priority
+// 0: never promoted) and knows of at least replicas replicas, the relay
+// among them. SENTINEL REPLICAS lists the relay only with
+// replica-announced yes; SENTINEL INFO-CACHE shows every replica.
+func startSentinels(t *testing.T, master *redistest.Server, downAfter time.Duration, relay *testRelay, replicas int, extra ...string) []*redistest.Server {
 	t.Helper()
 	mh, mp := master.HostPort()
 	var sentinels []*redistest.Server
 	for range 3 {
-		sentinels = append(sentinels, redistest.StartSentinel(t,
+		sentinels = append(sentinels, redistest.StartSentinel(t, append([]string{
 			fmt.Sprintf("sentinel monitor mymaster %s %s 2", mh, mp),
 			fmt.Sprintf("sentinel down-after-milliseconds mymaster %d", downAfter.Milliseconds()),
 			fmt.Sprintf("sentinel failover-timeout mymaster %d", 10*downAfter.Milliseconds()),
 			"sentinel parallel-syncs mymaster 5",
-		))
+		}, extra...)...))
 	}
 	for _, s := range sentinels {
 		waitSentinelKnowsRelay(t, s, relay, replicas)

@@ -50,7 +50,9 @@ func FuzzClientCommands(f *testing.F) {
 		local, remote := net.Pipe()
 		defer local.Close()
 		defer remote.Close()
-		c := &client{srv: relay.srv, nc: local, br: bufio.NewReader(bytes.NewReader(data)), addr: "fuzz", authed: true}
+		c := &client{srv: relay.srv, nc: local, br: bufio.NewReader(bytes.NewReader(data)), addr: "fuzz"}
+		c.user = "default"
+		c.publish()
 		defer relay.admin.unsubscribeAll(c)
 		for range 64 {
 			args, err := resp.ReadCommand(c.br)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
@@ -33,6 +34,7 @@ type Relay struct {
 	up     *upstream.Link
 	srv    *server
 	admin  *admin
+	acl    *acl.ACL // the users: AUTH, the check before every command, ACL
 
 	runID   string       // identifies this process, as Redis's run_id does
 	started time.Time    // for uptime_in_seconds
@@ -67,6 +69,10 @@ func New(cfg Config) (*Relay, error) {
 		return nil, errors.New("cluster-seeds excludes replicaof and sentinel-addrs: the cluster names the shard's master")
 	}
 	cfg.FillDefaults()
+	users, err := loadUsers(cfg)
+	if err != nil {
+		return nil, err
+	}
 	live := settings.NewLive(cfg)
 	stats := &counters{disconnects: newCounts(closeReasons)}
 	hist, err := history.Open(live, cfg.Logger)
@@ -77,8 +83,15 @@ func New(cfg Config) (*Relay, error) {
 		cfg: live, logger: cfg.Logger, stats: stats, hist: hist,
 		runID: replstream.RandomHex40(), started: time.Now(),
 	}
+	r.acl = acl.New()
+	r.acl.Replace(users)
+	if _, defined := r.acl.User(cfg.RequireUser); cfg.RequireUser != "" && !defined {
+		r.acl.AlsoFollowRequirePass(cfg.RequireUser) // requireuser, unless a user line defines it
+	}
+	r.acl.SetRequirePass(cfg.RequirePass)
 	r.up = upstream.New(live, hist, cfg.Logger)
 	r.srv = newServer(live, hist, r.up, stats, cfg.Logger)
+	r.srv.acl = r.acl
 	r.up.SetAckSource(r.srv)
 	r.admin = &admin{
 		r: r, conns: r.srv,

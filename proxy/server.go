@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
@@ -75,6 +76,7 @@ type server struct {
 	hist   *history.Store
 	up     upstreamLink // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
 	admin  *admin
+	acl    *acl.ACL // decides what each connection's user may run
 	logger *slog.Logger
 	stats  *counters
 
@@ -180,12 +182,11 @@ func acceptCanRecover(err error) bool {
 // shows of it to other connections is the copy in shown, which that
 // goroutine replaces before and after every command.
 type client struct {
-	srv    *server
-	nc     net.Conn
-	br     *bufio.Reader
-	out    []byte
-	addr   string
-	authed bool
+	srv  *server
+	nc   net.Conn
+	br   *bufio.Reader
+	out  []byte
+	addr string
 
 	// Set by REPLCONF.
 	listeningPort int
@@ -200,7 +201,7 @@ type client struct {
 	fd       int // the socket's file descriptor; -1 when it has none
 	created  time.Time
 	name     string // CLIENT SETNAME, HELLO SETNAME
-	user     string // the user AUTH or HELLO authenticated as
+	user     string // the ACL user the connection runs as; "" before AUTH
 	libName  string // CLIENT SETINFO lib-name
 	libVer   string // CLIENT SETINFO lib-ver
 	resp3    bool   // HELLO 3: replies in RESP3
@@ -210,9 +211,12 @@ type client struct {
 	multi    [][][]byte // commands queued after MULTI; nil outside a transaction
 	multiMem int64      // bytes of their arguments
 	inMulti  bool
-	replica  atomic.Bool                // became a replica session
-	shown    atomic.Pointer[clientInfo] // what CLIENT LIST shows of the connection
-	wmu      sync.Mutex                 // serialises writes: replies and published messages
+	// multiAborted: a command was refused while queuing, so EXEC
+	// discards the transaction (EXECABORT), as in Redis.
+	multiAborted bool
+	replica      atomic.Bool                // became a replica session
+	shown        atomic.Pointer[clientInfo] // what CLIENT LIST shows of the connection
+	wmu          sync.Mutex                 // serialises writes: replies and published messages
 
 	// subscriptions is how many channels the connection listens to, as the
 	// last SUBSCRIBE or UNSUBSCRIBE reported (admin keeps the channels).
@@ -224,7 +228,11 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	cfg := srv.cfg.Get()
-	if protectedModeRefuses(cfg.ProtectedMode, cfg.RequirePass, nc.RemoteAddr()) {
+	// The default user takes the running requirepass (CONFIG SET changes
+	// it from the next connection or AUTH), as in Redis.
+	srv.acl.SetRequirePass(cfg.RequirePass)
+	open := srv.acl.StartsAuthenticated() // the default user needs no password
+	if protectedModeRefuses(cfg.ProtectedMode && open, cfg.RequirePass, nc.RemoteAddr()) {
 		srv.stats.rejectedConns.Add(1)
 		srv.logger.Debug("client refused by protected mode", "client", nc.RemoteAddr().String())
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -234,13 +242,14 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 	c := &client{
 		srv: srv, nc: nc, br: bufio.NewReaderSize(wire.CountingReader{R: nc, N: &srv.stats.clientBytesIn}, clientReadBuffer),
 		addr:    nc.RemoteAddr().String(),
-		authed:  cfg.RequirePass == "",
 		id:      srv.nextClientID.Add(1),
 		fd:      socketFD(nc),
 		created: time.Now(),
-		user:    "default",
 
 		zstdLevel: zstd.SpeedDefault,
+	}
+	if open {
+		c.user = acl.DefaultUser
 	}
 	c.publish()
 	srv.clientsMu.Lock()
@@ -313,12 +322,19 @@ func (c *client) flush() error {
 // execute runs one command, or queues it inside MULTI.
 func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
-	// authed, set only by AUTH's or HELLO's effect, guards every command
-	// but AUTH, HELLO, PING and QUIT; a subscribed connection may send only
-	// these few.
-	if !c.authed && name != "auth" && name != "hello" && name != "ping" && name != "quit" {
-		c.reject(name, "NOAUTH Authentication required.")
-		return nil, false
+	// user, set only by AUTH's or HELLO's effect, guards every command
+	// but AUTH, HELLO, PING and QUIT; then the user's ACL decides, for
+	// every command, queued ones included; a subscribed connection may
+	// send only these few.
+	if c.user == "" {
+		if name != "auth" && name != "hello" && name != "ping" && name != "quit" {
+			c.reject(name, "NOAUTH Authentication required.")
+			return nil, false
+		}
+	} else if err := c.srv.acl.Check(c.user, args, func() string { return describeClient(c.info()) }); err != nil {
+		c.reject(name, err.Error())
+		c.multiAborted = c.inMulti
+		return nil, errors.Is(err, acl.ErrNoUser)
 	}
 	if c.subscriptions > 0 {
 		switch name {
@@ -339,8 +355,12 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 		switch name {
 		case "exec":
 			c.count(name, 0, false)
-			queued := c.multi
-			c.multi, c.multiMem, c.inMulti = nil, 0, false
+			queued, aborted := c.multi, c.multiAborted
+			c.multi, c.multiMem, c.inMulti, c.multiAborted = nil, 0, false, false
+			if aborted {
+				c.out = resp.AppendError(c.out, "EXECABORT Transaction discarded because of previous errors.")
+				return nil, false
+			}
 			c.out = resp.AppendArray(c.out, len(queued))
 			for _, q := range queued {
 				if _, quit := c.dispatch(q); quit {
@@ -349,7 +369,7 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 			}
 		case "discard":
 			c.count(name, 0, false)
-			c.multi, c.multiMem, c.inMulti = nil, 0, false
+			c.multi, c.multiMem, c.inMulti, c.multiAborted = nil, 0, false, false
 			c.out = resp.AppendSimple(c.out, "OK")
 		case "multi":
 			c.reject(name, "ERR MULTI calls can not be nested")
@@ -458,7 +478,7 @@ func (c *client) info() clientInfo {
 	qbuf := c.br.Buffered()
 	return clientInfo{
 		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), fd: c.fd,
-		name: c.name, user: c.user, libName: c.libName, libVer: c.libVer, resp3: c.resp3, authed: c.authed,
+		name: c.name, user: c.user, libName: c.libName, libVer: c.libVer, resp3: c.resp3,
 		lastCmd: c.lastCmd, lastAt: c.lastAt, created: c.created, replica: c.replica.Load(),
 		subscriptions: c.subscriptions, multi: multi, multiMem: c.multiMem, argvMem: c.argvMem,
 		qbuf: qbuf, qbufFree: c.br.Size() - qbuf, obl: len(c.out),
@@ -527,10 +547,7 @@ func argsSize(args [][]byte) int64 {
 // close.
 func (c *client) apply(e effect) (quit bool) {
 	if e.authenticated {
-		c.authed = true
-		if e.user != "" {
-			c.user = e.user
-		}
+		c.user = e.user
 	}
 	if e.setName != nil {
 		c.name = *e.setName
@@ -553,7 +570,7 @@ func (c *client) apply(e effect) (quit bool) {
 // deliver writes one published message to the connection, between its
 // replies (wmu). A connection that cannot take it within a second is closed.
 func (c *client) deliver(msg []byte) error {
-	if c.shown.Load().resp3 && len(msg) > 0 && msg[0] == '*' {
+	if s := c.shown.Load(); s != nil && s.resp3 && len(msg) > 0 && msg[0] == '*' {
 		// The same message as a RESP3 push: only the header's type differs.
 		msg = append([]byte{'>'}, msg[1:]...)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/history"
 	"github.com/redis-relay/redis-relay/proxy/upstream"
 	"github.com/redis-relay/redis-relay/rdbparse"
@@ -146,7 +147,8 @@ type Status struct {
 	Connections        int64
 	RejectedConns      int64
 	ProtocolErrors     int64
-	SnapshotsRejected  int64 // snapshots from upstream that failed validation
+	ACLDenied          []acl.DeniedCount // commands refused by the ACL, by user and command
+	SnapshotsRejected  int64             // snapshots from upstream that failed validation
 	GuardTrips         int64
 	HoldTrips          int64  // times the command tripwire held replicas
 	SnapshotSource     string // snapshot-source; empty: the master
@@ -228,6 +230,7 @@ func (r *Relay) Status() Status {
 	st.Connections = c.connections.Load()
 	st.RejectedConns = c.rejectedConns.Load()
 	st.ProtocolErrors = c.protocolErrors.Load() + us.ProtocolErrors
+	st.ACLDenied = r.acl.DeniedCounts()
 	st.FullSyncPacedBytes, st.FullSyncPaceWait = c.pacedBytes.Load(), time.Duration(c.paceWait.Load())
 	st.CompressedOutStream, st.CompressedOutWire = c.zOut.Stream.Load(), c.zOut.Wire.Load()
 	st.SnapshotSource = r.cfg.Get().SnapshotSource

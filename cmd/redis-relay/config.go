@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/redis-relay/redis-relay/proxy/acl"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
 
@@ -404,7 +405,27 @@ func settingsFromContext(c *cli.Context) (Settings, error) {
 	if err := s.Validate(); err != nil {
 		return s, err
 	}
-	return s, s.readPasswordFiles()
+	if err := s.readPasswordFiles(); err != nil {
+		return s, err
+	}
+	return s, s.checkACLFile()
+}
+
+// checkACLFile reads the aclfile, if one is set, so that --check-config
+// (and start-up, before anything else) stops at a line it cannot use,
+// naming the file, the line and the reason.
+func (s *Settings) checkACLFile() error {
+	if s.ACLFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(s.ACLFile)
+	if err == nil {
+		_, err = acl.ParseFile(s.ACLFile, data)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.where("aclfile"), err)
+	}
+	return nil
 }
 
 // readPasswordFiles reads requirepass-file, masterauth-file and
@@ -461,6 +482,9 @@ func (s *Settings) Validate() error {
 		}
 	}
 	// Rules across settings, checked once every source is applied.
+	if len(s.Users) > 0 && s.ACLFile != "" {
+		errs = append(errs, fmt.Errorf("%s: users are defined by user lines (%s) and by an ACL file: keep one, as Redis requires", s.where("aclfile"), s.where("user")))
+	}
 	switch hasSentinels := len(s.Sentinels) > 0; {
 	case hasSentinels && s.MasterName == "":
 		errs = append(errs, fmt.Errorf("%s: names Sentinels but sentinel-master-name is not set: which master should the relay follow?", s.where("sentinel-addrs")))
@@ -518,6 +542,17 @@ func (s *Settings) logIgnored(logger *slog.Logger) {
 func (s *Settings) writeConfig(w io.Writer) error {
 	var b strings.Builder
 	for _, d := range settings.Table() {
+		if d.Repeatable {
+			lines := d.FormatLines(&s.Config)
+			if len(lines) == 0 {
+				fmt.Fprintf(&b, "# %s is not set\n", d.Name)
+			}
+			for _, args := range lines {
+				b.WriteString(formatDirective(d.Name, args))
+				b.WriteByte('\n')
+			}
+			continue
+		}
 		args := d.Format(&s.Config)
 		switch {
 		case args == nil || len(args) == 1 && args[0] == "":

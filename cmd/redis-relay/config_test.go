@@ -111,6 +111,10 @@ func TestParseConfigFile(t *testing.T) {
 	c.Process.LogFile, c.Process.PidFile = "/var/log/redis-relay.log", "/run/redis-relay.pid"
 	c.IdleTimeout, c.ProtectedMode, c.Process.TCPKeepAlive = 2*time.Minute, false, time.Minute
 	c.RequireUser, c.CommandTimeout = "sub", 3*time.Second
+	c.Users = [][]string{
+		{"replica-user", "on", ">replica-pass", "+psync", "+replconf", "+ping"},
+		{"sentinel-user", "on", "#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", "&__sentinel__:hello", "+multi", "+slaveof", "+ping", "+exec", "+subscribe", "+config|rewrite", "+role", "+publish", "+info", "+client|setname", "+client|kill"},
+	}
 	c.Sentinels, c.MasterName, c.SentinelUser, c.SentinelPassword, c.Process.SentinelTLS = []string{"10.0.0.7:26379", "10.0.0.8:26379"}, "mymaster", "watcher", "s3nt", true
 	c.ClusterShardSlot, c.ClusterPollInterval = 5000, 500*time.Millisecond
 	c.Process.TLSPort, c.Process.TLSCertFile, c.Process.TLSKeyFile = 7443, "/etc/redis-relay/relay.crt", "/etc/redis-relay/relay.key"
@@ -123,10 +127,11 @@ func TestParseConfigFile(t *testing.T) {
 	}
 	// The example sets every directive, so each has a file origin, but
 	// for the password files (each excludes its plain twin, which the
+	// example sets) and aclfile (it excludes user lines, which the
 	// example sets).
 	for _, d := range settings.Table() {
 		switch d.Name {
-		case "requirepass-file", "masterauth-file", "snapshot-source-password-file":
+		case "requirepass-file", "masterauth-file", "snapshot-source-password-file", "aclfile":
 			continue
 		}
 		if o := s.origin[d.Name]; !strings.HasPrefix(o, "testdata/relay.conf:") {
@@ -199,6 +204,8 @@ func TestParseConfigErrors(t *testing.T) {
 		want string // the whole error
 	}{
 		{"unknown directive", "# ok\nport 1\nsave 900 1\n", `relay.conf:3: save: unknown directive`},
+		{"bad user rule", "port 1\nuser ops on >pw +@all +nosuch\n", `relay.conf:2: user: Error in applying operation '+nosuch': Unknown command or category name in ACL`},
+		{"bad password hash", "user ops on #abc\n", `relay.conf:1: user: Error in applying operation '#abc': The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters`},
 		{"bad seconds", "\n\n\n\n\n\n\n\n\n\n\nrepl-timeout abc", `relay.conf:12: repl-timeout: "abc" is not a number of seconds`},
 		{"zero seconds", "repl-timeout 0", `relay.conf:1: repl-timeout: 0 is below the minimum of 1`},
 		{"negative seconds", "repl-timeout -5", `relay.conf:1: repl-timeout: "-5" is negative`},
@@ -285,6 +292,11 @@ func TestValidate(t *testing.T) {
 		{"guard ratio", func(s *Settings) { s.GuardMinKeysRatio = -0.1 }, "guard-min-keys-ratio: -0.1 is outside 0-1"},
 		{"timeout", func(s *Settings) { s.ReplTimeout = time.Millisecond }, "repl-timeout: 1ms is below the minimum of 1"},
 		{"log level", func(s *Settings) { s.Process.LogLevel = "" }, `log-level: "" is not a level`},
+		{"users twice", func(s *Settings) {
+			s.Users, s.ACLFile = [][]string{{"ops", "on"}}, "users.acl"
+			s.setOrigin("user", "relay.conf:3")
+			s.setOrigin("aclfile", "relay.conf:4")
+		}, "relay.conf:4: aclfile: users are defined by user lines (relay.conf:3: user) and by an ACL file: keep one, as Redis requires"},
 		{"two at once", func(s *Settings) { s.DataDir = ""; s.MaxClients = 0 }, "maxclients: 0 is outside 1-2147483647\ndir: must not be empty"},
 	}
 	for _, tt := range tests {
@@ -561,4 +573,19 @@ func FuzzConfigParse(f *testing.F) {
 			t.Fatalf("rewrite changed the settings:\nbefore:\n%s\nafter:\n%s", a, b)
 		}
 	})
+}
+
+// TestBadACLFileStopsStartUp: run, and run --check-config, refuse an ACL
+// file with a line they cannot use, naming the file, the line and the
+// reason.
+func TestBadACLFileStopsStartUp(t *testing.T) {
+	acl := writeTemp(t, "users.acl", "user default on nopass ~* &* +@all\nuser ops on >pw +config|get +@nosuch\n")
+	conf := writeTemp(t, "relay.conf", fmt.Sprintf("port 0\ndir %q\naclfile %q\n", t.TempDir(), acl))
+	want := fmt.Sprintf("%s:3: aclfile: %s:2: Error in applying operation '+@nosuch': Unknown command or category name in ACL", conf, acl)
+	for _, args := range [][]string{{"run", "--config", conf}, {"run", "--check-config", "--config", conf}} {
+		_, _, err := runApp(t.Context(), args...)
+		if err == nil || err.Error() != want {
+			t.Errorf("%v with a bad ACL file: %v, want %q", args, err, want)
+		}
+	}
 }

@@ -209,6 +209,19 @@ func TestRenderLinkDownReason(t *testing.T) {
 	}
 }
 
+// TestRenderClusterShard: a relay following a cluster shard says which.
+func TestRenderClusterShard(t *testing.T) {
+	const info = "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.5\r\nmaster_port:6379\r\nmaster_link_status:up\r\n" +
+		"# Relay\r\ncluster_shard_slots:0-999,5461-10922\r\ncluster_shard_master_id:abc123\r\ncluster_shard_nodes:2\r\n"
+	want := "cluster shard: slots 0-999,5461-10922, master abc123, 2 nodes"
+	if out := renderStatus("relay:6380", parseInfo(info)); !strings.Contains(out, want) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+	if out := renderStatus("relay:6380", parseInfo("# Replication\r\nrole:slave\r\n")); strings.Contains(out, "cluster") {
+		t.Errorf("status of a relay following no cluster mentions one:\n%s", out)
+	}
+}
+
 // Against a real relay: a diskless master's transfer shows bytes, rate and
 // the used_memory estimate, the master's version shows once known, and a
 // replica in send_bulk shows the bytes it has been sent.

@@ -10,7 +10,9 @@
 // nodes, not by the slot: a failover changes which node is the master but
 // keeps the nodes of the shard (the old master becomes a replica, or is
 // failing), while resharding moves slots, the chosen one included,
-// without moving a shard's history elsewhere.
+// without moving a shard's history elsewhere. A caller that already holds
+// a history (a restarted relay) names its replication ID, and the Watcher
+// first looks for the shard whose master continues it.
 //
 // A Watcher asks the seeds (and every node it has learnt of) for the
 // topology on a timer, at once when poked, and quickly while its caller

@@ -173,6 +173,38 @@ func Ask(ctx context.Context, addr string, o Options) (*Topology, error) {
 	}
 }
 
+// ReplIDs asks the node at addr for its replication IDs (INFO
+// replication's master_replid and master_replid2).
+func ReplIDs(ctx context.Context, addr string, o Options) (id, id2 string, err error) {
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	c := redis.NewClient(&redis.Options{
+		Addr: addr, Username: o.Username, Password: o.Password, TLSConfig: nodeTLS(o.TLS, addr),
+		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*timeout)
+	defer cancel()
+	text, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", "", fmt.Errorf("INFO replication at %s: %w", addr, err)
+	}
+	for line := range strings.SplitSeq(text, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		switch k {
+		case "master_replid":
+			id = v
+		case "master_replid2":
+			id2 = v
+		}
+	}
+	return id, id2, nil
+}
+
 // unknownCommand reports whether an error reply says the server lacks the
 // command (a server older than CLUSTER SHARDS).
 func unknownCommand(msg string) bool {

@@ -3,8 +3,11 @@ package cluster
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
 )
@@ -140,4 +143,45 @@ func TestWatcherFollowsFailover(t *testing.T) {
 
 	replicas[0].Kill() // the old master, now its replica, is promoted again
 	expect(master.Addr())
+}
+
+// TestMalformedTopology: slot ranges outside 0-16383 or backwards, and a
+// CLUSTER SLOTS entry without a master, are errors that name the node;
+// a node without a usable address is left out.
+func TestMalformedTopology(t *testing.T) {
+	node := redis.Node{ID: "a", IP: "10.0.0.1", Port: 6379, Role: "master", Health: "online"}
+	for _, tc := range []struct {
+		name   string
+		shards []redis.ClusterShard
+		slots  []redis.ClusterSlot
+	}{
+		{name: "shards: past the last slot", shards: []redis.ClusterShard{{Slots: []redis.SlotRange{{Start: 0, End: 16384}}, Nodes: []redis.Node{node}}}},
+		{name: "shards: backwards", shards: []redis.ClusterShard{{Slots: []redis.SlotRange{{Start: 9, End: 3}}, Nodes: []redis.Node{node}}}},
+		{name: "shards: negative", shards: []redis.ClusterShard{{Slots: []redis.SlotRange{{Start: -1, End: 3}}, Nodes: []redis.Node{node}}}},
+		{name: "slots: no master", slots: []redis.ClusterSlot{{Start: 0, End: 100}}},
+		{name: "slots: past the last slot", slots: []redis.ClusterSlot{{Start: 0, End: 20000, Nodes: []redis.ClusterNode{{ID: "a", Addr: "10.0.0.1:6379"}}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.shards != nil {
+				_, err = fromShards("10.0.0.9:6379", tc.shards, false)
+			} else {
+				_, err = fromSlots("10.0.0.9:6379", tc.slots)
+			}
+			if err == nil || !strings.Contains(err.Error(), "10.0.0.9:6379") {
+				t.Fatalf("error %v, want one naming the node asked", err)
+			}
+		})
+	}
+	topo, err := fromShards("n", []redis.ClusterShard{{
+		Slots: []redis.SlotRange{{Start: 0, End: 10}},
+		Nodes: []redis.Node{{ID: "x", Port: 6379, Role: "replica"}, node, {ID: "t", IP: "10.0.0.2", TLSPort: 6380, Role: "replica"}},
+	}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := topo.Shards[0].Nodes
+	if len(got) != 2 || got[0].Addr != "10.0.0.1:6379" || !got[0].Master || got[1].Addr != "10.0.0.2:6380" {
+		t.Fatalf("nodes %+v: want the master first, the node without an address left out, a TLS-only node on its TLS port", got)
+	}
 }

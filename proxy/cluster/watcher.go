@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -15,11 +16,17 @@ const hurryInterval = 250 * time.Millisecond
 
 // Watcher follows one shard of a cluster. Set its fields, then call Run.
 type Watcher struct {
-	Seeds    []string      // host:port of nodes to ask first
+	Seeds    []string      // host:port of nodes to ask while no other node is known, and when none of those answers
 	Slot     int           // picks the shard when none is followed yet
 	Interval time.Duration // how often to ask; 0: 1 s
 	Options  Options
-	Logger   *slog.Logger
+	Logger   *slog.Logger // nil: slog.Default()
+	// ReplID, when set, returns the replication ID the caller's data
+	// follows ("" for none). Until it follows a shard, the Watcher then
+	// prefers the shard whose master's history holds that ID (its
+	// master_replid or master_replid2) to the one serving Slot: a relay
+	// restarted after the slot moved away finds its own shard again.
+	ReplID func() string
 	// Hurry, when set and true, makes the Watcher ask every quarter
 	// second (or Interval, if shorter): the caller's link is down, and a
 	// failover may be under way.
@@ -35,6 +42,9 @@ func (w *Watcher) Run(ctx context.Context, poke <-chan struct{}, found func(Shar
 	interval := w.Interval
 	if interval <= 0 {
 		interval = time.Second
+	}
+	if w.Logger == nil {
+		w.Logger = slog.Default()
 	}
 	var cur Shard
 	var known []string // the node that answered last, then those it named
@@ -55,6 +65,11 @@ func (w *Watcher) Run(ctx context.Context, poke <-chan struct{}, found func(Shar
 			}
 			failing = false
 			known = append([]string{t.From}, t.Addrs()...)
+			if len(cur.Nodes) == 0 && w.ReplID != nil {
+				if id := w.ReplID(); id != "" {
+					cur, _ = w.holding(ctx, t, id)
+				}
+			}
 			s, ok := t.Follow(cur, w.Slot)
 			if ok {
 				cur = s
@@ -99,4 +114,23 @@ func (w *Watcher) ask(ctx context.Context, known []string) (*Topology, error) {
 		return nil, errors.New("no node to ask")
 	}
 	return nil, fmt.Errorf("%d nodes asked: %w", len(tried), errors.Join(errs...))
+}
+
+// holding returns the shard of t whose master's history holds replid.
+func (w *Watcher) holding(ctx context.Context, t *Topology, replid string) (Shard, bool) {
+	for _, s := range t.Shards {
+		m, ok := s.Master()
+		if !ok {
+			continue
+		}
+		id, id2, err := ReplIDs(ctx, m.Addr, w.Options)
+		if err != nil {
+			w.Logger.Warn("could not ask a shard's master for its history", "upstream", m.Addr, "err", err)
+			continue
+		}
+		if strings.EqualFold(id, replid) || strings.EqualFold(id2, replid) {
+			return s, true
+		}
+	}
+	return Shard{}, false
 }

@@ -28,6 +28,14 @@ type Config struct {
 	// that read from replicas never pick it, and still re-points it.
 	ReplicaAnnounced bool
 
+	// Users are the ACL users of the config file's user lines, each the
+	// line's arguments: the name, then the rules (package proxy/acl).
+	// ACLFile, when set, is the ACL file that holds the users instead
+	// (aclfile); the two exclude each other, as in Redis. The default user
+	// takes RequirePass as its password whenever it is set.
+	Users   [][]string
+	ACLFile string
+
 	RingSize    int           // repl-backlog-size: bytes of the in-memory backlog ring; 0: the default
 	SegmentSize int64         // segment-size: log segment size; 0: the default
 	ReplTimeout time.Duration // repl-timeout, both directions; 0: the default

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/redis-relay/redis-relay/proxy/acl"
 )
 
 // The settings table: every setting of the relay, once. The config file,
@@ -41,12 +43,18 @@ type Setting struct {
 	NArgs    int     // arguments after the name (the least, when variadic)
 	Variadic bool    // takes NArgs or more arguments
 	Rewrite  Rewrite // what CONFIG REWRITE writes of it
+	// Repeatable: every line (flag, variable) adds a value rather than
+	// replacing it, as redis.conf's user lines do; FormatLines writes
+	// one line per value.
+	Repeatable bool
 
 	// parse stores the arguments in c, or says why they are not a value.
 	parse func(c *Config, args []string) error
 	// format returns the value in c as the arguments parse reads; nil
 	// when there is nothing to write.
 	format func(c *Config) []string
+	// lines, for a Repeatable setting, returns every line's arguments.
+	lines func(c *Config) [][]string
 	// get answers CONFIG GET; nil: the arguments joined by spaces.
 	get func(c *Config) string
 	// check holds the rules on a parsed value (ranges); nil when every
@@ -96,6 +104,19 @@ func (s *Setting) Set(c *Config, v string) error {
 // Format returns the setting's value in c as config file arguments; nil
 // when there is nothing to write.
 func (s *Setting) Format(c *Config) []string { return s.format(c) }
+
+// FormatLines returns the config file lines (their arguments) that give
+// the setting's value in c: Format's one line, or one per value of a
+// Repeatable setting; nil when there is nothing to write.
+func (s *Setting) FormatLines(c *Config) [][]string {
+	if s.lines != nil {
+		return s.lines(c)
+	}
+	if args := s.format(c); args != nil {
+		return [][]string{args}
+	}
+	return nil
+}
 
 // Value returns the setting's value in c as one string that Set reads
 // back, as CONFIG REWRITE hands it over.
@@ -366,6 +387,39 @@ var settingTable = []Setting{
 		format: func(c *Config) []string { return []string{strings.Join(c.HoldOnCommands, ",")} },
 	},
 
+	{
+		Name: "user", Synopsis: "<name> [<rule> ...]", Category: catDownstream, Kind: KindString, NArgs: 1, Variadic: true, Repeatable: true, Rewrite: RewriteNever,
+		Usage: "an ACL user as in redis.conf: user replica-user on >password +psync +replconf +ping (repeat for more users; passwords may be written as #<sha256>)",
+		parse: func(c *Config, a []string) error {
+			if _, err := acl.ParseUserLine(a); err != nil {
+				return err
+			}
+			c.Users = append(slices.Clip(c.Users), slices.Clone(a))
+			return nil
+		},
+		format: func(c *Config) []string {
+			if len(c.Users) == 0 {
+				return nil
+			}
+			return describeUser(c.Users[len(c.Users)-1])
+		},
+		lines: func(c *Config) [][]string {
+			var out [][]string
+			for _, u := range c.Users {
+				out = append(out, describeUser(u))
+			}
+			return out
+		},
+		get: func(c *Config) string {
+			var lines []string
+			for _, u := range c.Users {
+				lines = append(lines, strings.Join(describeUser(u), " "))
+			}
+			return strings.Join(lines, "; ")
+		},
+		args: func(v string) ([]string, error) { return strings.Fields(v), nil },
+	},
+	stringSetting("aclfile", "<path>", catDownstream, "", "load the ACL users from this file (ACL LOAD and ACL SAVE use it too); excludes user lines", func(c *Config) *string { return &c.ACLFile }, nil),
 	stringSetting("requireuser", "<user>", catDownstream, "", "ACL-style user accepted with requirepass, besides default", func(c *Config) *string { return &c.RequireUser }, nil),
 	unsetWhen(durationSetting("command-timeout", catDownstream, "10s", "a client must send a whole command within this once it started (slow-loris clients)", func(c *Config) *time.Duration { return &c.CommandTimeout }, time.Millisecond), func(c *Config) bool { return c.CommandTimeout <= 0 }),
 
@@ -464,6 +518,16 @@ var settingTable = []Setting{
 		}
 		return nil
 	}),
+}
+
+// describeUser writes a user line with its passwords as hashes, so that
+// --check-config and CONFIG GET never show one.
+func describeUser(line []string) []string {
+	u, err := acl.ParseUserLine(line)
+	if err != nil {
+		return slices.Clone(line) // parse refused it; never stored
+	}
+	return append([]string{u.Name()}, u.Rules()...)
 }
 
 // refreshMinSize is refresh-min-size. The Config field reads 0 as "the

@@ -42,9 +42,19 @@ func (u *Link) FollowCluster(ctx context.Context) {
 		Seeds: cfg.ClusterSeeds, Slot: cfg.ClusterShardSlot, Interval: cfg.ClusterPollInterval,
 		Options: cluster.Options{Username: cfg.MasterUser, Password: cfg.MasterAuth, TLS: cfg.UpstreamTLS, Timeout: clusterAskTimeout},
 		Logger:  u.logger,
-		Hurry: func() bool {
-			st := u.status.current()
-			return st != LinkConnected && st != LinkSync
+		ReplID: func() string {
+			id, _, ok := u.hist.Position()
+			if !ok {
+				return ""
+			}
+			return id.ReplID
+		},
+		Hurry: func() bool { // retrying the link; not streaming, syncing or held by the guard
+			switch u.status.current() {
+			case LinkConnect, LinkConnecting, LinkHandshake:
+				return true
+			}
+			return false
 		},
 	}
 	w.Run(ctx, u.linkLost, func(s cluster.Shard) {
