@@ -58,7 +58,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzTimeIndex -fuzztime=$(FUZZTIME) ./replstream/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./rdbparse/
 	$(GO) test -run='^$$' -fuzz=FuzzReadHeader -fuzztime=$(FUZZTIME) ./rdbparse/
-	$(GO) test -run='^$$' -fuzz=FuzzClientCommands -fuzztime=$(FUZZTIME) ./proxy/
+	$(GO) test -run='^$$' -fuzz=FuzzClientCommands -fuzztime=$(FUZZTIME) ./proxy/downstream/
+	$(GO) test -run='^$$' -fuzz=FuzzAdminCommands -fuzztime=$(FUZZTIME) ./proxy/
 	$(GO) test -run='^$$' -fuzz=FuzzParseRule -fuzztime=$(FUZZTIME) ./proxy/acl/
 	$(GO) test -run='^$$' -fuzz=FuzzReadCommand -fuzztime=$(FUZZTIME) ./internal/resp/
 	$(GO) test -run='^$$' -fuzz=FuzzConfigParse -fuzztime=$(FUZZTIME) ./cmd/redis-relay/

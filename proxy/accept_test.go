@@ -38,7 +38,7 @@ func TestAcceptOutOfFDsKeepsServing(t *testing.T) {
 	flaky := &shortOfFDs{Listener: ln}
 	flaky.failures.Store(5)
 	done := make(chan error, 1)
-	go func() { done <- relay.srv.serve(t.Context(), flaky) }()
+	go func() { done <- relay.srv.Serve(t.Context(), flaky) }()
 
 	c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 	if err != nil {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/redis-relay/redis-relay/proxy/acl"
 )
@@ -16,7 +15,7 @@ func loadUsers(cfg Config) ([]*acl.User, error) {
 		if len(cfg.Users) > 0 {
 			return nil, fmt.Errorf("users are defined by user lines and by an ACL file (%s): keep one", cfg.ACLFile)
 		}
-		return readACLFile(cfg.ACLFile)
+		return acl.ReadFile(cfg.ACLFile)
 	}
 	users := make([]*acl.User, 0, len(cfg.Users))
 	for _, line := range cfg.Users {
@@ -25,19 +24,6 @@ func loadUsers(cfg Config) ([]*acl.User, error) {
 			return nil, fmt.Errorf("user %s: %w", line[0], err)
 		}
 		users = append(users, u)
-	}
-	return users, nil
-}
-
-// readACLFile reads and parses the ACL file at path.
-func readACLFile(path string) ([]*acl.User, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("aclfile: %w", err)
-	}
-	users, err := acl.ParseFile(path, data)
-	if err != nil {
-		return nil, fmt.Errorf("aclfile: %w", err)
 	}
 	return users, nil
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 )
 
 // messages is a subscriber that keeps what PUBLISH delivers to it.
 type messages struct{ got [][]byte }
 
-func (m *messages) deliver(msg []byte) error {
+func (m *messages) Deliver(msg []byte) error {
 	m.got = append(m.got, bytes.Clone(msg))
 	return nil
 }
@@ -25,18 +27,18 @@ func TestAdminHandlersAppendReplies(t *testing.T) {
 	}
 	defer relay.Close()
 	sub := &messages{}
-	who := clientInfo{id: 7, addr: "10.0.0.1:5000", name: "sentinel-1", sub: sub}
-	run := func(cmd string) (string, effect) {
+	who := downstream.ClientInfo{ID: 7, Addr: "10.0.0.1:5000", Name: "sentinel-1", Sub: sub}
+	run := func(cmd string) (string, downstream.Effect) {
 		t.Helper()
 		var args [][]byte
 		for _, f := range strings.Fields(cmd) {
 			args = append(args, []byte(f))
 		}
-		h := adminCommands[strings.ToLower(cmd[:strings.IndexByte(cmd+" ", ' ')])]
+		h := relay.admin.Handler(strings.ToLower(cmd[:strings.IndexByte(cmd+" ", ' ')]))
 		if h == nil {
 			t.Fatalf("%s: no handler", cmd)
 		}
-		out, e := h(relay.admin, []byte("before"), who, args)
+		out, e := h([]byte("before"), who, args)
 		if !bytes.HasPrefix(out, []byte("before")) {
 			t.Fatalf("%s: reply %q does not keep what the buffer held", cmd, out)
 		}
@@ -45,40 +47,40 @@ func TestAdminHandlersAppendReplies(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		cmd, reply string
-		effect     effect
+		effect     downstream.Effect
 	}{
-		{"PING", "+PONG\r\n", effect{}},
-		{"ECHO hi", "$2\r\nhi\r\n", effect{}},
-		{"SELECT 1", "-ERR a relay holds no keyspace; only SELECT 0 is accepted\r\n", effect{}},
-		{"AUTH secret", "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n", effect{}},
-		{"QUIT", "+OK\r\n", effect{quit: true}},
-		{"CLIENT SETNAME relay-watcher", "+OK\r\n", effect{}},
-		{"CLIENT GETNAME", "$10\r\nsentinel-1\r\n", effect{}},
-		{"CLIENT ID", ":7\r\n", effect{}},
-		{"CLIENT", "-ERR wrong number of arguments for 'client' command\r\n", effect{}},
-		{"SLAVEOF NO ONE", "-ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port\r\n", effect{}},
-		{"LATENCY LATEST", "*0\r\n", effect{}},
-		{"SHUTDOWN ABORT", "-ERR No shutdown in progress.\r\n", effect{}},
-		{"SUBSCRIBE a b", "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n", effect{subscribed: true, subscriptions: 2}},
-		{"PUBLISH a hello", ":1\r\n", effect{}},
-		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n", effect{subscribed: true}},
-		{"PUBLISH a again", ":0\r\n", effect{}},
-		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n", effect{subscribed: true}},
+		{"PING", "+PONG\r\n", downstream.Effect{}},
+		{"ECHO hi", "$2\r\nhi\r\n", downstream.Effect{}},
+		{"SELECT 1", "-ERR a relay holds no keyspace; only SELECT 0 is accepted\r\n", downstream.Effect{}},
+		{"AUTH secret", "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n", downstream.Effect{}},
+		{"QUIT", "+OK\r\n", downstream.Effect{Quit: true}},
+		{"CLIENT SETNAME relay-watcher", "+OK\r\n", downstream.Effect{}},
+		{"CLIENT GETNAME", "$10\r\nsentinel-1\r\n", downstream.Effect{}},
+		{"CLIENT ID", ":7\r\n", downstream.Effect{}},
+		{"CLIENT", "-ERR wrong number of arguments for 'client' command\r\n", downstream.Effect{}},
+		{"SLAVEOF NO ONE", "-ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port\r\n", downstream.Effect{}},
+		{"LATENCY LATEST", "*0\r\n", downstream.Effect{}},
+		{"SHUTDOWN ABORT", "-ERR No shutdown in progress.\r\n", downstream.Effect{}},
+		{"SUBSCRIBE a b", "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n", downstream.Effect{Subscribed: true, Subscriptions: 2}},
+		{"PUBLISH a hello", ":1\r\n", downstream.Effect{}},
+		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n", downstream.Effect{Subscribed: true}},
+		{"PUBLISH a again", ":0\r\n", downstream.Effect{}},
+		{"UNSUBSCRIBE", "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n", downstream.Effect{Subscribed: true}},
 	} {
 		reply, e := run(tc.cmd)
 		if reply != tc.reply {
 			t.Errorf("%s: reply %q, want %q", tc.cmd, reply, tc.reply)
 		}
-		if e.setName != nil {
-			if *e.setName != "relay-watcher" {
-				t.Errorf("%s: sets name %q", tc.cmd, *e.setName)
+		if e.SetName != nil {
+			if *e.SetName != "relay-watcher" {
+				t.Errorf("%s: sets name %q", tc.cmd, *e.SetName)
 			}
-			e.setName = nil
+			e.SetName = nil
 		} else if strings.HasPrefix(tc.cmd, "CLIENT SETNAME") {
 			t.Errorf("%s: no name in the effect", tc.cmd)
 		}
 		if e != tc.effect {
-			t.Errorf("%s: effect %+v, want %+v", tc.cmd, e, tc.effect)
+			t.Errorf("%s: downstream.Effect %+v, want %+v", tc.cmd, e, tc.effect)
 		}
 	}
 	if want := "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$5\r\nhello\r\n"; len(sub.got) != 1 || string(sub.got[0]) != want {
@@ -93,14 +95,14 @@ func TestAdminHandlersAppendReplies(t *testing.T) {
 }
 
 // TestAuthHandlerReturnsTheEffect checks that only a matching password
-// authenticates, and only through the effect the server applies.
+// authenticates, and only through the downstream.Effect the server applies.
 func TestAuthHandlerReturnsTheEffect(t *testing.T) {
 	relay, err := New(Config{DataDir: t.TempDir(), RequirePass: "pw"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer relay.Close()
-	auth := adminCommands["auth"]
+	auth := relay.admin.Handler("auth")
 	for _, tc := range []struct {
 		args  []string
 		reply string
@@ -115,9 +117,9 @@ func TestAuthHandlerReturnsTheEffect(t *testing.T) {
 		for _, a := range tc.args {
 			args = append(args, []byte(a))
 		}
-		out, e := auth(relay.admin, nil, clientInfo{addr: "test"}, args)
-		if string(out) != tc.reply || e.authenticated != tc.ok || e.quit {
-			t.Errorf("%q: reply %q, effect %+v", tc.args, out, e)
+		out, e := auth(nil, downstream.ClientInfo{Addr: "test"}, args)
+		if string(out) != tc.reply || e.Authenticated != tc.ok || e.Quit {
+			t.Errorf("%q: reply %q, downstream.Effect %+v", tc.args, out, e)
 		}
 	}
 }
@@ -130,7 +132,7 @@ func TestHelloHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer relay.Close()
-	hello := adminCommands["hello"]
+	hello := relay.admin.Handler("hello")
 	for _, tc := range []struct {
 		name  string
 		args  string
@@ -153,8 +155,8 @@ func TestHelloHandler(t *testing.T) {
 			for _, a := range strings.Fields(tc.args) {
 				args = append(args, []byte(a))
 			}
-			out, e := hello(relay.admin, nil, clientInfo{addr: "test", user: tc.user}, args)
-			if !strings.HasPrefix(string(out), tc.reply) || e.proto != tc.proto || e.authenticated != tc.auth {
+			out, e := hello(nil, downstream.ClientInfo{Addr: "test", User: tc.user}, args)
+			if !strings.HasPrefix(string(out), tc.reply) || e.Proto != tc.proto || e.Authenticated != tc.auth {
 				t.Errorf("reply %q, effect %+v; want %q, proto %d, authenticated %v", out, e, tc.reply, tc.proto, tc.auth)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -109,7 +110,7 @@ func TestRefreshDuringFullSyncKeepsLog(t *testing.T) {
 	if n := relay.InfoInt(t, "sync_full"); n != 1 {
 		t.Errorf("relay served %d full syncs, want 1", n)
 	}
-	if n := relay.Status().Disconnects[reasonFellBehind]; n != 0 {
+	if n := relay.Status().Disconnects[downstream.ReasonFellBehind]; n != 0 {
 		t.Errorf("%d replicas fell behind the log", n)
 	}
 }
@@ -140,7 +141,7 @@ func TestLoadingReplicaKeepsLink(t *testing.T) {
 	if n := relay.InfoInt(t, "sync_full"); n != 1 {
 		t.Errorf("relay served %d full syncs, want 1", n)
 	}
-	if n := relay.Status().Disconnects[reasonTimeout]; n != 0 {
+	if n := relay.Status().Disconnects[downstream.ReasonTimeout]; n != 0 {
 		t.Errorf("%d replicas timed out", n)
 	}
 }

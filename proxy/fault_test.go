@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/history"
 )
 
@@ -330,7 +331,7 @@ func TestFaultSlowStoppedReplica(t *testing.T) {
 		t.Errorf("relay heap grew by %d MiB with a stopped replica", growth>>20)
 	}
 	redistest.Eventually(t, 30*time.Second, func() error {
-		if n := relay.Status().Disconnects[reasonFellBehind]; n < 1 {
+		if n := relay.Status().Disconnects[downstream.ReasonFellBehind]; n < 1 {
 			return fmt.Errorf("stopped replica not dropped yet (log first %d)", relay.Status().Log.First)
 		}
 		return nil
@@ -364,7 +365,7 @@ func TestFaultSlowManyReplicasNoLeak(t *testing.T) {
 		writeKeys(t, master, 1, 50)
 		inSync(t, 30*time.Second, master, reps...)
 	}
-	if got := relay.Status().Disconnects[reasonKilled]; got < 3*n {
+	if got := relay.Status().Disconnects[downstream.ReasonKilled]; got < 3*n {
 		t.Errorf("%d sessions killed, want %d", got, 3*n)
 	}
 	for _, r := range reps {

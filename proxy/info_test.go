@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/admin"
 )
 
 // infoText runs INFO with args on the relay and returns the raw reply.
@@ -115,14 +116,6 @@ func TestInfoMemoryAndCPU(t *testing.T) {
 	})
 }
 
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1.00K", 1536: "1.50K", 5 << 20: "5.00M", 3 << 30: "3.00G", 1 << 50: "1.00P", 1 << 62: "4096.00P"} {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // redis_version is the master's, from its snapshot; the relay's own version
 // is a separate field. Before the first snapshot: a fixed fallback, marked.
 func TestInfoRedisVersion(t *testing.T) {
@@ -130,7 +123,7 @@ func TestInfoRedisVersion(t *testing.T) {
 	masterVersion := master.Info(t, "server")["redis_version"]
 	relay := startRelay(t, "") // no master yet
 	f := redistest.ParseInfo(infoText(t, relay, "server"))
-	if f["redis_version"] != defaultRedisVersion || f["relay_redis_version_source"] != "default" || f["relay_version"] != Version {
+	if f["redis_version"] != admin.DefaultRedisVersion || f["relay_redis_version_source"] != "default" || f["relay_version"] != Version {
 		t.Fatalf("before any snapshot: %v", f)
 	}
 	master.Do(t, "SET", "k", "v")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 )
 
 // TestPacedFullSyncs: four replicas ask for a full sync at once from a
@@ -146,7 +147,7 @@ func sendOrder(t *testing.T, relay *testRelay, want int, timeout time.Duration) 
 	seen := map[int]bool{}
 	redistest.Eventually(t, timeout, func() error {
 		for _, r := range relay.Replicas() {
-			if r.State != stateWaitBgsave && !seen[r.Port] {
+			if r.State != downstream.StateWaitBgsave && !seen[r.Port] {
 				seen[r.Port] = true
 				order = append(order, r.Port)
 			}
@@ -237,7 +238,7 @@ func TestPacedFullSyncRate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go relay.srv.serve(t.Context(), tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pki.cert}, MinVersion: tls.VersionTLS12}))
+	go relay.srv.Serve(t.Context(), tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pki.cert}, MinVersion: tls.VersionTLS12}))
 	tlsPort := strconv.Itoa(listenerPort(ln))
 
 	for _, link := range []string{"plain", "tls", "zstd"} {
@@ -273,47 +274,5 @@ func TestPacedFullSyncRate(t *testing.T) {
 			inSync(t, 30*time.Second, master, r)
 			r.Kill()
 		}
-	}
-}
-
-// TestSyncSlotsOrder: full syncs that queue for a slot get it in the order
-// they asked, one release at a time.
-func TestSyncSlotsOrder(t *testing.T) {
-	var q syncSlots
-	one := func() int { return 1 }
-	nothing := func() error { return nil }
-	release, err := q.acquire(t.Context(), one, nothing)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 20
-	got := make(chan int, n)
-	releases := make(chan func(), n)
-	for i := range n {
-		go func() {
-			r, err := q.acquire(t.Context(), one, nothing)
-			if err != nil {
-				return // the test is over
-			}
-			got <- i
-			releases <- r
-		}()
-		redistest.Eventually(t, 5*time.Second, func() error {
-			if _, waiting := q.counts(); waiting != i+1 {
-				return fmt.Errorf("%d waiting, want %d", waiting, i+1)
-			}
-			return nil
-		})
-	}
-	for i := range n {
-		release()
-		if g := <-got; g != i {
-			t.Fatalf("slot %d went to waiter %d", i, g)
-		}
-		release = <-releases
-	}
-	release()
-	if running, waiting := q.counts(); running != 0 || waiting != 0 {
-		t.Errorf("%d running, %d waiting after all released", running, waiting)
 	}
 }

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/redis-relay/redis-relay/proxy/acl"
+	"github.com/redis-relay/redis-relay/proxy/admin"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/history"
-	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 	"github.com/redis-relay/redis-relay/proxy/upstream"
 	"github.com/redis-relay/redis-relay/replstream"
@@ -24,16 +28,16 @@ type Config = settings.Config
 
 // Relay builds the relay's parts and runs them: the history (package
 // history), the upstream link (package upstream), the downstream server
-// (server.go) and the admin commands (admin.go). It holds no state of its own beyond the
-// wiring; see the package doc for how the parts talk.
+// (package downstream) and the admin commands (package admin). It holds no
+// state of its own beyond the wiring; see the package doc for how the
+// parts talk.
 type Relay struct {
 	cfg    *settings.Live
 	logger *slog.Logger
-	stats  *counters
 	hist   *history.Store
 	up     *upstream.Link
-	srv    *server
-	admin  *admin
+	srv    *downstream.Server
+	admin  *admin.Admin
 	acl    *acl.ACL // the users: AUTH, the check before every command, ACL
 
 	runID   string       // identifies this process, as Redis's run_id does
@@ -43,24 +47,6 @@ type Relay struct {
 
 	stopMu   sync.Mutex
 	shutdown context.CancelFunc // ends Run (SHUTDOWN); set by Run; guarded by stopMu
-}
-
-// counters are the downstream server's monotonic counts, read without
-// locks.
-type counters struct {
-	fullSyncsServed    atomic.Int64
-	partialSyncsServed atomic.Int64
-	partialSyncsErr    atomic.Int64
-	bytesToReplicas    atomic.Int64
-	disconnects        map[CloseReason]*atomic.Int64 // keys fixed at start
-	connections        atomic.Int64
-	rejectedConns      atomic.Int64
-	protocolErrors     atomic.Int64
-	zOut               wire.LinkBytes // compressed links to replicas
-	pacedBytes         atomic.Int64   // snapshot bytes sent under a full-sync bandwidth limit
-	paceWait           atomic.Int64   // nanoseconds full syncs waited for the bandwidth limits
-	clientBytesIn      atomic.Int64   // bytes read from downstream connections: requests, replicas' ACKs
-	clientBytesOut     atomic.Int64   // replies and published messages written to downstream connections
 }
 
 // New opens the data dir and recovers the history kept there, if any.
@@ -74,13 +60,12 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	live := settings.NewLive(cfg)
-	stats := &counters{disconnects: newCounts(closeReasons)}
 	hist, err := history.Open(live, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
 	r := &Relay{
-		cfg: live, logger: cfg.Logger, stats: stats, hist: hist,
+		cfg: live, logger: cfg.Logger, hist: hist,
 		runID: replstream.RandomHex40(), started: time.Now(),
 	}
 	r.acl = acl.New()
@@ -90,15 +75,14 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.acl.SetRequirePass(cfg.RequirePass)
 	r.up = upstream.New(live, hist, cfg.Logger)
-	r.srv = newServer(live, hist, r.up, stats, cfg.Logger)
-	r.srv.acl = r.acl
+	r.srv = downstream.New(live, hist, r.up, r.acl, cfg.Logger)
 	r.up.SetAckSource(r.srv)
-	r.admin = &admin{
-		r: r, conns: r.srv,
-		channels: make(map[string]map[subscriber]struct{}),
-		subs:     make(map[subscriber]map[string]struct{}),
-	}
-	r.srv.admin = r.admin
+	r.admin = admin.New(admin.Options{
+		Config: live, Logger: cfg.Logger, Relay: adminView{r},
+		Upstream: r.up, History: hist, Connections: r.srv, PubSub: r.srv.PubSub(), ACL: r.acl,
+		RunID: r.runID, Started: r.started, Version: Version,
+	})
+	r.srv.SetCommands(r.admin.Handler, r.admin.NotServed)
 	return r, nil
 }
 
@@ -139,7 +123,7 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	}()
 	errs := make(chan error, len(lns))
 	for _, ln := range lns {
-		go func() { errs <- r.srv.serve(ctx, ln) }()
+		go func() { errs <- r.srv.Serve(ctx, ln) }()
 	}
 	var err error
 	for range lns {
@@ -179,6 +163,15 @@ func (r *Relay) currentConfig() Config {
 	return cfg
 }
 
+// adminView is the relay as the admin commands see it (admin.Relay).
+type adminView struct{ r *Relay }
+
+func (v adminView) Status() Status                 { return v.r.Status() }
+func (v adminView) Replicas() []ReplicaInfo        { return v.r.Replicas() }
+func (v adminView) CurrentConfig() settings.Config { return v.r.currentConfig() }
+func (v adminView) Settings() map[string]string    { return v.r.Settings() }
+func (v adminView) Stop()                          { v.r.stop() }
+
 // Settings returns every setting CONFIG REWRITE may write with its current
 // value, as Setting.Set reads it back. Passwords are in clear: the caller
 // decides which of them may reach a file.
@@ -199,11 +192,15 @@ func (r *Relay) Settings() map[string]string {
 	return out
 }
 
-// newCounts makes one counter per key; the keys are fixed from then on.
-func newCounts[K comparable](keys []K) map[K]*atomic.Int64 {
-	m := make(map[K]*atomic.Int64, len(keys))
-	for _, k := range keys {
-		m[k] = new(atomic.Int64)
-	}
-	return m
+// ParseCompression checks an upstream-compression value: whether it asks
+// for compression, and at which zstd level.
+func ParseCompression(v string) (level zstd.EncoderLevel, on bool, err error) {
+	return settings.CompressionLevel(v)
+}
+
+// listenerPort is the port a listener listens on.
+func listenerPort(ln net.Listener) int {
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	return p
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/redistest"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 )
 
 func TestFullSyncFanOut(t *testing.T) {
@@ -240,7 +241,7 @@ func TestLongFullSyncOutlivesCommandTimeout(t *testing.T) {
 	link.SetRate(512 << 10)
 	replica := replicaOf(t, link.HostPort)
 	inSync(t, 60*time.Second, master, replica)
-	if n := relay.Status().Disconnects[reasonTimeout]; n != 0 {
+	if n := relay.Status().Disconnects[downstream.ReasonTimeout]; n != 0 {
 		t.Errorf("%d sessions timed out during the transfer", n)
 	}
 	if n := relay.InfoInt(t, "sync_full"); n != 1 {

@@ -91,7 +91,7 @@ func TestTLSBothWays(t *testing.T) {
 		t.Fatal(err)
 	}
 	tlsLn := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pki.cert}, MinVersion: tls.VersionTLS12})
-	go relay.srv.serve(t.Context(), tlsLn)
+	go relay.srv.Serve(t.Context(), tlsLn)
 
 	replica := redistest.Start(t, append(pki.redisArgs(), "--tls-replication", "yes", "--replicaof", "127.0.0.1", strconv.Itoa(listenerPort(ln)))...)
 	inSync(t, 20*time.Second, master, replica)

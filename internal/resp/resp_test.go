@@ -113,3 +113,13 @@ func TestAppendResp3Forms(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendErrorOneLine: an error that quotes what a client sent (an
+// unknown command's name) stays one line, as Redis keeps it
+// (addReplyErrorLength turns CR and LF into spaces).
+func TestAppendErrorOneLine(t *testing.T) {
+	got := string(AppendError(nil, "ERR unknown command '00\r\n\"', with args beginning with: \r\n"))
+	if want := "-ERR unknown command '00  \"', with args beginning with:   \r\n"; got != want {
+		t.Fatalf("AppendError = %q, want %q", got, want)
+	}
+}

@@ -1,6 +1,9 @@
 package resp
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Encoders. Each appends one RESP value to b and returns the extended
 // buffer, so a reply is built whole and written in one call.
@@ -9,7 +12,13 @@ import "strconv"
 func AppendSimple(b []byte, s string) []byte { return append(append(append(b, '+'), s...), "\r\n"...) }
 
 // AppendError appends an error: -s. s starts with its code ("ERR ...").
-func AppendError(b []byte, s string) []byte { return append(append(append(b, '-'), s...), "\r\n"...) }
+// CR and LF in s become spaces, as Redis makes them, so that an error
+// quoting what a client sent stays one line.
+func AppendError(b []byte, s string) []byte {
+	return append(append(append(b, '-'), oneLine.Replace(s)...), "\r\n"...)
+}
+
+var oneLine = strings.NewReplacer("\r", " ", "\n", " ")
 
 // AppendInt appends an integer: :n.
 func AppendInt(b []byte, n int64) []byte {
@@ -82,4 +91,10 @@ func AppendText(b []byte, s string, resp3 bool) []byte {
 	}
 	b = strconv.AppendInt(append(b, '='), int64(len(s)+4), 10)
 	return append(append(append(b, "\r\ntxt:"...), s...), "\r\n"...)
+}
+
+// AppendWrongArgs appends the error Redis gives for a command called with
+// the wrong number of arguments.
+func AppendWrongArgs(b []byte, name string) []byte {
+	return AppendError(b, "ERR wrong number of arguments for '"+name+"' command")
 }

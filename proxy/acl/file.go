@@ -3,6 +3,7 @@ package acl
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -76,4 +77,17 @@ func ParseFile(name string, data []byte) ([]*User, error) {
 // File returns the ACL file that holds every user: ACL SAVE's content.
 func (a *ACL) File() []byte {
 	return []byte(strings.Join(a.List(), "\n") + "\n")
+}
+
+// ReadFile reads and parses the ACL file at path.
+func ReadFile(path string) ([]*User, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("aclfile: %w", err)
+	}
+	users, err := ParseFile(path, data)
+	if err != nil {
+		return nil, fmt.Errorf("aclfile: %w", err)
+	}
+	return users, nil
 }

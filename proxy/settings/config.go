@@ -53,7 +53,7 @@ type Config struct {
 	// file's default is on; a Config written in code has it off unless set.
 	ProtectedMode bool
 
-	// Snapshot refresh (proxy/refresh.go) and log retention beyond the snapshot.
+	// Snapshot refresh (proxy/upstream/refresh.go) and log retention beyond the snapshot.
 	RefreshRatio    float64       // refresh when the log since the snapshot exceeds this many times its size (refresh-ratio); 0: the default, negative: never
 	RefreshMinBytes int64         // but never for less log than this (refresh-min-size: a fork per refresh is not free); 0: the default, negative: no minimum
 	RefreshMaxAge   time.Duration // refresh a snapshot older than this; 0: no age limit
@@ -62,7 +62,7 @@ type Config struct {
 
 	AckPolicy AckPolicy // ack-policy: what the relay ACKs upstream; zero: received
 
-	// Following Sentinel (proxy/sentinel.go): the master of MasterName as the
+	// Following Sentinel (proxy/upstream/sentinel.go): the master of MasterName as the
 	// Sentinels at these addresses know it.
 	Sentinels        []string
 	MasterName       string
@@ -70,8 +70,8 @@ type Config struct {
 	SentinelPassword string
 	SentinelTLS      *tls.Config // connect to the Sentinels with TLS; nil: plain TCP
 
-	// Following one shard of a Redis Cluster (proxy/clusterfollow.go,
-	// package proxy/cluster): the master of the shard that serves
+	// Following one shard of a Redis Cluster
+	// (proxy/upstream/clusterfollow.go, package proxy/cluster): the master of the shard that serves
 	// ClusterShardSlot, as the nodes at ClusterSeeds (and the nodes they
 	// name) describe the cluster, asked every ClusterPollInterval and at
 	// once when the link to the master drops. The nodes are asked with
@@ -80,13 +80,13 @@ type Config struct {
 	ClusterShardSlot    int
 	ClusterPollInterval time.Duration // cluster-poll-interval; 0: the default
 
-	// The empty-master guard (proxy/guard.go): on by default.
+	// The empty-master guard (proxy/history/guard.go): on by default.
 	DisableGuard      bool
 	GuardMinKeysRatio float64 // also trip when a new history has fewer than this fraction of the current keys; 0: only when empty
 
 	// SnapshotSource, when set, is a server (a stock replica of the
 	// master, or another relay) that the first snapshot and every refresh
-	// are taken from instead of the master (proxy/source.go); with
+	// are taken from instead of the master (proxy/upstream/source.go); with
 	// SnapshotSourceFallback the master is asked when it is down.
 	SnapshotSource         string
 	SnapshotSourceFallback bool
@@ -96,13 +96,13 @@ type Config struct {
 	SnapshotSourcePassword string
 	SnapshotSourceTLS      *tls.Config // nil: plain TCP
 
-	// Compressed relay-to-relay links (proxy/compress.go): UpstreamCompression
+	// Compressed relay-to-relay links (proxy/internal/wire): UpstreamCompression
 	// asks an upstream relay for one (no, yes, fastest, default, better,
 	// best); NoServeCompression refuses them to relays below.
 	UpstreamCompression string
 	NoServeCompression  bool
 
-	// Paced full syncs (proxy/pacing.go): bytes per second for all full syncs
+	// Paced full syncs (proxy/downstream/pacing.go): bytes per second for all full syncs
 	// together and for each, and how many run at once; 0: no limit.
 	FullSyncBandwidth        int64
 	FullSyncReplicaBandwidth int64

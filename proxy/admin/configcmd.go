@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"fmt"
@@ -12,29 +12,28 @@ import (
 
 // CONFIG GET, SET and REWRITE, answered from the settings table.
 
-func (a *admin) configCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) configCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
 		return appendWrongArgs(out, "config"), effect{}
 	}
-	r := a.r
 	switch strings.ToLower(string(args[1])) {
 	case "get":
 		if len(args) < 3 {
 			return appendWrongArgs(out, "config|get"), effect{}
 		}
-		return a.configGet(out, args[2:], who.resp3), effect{}
+		return a.configGet(out, args[2:], who.RESP3), effect{}
 	case "set":
 		if len(args) < 4 || len(args)%2 != 0 {
 			return appendWrongArgs(out, "config|set"), effect{}
 		}
 		return a.configSet(out, args[2:]), effect{}
 	case "rewrite":
-		rewrite := r.cfg.Get().Rewrite
+		rewrite := a.cfg.Get().Rewrite
 		if rewrite == nil {
 			return resp.AppendError(out, "ERR The server is running without a config file"), effect{}
 		}
-		if err := rewrite(r.Settings()); err != nil {
-			r.logger.Warn("CONFIG REWRITE failed", "err", err)
+		if err := rewrite(a.relay.Settings()); err != nil {
+			a.logger.Warn("CONFIG REWRITE failed", "err", err)
 			return resp.AppendError(out, "ERR Rewriting config file: "+err.Error()), effect{}
 		}
 		return resp.AppendSimple(out, "OK"), effect{}
@@ -50,8 +49,8 @@ func (a *admin) configCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 // (a map in RESP3). Settings accepted only for compatibility and ignored
 // (repl-diskless-sync-delay...) are not shown: CONFIG GET shows what is
 // in effect.
-func (a *admin) configGet(out []byte, patterns [][]byte, resp3 bool) []byte {
-	cfg := a.r.currentConfig()
+func (a *Admin) configGet(out []byte, patterns [][]byte, resp3 bool) []byte {
+	cfg := a.relay.CurrentConfig()
 	found := map[string]string{}
 	for _, pat := range patterns {
 		p := strings.ToLower(string(pat))
@@ -86,10 +85,9 @@ func (a *admin) configGet(out []byte, patterns [][]byte, resp3 bool) []byte {
 
 // configSet applies CONFIG SET name value [name value ...]: all of them or,
 // when one is unknown, immutable or not a value, none.
-func (a *admin) configSet(out []byte, pairs [][]byte) []byte {
-	r := a.r
-	held := r.cfg.HoldCommands()
-	err := r.cfg.Update(func(next *Config) error {
+func (a *Admin) configSet(out []byte, pairs [][]byte) []byte {
+	held := a.cfg.HoldCommands()
+	err := a.cfg.Update(func(next *settings.Config) error {
 		for i := 0; i < len(pairs); i += 2 {
 			name := strings.ToLower(string(pairs[i]))
 			s := settings.Lookup(name)
@@ -111,6 +109,6 @@ func (a *admin) configSet(out []byte, pairs [][]byte) []byte {
 	if err != nil {
 		return resp.AppendError(out, err.Error())
 	}
-	r.hist.WarnHoldCommands(held, r.cfg.HoldCommands())
+	a.hist.WarnHoldCommands(held, a.cfg.HoldCommands())
 	return resp.AppendSimple(out, "OK")
 }

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"fmt"
@@ -15,7 +15,7 @@ import (
 // commands they answer into the buffer they are given; AUTH and QUIT hand
 // the change to the connection back as an effect.
 
-func (a *admin) ping(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) ping(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	switch len(args) {
 	case 1:
 		return resp.AppendSimple(out, "PONG"), effect{}
@@ -26,14 +26,14 @@ func (a *admin) ping(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	}
 }
 
-func (a *admin) echo(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) echo(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) != 2 {
 		return appendWrongArgs(out, "echo"), effect{}
 	}
 	return resp.AppendBulk(out, string(args[1])), effect{}
 }
 
-func (a *admin) timeCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+func (a *Admin) timeCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	now := time.Now()
 	out = resp.AppendArray(out, 2)
 	out = resp.AppendBulk(out, strconv.FormatInt(now.Unix(), 10))
@@ -41,25 +41,25 @@ func (a *admin) timeCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effec
 }
 
 // command answers COMMAND with no commands: the relay executes none.
-func (a *admin) command(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+func (a *Admin) command(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	return resp.AppendArray(out, 0), effect{}
 }
 
-func (a *admin) selectDB(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) selectDB(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) == 2 && string(args[1]) == "0" {
 		return resp.AppendSimple(out, "OK"), effect{}
 	}
 	return resp.AppendError(out, "ERR a relay holds no keyspace; only SELECT 0 is accepted"), effect{}
 }
 
-func (a *admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
-	return resp.AppendSimple(out, "OK"), effect{quit: true}
+func (a *Admin) quit(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+	return resp.AppendSimple(out, "OK"), effect{Quit: true}
 }
 
 // auth checks AUTH [user] password against the ACL users; AUTH password
 // is the default user's, which requirepass sets. Only a match
 // authenticates the connection, as that user, through the effect.
-func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	var user, pass string
 	switch len(args) {
 	case 2:
@@ -69,25 +69,25 @@ func (a *admin) auth(out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 	default:
 		return appendWrongArgs(out, "auth"), effect{}
 	}
+	a.acl.SetRequirePass(a.cfg.Get().RequirePass)
 	if len(args) == 2 {
-		a.r.acl.SetRequirePass(a.r.cfg.Get().RequirePass)
-		if u, _ := a.r.acl.User(acl.DefaultUser); u.Enabled() && u.NoPass() {
+		if u, _ := a.acl.User(acl.DefaultUser); u.Enabled() && u.NoPass() {
 			return resp.AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), effect{}
 		}
 	}
 	if msg := a.checkAuth(who, user, pass); msg != "" {
 		return resp.AppendError(out, msg), effect{}
 	}
-	return resp.AppendSimple(out, "OK"), effect{authenticated: true, user: user}
+	return resp.AppendSimple(out, "OK"), effect{Authenticated: true, User: user}
 }
 
 // checkAuth checks a user and password against the ACL users (the
 // default user's password is requirepass), for AUTH and HELLO AUTH. It
 // returns the error to answer, or "" on a match.
-func (a *admin) checkAuth(who clientInfo, user, pass string) string {
-	a.r.acl.SetRequirePass(a.r.cfg.Get().RequirePass)
-	if !a.r.acl.Authenticate(user, pass, func() string { return describeClient(who) }) {
-		a.r.logger.Warn("downstream AUTH failed", "client", who.addr, "user", resp.Excerpt([]byte(user), 64))
+func (a *Admin) checkAuth(who clientInfo, user, pass string) string {
+	a.acl.SetRequirePass(a.cfg.Get().RequirePass)
+	if !a.acl.Authenticate(user, pass, func() string { return describeClient(who) }) {
+		a.logger.Warn("downstream AUTH failed", "client", who.Addr, "user", resp.Excerpt([]byte(user), 64))
 		return "WRONGPASS invalid username-password pair or user is disabled."
 	}
 	return ""
@@ -97,10 +97,10 @@ func (a *admin) checkAuth(who clientInfo, user, pass string) string {
 // switches the connection to RESP2 or RESP3, authenticates it and names
 // it, all or nothing, and describes the server in a map (in the protocol
 // just chosen). Every admin reply after HELLO 3 is in RESP3.
-func (a *admin) hello(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
-	e := effect{proto: 2}
-	if who.resp3 {
-		e.proto = 3
+func (a *Admin) hello(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+	e := effect{Proto: 2}
+	if who.RESP3 {
+		e.Proto = 3
 	}
 	if len(args) >= 2 {
 		v, err := strconv.Atoi(string(args[1]))
@@ -110,7 +110,7 @@ func (a *admin) hello(out []byte, who clientInfo, args [][]byte) ([]byte, effect
 		if v < 2 || v > 3 {
 			return resp.AppendError(out, "NOPROTO unsupported protocol version"), effect{}
 		}
-		e.proto = v
+		e.Proto = v
 	}
 	var user, pass *string
 	for i := 2; i < len(args); i++ {
@@ -122,7 +122,7 @@ func (a *admin) hello(out []byte, who clientInfo, args [][]byte) ([]byte, effect
 			i += 2
 		case opt == "setname" && more >= 1:
 			name := string(args[i+1])
-			e.setName = &name
+			e.SetName = &name
 			i++
 		default:
 			return resp.AppendError(out, fmt.Sprintf("ERR Syntax error in HELLO option '%s'", resp.Excerpt(args[i], 32))), effect{}
@@ -132,11 +132,11 @@ func (a *admin) hello(out []byte, who clientInfo, args [][]byte) ([]byte, effect
 		if msg := a.checkAuth(who, *user, *pass); msg != "" {
 			return resp.AppendError(out, msg), effect{}
 		}
-		e.authenticated, e.user = true, *user
-	} else if who.user == "" {
+		e.Authenticated, e.User = true, *user
+	} else if who.User == "" {
 		return resp.AppendError(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"), effect{}
 	}
-	resp3 := e.proto == 3
+	resp3 := e.Proto == 3
 	version, _ := a.redisVersion()
 	out = resp.AppendMapHeader(out, 7, resp3)
 	out = resp.AppendBulk(out, "server")
@@ -144,9 +144,9 @@ func (a *admin) hello(out []byte, who clientInfo, args [][]byte) ([]byte, effect
 	out = resp.AppendBulk(out, "version")
 	out = resp.AppendBulk(out, version)
 	out = resp.AppendBulk(out, "proto")
-	out = resp.AppendInt(out, int64(e.proto))
+	out = resp.AppendInt(out, int64(e.Proto))
 	out = resp.AppendBulk(out, "id")
-	out = resp.AppendInt(out, who.id)
+	out = resp.AppendInt(out, who.ID)
 	out = resp.AppendBulk(out, "mode")
 	out = resp.AppendBulk(out, redisMode)
 	out = resp.AppendBulk(out, "role")
@@ -159,7 +159,7 @@ func (a *admin) hello(out []byte, who clientInfo, args [][]byte) ([]byte, effect
 // slowlog answers SLOWLOG GET|LEN|RESET|HELP as a Redis server whose slow
 // log is empty: the relay executes no commands, so none is ever slow.
 // (redis_exporter reads SLOWLOG LEN and SLOWLOG GET 1 on every scrape.)
-func (a *admin) slowlog(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) slowlog(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
 		return appendWrongArgs(out, "slowlog"), effect{}
 	}

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+
+	"github.com/redis-relay/redis-relay/proxy/status"
 )
 
 // INFO memory and INFO cpu for the relay process, in Redis's field names so
@@ -104,7 +106,7 @@ func systemMemory() int64 {
 	return 0
 }
 
-func writeMemory(b *strings.Builder, st *Status) {
+func writeMemory(b *strings.Builder, st *status.Status) {
 	kv := func(k string, v any) { fmt.Fprintf(b, "%s:%v\r\n", k, v) }
 	m := readGoMemory()
 	ring := int64(0)

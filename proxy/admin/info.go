@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"fmt"
@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
+	"github.com/redis-relay/redis-relay/proxy/status"
+	"github.com/redis-relay/redis-relay/proxy/upstream"
 	"github.com/redis-relay/redis-relay/replstream"
 )
 
@@ -28,32 +31,31 @@ var notDefault = map[string]bool{"commandstats": true}
 // a standalone server (relay_version says what it is).
 const redisMode = "standalone"
 
-// defaultRedisVersion is what INFO reports as redis_version before the
+// DefaultRedisVersion is what INFO reports as redis_version before the
 // relay has seen a snapshot of its master: the oldest Redis whose
 // replication protocol (PSYNC2, EOF-marked transfers) the relay speaks.
-const defaultRedisVersion = "7.0.0"
+const DefaultRedisVersion = "7.0.0"
 
 // infoCommand answers INFO [section ...] with one bulk string (a verbatim
 // string in RESP3).
-func (a *admin) infoCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
-	return resp.AppendText(out, a.info(args[1:]), who.resp3), effect{}
+func (a *Admin) infoCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+	return resp.AppendText(out, a.info(args[1:]), who.RESP3), effect{}
 }
 
 // redisVersion is the Redis version the relay reports (INFO redis_version,
 // HELLO): its master's, from the newest snapshot's header, or
-// defaultRedisVersion before it has one; from says which.
-func (a *admin) redisVersion() (version, from string) {
-	if v := a.r.Status().MasterVersion; v != "" {
+// DefaultRedisVersion before it has one; from says which.
+func (a *Admin) redisVersion() (version, from string) {
+	if v := a.relay.Status().MasterVersion; v != "" {
 		return v, "snapshot"
 	}
-	return defaultRedisVersion, "default"
+	return DefaultRedisVersion, "default"
 }
 
 // info renders INFO [section ...] in Redis's format. Like Redis 7 it takes
 // several sections; "", "all", "default" and "everything" name them all,
 // an unknown name none.
-func (a *admin) info(args [][]byte) string {
-	r := a.r
+func (a *Admin) info(args [][]byte) string {
 	want := make(map[string]bool, len(args))
 	version, versionFrom := a.redisVersion()
 	all, dflt := false, len(args) == 0
@@ -67,30 +69,30 @@ func (a *admin) info(args [][]byte) string {
 			want[name] = true
 		}
 	}
-	st := r.Status()
+	st := a.relay.Status()
 	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
 	bodies := map[string]func(){
 		"server": func() {
 			kv("redis_version", version)
-			kv("relay_version", Version)
+			kv("relay_version", a.version)
 			kv("relay_redis_version_source", versionFrom)
 			kv("redis_mode", redisMode)
 			kv("os", runtime.GOOS+" "+runtime.GOARCH)
 			kv("arch_bits", strconv.IntSize)
 			kv("process_id", os.Getpid())
-			kv("run_id", r.runID)
+			kv("run_id", a.runID)
 			kv("tcp_port", st.TCPPort)
 			kv("server_time_usec", time.Now().UnixMicro())
-			kv("uptime_in_seconds", int(time.Since(r.started).Seconds()))
-			kv("uptime_in_days", int(time.Since(r.started).Hours()/24))
+			kv("uptime_in_seconds", int(time.Since(a.started).Seconds()))
+			kv("uptime_in_days", int(time.Since(a.started).Hours()/24))
 			if exe, err := os.Executable(); err == nil {
 				kv("executable", exe)
 			}
 		},
 		"clients": func() {
-			kv("connected_clients", r.srv.clientCount())
-			kv("maxclients", r.cfg.Get().MaxClients)
+			kv("connected_clients", a.conns.ClientCount())
+			kv("maxclients", a.cfg.Get().MaxClients)
 			kv("blocked_clients", 0)
 		},
 		"memory": func() {
@@ -129,7 +131,7 @@ func (a *admin) info(args [][]byte) string {
 			kv("instantaneous_input_repl_kbps", fmt.Sprintf("%.2f", st.ReplInputKbps))
 			kv("instantaneous_output_repl_kbps", fmt.Sprintf("%.2f", st.ReplOutputKbps))
 			kv("rejected_connections", st.RejectedConns)
-			kv("pubsub_channels", a.channelCount())
+			kv("pubsub_channels", a.ps.ChannelCount())
 			kv("pubsub_patterns", 0) // PSUBSCRIBE is refused
 			kv("total_error_replies", st.ErrorReplies)
 			kv("sync_full", st.FullSyncsServed)
@@ -207,12 +209,12 @@ func (a *admin) info(args [][]byte) string {
 				}
 			}
 			kv("hold_trips", st.HoldTrips)
-			if cs := st.ClusterShard; cs != (ClusterShard{}) {
+			if cs := st.ClusterShard; cs != (upstream.ClusterShard{}) {
 				kv("cluster_shard_slots", cs.Slots)
 				kv("cluster_shard_master_id", cs.MasterID)
 				kv("cluster_shard_nodes", cs.Nodes)
 			}
-			for _, reason := range closeReasons {
+			for _, reason := range downstream.CloseReasons() {
 				if n := st.Disconnects[reason]; n > 0 {
 					kv("replica_disconnects_"+string(reason), n)
 				}
@@ -220,7 +222,7 @@ func (a *admin) info(args [][]byte) string {
 			if st.LastDownReason != "" {
 				kv("upstream_link_down_reason", st.LastDownReason)
 			}
-			for _, reason := range LinkDownReasons() {
+			for _, reason := range upstream.LinkDownReasons() {
 				if n := st.LinkDowns[reason]; n > 0 {
 					kv("upstream_link_downs_"+string(reason), n)
 				}
@@ -263,11 +265,10 @@ func b2i(v bool) int {
 	return 0
 }
 
-func (a *admin) writeReplication(b *strings.Builder, st *Status) {
-	r := a.r
+func (a *Admin) writeReplication(b *strings.Builder, st *status.Status) {
 	kv := func(k string, v any) { fmt.Fprintf(b, "%s:%v\r\n", k, v) }
 	host, port, _ := net.SplitHostPort(st.MasterAddr)
-	up := st.LinkState == LinkConnected
+	up := st.LinkState == upstream.LinkConnected
 	kv("role", "slave")
 	kv("master_host", host)
 	kv("master_port", port)
@@ -277,7 +278,7 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 		lastIO = int(time.Since(st.LastIO).Seconds())
 	}
 	kv("master_last_io_seconds_ago", lastIO)
-	syncing := st.LinkState == LinkSync
+	syncing := st.LinkState == upstream.LinkSync
 	kv("master_sync_in_progress", b2i(syncing))
 	off := st.MasterOffset()
 	kv("slave_read_repl_offset", off)
@@ -319,12 +320,12 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 	}
 	kv("slave_priority", 0)
 	kv("slave_read_only", 1)
-	kv("replica_announced", b2i(r.cfg.Get().ReplicaAnnounced))
-	reps := r.Replicas()
+	kv("replica_announced", b2i(a.cfg.Get().ReplicaAnnounced))
+	reps := a.relay.Replicas()
 	kv("connected_slaves", len(reps))
 	for i, rep := range reps {
 		lag := 0
-		if rep.State == stateOnline {
+		if rep.State == downstream.StateOnline {
 			lag = int(rep.AckAge.Seconds())
 		}
 		// Redis's five fields, then the relay's, appended: Sentinel finds
@@ -352,14 +353,13 @@ func (a *admin) writeReplication(b *strings.Builder, st *Status) {
 }
 
 // roleCommand answers ROLE.
-func (a *admin) roleCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
+func (a *Admin) roleCommand(out []byte, _ clientInfo, _ [][]byte) ([]byte, effect) {
 	return a.appendRole(out), effect{}
 }
 
 // appendRole encodes ROLE as a Redis replica answers it.
-func (a *admin) appendRole(out []byte) []byte {
-	r := a.r
-	st := r.Status()
+func (a *Admin) appendRole(out []byte) []byte {
+	st := a.relay.Status()
 	host, port, _ := net.SplitHostPort(st.MasterAddr)
 	p, _ := strconv.ParseInt(port, 10, 64)
 	state := st.LinkState
@@ -375,31 +375,20 @@ func (a *admin) appendRole(out []byte) []byte {
 	return resp.AppendInt(out, off)
 }
 
-// TotalCommands is total_commands_processed: the commands relayed from
-// upstream and the commands clients sent the relay, as a stock replica
-// counts both the commands it applies from its master and its clients'.
-func (st Status) TotalCommands() int64 {
-	n := st.CommandsRelayed
-	for _, c := range st.ClientCommands {
-		n += c.Calls
-	}
-	return n
-}
-
 // writeCommandStats writes INFO commandstats: one line per command, with
 // the relayed and the client-sent calls of a name added together. A
 // relayed command is not executed by the relay, so it adds no time; the
 // time is what answering a client's command took. The calls by name of
 // relayed commands are published at least once a second, so for a moment
 // they may trail total_commands_processed.
-func writeCommandStats(b *strings.Builder, st *Status) {
-	all := make(map[string]CommandStat, len(st.Commands)+len(st.ClientCommands))
+func writeCommandStats(b *strings.Builder, st *status.Status) {
+	all := make(map[string]downstream.CommandStat, len(st.Commands)+len(st.ClientCommands))
 	for name, n := range st.Commands {
-		all[name] = CommandStat{Calls: n}
+		all[name] = downstream.CommandStat{Calls: n}
 	}
 	for name, c := range st.ClientCommands {
 		r := all[name]
-		all[name] = CommandStat{Calls: r.Calls + c.Calls, Usec: c.Usec, Rejected: c.Rejected, Failed: c.Failed}
+		all[name] = downstream.CommandStat{Calls: r.Calls + c.Calls, Usec: c.Usec, Rejected: c.Rejected, Failed: c.Failed}
 	}
 	names := make([]string, 0, len(all))
 	for name := range all {
@@ -435,7 +424,7 @@ func infoSafe(name string) string {
 // its age in seconds). The writes after it are not counted. Without a
 // parsed snapshot there are no db lines. avg_ttl is left out: the relay
 // does not keep the expiry times, and Redis's 0 would say no key expires.
-func writeKeyspace(b *strings.Builder, st *Status) {
+func writeKeyspace(b *strings.Builder, st *status.Status) {
 	kv := func(k string, v any) { fmt.Fprintf(b, "%s:%v\r\n", k, v) }
 	if !st.HasHistory || st.Snapshot.Keys < 0 {
 		kv("relay_keyspace_source", "none")

@@ -1,94 +1,123 @@
-package proxy
+package admin
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis-relay/redis-relay/internal/resp"
+	"github.com/redis-relay/redis-relay/proxy/acl"
+	"github.com/redis-relay/redis-relay/proxy/downstream"
 	"github.com/redis-relay/redis-relay/proxy/settings"
+	"github.com/redis-relay/redis-relay/proxy/status"
 )
 
-// admin answers the commands an operator, a monitoring tool or Redis
+// Admin answers the commands an operator, a monitoring tool or Redis
 // Sentinel sends to the relay's port: INFO, ROLE, CONFIG, CLIENT,
 // REPLICAOF, SHUTDOWN, LATENCY, RELAY, and pub/sub (Sentinel's hello
-// channel). It reads the other parts through the Relay and owns only the
-// pub/sub subscriptions.
+// channel). It reads and changes the other parts only through the
+// interfaces below; the pub/sub registry is the server's. It holds no
+// state of its own and no lock.
 //
 // Every command is a handler in adminCommands. A handler appends its reply
 // to the buffer it is given and returns it; it writes to no connection and
 // no client's buffer. What it knows of the connection that sent the
 // command is a clientInfo, and what it needs changed on that connection
 // it returns as an effect, which the server applies.
-//
-// psMu is a leaf lock.
-type admin struct {
-	r     *Relay
-	conns connections // the downstream connections, for CLIENT LIST and KILL
-
-	psMu     sync.Mutex
-	channels map[string]map[subscriber]struct{} // subscribers of each channel; guarded by psMu
-	subs     map[subscriber]map[string]struct{} // channels of each subscriber; guarded by psMu
+type Admin struct {
+	cfg     *settings.Live
+	logger  *slog.Logger
+	relay   Relay
+	up      Upstream
+	hist    History
+	conns   Connections
+	ps      *downstream.PubSub // the server's subscriptions
+	acl     *acl.ACL           // the users: AUTH, ACL
+	runID   string
+	started time.Time
+	version string
 }
 
-// connections is what admin needs of the downstream server.
-type connections interface {
-	// clientInfos describes every downstream connection, oldest first.
-	clientInfos() []clientInfo
-	// killClient closes the connection with that id. With endSession,
+// Relay is what the admin commands read and change of the relay as a
+// whole.
+type Relay interface {
+	// Status is the relay's state, for INFO and ROLE.
+	Status() status.Status
+	// Replicas lists the replica sessions, for INFO replication.
+	Replicas() []downstream.ReplicaInfo
+	// CurrentConfig is the running configuration with the upstream the
+	// link follows now as replicaof, for CONFIG GET.
+	CurrentConfig() settings.Config
+	// Settings is every setting CONFIG REWRITE may write, with its value.
+	Settings() map[string]string
+	// Stop ends the relay's Run (SHUTDOWN).
+	Stop()
+}
+
+// Upstream is what REPLICAOF needs of the upstream link.
+type Upstream interface {
+	MasterAddr() (string, <-chan struct{})
+	SetMaster(addr string)
+}
+
+// History is what RELAY GUARD and CONFIG SET hold-on-commands need of the
+// history.
+type History interface {
+	ReleaseGuard() error
+	WarnHoldCommands(was, held map[string]bool)
+}
+
+// Connections is what the admin commands need of the downstream server:
+// its connections, for CLIENT LIST and KILL and INFO clients.
+type Connections interface {
+	// ClientInfos describes every downstream connection, oldest first.
+	ClientInfos() []clientInfo
+	// KillClient closes the connection with that id. With endSession,
 	// a replica session on it is first ended as killed by an operator.
-	killClient(id int64, endSession bool)
+	KillClient(id int64, endSession bool)
+	// ClientCount is the number of downstream connections.
+	ClientCount() int
+}
+
+// Options are what New wires the admin commands to.
+type Options struct {
+	Config      *settings.Live
+	Logger      *slog.Logger
+	Relay       Relay
+	Upstream    Upstream
+	History     History
+	Connections Connections
+	PubSub      *downstream.PubSub
+	ACL         *acl.ACL
+	RunID       string    // INFO's run_id
+	Started     time.Time // for INFO's uptime_in_seconds
+	Version     string    // INFO's relay_version
+}
+
+// New makes the admin commands; the server dispatches to them through
+// Handler and NotServed.
+func New(o Options) *Admin {
+	return &Admin{
+		cfg: o.Config, logger: o.Logger, relay: o.Relay, up: o.Upstream, hist: o.History,
+		conns: o.Connections, ps: o.PubSub, acl: o.ACL, runID: o.RunID, started: o.Started, version: o.Version,
+	}
 }
 
 // clientInfo is what an admin command sees of one connection: the one
-// that sent it, or one listed by CLIENT LIST. The fields are CLIENT LIST's.
-type clientInfo struct {
-	id            int64
-	addr          string
-	localAddr     string
-	fd            int    // the socket's file descriptor; -1 when it has none
-	name          string // CLIENT SETNAME
-	user          string // the ACL user it runs as; "" before AUTH
-	libName       string // CLIENT SETINFO
-	libVer        string
-	resp3         bool // HELLO 3: replies in RESP3
-	lastCmd       string
-	lastAt        time.Time // zero before the first command
-	created       time.Time
-	replica       bool       // became a replica session
-	subscriptions int        // channels it listens to
-	multi         int        // commands queued after MULTI; -1 outside a transaction
-	multiMem      int64      // bytes of those commands
-	argvMem       int64      // bytes of the arguments of the command it is running
-	qbuf          int        // request bytes read and not yet handled
-	qbufFree      int        // room left in the read buffer
-	obl           int        // reply bytes not yet written
-	omem          int64      // a replica: snapshot and stream bytes it has not been sent yet
-	totMem        int64      // its buffers: read buffer, reply buffer, queued commands, arguments, omem
-	sub           subscriber // where PUBLISH delivers this connection's messages; nil in a listing
-}
+// that sent it, or one listed by CLIENT LIST.
+type clientInfo = downstream.ClientInfo
 
 // effect is a change to the calling connection that a command asks the
 // server to make after appending the reply. The zero effect changes
 // nothing.
-type effect struct {
-	quit          bool    // close the connection after the reply (QUIT, SHUTDOWN)
-	authenticated bool    // AUTH or HELLO AUTH matched: the connection runs as user from now on
-	user          string  // the ACL user AUTH or HELLO AUTH authenticated
-	setName       *string // CLIENT SETNAME, HELLO SETNAME
-	libName       *string // CLIENT SETINFO lib-name
-	libVer        *string // CLIENT SETINFO lib-ver
-	proto         int     // HELLO: 2 or 3 from now on; 0 leaves it
-	subscriptions int     // the channels the connection now listens to, when subscribed is set
-	subscribed    bool    // SUBSCRIBE or UNSUBSCRIBE ran: subscriptions holds the count
-}
+type effect = downstream.Effect
 
 // adminHandler answers one admin command: args[0] is the command name as
 // sent. It appends the reply to out and returns it.
-type adminHandler func(a *admin, out []byte, who clientInfo, args [][]byte) ([]byte, effect)
+type adminHandler func(a *Admin, out []byte, who clientInfo, args [][]byte) ([]byte, effect)
 
 // adminCommands maps each admin command, lower case, to its handler. The
 // server dispatches every command it finds here; the rest (the replication
@@ -97,41 +126,49 @@ type adminHandler func(a *admin, out []byte, who clientInfo, args [][]byte) ([]b
 // unauthenticated or subscribed connection may send is the server's to
 // check, before it dispatches.
 var adminCommands = map[string]adminHandler{
-	"auth":         (*admin).auth,
-	"ping":         (*admin).ping,
-	"echo":         (*admin).echo,
-	"time":         (*admin).timeCommand,
-	"command":      (*admin).command,
-	"select":       (*admin).selectDB,
-	"quit":         (*admin).quit,
-	"info":         (*admin).infoCommand,
-	"role":         (*admin).roleCommand,
-	"latency":      (*admin).latency,
-	"client":       (*admin).clientCommand,
-	"relay":        (*admin).relayCommand,
-	"subscribe":    (*admin).subscribe,
-	"unsubscribe":  (*admin).unsubscribe,
-	"psubscribe":   (*admin).patternSubscribe,
-	"punsubscribe": (*admin).patternSubscribe,
-	"publish":      (*admin).publishCommand,
-	"replicaof":    (*admin).replicaof,
-	"slaveof":      (*admin).replicaof,
-	"config":       (*admin).configCommand,
-	"shutdown":     (*admin).shutdown,
-	"hello":        (*admin).hello,
-	"slowlog":      (*admin).slowlog,
-	"acl":          (*admin).aclCommand,
+	"auth":         (*Admin).auth,
+	"ping":         (*Admin).ping,
+	"echo":         (*Admin).echo,
+	"time":         (*Admin).timeCommand,
+	"command":      (*Admin).command,
+	"select":       (*Admin).selectDB,
+	"quit":         (*Admin).quit,
+	"info":         (*Admin).infoCommand,
+	"role":         (*Admin).roleCommand,
+	"latency":      (*Admin).latency,
+	"client":       (*Admin).clientCommand,
+	"relay":        (*Admin).relayCommand,
+	"subscribe":    (*Admin).subscribe,
+	"unsubscribe":  (*Admin).unsubscribe,
+	"psubscribe":   (*Admin).patternSubscribe,
+	"punsubscribe": (*Admin).patternSubscribe,
+	"publish":      (*Admin).publishCommand,
+	"replicaof":    (*Admin).replicaof,
+	"slaveof":      (*Admin).replicaof,
+	"config":       (*Admin).configCommand,
+	"shutdown":     (*Admin).shutdown,
+	"acl":          (*Admin).aclCommand,
+	"hello":        (*Admin).hello,
+	"slowlog":      (*Admin).slowlog,
 }
 
 // appendWrongArgs appends the error Redis gives for a command called with
 // the wrong number of arguments.
-func appendWrongArgs(out []byte, name string) []byte {
-	return resp.AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", name))
+func appendWrongArgs(out []byte, name string) []byte { return resp.AppendWrongArgs(out, name) }
+
+// Handler is the server's view of adminCommands: the handler of the
+// command name, bound to a, or nil.
+func (a *Admin) Handler(name string) downstream.Handler {
+	h := adminCommands[name]
+	if h == nil {
+		return nil
+	}
+	return func(out []byte, who clientInfo, args [][]byte) ([]byte, effect) { return h(a, out, who, args) }
 }
 
 // replicaof re-points the upstream: REPLICAOF host port. The relay keeps
 // its history and asks the new upstream for a partial resync.
-func (a *admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) != 3 {
 		return appendWrongArgs(out, strings.ToLower(string(args[0]))), effect{}
 	}
@@ -144,16 +181,16 @@ func (a *admin) replicaof(out []byte, who clientInfo, args [][]byte) ([]byte, ef
 	case addr == "": // REPLICAOF NO ONE
 		return resp.AppendError(out, "ERR a relay cannot become a master: it holds no dataset, only the master's stream. Promote a replica instead, then point the relay at it with REPLICAOF host port"), effect{}
 	}
-	if cur, _ := a.r.up.MasterAddr(); cur == addr {
+	if cur, _ := a.up.MasterAddr(); cur == addr {
 		return resp.AppendSimple(out, "OK Already connected to specified master"), effect{}
 	}
-	a.r.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", who.addr)
-	a.r.up.SetMaster(addr)
+	a.logger.Info("REPLICAOF: re-pointing upstream", "upstream", addr, "client", who.Addr)
+	a.up.SetMaster(addr)
 	return resp.AppendSimple(out, "OK"), effect{}
 }
 
 // clientCommand implements the CLIENT subcommands tools use.
-func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
 		return appendWrongArgs(out, "client"), effect{}
 	}
@@ -163,7 +200,7 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 			return appendWrongArgs(out, "client|setname"), effect{}
 		}
 		name := string(args[2])
-		return resp.AppendSimple(out, "OK"), effect{setName: &name}
+		return resp.AppendSimple(out, "OK"), effect{SetName: &name}
 	case "setinfo":
 		if len(args) != 4 {
 			return appendWrongArgs(out, "client|setinfo"), effect{}
@@ -174,33 +211,33 @@ func (a *admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 		}
 		switch strings.ToLower(string(args[2])) {
 		case "lib-name":
-			return resp.AppendSimple(out, "OK"), effect{libName: &v}
+			return resp.AppendSimple(out, "OK"), effect{LibName: &v}
 		case "lib-ver":
-			return resp.AppendSimple(out, "OK"), effect{libVer: &v}
+			return resp.AppendSimple(out, "OK"), effect{LibVer: &v}
 		}
 		return resp.AppendError(out, fmt.Sprintf("ERR Unrecognized option '%s'", resp.Excerpt(args[2], 32))), effect{}
 	case "getname":
-		if who.name != "" {
-			return resp.AppendBulk(out, who.name), effect{}
+		if who.Name != "" {
+			return resp.AppendBulk(out, who.Name), effect{}
 		}
-		return resp.AppendNil(out, who.resp3), effect{}
+		return resp.AppendNil(out, who.RESP3), effect{}
 	case "id":
-		return resp.AppendInt(out, who.id), effect{}
+		return resp.AppendInt(out, who.ID), effect{}
 	case "list":
 		keep, msg := clientListFilter(args[2:])
 		if msg != "" {
 			return resp.AppendError(out, msg), effect{}
 		}
 		var b strings.Builder
-		for _, o := range a.conns.clientInfos() {
+		for _, o := range a.conns.ClientInfos() {
 			if keep(o) {
 				b.WriteString(describeClient(o))
 				b.WriteByte('\n')
 			}
 		}
-		return resp.AppendText(out, b.String(), who.resp3), effect{}
+		return resp.AppendText(out, b.String(), who.RESP3), effect{}
 	case "info":
-		return resp.AppendText(out, describeClient(who)+"\n", who.resp3), effect{}
+		return resp.AppendText(out, describeClient(who)+"\n", who.RESP3), effect{}
 	case "kill":
 		return a.clientKill(out, who, args[2:]), effect{}
 	default:
@@ -242,16 +279,16 @@ func clientListFilter(args [][]byte) (keep func(clientInfo) bool, msg string) {
 		}
 	}
 	return func(c clientInfo) bool {
-		if ids != nil && !ids[c.id] {
+		if ids != nil && !ids[c.ID] {
 			return false
 		}
 		switch typ {
 		case "normal":
-			return !c.replica && c.subscriptions == 0
+			return !c.Replica && c.Subscriptions == 0
 		case "replica", "slave":
-			return c.replica
+			return c.Replica
 		case "pubsub":
-			return c.subscriptions > 0
+			return c.Subscriptions > 0
 		case "master":
 			return false // the relay's link to its master is not a client of it
 		}
@@ -259,48 +296,16 @@ func clientListFilter(args [][]byte) (keep func(clientInfo) bool, msg string) {
 	}, ""
 }
 
-// describeClient renders one CLIENT LIST line, with Redis 7.2's fields in
-// its order. What the relay has no use for is Redis's value for a client
-// without it: db=0, ssub=0, redir=-1, oll=0, events=r.
-func describeClient(c clientInfo) string {
-	flags := ""
-	if c.replica {
-		flags += "S"
-	}
-	if c.subscriptions > 0 {
-		flags += "P"
-	}
-	if c.multi >= 0 {
-		flags += "x"
-	}
-	if flags == "" {
-		flags = "N"
-	}
-	idle := 0
-	if !c.lastAt.IsZero() {
-		idle = int(time.Since(c.lastAt).Seconds())
-	}
-	proto := 2
-	if c.resp3 {
-		proto = 3
-	}
-	cmd := c.lastCmd
-	if cmd == "" {
-		cmd = "NULL"
-	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=0 ssub=0 multi=%d "+
-		"qbuf=%d qbuf-free=%d argv-mem=%d multi-mem=%d obl=%d oll=0 omem=%d tot-mem=%d events=r cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s",
-		c.id, c.addr, c.localAddr, c.fd, c.name, int(time.Since(c.created).Seconds()), idle, flags, c.subscriptions, c.multi,
-		c.qbuf, c.qbufFree, c.argvMem, c.multiMem, c.obl, c.omem, c.totMem, cmd, c.user, proto, c.libName, c.libVer)
-}
+// describeClient renders one CLIENT LIST line.
+func describeClient(c clientInfo) string { return c.Describe() }
 
 // clientKill handles CLIENT KILL addr and CLIENT KILL <filter> <value> ...
 // (ID, ADDR, TYPE normal|replica|slave|master|pubsub, SKIPME yes|no).
-func (a *admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
+func (a *Admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
 	if len(args) == 1 {
-		for _, o := range a.conns.clientInfos() {
-			if o.addr == string(args[0]) {
-				a.conns.killClient(o.id, false)
+		for _, o := range a.conns.ClientInfos() {
+			if o.Addr == string(args[0]) {
+				a.conns.KillClient(o.ID, false)
 				return resp.AppendSimple(out, "OK")
 			}
 		}
@@ -340,17 +345,17 @@ func (a *admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
 		}
 	}
 	killed := 0
-	for _, o := range a.conns.clientInfos() {
+	for _, o := range a.conns.ClientInfos() {
 		switch {
-		case o.id == who.id && skipMe,
-			id >= 0 && o.id != id,
-			addr != "" && o.addr != addr,
-			(typ == "normal") && o.replica,
-			(typ == "replica" || typ == "slave") && !o.replica,
+		case o.ID == who.ID && skipMe,
+			id >= 0 && o.ID != id,
+			addr != "" && o.Addr != addr,
+			(typ == "normal") && o.Replica,
+			(typ == "replica" || typ == "slave") && !o.Replica,
 			typ == "master", typ == "pubsub":
 			continue
 		}
-		a.conns.killClient(o.id, true)
+		a.conns.KillClient(o.ID, true)
 		killed++
 	}
 	return resp.AppendInt(out, int64(killed))
@@ -358,7 +363,7 @@ func (a *admin) clientKill(out []byte, who clientInfo, args [][]byte) []byte {
 
 // shutdown stops the relay (SHUTDOWN [NOSAVE|SAVE|NOW|FORCE]). On success
 // nothing is answered: the connection closes.
-func (a *admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	for _, arg := range args[1:] {
 		switch strings.ToLower(string(arg)) {
 		case "nosave", "save", "now", "force":
@@ -368,16 +373,16 @@ func (a *admin) shutdown(out []byte, who clientInfo, args [][]byte) ([]byte, eff
 			return resp.AppendError(out, "ERR syntax error"), effect{}
 		}
 	}
-	a.r.logger.Warn("SHUTDOWN requested", "client", who.addr)
-	a.r.stop()
-	return out, effect{quit: true}
+	a.logger.Warn("SHUTDOWN requested", "client", who.Addr)
+	a.relay.Stop()
+	return out, effect{Quit: true}
 }
 
 // latency answers LATENCY as a Redis server with nothing to report does.
 // The relay executes no commands and samples no latency events, so every
 // list is empty; monitoring tools (redis_exporter asks LATENCY LATEST and
 // LATENCY HISTOGRAM on every scrape) get an answer rather than an error.
-func (a *admin) latency(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) latency(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
 		return appendWrongArgs(out, "latency"), effect{}
 	}
@@ -413,14 +418,14 @@ func (a *admin) latency(out []byte, _ clientInfo, args [][]byte) ([]byte, effect
 // relayCommand runs the relay's own admin commands:
 //
 //	RELAY GUARD RELEASE   accept the snapshot held by the empty-master guard
-func (a *admin) relayCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) relayCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
 	sub := ""
 	for _, a := range args[1:] {
 		sub += strings.ToLower(string(a)) + " "
 	}
 	switch strings.TrimSpace(sub) {
 	case "guard release":
-		if err := a.r.ReleaseGuard(); err != nil {
+		if err := a.hist.ReleaseGuard(); err != nil {
 			return resp.AppendError(out, "ERR "+err.Error()), effect{}
 		}
 		return resp.AppendSimple(out, "OK"), effect{}

@@ -1,4 +1,4 @@
-package proxy
+package downstream
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func nonZero(v int64) int64 {
 // replica's own (own). A step is at most a tenth of a second at the lower
 // limit (at least 64 KiB) and at most step, what one send can send; both
 // buckets are charged exactly the bytes send reports sent.
-func (srv *server) paced(ctx context.Context, own *pacer, n, step int64, send func(n int64) (int64, error)) (int64, error) {
+func (srv *Server) paced(ctx context.Context, own *pacer, n, step int64, send func(n int64) (int64, error)) (int64, error) {
 	cfg := srv.cfg.Get()
 	total, each := cfg.FullSyncBandwidth, cfg.FullSyncReplicaBandwidth
 	if total <= 0 && each <= 0 {

@@ -1,4 +1,4 @@
-package proxy
+package downstream
 
 import (
 	"context"
@@ -26,27 +26,29 @@ import (
 type CloseReason string
 
 const (
-	reasonReplicaClosed     CloseReason = "replica_closed"
-	reasonWriteError        CloseReason = "write_error"
-	reasonTimeout           CloseReason = "timeout"
-	reasonFellBehind        CloseReason = "fell_behind"
-	reasonHistoryReplaced   CloseReason = "history_replaced"
-	reasonReplIDChanged     CloseReason = "replid_changed"
-	reasonSnapshotAbandoned CloseReason = "snapshot_abandoned"
-	reasonProtocol          CloseReason = "protocol_error"
-	reasonShutdown          CloseReason = "shutdown"
-	reasonRDBOnlyDone       CloseReason = "rdb_only_done"
-	reasonKilled            CloseReason = "killed"
+	ReasonReplicaClosed     CloseReason = "replica_closed"
+	ReasonWriteError        CloseReason = "write_error"
+	ReasonTimeout           CloseReason = "timeout"
+	ReasonFellBehind        CloseReason = "fell_behind"
+	ReasonHistoryReplaced   CloseReason = "history_replaced"
+	ReasonReplIDChanged     CloseReason = "replid_changed"
+	ReasonSnapshotAbandoned CloseReason = "snapshot_abandoned"
+	ReasonProtocol          CloseReason = "protocol_error"
+	ReasonShutdown          CloseReason = "shutdown"
+	ReasonRDBOnlyDone       CloseReason = "rdb_only_done"
+	ReasonKilled            CloseReason = "killed"
 	// The replica received part of a command the upstream never finished;
 	// it resumes from its last whole command.
-	reasonStreamCut CloseReason = "stream_cut"
+	ReasonStreamCut CloseReason = "stream_cut"
 )
 
-// closeReasons lists every CloseReason, for metrics.
-var closeReasons = []CloseReason{
-	reasonReplicaClosed, reasonWriteError, reasonTimeout, reasonFellBehind, reasonHistoryReplaced,
-	reasonReplIDChanged, reasonSnapshotAbandoned, reasonProtocol, reasonShutdown, reasonRDBOnlyDone, reasonKilled,
-	reasonStreamCut,
+// CloseReasons lists every CloseReason, for metrics.
+func CloseReasons() []CloseReason {
+	return []CloseReason{
+		ReasonReplicaClosed, ReasonWriteError, ReasonTimeout, ReasonFellBehind, ReasonHistoryReplaced,
+		ReasonReplIDChanged, ReasonSnapshotAbandoned, ReasonProtocol, ReasonShutdown, ReasonRDBOnlyDone, ReasonKilled,
+		ReasonStreamCut,
+	}
 }
 
 // closeError carries a CloseReason through context cancellation causes.
@@ -66,16 +68,19 @@ func (e *closeError) Unwrap() error { return e.err }
 
 // Replica states, as INFO shows them.
 const (
-	stateWaitBgsave = "wait_bgsave"
-	stateSendBulk   = "send_bulk"
-	stateOnline     = "online"
+	StateWaitBgsave = "wait_bgsave"
+	StateSendBulk   = "send_bulk"
+	StateOnline     = "online"
 )
+
+// ReplicaStates are a session's states, as INFO names them.
+func ReplicaStates() []string { return []string{StateWaitBgsave, StateSendBulk, StateOnline} }
 
 // session serves one downstream replica after PSYNC or SYNC: a cursor on the
 // shared log, a writer goroutine and an ACK reader. It holds no copy of the
 // stream beyond one read buffer.
 type session struct {
-	srv    *server
+	srv    *Server
 	c      *client
 	logger *slog.Logger
 	replid string // as asked in PSYNC
@@ -105,7 +110,7 @@ func newSession(c *client, replid string, off int64, legacy bool) *session {
 		firstAck: make(chan struct{}),
 		started:  time.Now(),
 	}
-	s.state.Store(stateWaitBgsave)
+	s.state.Store(StateWaitBgsave)
 	return s
 }
 
@@ -119,7 +124,7 @@ func (s *session) end(reason CloseReason) {
 // A session is the history's reader (history.Reader): Online, SetOnline
 // (below), NextOffset, EndReader and String.
 
-func (s *session) Online() bool { return s.state.Load() == stateOnline }
+func (s *session) Online() bool { return s.state.Load() == StateOnline }
 
 func (s *session) NextOffset() int64 { return s.sent.Load() }
 
@@ -129,9 +134,9 @@ func (s *session) String() string { return s.c.addr }
 func (s *session) EndReader(why history.ReaderEnd) {
 	switch why {
 	case history.EndReplIDChanged:
-		s.end(reasonReplIDChanged)
+		s.end(ReasonReplIDChanged)
 	case history.EndFellBehind:
-		s.end(reasonFellBehind)
+		s.end(ReasonFellBehind)
 	default:
 		panic(fmt.Sprintf("unknown reader end %d", why))
 	}
@@ -175,7 +180,7 @@ func (s *session) run(parent context.Context) {
 	srv.stats.disconnects[reason].Add(1)
 	level := slog.LevelWarn
 	switch reason {
-	case reasonShutdown, reasonRDBOnlyDone, reasonReplIDChanged, reasonHistoryReplaced, reasonReplicaClosed, reasonStreamCut:
+	case ReasonShutdown, ReasonRDBOnlyDone, ReasonReplIDChanged, ReasonHistoryReplaced, ReasonReplicaClosed, ReasonStreamCut:
 		level = slog.LevelInfo
 	}
 	s.logger.Log(context.Background(), level, "replica disconnected", "reason", reason, "acked", s.ack.Load(), "err", err)
@@ -187,23 +192,23 @@ func classify(err error, parent context.Context) CloseReason {
 	case errors.As(err, &ce):
 		return ce.reason
 	case parent.Err() != nil:
-		return reasonShutdown
+		return ReasonShutdown
 	case errors.Is(err, replstream.ErrNotRetained):
-		return reasonFellBehind
+		return ReasonFellBehind
 	case errors.Is(err, replstream.ErrClosed):
-		return reasonHistoryReplaced
+		return ReasonHistoryReplaced
 	case errors.Is(err, replstream.ErrTruncated):
-		return reasonStreamCut
+		return ReasonStreamCut
 	case errors.Is(err, history.ErrSnapshotAbandoned):
-		return reasonSnapshotAbandoned
+		return ReasonSnapshotAbandoned
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		return reasonReplicaClosed
+		return ReasonReplicaClosed
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return reasonTimeout
+		return ReasonTimeout
 	}
-	return reasonWriteError
+	return ReasonWriteError
 }
 
 // write sends p to the replica, failing after ReplTimeout without progress.
@@ -267,7 +272,7 @@ func (s *session) serve(ctx context.Context) error {
 				reply = "+CONTINUE " + replid + "\r\n"
 			}
 			if !srv.hist.GoOnline(s, replid) {
-				return &closeError{reason: reasonReplIDChanged}
+				return &closeError{reason: ReasonReplIDChanged}
 			}
 			if err := s.write([]byte(reply)); err != nil {
 				return err
@@ -336,7 +341,7 @@ func (s *session) fullSync(ctx context.Context) error {
 		}
 		p = replstream.Payload{Size: size}
 	}
-	s.state.Store(stateSendBulk)
+	s.state.Store(StateSendBulk)
 	if err := s.write(p.Preamble()); err != nil {
 		return err
 	}
@@ -366,7 +371,7 @@ func (s *session) fullSync(ctx context.Context) error {
 		return err
 	}
 	if s.c.rdbOnly {
-		return &closeError{reason: reasonRDBOnlyDone}
+		return &closeError{reason: ReasonRDBOnlyDone}
 	}
 	cur, err := log.Cursor(meta.Offset + 1)
 	if err != nil {
@@ -382,7 +387,7 @@ func (s *session) fullSync(ctx context.Context) error {
 		// it (a snapshot served under replid2, see announcedID). The
 		// replica comes back with PSYNC <replid> <offset+1>, which the new
 		// ID accepts through replid2, and learns the new ID.
-		return &closeError{reason: reasonReplIDChanged}
+		return &closeError{reason: ReasonReplIDChanged}
 	}
 	return s.stream(ctx, cur)
 }
@@ -405,7 +410,7 @@ func (s *session) waitFirstAck(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			if time.Since(time.Unix(0, s.ackTime.Load())) > s.srv.cfg.Timeout() {
-				return &closeError{reason: reasonTimeout, err: errors.New("no ACK after the snapshot")}
+				return &closeError{reason: ReasonTimeout, err: errors.New("no ACK after the snapshot")}
 			}
 		case <-ctx.Done():
 			return context.Cause(ctx)
@@ -470,7 +475,7 @@ func (w writerFunc) Write(p []byte) (int, error) {
 }
 
 func (s *session) SetOnline() {
-	s.state.Store(stateOnline)
+	s.state.Store(StateOnline)
 	s.ackTime.Store(time.Now().UnixNano())
 	if !s.legacy {
 		// From now on the replica must ACK at least every ReplTimeout.
@@ -527,13 +532,13 @@ func (s *session) readAcks(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				var pe resp.ProtocolError
-				reason := reasonReplicaClosed
+				reason := ReasonReplicaClosed
 				var ne net.Error
 				switch {
 				case errors.As(err, &pe):
-					reason = reasonProtocol
+					reason = ReasonProtocol
 				case errors.As(err, &ne) && ne.Timeout():
-					reason = reasonTimeout
+					reason = ReasonTimeout
 				}
 				s.cancel(&closeError{reason: reason, err: err})
 			}
@@ -541,7 +546,7 @@ func (s *session) readAcks(ctx context.Context) {
 		}
 		now := time.Now()
 		s.ackTime.Store(now.UnixNano())
-		if s.state.Load() == stateOnline && !s.legacy {
+		if s.state.Load() == StateOnline && !s.legacy {
 			s.c.nc.SetReadDeadline(now.Add(s.srv.cfg.Timeout()))
 		}
 		if len(args) == 0 {
@@ -566,7 +571,7 @@ func (s *session) readAcks(ctx context.Context) {
 				continue
 			}
 		}
-		s.cancel(&closeError{reason: reasonProtocol, err: fmt.Errorf("replica sent %q after PSYNC", resp.Excerpt(args[0], 32))})
+		s.cancel(&closeError{reason: ReasonProtocol, err: fmt.Errorf("replica sent %q after PSYNC", resp.Excerpt(args[0], 32))})
 		return
 	}
 }
@@ -577,7 +582,7 @@ func (s *session) readAcks(ctx context.Context) {
 // resend those bytes, and as soon as the history is no longer replid
 // (the upstream branched before off: those bytes will never come). Only a
 // failed keepalive is an error.
-func (srv *server) waitAhead(ctx context.Context, replid string, off int64, keepalive func() error) error {
+func (srv *Server) waitAhead(ctx context.Context, replid string, off int64, keepalive func() error) error {
 	log := srv.hist.CurrentLog()
 	if addr, _ := srv.up.MasterAddr(); log == nil || addr == "" {
 		return nil

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"crypto/rand"
@@ -16,7 +16,7 @@ import (
 
 // aclCommand answers ACL and its subcommands as Redis does, on the
 // relay's users (package acl).
-func (a *admin) aclCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) aclCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
 		return appendWrongArgs(out, "acl"), effect{}
 	}
@@ -30,17 +30,17 @@ func (a *admin) aclCommand(out []byte, who clientInfo, args [][]byte) ([]byte, e
 		if wrong(0, false) {
 			break
 		}
-		return resp.AppendBulk(out, who.user), effect{}
+		return resp.AppendBulk(out, who.User), effect{}
 	case "users":
 		if wrong(0, false) {
 			break
 		}
-		return appendBulks(out, a.r.acl.Users()), effect{}
+		return appendBulks(out, a.acl.Users()), effect{}
 	case "list":
 		if wrong(0, false) {
 			break
 		}
-		return appendBulks(out, a.r.acl.List()), effect{}
+		return appendBulks(out, a.acl.List()), effect{}
 	case "cat":
 		if wrong(0, true) || len(rest) > 1 {
 			break
@@ -61,14 +61,14 @@ func (a *admin) aclCommand(out []byte, who clientInfo, args [][]byte) ([]byte, e
 		for i, r := range rest[1:] {
 			rules[i] = string(r)
 		}
-		if err := a.r.acl.SetUser(string(rest[0]), rules...); err != nil {
+		if err := a.acl.SetUser(string(rest[0]), rules...); err != nil {
 			var re *acl.RuleError
 			if errors.As(err, &re) {
 				return resp.AppendError(out, fmt.Sprintf("ERR Error in ACL SETUSER modifier '%s': %s", resp.Excerpt([]byte(re.Rule), 64), re.Reason)), effect{}
 			}
 			return resp.AppendError(out, "ERR "+err.Error()), effect{}
 		}
-		a.r.logger.Info("ACL SETUSER", "user", string(rest[0]), "client", who.addr)
+		a.logger.Info("ACL SETUSER", "user", string(rest[0]), "client", who.Addr)
 		return resp.AppendSimple(out, "OK"), effect{}
 	case "deluser":
 		if wrong(1, true) {
@@ -78,7 +78,7 @@ func (a *admin) aclCommand(out []byte, who clientInfo, args [][]byte) ([]byte, e
 		for i, r := range rest {
 			names[i] = string(r)
 		}
-		n, err := a.r.acl.DelUser(names...)
+		n, err := a.acl.DelUser(names...)
 		if err != nil {
 			return resp.AppendError(out, "ERR "+err.Error()), effect{}
 		}
@@ -88,7 +88,7 @@ func (a *admin) aclCommand(out []byte, who clientInfo, args [][]byte) ([]byte, e
 		if wrong(1, false) {
 			break
 		}
-		u, ok := a.r.acl.User(string(rest[0]))
+		u, ok := a.acl.User(string(rest[0]))
 		if !ok {
 			return resp.AppendNull(out), effect{}
 		}
@@ -104,12 +104,12 @@ func (a *admin) aclCommand(out []byte, who clientInfo, args [][]byte) ([]byte, e
 		if wrong(0, false) {
 			break
 		}
-		path := a.r.cfg.Get().ACLFile
+		path := a.cfg.Get().ACLFile
 		if path == "" {
 			return resp.AppendError(out, "ERR This relay is not configured to use an ACL file. Set aclfile to load and save its users."), effect{}
 		}
-		if err := fsutil.WriteFile(path, a.r.acl.File(), 0o600); err != nil {
-			a.r.logger.Warn("ACL SAVE failed", "path", path, "err", err)
+		if err := fsutil.WriteFile(path, a.acl.File(), 0o600); err != nil {
+			a.logger.Warn("ACL SAVE failed", "path", path, "err", err)
 			return resp.AppendError(out, "ERR There was an error trying to save the ACLs. Please check the server logs for more information"), effect{}
 		}
 		return resp.AppendSimple(out, "OK"), effect{}
@@ -146,17 +146,17 @@ func (a *admin) aclCommand(out []byte, who clientInfo, args [][]byte) ([]byte, e
 }
 
 // aclLoad replaces the users with the ACL file's, all or nothing.
-func (a *admin) aclLoad(out []byte, who clientInfo) []byte {
-	path := a.r.cfg.Get().ACLFile
+func (a *Admin) aclLoad(out []byte, who clientInfo) []byte {
+	path := a.cfg.Get().ACLFile
 	if path == "" {
 		return resp.AppendError(out, "ERR This relay is not configured to use an ACL file. Set aclfile to load and save its users.")
 	}
-	users, err := readACLFile(path)
+	users, err := acl.ReadFile(path)
 	if err != nil {
 		return resp.AppendError(out, "ERR "+err.Error())
 	}
-	a.r.acl.Replace(users)
-	a.r.logger.Info("ACL LOAD", "path", path, "users", len(users), "client", who.addr)
+	a.acl.Replace(users)
+	a.logger.Info("ACL LOAD", "path", path, "users", len(users), "client", who.Addr)
 	a.dropRemovedUsers(who)
 	return resp.AppendSimple(out, "OK")
 }
@@ -164,25 +164,25 @@ func (a *admin) aclLoad(out []byte, who clientInfo) []byte {
 // dropRemovedUsers closes the connections whose user no longer exists,
 // as Redis does after ACL DELUSER and ACL LOAD; replica sessions on them
 // end as killed by an operator.
-func (a *admin) dropRemovedUsers(who clientInfo) {
-	for _, o := range a.conns.clientInfos() {
-		if o.user == "" || o.id == who.id {
+func (a *Admin) dropRemovedUsers(who clientInfo) {
+	for _, o := range a.conns.ClientInfos() {
+		if o.User == "" || o.ID == who.ID {
 			continue
 		}
-		if _, ok := a.r.acl.User(o.user); !ok {
-			a.conns.killClient(o.id, true)
+		if _, ok := a.acl.User(o.User); !ok {
+			a.conns.KillClient(o.ID, true)
 		}
 	}
 }
 
 // aclLog answers ACL LOG [<count> | RESET].
-func (a *admin) aclLog(out []byte, rest [][]byte) []byte {
+func (a *Admin) aclLog(out []byte, rest [][]byte) []byte {
 	n := 10
 	switch {
 	case len(rest) > 1:
 		return appendWrongArgs(out, "acl|log")
 	case len(rest) == 1 && strings.EqualFold(string(rest[0]), "reset"):
-		a.r.acl.Log().Reset()
+		a.acl.Log().Reset()
 		return resp.AppendSimple(out, "OK")
 	case len(rest) == 1:
 		v, err := strconv.Atoi(string(rest[0]))
@@ -191,7 +191,7 @@ func (a *admin) aclLog(out []byte, rest [][]byte) []byte {
 		}
 		n = v
 	}
-	entries := a.r.acl.Log().Entries(n)
+	entries := a.acl.Log().Entries(n)
 	now := time.Now()
 	out = resp.AppendArray(out, len(entries))
 	for _, e := range entries {

@@ -1,4 +1,4 @@
-package proxy
+package downstream
 
 import (
 	"bufio"
@@ -25,12 +25,6 @@ import (
 	"github.com/redis-relay/redis-relay/proxy/internal/wire"
 	"github.com/redis-relay/redis-relay/proxy/settings"
 )
-
-func listenerPort(ln net.Listener) int {
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	p, _ := strconv.Atoi(port)
-	return p
-}
 
 // deniedReply is what protected mode answers a client from outside loopback
 // before closing it, in the manner of Redis's -DENIED.
@@ -66,51 +60,57 @@ func protectedModeRefuses(protected bool, requirePass string, remote net.Addr) b
 	return err != nil || !ip.Unmap().IsLoopback()
 }
 
-// server is the relay as a master: it accepts downstream connections,
-// answers their commands (the admin ones through admin), and turns a
-// connection that sends PSYNC or SYNC into a session reading the history.
+// Server is the relay as a master: it accepts downstream connections,
+// answers their commands (the admin ones through the handlers wired in
+// with SetCommands), and turns a connection that sends PSYNC or SYNC into a
+// session reading the history.
 //
-// clientsMu is a leaf lock.
-type server struct {
+// clientsMu is a leaf lock, as is the pub/sub registry's.
+type Server struct {
 	cfg    *settings.Live
 	hist   *history.Store
-	up     upstreamLink // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
-	admin  *admin
+	up     Upstream // where the history comes from: wait-ahead asks if there is one; downstream ACK policies wake its ACK loop
 	acl    *acl.ACL // decides what each connection's user may run
 	logger *slog.Logger
 	stats  *counters
 
-	clientsMu       sync.Mutex
-	clients         map[*client]struct{}  // every downstream connection; guarded by clientsMu
-	sessions        map[*session]struct{} // every replica session running; guarded by clientsMu
-	nextClientID    atomic.Int64
-	cmdStats        clientCommandStats // commands clients sent, by name; keys fixed at start
-	unknownCommands atomic.Int64       // commands clients sent that the relay does not know
+	commands func(name string) Handler // the admin commands; set before Serve
+	other    Handler                   // answers any other command; set before Serve
+	ps       *PubSub                   // who listens to which channel
+
+	clientsMu    sync.Mutex
+	clients      map[*client]struct{}  // every downstream connection; guarded by clientsMu
+	sessions     map[*session]struct{} // every replica session running; guarded by clientsMu
+	nextClientID atomic.Int64
+	cmdStats     commandStats // commands clients sent, by name
+	unknown      atomic.Int64 // commands clients sent that neither the server nor a handler knows
 
 	syncPace pacer     // the full-sync-bandwidth-limit shared by every full sync
 	slots    syncSlots // full syncs running and queued (full-sync-max-concurrent)
 }
 
-// upstreamLink is what the server needs of the upstream link: whether
+// Upstream is what the server needs of the upstream link: whether
 // there is an upstream to wait for (wait-ahead), and a nudge when a
 // replica ACKed more (downstream ACK policies).
-type upstreamLink interface {
+type Upstream interface {
 	MasterAddr() (string, <-chan struct{})
 	NoteDownstreamAck()
 }
 
-func newServer(cfg *settings.Live, hist *history.Store, up upstreamLink, stats *counters, logger *slog.Logger) *server {
-	return &server{
-		cfg: cfg, hist: hist, up: up, stats: stats, logger: logger,
+// New makes the server for the history hist, with the users of users;
+// Serve runs it on a listener.
+func New(cfg *settings.Live, hist *history.Store, up Upstream, users *acl.ACL, logger *slog.Logger) *Server {
+	return &Server{
+		cfg: cfg, hist: hist, up: up, acl: users, stats: newCounters(), logger: logger,
+		ps:       newPubSub(),
 		clients:  make(map[*client]struct{}),
 		sessions: make(map[*session]struct{}),
-		cmdStats: newClientCommandStats(),
 	}
 }
 
-// serve accepts downstream connections until ctx ends, then waits for their
+// Serve accepts downstream connections until ctx ends, then waits for their
 // goroutines.
-func (srv *server) serve(ctx context.Context, ln net.Listener) error {
+func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
@@ -182,7 +182,7 @@ func acceptCanRecover(err error) bool {
 // shows of it to other connections is the copy in shown, which that
 // goroutine replaces before and after every command.
 type client struct {
-	srv  *server
+	srv  *Server
 	nc   net.Conn
 	br   *bufio.Reader
 	out  []byte
@@ -215,15 +215,16 @@ type client struct {
 	// discards the transaction (EXECABORT), as in Redis.
 	multiAborted bool
 	replica      atomic.Bool                // became a replica session
-	shown        atomic.Pointer[clientInfo] // what CLIENT LIST shows of the connection
+	shown        atomic.Pointer[ClientInfo] // what CLIENT LIST shows of the connection
 	wmu          sync.Mutex                 // serialises writes: replies and published messages
 
 	// subscriptions is how many channels the connection listens to, as the
-	// last SUBSCRIBE or UNSUBSCRIBE reported (admin keeps the channels).
+	// last SUBSCRIBE or UNSUBSCRIBE reported (the PubSub keeps the channels).
+	// Only the connection's own goroutine reads and writes it.
 	subscriptions int
 }
 
-func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
+func (srv *Server) handleConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
@@ -259,7 +260,7 @@ func (srv *server) handleConn(ctx context.Context, nc net.Conn) {
 		srv.clientsMu.Lock()
 		delete(srv.clients, c)
 		srv.clientsMu.Unlock()
-		srv.admin.unsubscribeAll(c)
+		srv.ps.UnsubscribeAll(c)
 	}()
 	for {
 		// Between commands only timeout (Config.IdleTimeout) applies, and
@@ -331,7 +332,7 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 			c.reject(name, "NOAUTH Authentication required.")
 			return nil, false
 		}
-	} else if err := c.srv.acl.Check(c.user, args, func() string { return describeClient(c.info()) }); err != nil {
+	} else if err := c.srv.acl.Check(c.user, args, func() string { return c.info().Describe() }); err != nil {
 		c.reject(name, err.Error())
 		c.multiAborted = c.inMulti
 		return nil, errors.Is(err, acl.ErrNoUser)
@@ -400,41 +401,19 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	return c.dispatch(args)
 }
 
-// reject answers a command refused before it ran, and counts it so.
-func (c *client) reject(name, msg string) {
-	if s := c.srv.cmdStats[name]; s != nil {
-		s.rejected.Add(1)
-	}
-	c.out = resp.AppendError(c.out, msg)
-}
-
-// count counts one call of a command that ran; failed when it answered an
-// error.
-func (c *client) count(name string, took time.Duration, failed bool) {
-	s := c.srv.cmdStats[name]
-	if s == nil {
-		return
-	}
-	s.calls.Add(1)
-	s.usec.Add(took.Microseconds())
-	if failed {
-		s.failed.Add(1)
-	}
-}
-
 // dispatch runs one command. It returns a session when the connection
 // became a replica, and quit when it must be closed. An admin command goes
-// to its handler in adminCommands, which appends the reply to c.out and
-// hands back what the connection must change; the connection applies it.
+// to its handler (SetCommands), which appends the reply to c.out and hands
+// back what the connection must change; the connection applies it.
 func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
 	start, replyAt := time.Now(), len(c.out)
 	defer func() {
 		c.count(name, time.Since(start), len(c.out) > replyAt && c.out[replyAt] == '-')
 	}()
-	if h := adminCommands[name]; h != nil {
-		var e effect
-		c.out, e = h(c.srv.admin, c.out, c.info(), args)
+	if h := c.srv.handler(name); h != nil {
+		var e Effect
+		c.out, e = h(c.out, c.info(), args)
 		return nil, c.apply(e)
 	}
 	switch name {
@@ -458,39 +437,48 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	case "sync":
 		return newSession(c, "?", -1, true), false
 	default:
-		c.srv.unknownCommands.Add(1)
-		c.out = c.srv.admin.noData(c.out, args)
+		c.srv.unknown.Add(1)
+		if h := c.srv.other; h != nil {
+			var e Effect
+			c.out, e = h(c.out, c.info(), args)
+			return nil, c.apply(e)
+		}
+		var b strings.Builder
+		for _, a := range args[1:] {
+			fmt.Fprintf(&b, "'%s' ", resp.Excerpt(a, 64))
+		}
+		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", resp.Excerpt(args[0], 64), b.String()))
 	}
 	return nil, false
 }
 
 func (c *client) wrongArgs(name string) {
-	c.out = appendWrongArgs(c.out, name)
+	c.out = resp.AppendWrongArgs(c.out, name)
 }
 
-// info is what an admin command sees of this connection. Only the
+// info is what a command handler sees of this connection. Only the
 // connection's own goroutine may call it.
-func (c *client) info() clientInfo {
+func (c *client) info() ClientInfo {
 	multi := -1
 	if c.inMulti {
 		multi = len(c.multi)
 	}
 	qbuf := c.br.Buffered()
-	return clientInfo{
-		id: c.id, addr: c.addr, localAddr: c.nc.LocalAddr().String(), fd: c.fd,
-		name: c.name, user: c.user, libName: c.libName, libVer: c.libVer, resp3: c.resp3,
-		lastCmd: c.lastCmd, lastAt: c.lastAt, created: c.created, replica: c.replica.Load(),
-		subscriptions: c.subscriptions, multi: multi, multiMem: c.multiMem, argvMem: c.argvMem,
-		qbuf: qbuf, qbufFree: c.br.Size() - qbuf, obl: len(c.out),
-		totMem: int64(c.br.Size()+cap(c.out)) + c.multiMem + c.argvMem,
-		sub:    c,
+	return ClientInfo{
+		ID: c.id, Addr: c.addr, LocalAddr: c.nc.LocalAddr().String(), FD: c.fd,
+		Name: c.name, User: c.user, LibName: c.libName, LibVer: c.libVer, RESP3: c.resp3,
+		LastCmd: c.lastCmd, LastAt: c.lastAt, Created: c.created, Replica: c.replica.Load(),
+		Subscriptions: c.subscriptions, Multi: multi, MultiMem: c.multiMem, ArgvMem: c.argvMem,
+		Qbuf: qbuf, QbufFree: c.br.Size() - qbuf, Obl: len(c.out),
+		TotMem: int64(c.br.Size()+cap(c.out)) + c.multiMem + c.argvMem,
+		Sub:    c,
 	}
 }
 
 // publish replaces what CLIENT LIST shows of the connection.
 func (c *client) publish() {
 	ci := c.info()
-	ci.sub = nil
+	ci.Sub = nil
 	c.shown.Store(&ci)
 }
 
@@ -545,32 +533,32 @@ func argsSize(args [][]byte) int64 {
 // apply makes the change an admin command asked of this connection, after
 // its reply has been appended, and reports whether the connection must
 // close.
-func (c *client) apply(e effect) (quit bool) {
-	if e.authenticated {
-		c.user = e.user
+func (c *client) apply(e Effect) (quit bool) {
+	if e.Authenticated {
+		c.user = e.User
 	}
-	if e.setName != nil {
-		c.name = *e.setName
+	if e.SetName != nil {
+		c.name = *e.SetName
 	}
-	if e.libName != nil {
-		c.libName = *e.libName
+	if e.LibName != nil {
+		c.libName = *e.LibName
 	}
-	if e.libVer != nil {
-		c.libVer = *e.libVer
+	if e.LibVer != nil {
+		c.libVer = *e.LibVer
 	}
-	if e.proto != 0 {
-		c.resp3 = e.proto == 3
+	if e.Proto != 0 {
+		c.resp3 = e.Proto == 3
 	}
-	if e.subscribed {
-		c.subscriptions = e.subscriptions
+	if e.Subscribed {
+		c.subscriptions = e.Subscriptions
 	}
-	return e.quit
+	return e.Quit
 }
 
-// deliver writes one published message to the connection, between its
+// Deliver writes one published message to the connection, between its
 // replies (wmu). A connection that cannot take it within a second is closed.
-func (c *client) deliver(msg []byte) error {
-	if s := c.shown.Load(); s != nil && s.resp3 && len(msg) > 0 && msg[0] == '*' {
+func (c *client) Deliver(msg []byte) error {
+	if s := c.shown.Load(); s != nil && s.RESP3 && len(msg) > 0 && msg[0] == '*' {
 		// The same message as a RESP3 push: only the header's type differs.
 		msg = append([]byte{'>'}, msg[1:]...)
 	}
@@ -644,11 +632,11 @@ func (c *client) replconf(args [][]byte) {
 	c.out = resp.AppendSimple(c.out, "OK")
 }
 
-// clientInfos describes every downstream connection, oldest first. A
+// ClientInfos describes every downstream connection, oldest first. A
 // replica's omem is the part of the history the relay holds for it and
 // has not sent: the rest of the snapshot during a full sync, then the log
 // past what it was sent.
-func (srv *server) clientInfos() []clientInfo {
+func (srv *Server) ClientInfos() []ClientInfo {
 	var next int64 = -1
 	if log := srv.hist.CurrentLog(); log != nil {
 		_, next = log.Range()
@@ -663,24 +651,24 @@ func (srv *server) clientInfos() []clientInfo {
 			unsent[s.c] = max(total-s.bulkSent.Load(), 0)
 		}
 	}
-	list := make([]clientInfo, 0, len(srv.clients))
+	list := make([]ClientInfo, 0, len(srv.clients))
 	for o := range srv.clients {
 		ci := *o.shown.Load()
 		if n, ok := unsent[o]; ok {
-			ci.omem = n
-			ci.totMem += n
+			ci.Omem = n
+			ci.TotMem += n
 		}
 		list = append(list, ci)
 	}
 	srv.clientsMu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	return list
 }
 
-// killClient closes the downstream connection with that id. With
+// KillClient closes the downstream connection with that id. With
 // endSession, a replica session on it is first ended as killed by an
 // operator, so that its close reason says so.
-func (srv *server) killClient(id int64, endSession bool) {
+func (srv *Server) KillClient(id int64, endSession bool) {
 	srv.clientsMu.Lock()
 	var o *client
 	for c := range srv.clients {
@@ -703,19 +691,19 @@ func (srv *server) killClient(id int64, endSession bool) {
 		return
 	}
 	if sess != nil {
-		sess.end(reasonKilled)
+		sess.end(ReasonKilled)
 	}
 	o.nc.Close()
 }
 
 // addSession and removeSession register a replica session.
-func (srv *server) addSession(s *session) {
+func (srv *Server) addSession(s *session) {
 	srv.clientsMu.Lock()
 	srv.sessions[s] = struct{}{}
 	srv.clientsMu.Unlock()
 }
 
-func (srv *server) removeSession(s *session) {
+func (srv *Server) removeSession(s *session) {
 	srv.clientsMu.Lock()
 	delete(srv.sessions, s)
 	srv.clientsMu.Unlock()
@@ -723,7 +711,7 @@ func (srv *server) removeSession(s *session) {
 
 // eachSession calls f for every replica session, under clientsMu: f must
 // not block or take a lock.
-func (srv *server) eachSession(f func(*session)) {
+func (srv *Server) eachSession(f func(*session)) {
 	srv.clientsMu.Lock()
 	defer srv.clientsMu.Unlock()
 	for s := range srv.sessions {
@@ -733,7 +721,7 @@ func (srv *server) eachSession(f func(*session)) {
 
 // DownstreamAcks is the server as the upstream link's AckSource: the
 // offset each online replica last ACKed, replicas on SYNC left out.
-func (srv *server) DownstreamAcks() []int64 {
+func (srv *Server) DownstreamAcks() []int64 {
 	var acks []int64
 	srv.eachSession(func(s *session) {
 		if s.Online() && !s.legacy {
@@ -743,10 +731,10 @@ func (srv *server) DownstreamAcks() []int64 {
 	return acks
 }
 
-// clientCount is the number of downstream connections that are not
+// ClientCount is the number of downstream connections that are not
 // replicas: connected_clients, which leaves replicas out in Redis too
 // (connected_slaves counts them).
-func (srv *server) clientCount() int {
+func (srv *Server) ClientCount() int {
 	srv.clientsMu.Lock()
 	defer srv.clientsMu.Unlock()
 	n := 0
@@ -758,17 +746,139 @@ func (srv *server) clientCount() int {
 	return n
 }
 
-// fillStatus fills in the downstream server's part of a Status.
-func (srv *server) fillStatus(st *Status) {
+// handler returns the handler of the command name, or nil.
+func (srv *Server) handler(name string) Handler {
+	if srv.commands == nil {
+		return nil
+	}
+	return srv.commands(name)
+}
+
+// PubSub is the server's registry of subscriptions, which the SUBSCRIBE,
+// UNSUBSCRIBE and PUBLISH handlers answer through.
+func (srv *Server) PubSub() *PubSub { return srv.ps }
+
+// Status is the downstream server's part of the relay's status.
+type Status struct {
+	FullSyncsRunning    int // full syncs sending their snapshot now
+	FullSyncsQueued     int // waiting for a slot (full-sync-max-concurrent)
+	FullSyncsServed     int64
+	PartialSyncsServed  int64
+	PartialSyncsErr     int64
+	BytesToReplicas     int64
+	Disconnects         map[CloseReason]int64 // replica sessions ended, by reason
+	Connections         int64
+	RejectedConns       int64
+	ProtocolErrors      int64 // malformed requests from clients
+	FullSyncPacedBytes  int64 // snapshot bytes sent under a bandwidth limit
+	FullSyncPaceWait    time.Duration
+	CompressedOutStream int64
+	CompressedOutWire   int64
+	ClientCommands      map[string]CommandStat // commands clients sent, by lower-case name; those sent at least once
+	UnknownCommands     int64                  // commands clients sent that neither the server nor a handler knows
+	ClientBytesIn       int64                  // bytes read from connections: requests, replicas' ACKs
+	ClientBytesOut      int64                  // replies and published messages written to connections
+}
+
+// Status reports the server's state.
+func (srv *Server) Status() Status {
+	var st Status
 	st.FullSyncsRunning, st.FullSyncsQueued = srv.slots.counts()
+	c := srv.stats
+	st.FullSyncsServed = c.fullSyncsServed.Load()
+	st.PartialSyncsServed = c.partialSyncsServed.Load()
+	st.PartialSyncsErr = c.partialSyncsErr.Load()
+	st.BytesToReplicas = c.bytesToReplicas.Load()
+	st.Disconnects = make(map[CloseReason]int64, len(c.disconnects))
+	for k, n := range c.disconnects {
+		st.Disconnects[k] = n.Load()
+	}
+	st.Connections = c.connections.Load()
+	st.RejectedConns = c.rejectedConns.Load()
+	st.ProtocolErrors = c.protocolErrors.Load()
+	st.FullSyncPacedBytes, st.FullSyncPaceWait = c.pacedBytes.Load(), time.Duration(c.paceWait.Load())
+	st.CompressedOutStream, st.CompressedOutWire = c.zOut.Stream.Load(), c.zOut.Wire.Load()
+	st.ClientCommands, st.UnknownCommands = srv.cmdStats.snapshot(), srv.unknown.Load()
+	st.ClientBytesIn, st.ClientBytesOut = c.clientBytesIn.Load(), c.clientBytesOut.Load()
+	return st
+}
+
+// Counts reads, without a lock, what the relay samples rates of: the
+// commands clients sent, the bytes read from and written to connections
+// (replies), and the bytes sent to replicas.
+func (srv *Server) Counts() (commands, bytesIn, bytesOut, toReplicas int64) {
+	c := srv.stats
+	return srv.cmdStats.total(), c.clientBytesIn.Load(), c.clientBytesOut.Load(), c.bytesToReplicas.Load()
+}
+
+// counters are the server's monotonic counts, read without locks.
+type counters struct {
+	fullSyncsServed    atomic.Int64
+	partialSyncsServed atomic.Int64
+	partialSyncsErr    atomic.Int64
+	bytesToReplicas    atomic.Int64
+	disconnects        map[CloseReason]*atomic.Int64 // keys fixed at start
+	connections        atomic.Int64
+	rejectedConns      atomic.Int64
+	protocolErrors     atomic.Int64
+	zOut               wire.LinkBytes // compressed links to replicas
+	pacedBytes         atomic.Int64   // snapshot bytes sent under a full-sync bandwidth limit
+	paceWait           atomic.Int64   // nanoseconds full syncs waited for the bandwidth limits
+	clientBytesIn      atomic.Int64   // bytes read from connections: requests, replicas' ACKs
+	clientBytesOut     atomic.Int64   // replies and published messages written to connections
+}
+
+func newCounters() *counters {
+	c := &counters{disconnects: make(map[CloseReason]*atomic.Int64)}
+	for _, r := range CloseReasons() {
+		c.disconnects[r] = new(atomic.Int64)
+	}
+	return c
 }
 
 // at marks a step where a test may stop the relay (Config.CrashPoint):
 // "hold-lookup", a session has read bytes of the log and has not yet
 // looked up the command tripwire's hold for them. The history marks its
 // own steps.
-func (srv *server) at(point string) {
+func (srv *Server) at(point string) {
 	if f := srv.cfg.Fixed().CrashPoint; f != nil {
 		f(point)
 	}
+}
+
+// ReplicaInfo describes one downstream replica session.
+type ReplicaInfo struct {
+	Addr      string // remote address
+	IP        string // announced or peer IP
+	Port      int    // REPLCONF listening-port
+	State     string // wait_bgsave, send_bulk, online
+	AckOffset int64
+	AckAge    time.Duration // since the last ACK (0 while not online)
+	Since     time.Time
+	BulkSent  int64 // during a full sync: snapshot bytes sent so far
+	BulkTotal int64 // during a full sync: the snapshot's size; -1 while unknown (online: all that was sent)
+}
+
+// Replicas lists the downstream replica sessions, sorted by address.
+func (srv *Server) Replicas() []ReplicaInfo {
+	var list []ReplicaInfo
+	srv.eachSession(func(s *session) {
+		ip := s.c.announceIP
+		if ip == "" {
+			ip, _, _ = net.SplitHostPort(s.c.addr)
+		}
+		ri := ReplicaInfo{Addr: s.c.addr, IP: ip, Port: s.c.listeningPort, State: s.state.Load().(string), AckOffset: s.ack.Load(), Since: s.started,
+			BulkSent: s.bulkSent.Load(), BulkTotal: s.bulkTotal.Load()}
+		if ri.State == StateOnline {
+			ri.AckAge = time.Since(time.Unix(0, s.ackTime.Load()))
+			if ri.BulkTotal < 0 {
+				// The snapshot was still arriving when its transfer
+				// began; an online replica has been sent all of it.
+				ri.BulkTotal = ri.BulkSent
+			}
+		}
+		list = append(list, ri)
+	})
+	sort.Slice(list, func(i, j int) bool { return list[i].Addr < list[j].Addr })
+	return list
 }

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"fmt"
@@ -20,10 +20,16 @@ import (
 // a hash slot, and clients not in cluster mode do not follow it. Keeping
 // the relay out of clients' replica lists is replica-announced's job
 // (SENTINEL REPLICAS); this message is for what gets through anyway.
-func (a *admin) noData(out []byte, args [][]byte) []byte {
+func (a *Admin) noData(out []byte, args [][]byte) []byte {
 	where := "no master is configured yet"
-	if addr, _ := a.r.up.MasterAddr(); addr != "" {
+	if addr, _ := a.up.MasterAddr(); addr != "" {
 		where = "read from the master at " + addr + " or one of its replicas"
 	}
 	return resp.AppendError(out, fmt.Sprintf("ERR this is redis-relay, a replication relay holding no data: '%s' is not served here; %s", resp.Excerpt(args[0], 64), where))
+}
+
+// NotServed is noData as the server's handler for every command that is
+// neither the server's nor in adminCommands.
+func (a *Admin) NotServed(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+	return a.noData(out, args), effect{}
 }

@@ -1,4 +1,4 @@
-package proxy
+package downstream
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 // TestSessionReaderEnds: the session maps each way the history ends a
 // reader to its own close reason.
 func TestSessionReaderEnds(t *testing.T) {
-	for why, want := range map[history.ReaderEnd]CloseReason{history.EndReplIDChanged: reasonReplIDChanged, history.EndFellBehind: reasonFellBehind} {
+	for why, want := range map[history.ReaderEnd]CloseReason{history.EndReplIDChanged: ReasonReplIDChanged, history.EndFellBehind: ReasonFellBehind} {
 		var got error
 		s := &session{cancel: func(cause error) { got = cause }}
 		s.EndReader(why)
