@@ -17,8 +17,8 @@ import (
 
 // Admin answers the commands an operator, a monitoring tool or Redis
 // Sentinel sends to the relay's port: INFO, ROLE, CONFIG, CLIENT,
-// REPLICAOF, SHUTDOWN, LATENCY, RELAY, and pub/sub (Sentinel's hello
-// channel). It reads and changes the other parts only through the
+// REPLICAOF, SHUTDOWN, LATENCY, SLOWLOG, RELAY, HELLO, and pub/sub
+// (Sentinel's hello channel). It reads and changes the other parts only through the
 // interfaces below; the pub/sub registry is the server's. It holds no
 // state of its own and no lock.
 //
