@@ -123,3 +123,42 @@ func TestAuthHandlerReturnsTheEffect(t *testing.T) {
 		}
 	}
 }
+
+// TestHelloHandler checks HELLO's protocol switch and its AUTH, which is
+// AUTH's check: all of it happens, through the effect, or none of it.
+func TestHelloHandler(t *testing.T) {
+	relay, err := New(Config{DataDir: t.TempDir(), RequirePass: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	hello := relay.admin.Handler("hello")
+	for _, tc := range []struct {
+		name  string
+		args  string
+		user  string // "" before AUTH
+		reply string // prefix
+		proto int
+		auth  bool
+	}{
+		{"unknown protocol", "hello 4", "default", "-NOPROTO", 0, false},
+		{"not a number", "hello x", "default", "-ERR Protocol version", 0, false},
+		{"needs auth", "hello 3", "", "-NOAUTH HELLO must be called", 0, false},
+		{"wrong password", "hello 3 auth default nope", "", "-WRONGPASS", 0, false},
+		{"bad option", "hello 3 auth default", "default", "-ERR Syntax error in HELLO option 'auth'", 0, false},
+		{"resp3 with auth", "hello 3 auth default pw setname x", "", "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n", 3, true},
+		{"resp2", "hello 2", "default", "*14\r\n$6\r\nserver\r\n", 2, false},
+		{"no version: current", "hello", "default", "*14\r\n", 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var args [][]byte
+			for _, a := range strings.Fields(tc.args) {
+				args = append(args, []byte(a))
+			}
+			out, e := hello(nil, downstream.ClientInfo{Addr: "test", User: tc.user}, args)
+			if !strings.HasPrefix(string(out), tc.reply) || e.Proto != tc.proto || e.Authenticated != tc.auth {
+				t.Errorf("reply %q, effect %+v; want %q, proto %d, authenticated %v", out, e, tc.reply, tc.proto, tc.auth)
+			}
+		})
+	}
+}

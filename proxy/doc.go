@@ -49,13 +49,16 @@
 //     every command, the handshake's and queued ones included, with
 //     package acl: -NOPERM, ACL LOG, the denied count; only (UN)SUBSCRIBE,
 //     PING and QUIT while subscribed), and dispatches every other command
-//     to the handlers the relay wires in (SetCommands).
+//     to the handlers the relay wires in (SetCommands). It counts the
+//     commands clients send (cmdstats.go), which INFO adds to the
+//     commands the upstream link relays, and the bytes in and out.
 //   - The admin commands (package admin): INFO, ROLE, CONFIG, CLIENT,
-//     REPLICAOF, SHUTDOWN, LATENCY, RELAY, the pub/sub that Sentinel uses,
-//     ACL, AUTH, PING, ECHO, TIME, COMMAND, SELECT and QUIT, and the error
-//     that data commands get. Each is a handler in one table that returns its
-//     reply and an effect for the calling connection, which the server
-//     applies; no handler writes to a connection. They read the other
+//     REPLICAOF, SHUTDOWN, LATENCY, SLOWLOG, RELAY, the pub/sub that
+//     Sentinel uses, ACL, AUTH, HELLO, PING, ECHO, TIME, COMMAND, SELECT
+//     and QUIT, and the error that data commands get. Each is a handler in
+//     one table that returns its reply, in the connection's protocol (RESP3
+//     after HELLO 3), and an effect for the calling connection, which the
+//     server applies; no handler writes to a connection. They read the other
 //     parts through interfaces the admin package defines (the Relay's
 //     status, replica list, settings and SHUTDOWN; the upstream link's
 //     REPLICAOF; the history's RELAY GUARD RELEASE; the server's

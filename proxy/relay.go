@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -39,8 +40,10 @@ type Relay struct {
 	admin  *admin.Admin
 	acl    *acl.ACL // the users: AUTH, the check before every command, ACL
 
-	runID   string    // identifies this process, as Redis's run_id does
-	started time.Time // for uptime_in_seconds
+	runID   string       // identifies this process, as Redis's run_id does
+	started time.Time    // for uptime_in_seconds
+	rates   rates        // the instantaneous_* figures of INFO stats
+	port    atomic.Int32 // the first listener's port (INFO tcp_port); set by Run
 
 	stopMu   sync.Mutex
 	shutdown context.CancelFunc // ends Run (SHUTDOWN); set by Run; guarded by stopMu
@@ -92,11 +95,16 @@ func (r *Relay) Run(ctx context.Context, lns ...net.Listener) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.port.Store(int32(listenerPort(lns[0])))
 	r.stopMu.Lock()
 	r.shutdown = cancel
 	r.stopMu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		r.sampleRates(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		r.up.FollowSentinels(ctx)

@@ -104,6 +104,17 @@ func (r *Relay) Status() Status {
 	st.CompressedOutStream, st.CompressedOutWire = ds.CompressedOutStream, ds.CompressedOutWire
 	st.ACLDenied = r.acl.DeniedCounts()
 	st.SnapshotSource = r.cfg.Get().SnapshotSource
+	st.CommandsRelayed, st.ClientCommands = us.CommandsRelayed, ds.ClientCommands
+	st.ErrorReplies = ds.UnknownCommands
+	for _, c := range st.ClientCommands {
+		st.ErrorReplies += c.Rejected + c.Failed
+	}
+	st.NetInputBytes = st.BytesFromUpstream + ds.ClientBytesIn
+	st.NetOutputBytes = st.BytesToReplicas + ds.ClientBytesOut
+	st.OpsPerSec = loadFloat(&r.rates.opsPerSec)
+	st.InputKbps, st.OutputKbps = loadFloat(&r.rates.inputKbps), loadFloat(&r.rates.outputKbps)
+	st.ReplInputKbps, st.ReplOutputKbps = loadFloat(&r.rates.replInKbps), loadFloat(&r.rates.replOutKbps)
+	st.TCPPort = int(r.port.Load())
 	return st
 }
 

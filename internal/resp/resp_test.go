@@ -92,6 +92,28 @@ func TestExcerpt(t *testing.T) {
 	}
 }
 
+func TestAppendResp3Forms(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		resp3 bool
+		want  string
+	}{
+		{"resp2", false, "*2\r\n$1\r\nk\r\n$-1\r\n$2\r\nhi\r\n*0\r\n"},
+		{"resp3", true, "%1\r\n$1\r\nk\r\n_\r\n=6\r\ntxt:hi\r\n>0\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := AppendMapHeader(nil, 1, tt.resp3)
+			out = AppendBulk(out, "k")
+			out = AppendNil(out, tt.resp3)
+			out = AppendText(out, "hi", tt.resp3)
+			out = AppendPushHeader(out, 0, tt.resp3)
+			if string(out) != tt.want {
+				t.Fatalf("got %q, want %q", out, tt.want)
+			}
+		})
+	}
+}
+
 // TestAppendErrorOneLine: an error that quotes what a client sent (an
 // unknown command's name) stays one line, as Redis keeps it
 // (addReplyErrorLength turns CR and LF into spaces).

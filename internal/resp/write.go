@@ -50,6 +50,49 @@ func AppendCommand(b []byte, args ...string) []byte {
 	return b
 }
 
+// The RESP3 forms, for a connection that chose protocol 3 with HELLO 3.
+// Each takes resp3 and falls back to the RESP2 form Redis sends a
+// protocol 2 client, so a handler writes one call for both.
+
+// AppendMapHeader appends the header of a map of n key/value pairs: %n in
+// RESP3, an array of 2n values in RESP2. The caller appends the 2n values.
+func AppendMapHeader(b []byte, n int, resp3 bool) []byte {
+	if !resp3 {
+		return AppendArray(b, 2*n)
+	}
+	return append(strconv.AppendInt(append(b, '%'), int64(n), 10), "\r\n"...)
+}
+
+// AppendPushHeader appends the header of an out-of-band message of n
+// values (published messages and subscription confirmations): >n in RESP3,
+// an array in RESP2. The two headers have the same length.
+func AppendPushHeader(b []byte, n int, resp3 bool) []byte {
+	if !resp3 {
+		return AppendArray(b, n)
+	}
+	return append(strconv.AppendInt(append(b, '>'), int64(n), 10), "\r\n"...)
+}
+
+// AppendNil appends the null value: _ in RESP3, the null bulk string $-1
+// in RESP2.
+func AppendNil(b []byte, resp3 bool) []byte {
+	if !resp3 {
+		return AppendNull(b)
+	}
+	return append(b, "_\r\n"...)
+}
+
+// AppendText appends human-readable text (INFO, CLIENT LIST): a verbatim
+// string of format txt (=len, then "txt:" and s) in RESP3, a bulk string
+// in RESP2.
+func AppendText(b []byte, s string, resp3 bool) []byte {
+	if !resp3 {
+		return AppendBulk(b, s)
+	}
+	b = strconv.AppendInt(append(b, '='), int64(len(s)+4), 10)
+	return append(append(append(b, "\r\ntxt:"...), s...), "\r\n"...)
+}
+
 // AppendWrongArgs appends the error Redis gives for a command called with
 // the wrong number of arguments.
 func AppendWrongArgs(b []byte, name string) []byte {

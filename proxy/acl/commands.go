@@ -113,6 +113,12 @@ var commandDefs = []struct {
 	{"latency|reset", CatAdmin | CatSlow | CatDangerous},
 	{"latency|help", CatSlow},
 
+	{"slowlog", CatSlow},
+	{"slowlog|get", CatAdmin | CatSlow | CatDangerous},
+	{"slowlog|len", CatAdmin | CatSlow | CatDangerous},
+	{"slowlog|reset", CatAdmin | CatSlow | CatDangerous},
+	{"slowlog|help", CatSlow},
+
 	{"client", CatSlow},
 	{"client|getname", CatSlow | CatConnection},
 	{"client|id", CatSlow | CatConnection},

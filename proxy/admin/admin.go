@@ -17,8 +17,8 @@ import (
 
 // Admin answers the commands an operator, a monitoring tool or Redis
 // Sentinel sends to the relay's port: INFO, ROLE, CONFIG, CLIENT,
-// REPLICAOF, SHUTDOWN, LATENCY, RELAY, and pub/sub (Sentinel's hello
-// channel). It reads and changes the other parts only through the
+// REPLICAOF, SHUTDOWN, LATENCY, SLOWLOG, RELAY, HELLO, and pub/sub
+// (Sentinel's hello channel). It reads and changes the other parts only through the
 // interfaces below; the pub/sub registry is the server's. It holds no
 // state of its own and no lock.
 //
@@ -148,6 +148,8 @@ var adminCommands = map[string]adminHandler{
 	"config":       (*Admin).configCommand,
 	"shutdown":     (*Admin).shutdown,
 	"acl":          (*Admin).aclCommand,
+	"hello":        (*Admin).hello,
+	"slowlog":      (*Admin).slowlog,
 }
 
 // appendWrongArgs appends the error Redis gives for a command called with
@@ -200,28 +202,98 @@ func (a *Admin) clientCommand(out []byte, who clientInfo, args [][]byte) ([]byte
 		name := string(args[2])
 		return resp.AppendSimple(out, "OK"), effect{SetName: &name}
 	case "setinfo":
-		return resp.AppendSimple(out, "OK"), effect{}
+		if len(args) != 4 {
+			return appendWrongArgs(out, "client|setinfo"), effect{}
+		}
+		v := string(args[3])
+		if strings.ContainsAny(v, " \r\n") {
+			return resp.AppendError(out, "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters."), effect{}
+		}
+		switch strings.ToLower(string(args[2])) {
+		case "lib-name":
+			return resp.AppendSimple(out, "OK"), effect{LibName: &v}
+		case "lib-ver":
+			return resp.AppendSimple(out, "OK"), effect{LibVer: &v}
+		}
+		return resp.AppendError(out, fmt.Sprintf("ERR Unrecognized option '%s'", resp.Excerpt(args[2], 32))), effect{}
 	case "getname":
 		if who.Name != "" {
 			return resp.AppendBulk(out, who.Name), effect{}
 		}
-		return resp.AppendNull(out), effect{}
+		return resp.AppendNil(out, who.RESP3), effect{}
 	case "id":
 		return resp.AppendInt(out, who.ID), effect{}
 	case "list":
+		keep, msg := clientListFilter(args[2:])
+		if msg != "" {
+			return resp.AppendError(out, msg), effect{}
+		}
 		var b strings.Builder
 		for _, o := range a.conns.ClientInfos() {
-			b.WriteString(describeClient(o))
-			b.WriteByte('\n')
+			if keep(o) {
+				b.WriteString(describeClient(o))
+				b.WriteByte('\n')
+			}
 		}
-		return resp.AppendBulk(out, b.String()), effect{}
+		return resp.AppendText(out, b.String(), who.RESP3), effect{}
 	case "info":
-		return resp.AppendBulk(out, describeClient(who)+"\n"), effect{}
+		return resp.AppendText(out, describeClient(who)+"\n", who.RESP3), effect{}
 	case "kill":
 		return a.clientKill(out, who, args[2:]), effect{}
 	default:
 		return resp.AppendError(out, fmt.Sprintf("ERR unknown subcommand '%s'. Try CLIENT LIST, KILL, ID, SETNAME, GETNAME.", resp.Excerpt(args[1], 64))), effect{}
 	}
+}
+
+// clientListFilter reads CLIENT LIST's options, TYPE normal|master|
+// replica|slave|pubsub and ID id [id ...], into the test a listed
+// connection must pass; msg is the error to answer instead.
+func clientListFilter(args [][]byte) (keep func(clientInfo) bool, msg string) {
+	typ := ""
+	var ids map[int64]bool
+	for i := 0; i < len(args); i++ {
+		switch opt := strings.ToLower(string(args[i])); {
+		case opt == "type" && i+1 < len(args):
+			typ = strings.ToLower(string(args[i+1]))
+			switch typ {
+			case "normal", "master", "replica", "slave", "pubsub":
+			default:
+				return nil, fmt.Sprintf("ERR Unknown client type '%s'", resp.Excerpt(args[i+1], 32))
+			}
+			i++
+		case opt == "id" && i+1 < len(args):
+			ids = map[int64]bool{}
+			for i+1 < len(args) {
+				id, err := strconv.ParseInt(string(args[i+1]), 10, 64)
+				if err != nil || id <= 0 {
+					break
+				}
+				ids[id] = true
+				i++
+			}
+			if len(ids) == 0 {
+				return nil, "ERR Invalid client ID"
+			}
+		default:
+			return nil, "ERR syntax error"
+		}
+	}
+	return func(c clientInfo) bool {
+		if ids != nil && !ids[c.ID] {
+			return false
+		}
+		switch typ {
+		case "normal":
+			return !c.Replica && c.Subscriptions == 0
+		case "replica", "slave":
+			return c.Replica
+		case "pubsub":
+			return c.Subscriptions > 0
+		case "master":
+			return false // the relay's link to its master is not a client of it
+		}
+		return true
+	}, ""
 }
 
 // describeClient renders one CLIENT LIST line.

@@ -12,7 +12,7 @@ import (
 
 // CONFIG GET, SET and REWRITE, answered from the settings table.
 
-func (a *Admin) configCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
+func (a *Admin) configCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
 	if len(args) < 2 {
 		return appendWrongArgs(out, "config"), effect{}
 	}
@@ -21,7 +21,7 @@ func (a *Admin) configCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, 
 		if len(args) < 3 {
 			return appendWrongArgs(out, "config|get"), effect{}
 		}
-		return a.configGet(out, args[2:]), effect{}
+		return a.configGet(out, args[2:], who.RESP3), effect{}
 	case "set":
 		if len(args) < 4 || len(args)%2 != 0 {
 			return appendWrongArgs(out, "config|set"), effect{}
@@ -45,13 +45,19 @@ func (a *Admin) configCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, 
 }
 
 // configGet answers CONFIG GET pattern [pattern ...]: every setting whose
-// name or alias matches a glob pattern, as name/value pairs sorted by name.
-func (a *Admin) configGet(out []byte, patterns [][]byte) []byte {
+// name or alias matches a glob pattern, as name/value pairs sorted by name
+// (a map in RESP3). Settings accepted only for compatibility and ignored
+// (repl-diskless-sync-delay...) are not shown: CONFIG GET shows what is
+// in effect.
+func (a *Admin) configGet(out []byte, patterns [][]byte, resp3 bool) []byte {
 	cfg := a.relay.CurrentConfig()
 	found := map[string]string{}
 	for _, pat := range patterns {
 		p := strings.ToLower(string(pat))
 		for _, s := range settings.Table() {
+			if s.Ignored != "" {
+				continue
+			}
 			for _, name := range append([]string{s.Name}, s.Aliases...) {
 				if ok, _ := path.Match(p, name); ok {
 					found[name] = s.Get(&cfg)
@@ -69,7 +75,7 @@ func (a *Admin) configGet(out []byte, patterns [][]byte) []byte {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	out = resp.AppendArray(out, 2*len(names))
+	out = resp.AppendMapHeader(out, len(names), resp3)
 	for _, n := range names {
 		out = resp.AppendBulk(out, n)
 		out = resp.AppendBulk(out, found[n])

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,16 +19,37 @@ import (
 
 // infoSections are the sections INFO knows, in the order it writes them
 // (Redis's order, then the relay's own).
-var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "relay"}
+var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "commandstats", "keyspace", "relay"}
+
+// notDefault are the sections that, as in Redis, only INFO all, INFO
+// everything or their own name ask for.
+var notDefault = map[string]bool{"commandstats": true}
+
+// redisMode is INFO's redis_mode and HELLO's mode. Redis writes
+// standalone, sentinel or cluster; dashboards and redis_exporter's
+// instance_info label expect one of them, and to its clients the relay is
+// a standalone server (relay_version says what it is).
+const redisMode = "standalone"
 
 // DefaultRedisVersion is what INFO reports as redis_version before the
 // relay has seen a snapshot of its master: the oldest Redis whose
 // replication protocol (PSYNC2, EOF-marked transfers) the relay speaks.
 const DefaultRedisVersion = "7.0.0"
 
-// infoCommand answers INFO [section ...] with one bulk string.
-func (a *Admin) infoCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, effect) {
-	return resp.AppendBulk(out, a.info(args[1:])), effect{}
+// infoCommand answers INFO [section ...] with one bulk string (a verbatim
+// string in RESP3).
+func (a *Admin) infoCommand(out []byte, who clientInfo, args [][]byte) ([]byte, effect) {
+	return resp.AppendText(out, a.info(args[1:]), who.RESP3), effect{}
+}
+
+// redisVersion is the Redis version the relay reports (INFO redis_version,
+// HELLO): its master's, from the newest snapshot's header, or
+// DefaultRedisVersion before it has one; from says which.
+func (a *Admin) redisVersion() (version, from string) {
+	if v := a.relay.Status().MasterVersion; v != "" {
+		return v, "snapshot"
+	}
+	return DefaultRedisVersion, "default"
 }
 
 // info renders INFO [section ...] in Redis's format. Like Redis 7 it takes
@@ -35,11 +57,14 @@ func (a *Admin) infoCommand(out []byte, _ clientInfo, args [][]byte) ([]byte, ef
 // an unknown name none.
 func (a *Admin) info(args [][]byte) string {
 	want := make(map[string]bool, len(args))
-	all := len(args) == 0
+	version, versionFrom := a.redisVersion()
+	all, dflt := false, len(args) == 0
 	for _, a := range args {
 		switch name := strings.ToLower(string(a)); name {
-		case "all", "default", "everything":
+		case "all", "everything":
 			all = true
+		case "default":
+			dflt = true
 		default:
 			want[name] = true
 		}
@@ -49,25 +74,33 @@ func (a *Admin) info(args [][]byte) string {
 	kv := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
 	bodies := map[string]func(){
 		"server": func() {
-			version, from := st.MasterVersion, "snapshot"
-			if version == "" {
-				version, from = DefaultRedisVersion, "default"
-			}
 			kv("redis_version", version)
 			kv("relay_version", a.version)
-			kv("relay_redis_version_source", from)
-			kv("redis_mode", "relay")
+			kv("relay_redis_version_source", versionFrom)
+			kv("redis_mode", redisMode)
 			kv("os", runtime.GOOS+" "+runtime.GOARCH)
+			kv("arch_bits", strconv.IntSize)
 			kv("process_id", os.Getpid())
 			kv("run_id", a.runID)
+			kv("tcp_port", st.TCPPort)
+			kv("server_time_usec", time.Now().UnixMicro())
 			kv("uptime_in_seconds", int(time.Since(a.started).Seconds()))
+			kv("uptime_in_days", int(time.Since(a.started).Hours()/24))
+			if exe, err := os.Executable(); err == nil {
+				kv("executable", exe)
+			}
 		},
 		"clients": func() {
 			kv("connected_clients", a.conns.ClientCount())
 			kv("maxclients", a.cfg.Get().MaxClients)
 			kv("blocked_clients", 0)
 		},
-		"memory": func() { writeMemory(&b, &st) },
+		"memory": func() {
+			writeMemory(&b, &st)
+			if st.HasHistory {
+				kv("mem_replication_backlog", st.Log.RingBytes)
+			}
+		},
 		"persistence": func() {
 			kv("loading", 0)
 			kv("async_loading", 0)
@@ -86,16 +119,31 @@ func (a *Admin) info(args [][]byte) string {
 			kv("relay_snapshot_bytes", st.Snapshot.Size)
 		},
 		"stats": func() {
+			kv("total_connections_received", st.Connections)
+			kv("total_commands_processed", st.TotalCommands())
+			kv("instantaneous_ops_per_sec", int64(st.OpsPerSec))
+			kv("total_net_input_bytes", st.NetInputBytes)
+			kv("total_net_output_bytes", st.NetOutputBytes)
+			kv("total_net_repl_input_bytes", st.BytesFromUpstream)
+			kv("total_net_repl_output_bytes", st.BytesToReplicas)
+			kv("instantaneous_input_kbps", fmt.Sprintf("%.2f", st.InputKbps))
+			kv("instantaneous_output_kbps", fmt.Sprintf("%.2f", st.OutputKbps))
+			kv("instantaneous_input_repl_kbps", fmt.Sprintf("%.2f", st.ReplInputKbps))
+			kv("instantaneous_output_repl_kbps", fmt.Sprintf("%.2f", st.ReplOutputKbps))
+			kv("rejected_connections", st.RejectedConns)
+			kv("pubsub_channels", a.ps.ChannelCount())
+			kv("pubsub_patterns", 0) // PSUBSCRIBE is refused
+			kv("total_error_replies", st.ErrorReplies)
 			kv("sync_full", st.FullSyncsServed)
 			kv("sync_partial_ok", st.PartialSyncsServed)
 			kv("sync_partial_err", st.PartialSyncsErr)
-			kv("total_connections_received", st.Connections)
-			kv("rejected_connections", st.RejectedConns)
-			kv("total_net_repl_input_bytes", st.BytesFromUpstream)
-			kv("total_net_repl_output_bytes", st.BytesToReplicas)
+			kv("relay_commands_relayed", st.CommandsRelayed)
+			kv("relay_commands_from_clients", st.TotalCommands()-st.CommandsRelayed)
 		},
-		"replication": func() { a.writeReplication(&b, &st) },
-		"cpu":         func() { writeCPU(&b) },
+		"commandstats": func() { writeCommandStats(&b, &st) },
+		"keyspace":     func() { writeKeyspace(&b, &st) },
+		"replication":  func() { a.writeReplication(&b, &st) },
+		"cpu":          func() { writeCPU(&b) },
 		"relay": func() {
 			kv("upstream_link_state", st.LinkState)
 			kv("upstream_last_error", strconv.Quote(st.LastError))
@@ -183,15 +231,18 @@ func (a *Admin) info(args [][]byte) string {
 		},
 	}
 	for _, name := range infoSections {
-		if !all && !want[name] {
+		if !all && !want[name] && (!dflt || notDefault[name]) {
 			continue
 		}
 		if b.Len() > 0 {
 			b.WriteString("\r\n")
 		}
 		title := strings.ToUpper(name[:1]) + name[1:]
-		if name == "cpu" {
+		switch name {
+		case "cpu":
 			title = "CPU" // as Redis writes it
+		case "commandstats":
+			title = "Commandstats"
 		}
 		fmt.Fprintf(&b, "# %s\r\n", title)
 		bodies[name]()
@@ -322,4 +373,71 @@ func (a *Admin) appendRole(out []byte) []byte {
 	out = resp.AppendInt(out, p)
 	out = resp.AppendBulk(out, state)
 	return resp.AppendInt(out, off)
+}
+
+// writeCommandStats writes INFO commandstats: one line per command, with
+// the relayed and the client-sent calls of a name added together. A
+// relayed command is not executed by the relay, so it adds no time; the
+// time is what answering a client's command took. The calls by name of
+// relayed commands are published at least once a second, so for a moment
+// they may trail total_commands_processed.
+func writeCommandStats(b *strings.Builder, st *status.Status) {
+	all := make(map[string]downstream.CommandStat, len(st.Commands)+len(st.ClientCommands))
+	for name, n := range st.Commands {
+		all[name] = downstream.CommandStat{Calls: n}
+	}
+	for name, c := range st.ClientCommands {
+		r := all[name]
+		all[name] = downstream.CommandStat{Calls: r.Calls + c.Calls, Usec: c.Usec, Rejected: c.Rejected, Failed: c.Failed}
+	}
+	names := make([]string, 0, len(all))
+	for name := range all {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c := all[name]
+		perCall := 0.0
+		if c.Calls > 0 {
+			perCall = float64(c.Usec) / float64(c.Calls)
+		}
+		fmt.Fprintf(b, "cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d\r\n",
+			infoSafe(name), c.Calls, c.Usec, perCall, c.Rejected, c.Failed)
+	}
+}
+
+// infoSafe keeps a command name that came off the wire from breaking an
+// INFO line: anything but a letter, digit or one of "-_.|" becomes '_'.
+func infoSafe(name string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', strings.ContainsRune("-_.|", r):
+			return r
+		}
+		return '_'
+	}, name)
+}
+
+// writeKeyspace writes INFO keyspace from the newest snapshot the relay
+// holds: the relay keeps no dataset, so the counts are the snapshot's, as
+// of its offset, which relay_keyspace_offset gives (and relay_keyspace_age
+// its age in seconds). The writes after it are not counted. Without a
+// parsed snapshot there are no db lines. avg_ttl is left out: the relay
+// does not keep the expiry times, and Redis's 0 would say no key expires.
+func writeKeyspace(b *strings.Builder, st *status.Status) {
+	kv := func(k string, v any) { fmt.Fprintf(b, "%s:%v\r\n", k, v) }
+	if !st.HasHistory || st.Snapshot.Keys < 0 {
+		kv("relay_keyspace_source", "none")
+		return
+	}
+	kv("relay_keyspace_source", "snapshot")
+	kv("relay_keyspace_offset", st.Snapshot.Offset)
+	if !st.Snapshot.Created.IsZero() {
+		kv("relay_keyspace_age", int(time.Since(st.Snapshot.Created).Seconds()))
+	}
+	for _, db := range st.Snapshot.DBs {
+		if db.Keys > 0 {
+			fmt.Fprintf(b, "db%d:keys=%d,expires=%d\r\n", db.DB, db.Keys, db.Expires)
+		}
+	}
 }

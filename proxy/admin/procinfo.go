@@ -29,6 +29,14 @@ import (
 //	allocator_*          the Go heap: live objects, spans in use, mapped
 //	                     and not returned to the OS
 //	used_cpu_*           getrusage(RUSAGE_SELF); the relay starts no children
+//
+// mem_fragmentation_ratio and mem_fragmentation_bytes are left out. In
+// Redis they compare the RSS with what the allocator handed out, and a
+// ratio above 1.5 means fragmentation worth acting on. In a Go process the
+// same gap is the garbage collector's headroom (the heap may grow to twice
+// the live data before a collection), the runtime and the binary: it is
+// normal, it is not fragmentation, and no defragmentation reduces it, so
+// a Redis alert on it would fire on every healthy relay.
 
 // peakMemory is the highest used_memory reported. Memory belongs to the
 // process, so one value serves every Relay in it.
@@ -140,12 +148,6 @@ func writeMemory(b *strings.Builder, st *status.Status) {
 	kv("maxmemory", 0)
 	kv("maxmemory_human", "0B")
 	kv("maxmemory_policy", "noeviction")
-	ratio := 0.0
-	if used > 0 {
-		ratio = float64(rss) / float64(used)
-	}
-	kv("mem_fragmentation_ratio", fmt.Sprintf("%.2f", ratio))
-	kv("mem_fragmentation_bytes", rss-used)
 	kv("mem_allocator", "go-"+runtime.Version())
 	kv("relay_memory_go_runtime", inUse)
 	kv("relay_memory_ring", ring)

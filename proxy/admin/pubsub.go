@@ -17,7 +17,7 @@ func (a *Admin) subscribe(out []byte, who clientInfo, args [][]byte) ([]byte, ef
 	for _, ch := range channels {
 		name := string(ch)
 		n = a.ps.Subscribe(who.Sub, name)
-		out = appendSubscription(out, "subscribe", name, n)
+		out = appendSubscription(out, "subscribe", name, n, who.RESP3)
 	}
 	return out, effect{Subscribed: true, Subscriptions: n}
 }
@@ -33,24 +33,24 @@ func (a *Admin) unsubscribe(out []byte, who clientInfo, args [][]byte) ([]byte, 
 		}
 	}
 	if len(names) == 0 {
-		out = resp.AppendArray(out, 3)
+		out = resp.AppendPushHeader(out, 3, who.RESP3)
 		out = resp.AppendBulk(out, "unsubscribe")
-		out = resp.AppendNull(out)
+		out = resp.AppendNil(out, who.RESP3)
 		return resp.AppendInt(out, 0), effect{Subscribed: true, Subscriptions: 0}
 	}
 	n := 0
 	for _, name := range names {
 		n = a.ps.Unsubscribe(who.Sub, name)
-		out = appendSubscription(out, "unsubscribe", name, n)
+		out = appendSubscription(out, "unsubscribe", name, n, who.RESP3)
 	}
 	return out, effect{Subscribed: true, Subscriptions: n}
 }
 
 // appendSubscription appends the confirmation of one SUBSCRIBE or
 // UNSUBSCRIBE channel: the kind, the channel, and how many channels the
-// connection listens to now.
-func appendSubscription(out []byte, kind, channel string, n int) []byte {
-	out = resp.AppendArray(out, 3)
+// connection listens to now; a push in RESP3.
+func appendSubscription(out []byte, kind, channel string, n int, resp3 bool) []byte {
+	out = resp.AppendPushHeader(out, 3, resp3)
 	out = resp.AppendBulk(out, kind)
 	out = resp.AppendBulk(out, channel)
 	return resp.AppendInt(out, int64(n))

@@ -105,7 +105,8 @@ func FuzzClientCommands(f *testing.F) {
 		defer local.Close()
 		defer remote.Close()
 		c := &client{srv: srv, nc: local, br: bufio.NewReader(bytes.NewReader(data)), addr: "fuzz"}
-		c.setUser(acl.DefaultUser)
+		c.user = acl.DefaultUser
+		c.publish()
 		defer srv.ps.UnsubscribeAll(c)
 		for range 64 {
 			args, err := resp.ReadCommand(c.br)

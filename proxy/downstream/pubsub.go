@@ -17,7 +17,8 @@ import (
 const MaxSubscriptions = 64
 
 // Subscriber is a connection PUBLISH can deliver to. The server's
-// connections implement it; Deliver writes one message and reports whether
+// connections implement it; Deliver writes one message, given in RESP2 (a
+// connection that chose RESP3 sends it as a push), and reports whether
 // it went out.
 type Subscriber interface {
 	Deliver(msg []byte) error
@@ -125,4 +126,12 @@ func (p *PubSub) Publish(channel, msg string) int {
 		}
 	}
 	return n
+}
+
+// ChannelCount is the number of channels with a subscriber (INFO
+// pubsub_channels).
+func (p *PubSub) ChannelCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.channels)
 }

@@ -3,6 +3,7 @@ package downstream
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,6 +82,8 @@ type Server struct {
 	clients      map[*client]struct{}  // every downstream connection; guarded by clientsMu
 	sessions     map[*session]struct{} // every replica session running; guarded by clientsMu
 	nextClientID atomic.Int64
+	cmdStats     commandStats // commands clients sent, by name
+	unknown      atomic.Int64 // commands clients sent that neither the server nor a handler knows
 
 	syncPace pacer     // the full-sync-bandwidth-limit shared by every full sync
 	slots    syncSlots // full syncs running and queued (full-sync-max-concurrent)
@@ -178,16 +181,16 @@ func acceptCanRecover(err error) bool {
 }
 
 // client is one downstream connection before it becomes a replica session.
+//
+// Its fields belong to the connection's own goroutine. What CLIENT LIST
+// shows of it to other connections is the copy in shown, which that
+// goroutine replaces before and after every command.
 type client struct {
 	srv  *Server
 	nc   net.Conn
 	br   *bufio.Reader
 	out  []byte
 	addr string
-	// user is the ACL user the connection runs as ("" before AUTH). Only
-	// the connection's own goroutine sets it; CLIENT LIST on another
-	// connection reads it, so it is atomic.
-	user atomic.Pointer[string]
 
 	// Set by REPLCONF.
 	listeningPort int
@@ -203,18 +206,26 @@ type client struct {
 	filtered        bool
 	filterFunctions bool
 
-	id      int64
-	created time.Time
-	name    atomic.Value // string, CLIENT SETNAME
-	lastCmd atomic.Value // string
-	lastAt  atomic.Int64 // unix nanoseconds
-	replica atomic.Bool  // became a replica session
-	multi   [][][]byte   // commands queued after MULTI; nil outside a transaction
-	inMulti bool
+	id       int64
+	fd       int // the socket's file descriptor; -1 when it has none
+	created  time.Time
+	name     string // CLIENT SETNAME, HELLO SETNAME
+	user     string // the ACL user the connection runs as; "" before AUTH
+	libName  string // CLIENT SETINFO lib-name
+	libVer   string // CLIENT SETINFO lib-ver
+	resp3    bool   // HELLO 3: replies in RESP3
+	lastCmd  string // as CLIENT LIST names it: "get", "client|list"
+	lastAt   time.Time
+	argvMem  int64      // bytes of the arguments of the command running; 0 between commands
+	multi    [][][]byte // commands queued after MULTI; nil outside a transaction
+	multiMem int64      // bytes of their arguments
+	inMulti  bool
 	// multiAborted: a command was refused while queuing, so EXEC
 	// discards the transaction (EXECABORT), as in Redis.
 	multiAborted bool
-	wmu          sync.Mutex // serialises writes: replies and published messages
+	replica      atomic.Bool                // became a replica session
+	shown        atomic.Pointer[ClientInfo] // what CLIENT LIST shows of the connection
+	wmu          sync.Mutex                 // serialises writes: replies and published messages
 
 	// subscriptions is how many channels the connection listens to, as the
 	// last SUBSCRIBE or UNSUBSCRIBE reported (the PubSub keeps the channels).
@@ -239,16 +250,18 @@ func (srv *Server) handleConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	c := &client{
-		srv: srv, nc: nc, br: bufio.NewReaderSize(nc, 16<<10),
+		srv: srv, nc: nc, br: bufio.NewReaderSize(wire.CountingReader{R: nc, N: &srv.stats.clientBytesIn}, clientReadBuffer),
 		addr:    nc.RemoteAddr().String(),
 		id:      srv.nextClientID.Add(1),
+		fd:      socketFD(nc),
 		created: time.Now(),
 
 		zstdLevel: zstd.SpeedDefault,
 	}
 	if open {
-		c.setUser(acl.DefaultUser)
+		c.user = acl.DefaultUser
 	}
+	c.publish()
 	srv.clientsMu.Lock()
 	srv.clients[c] = struct{}{}
 	srv.clientsMu.Unlock()
@@ -285,14 +298,18 @@ func (srv *Server) handleConn(ctx context.Context, nc net.Conn) {
 		if len(args) == 0 {
 			continue
 		}
-		c.lastCmd.Store(strings.ToLower(string(args[0])))
-		c.lastAt.Store(time.Now().UnixNano())
+		c.lastCmd, c.lastAt, c.argvMem = commandLabel(args), time.Now(), argsSize(args)
+		c.publish()
 		sess, quit := c.execute(args)
+		c.argvMem = 0
+		if sess != nil {
+			c.replica.Store(true)
+		}
+		c.publish()
 		if err := c.flush(); err != nil || quit {
 			return
 		}
 		if sess != nil {
-			c.replica.Store(true)
 			sess.run(ctx)
 			return
 		}
@@ -306,7 +323,8 @@ func (c *client) flush() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.Timeout()))
-	_, err := c.nc.Write(c.out)
+	n, err := c.nc.Write(c.out)
+	c.srv.stats.clientBytesOut.Add(int64(n))
 	c.out = c.out[:0]
 	return err
 }
@@ -314,17 +332,17 @@ func (c *client) flush() error {
 // execute runs one command, or queues it inside MULTI.
 func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
-	// user, set only by AUTH's effect, guards every command but AUTH,
-	// PING and QUIT; then the user's ACL decides, for every command,
-	// queued ones included; a subscribed connection may send only these few.
-	user := c.userName()
-	if user == "" {
-		if name != "auth" && name != "ping" && name != "quit" {
-			c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
+	// user, set only by AUTH's or HELLO's effect, guards every command
+	// but AUTH, HELLO, PING and QUIT; then the user's ACL decides, for
+	// every command, queued ones included; a subscribed connection may
+	// send only these few.
+	if c.user == "" {
+		if name != "auth" && name != "hello" && name != "ping" && name != "quit" {
+			c.reject(name, "NOAUTH Authentication required.")
 			return nil, false
 		}
-	} else if err := c.srv.acl.Check(user, args, func() string { return c.info().Describe() }); err != nil {
-		c.out = resp.AppendError(c.out, err.Error())
+	} else if err := c.srv.acl.Check(c.user, args, func() string { return c.info().Describe() }); err != nil {
+		c.reject(name, err.Error())
 		c.multiAborted = c.inMulti
 		return nil, errors.Is(err, acl.ErrNoUser)
 	}
@@ -332,10 +350,11 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 		switch name {
 		case "subscribe", "unsubscribe", "ping", "quit", "psubscribe", "punsubscribe":
 		default:
-			c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Can't execute '%s': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT are allowed in this context", resp.Excerpt(args[0], 32)))
+			c.reject(name, fmt.Sprintf("ERR Can't execute '%s': only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT are allowed in this context", resp.Excerpt(args[0], 32)))
 			return nil, false
 		}
 		if name == "ping" {
+			c.count(name, 0, false)
 			c.out = resp.AppendArray(c.out, 2)
 			c.out = resp.AppendBulk(c.out, "pong")
 			c.out = resp.AppendBulk(c.out, "")
@@ -345,8 +364,9 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 	if c.inMulti {
 		switch name {
 		case "exec":
+			c.count(name, 0, false)
 			queued, aborted := c.multi, c.multiAborted
-			c.multi, c.inMulti, c.multiAborted = nil, false, false
+			c.multi, c.multiMem, c.inMulti, c.multiAborted = nil, 0, false, false
 			if aborted {
 				c.out = resp.AppendError(c.out, "EXECABORT Transaction discarded because of previous errors.")
 				return nil, false
@@ -358,28 +378,32 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 				}
 			}
 		case "discard":
-			c.multi, c.inMulti, c.multiAborted = nil, false, false
+			c.count(name, 0, false)
+			c.multi, c.multiMem, c.inMulti, c.multiAborted = nil, 0, false, false
 			c.out = resp.AppendSimple(c.out, "OK")
 		case "multi":
-			c.out = resp.AppendError(c.out, "ERR MULTI calls can not be nested")
+			c.reject(name, "ERR MULTI calls can not be nested")
 		case "psync", "sync", "shutdown", "quit":
-			c.out = resp.AppendError(c.out, "ERR Command not allowed inside a transaction")
+			c.reject(name, "ERR Command not allowed inside a transaction")
 		default:
 			if len(c.multi) >= resp.MaxArgs {
-				c.out = resp.AppendError(c.out, "ERR too many commands in the transaction")
+				c.reject(name, "ERR too many commands in the transaction")
 				return nil, false
 			}
 			c.multi = append(c.multi, args)
+			c.multiMem += argsSize(args)
 			c.out = resp.AppendSimple(c.out, "QUEUED")
 		}
 		return nil, false
 	}
 	switch name {
 	case "multi":
+		c.count(name, 0, false)
 		c.inMulti = true
 		c.out = resp.AppendSimple(c.out, "OK")
 		return nil, false
 	case "exec", "discard":
+		c.count(name, 0, true)
 		c.out = resp.AppendError(c.out, fmt.Sprintf("ERR %s without MULTI", strings.ToUpper(name)))
 		return nil, false
 	}
@@ -392,6 +416,10 @@ func (c *client) execute(args [][]byte) (sess *session, quit bool) {
 // back what the connection must change; the connection applies it.
 func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 	name := strings.ToLower(string(args[0]))
+	start, replyAt := time.Now(), len(c.out)
+	defer func() {
+		c.count(name, time.Since(start), len(c.out) > replyAt && c.out[replyAt] == '-')
+	}()
 	if h := c.srv.handler(name); h != nil {
 		var e Effect
 		c.out, e = h(c.out, c.info(), args)
@@ -426,6 +454,7 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 		}
 		return newSession(c, "?", -1, true), false
 	default:
+		c.srv.unknown.Add(1)
 		if h := c.srv.other; h != nil {
 			var e Effect
 			c.out, e = h(c.out, c.info(), args)
@@ -444,40 +473,98 @@ func (c *client) wrongArgs(name string) {
 	c.out = resp.AppendWrongArgs(c.out, name)
 }
 
-// info is what an admin command sees of this connection.
+// info is what a command handler sees of this connection. Only the
+// connection's own goroutine may call it.
 func (c *client) info() ClientInfo {
-	name, _ := c.name.Load().(string)
-	cmd, _ := c.lastCmd.Load().(string)
-	var lastAt time.Time
-	if at := c.lastAt.Load(); at > 0 {
-		lastAt = time.Unix(0, at)
+	multi := -1
+	if c.inMulti {
+		multi = len(c.multi)
 	}
+	qbuf := c.br.Buffered()
 	return ClientInfo{
-		ID: c.id, Addr: c.addr, LocalAddr: c.nc.LocalAddr().String(), Name: name, User: c.userName(),
-		LastCmd: cmd, LastAt: lastAt, Created: c.created, Replica: c.replica.Load(),
-		Sub: c,
+		ID: c.id, Addr: c.addr, LocalAddr: c.nc.LocalAddr().String(), FD: c.fd,
+		Name: c.name, User: c.user, LibName: c.libName, LibVer: c.libVer, RESP3: c.resp3,
+		LastCmd: c.lastCmd, LastAt: c.lastAt, Created: c.created, Replica: c.replica.Load(),
+		Subscriptions: c.subscriptions, Multi: multi, MultiMem: c.multiMem, ArgvMem: c.argvMem,
+		Qbuf: qbuf, QbufFree: c.br.Size() - qbuf, Obl: len(c.out),
+		TotMem: int64(c.br.Size()+cap(c.out)) + c.multiMem + c.argvMem,
+		Sub:    c,
 	}
 }
 
-// userName is the ACL user the connection runs as; "" before AUTH.
-func (c *client) userName() string {
-	if u := c.user.Load(); u != nil {
-		return *u
-	}
-	return ""
+// publish replaces what CLIENT LIST shows of the connection.
+func (c *client) publish() {
+	ci := c.info()
+	ci.Sub = nil
+	c.shown.Store(&ci)
 }
 
-func (c *client) setUser(name string) { c.user.Store(&name) }
+// clientReadBuffer is the size of a connection's read buffer (qbuf and
+// qbuf-free in CLIENT LIST add up to it).
+const clientReadBuffer = 16 << 10
+
+// socketFD is the file descriptor of the socket under nc (through TLS),
+// or -1 when it has none.
+func socketFD(nc net.Conn) int {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	raw.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
+
+// commandLabel names a command as CLIENT LIST's cmd= does: the command,
+// or command|subcommand for the commands that have subcommands.
+func commandLabel(args [][]byte) string {
+	name := strings.ToLower(string(args[0]))
+	switch name {
+	case "client", "config", "slowlog", "latency", "command", "relay", "acl":
+		if len(args) > 1 && len(args[1]) <= 32 {
+			return name + "|" + strings.ToLower(string(args[1]))
+		}
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	return name
+}
+
+// argsSize is the bytes of a command's arguments.
+func argsSize(args [][]byte) int64 {
+	var n int64
+	for _, a := range args {
+		n += int64(len(a))
+	}
+	return n
+}
 
 // apply makes the change an admin command asked of this connection, after
 // its reply has been appended, and reports whether the connection must
 // close.
 func (c *client) apply(e Effect) (quit bool) {
 	if e.Authenticated {
-		c.setUser(e.User)
+		c.user = e.User
 	}
 	if e.SetName != nil {
-		c.name.Store(*e.SetName)
+		c.name = *e.SetName
+	}
+	if e.LibName != nil {
+		c.libName = *e.LibName
+	}
+	if e.LibVer != nil {
+		c.libVer = *e.LibVer
+	}
+	if e.Proto != 0 {
+		c.resp3 = e.Proto == 3
 	}
 	if e.Subscribed {
 		c.subscriptions = e.Subscriptions
@@ -488,10 +575,15 @@ func (c *client) apply(e Effect) (quit bool) {
 // Deliver writes one published message to the connection, between its
 // replies (wmu). A connection that cannot take it within a second is closed.
 func (c *client) Deliver(msg []byte) error {
+	if s := c.shown.Load(); s != nil && s.RESP3 && len(msg) > 0 && msg[0] == '*' {
+		// The same message as a RESP3 push: only the header's type differs.
+		msg = append([]byte{'>'}, msg[1:]...)
+	}
 	c.wmu.Lock()
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, err := c.nc.Write(msg)
+	n, err := c.nc.Write(msg)
 	c.wmu.Unlock()
+	c.srv.stats.clientBytesOut.Add(int64(n))
 	if err != nil {
 		c.nc.Close()
 	}
@@ -572,12 +664,33 @@ func (c *client) replconf(args [][]byte) {
 	c.out = resp.AppendSimple(c.out, "OK")
 }
 
-// ClientInfos describes every downstream connection, oldest first.
+// ClientInfos describes every downstream connection, oldest first. A
+// replica's omem is the part of the history the relay holds for it and
+// has not sent: the rest of the snapshot during a full sync, then the log
+// past what it was sent.
 func (srv *Server) ClientInfos() []ClientInfo {
+	var next int64 = -1
+	if log := srv.hist.CurrentLog(); log != nil {
+		_, next = log.Range()
+	}
 	srv.clientsMu.Lock()
+	unsent := make(map[*client]int64, len(srv.sessions))
+	for s := range srv.sessions {
+		switch sent, total := s.sent.Load(), s.bulkTotal.Load(); {
+		case sent > 0 && next >= 0:
+			unsent[s.c] = max(next-sent, 0)
+		case total > 0:
+			unsent[s.c] = max(total-s.bulkSent.Load(), 0)
+		}
+	}
 	list := make([]ClientInfo, 0, len(srv.clients))
 	for o := range srv.clients {
-		list = append(list, o.info())
+		ci := *o.shown.Load()
+		if n, ok := unsent[o]; ok {
+			ci.Omem = n
+			ci.TotMem += n
+		}
+		list = append(list, ci)
 	}
 	srv.clientsMu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
@@ -650,11 +763,19 @@ func (srv *Server) DownstreamAcks() []int64 {
 	return acks
 }
 
-// ClientCount is the number of downstream connections.
+// ClientCount is the number of downstream connections that are not
+// replicas: connected_clients, which leaves replicas out in Redis too
+// (connected_slaves counts them).
 func (srv *Server) ClientCount() int {
 	srv.clientsMu.Lock()
 	defer srv.clientsMu.Unlock()
-	return len(srv.clients)
+	n := 0
+	for c := range srv.clients {
+		if !c.replica.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // handler returns the handler of the command name, or nil.
@@ -685,6 +806,10 @@ type Status struct {
 	FullSyncPaceWait    time.Duration
 	CompressedOutStream int64
 	CompressedOutWire   int64
+	ClientCommands      map[string]CommandStat // commands clients sent, by lower-case name; those sent at least once
+	UnknownCommands     int64                  // commands clients sent that neither the server nor a handler knows
+	ClientBytesIn       int64                  // bytes read from connections: requests, replicas' ACKs
+	ClientBytesOut      int64                  // replies and published messages written to connections
 }
 
 // Status reports the server's state.
@@ -705,7 +830,17 @@ func (srv *Server) Status() Status {
 	st.ProtocolErrors = c.protocolErrors.Load()
 	st.FullSyncPacedBytes, st.FullSyncPaceWait = c.pacedBytes.Load(), time.Duration(c.paceWait.Load())
 	st.CompressedOutStream, st.CompressedOutWire = c.zOut.Stream.Load(), c.zOut.Wire.Load()
+	st.ClientCommands, st.UnknownCommands = srv.cmdStats.snapshot(), srv.unknown.Load()
+	st.ClientBytesIn, st.ClientBytesOut = c.clientBytesIn.Load(), c.clientBytesOut.Load()
 	return st
+}
+
+// Counts reads, without a lock, what the relay samples rates of: the
+// commands clients sent, the bytes read from and written to connections
+// (replies), and the bytes sent to replicas.
+func (srv *Server) Counts() (commands, bytesIn, bytesOut, toReplicas int64) {
+	c := srv.stats
+	return srv.cmdStats.total(), c.clientBytesIn.Load(), c.clientBytesOut.Load(), c.bytesToReplicas.Load()
 }
 
 // counters are the server's monotonic counts, read without locks.
@@ -721,6 +856,8 @@ type counters struct {
 	zOut               wire.LinkBytes // compressed links to replicas
 	pacedBytes         atomic.Int64   // snapshot bytes sent under a full-sync bandwidth limit
 	paceWait           atomic.Int64   // nanoseconds full syncs waited for the bandwidth limits
+	clientBytesIn      atomic.Int64   // bytes read from connections: requests, replicas' ACKs
+	clientBytesOut     atomic.Int64   // replies and published messages written to connections
 }
 
 func newCounters() *counters {

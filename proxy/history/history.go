@@ -459,6 +459,10 @@ func (h *Store) afterParse(s *SnapshotFile) {
 		s.mu.Lock()
 		if s.parseErr == nil {
 			s.meta.Keys, s.meta.Expires = sum.Keys, sum.Expires
+			s.meta.DBs = make([]DBKeys, 0, len(sum.DBs))
+			for _, d := range sum.DBs {
+				s.meta.DBs = append(s.meta.DBs, DBKeys{DB: d.DB, Keys: d.Keys, Expires: d.Expires})
+			}
 		}
 		s.meta.Version = sum.Version
 		s.mu.Unlock()

@@ -42,6 +42,14 @@ type Snapshot struct {
 	Keys    int64     `json:"keys"`    // keys in all databases, from the RDB parser; -1 when unknown
 	Expires int64     `json:"expires"` // keys with a TTL; -1 when unknown
 	Version int       `json:"rdb_version"`
+	DBs     []DBKeys  `json:"dbs,omitempty"` // per database, from the RDB parser; empty when unknown
+}
+
+// DBKeys is what a snapshot holds in one database.
+type DBKeys struct {
+	DB      int   `json:"db"`
+	Keys    int64 `json:"keys"`
+	Expires int64 `json:"expires"`
 }
 
 // Hold is the command tripwire holding replicas; it is kept in state.json

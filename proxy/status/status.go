@@ -54,6 +54,17 @@ type Status struct {
 	LinkDowns          map[upstream.LinkDownReason]int64 // upstream link losses, by reason
 	LastDownReason     upstream.LinkDownReason           // why the upstream link last went down; empty before it has
 	Commands           map[string]int64                  // commands relayed, by lower-case name (at most maxCommandNames, then "other")
+	CommandsRelayed    int64                             // commands in the stream from upstream
+	ClientCommands     map[string]downstream.CommandStat // commands clients sent, by lower-case name; only those sent at least once
+	NetInputBytes      int64                             // everything read: the stream and snapshots from upstream, requests and ACKs from downstream
+	NetOutputBytes     int64                             // everything written downstream: stream, snapshots, replies (the relay's ACKs upstream are left out)
+	OpsPerSec          float64                           // commands relayed and from clients, per second over the last 1.6 s
+	InputKbps          float64                           // KiB/s of NetInputBytes over the last 1.6 s
+	OutputKbps         float64                           // KiB/s of NetOutputBytes
+	ReplInputKbps      float64                           // KiB/s of BytesFromUpstream
+	ReplOutputKbps     float64                           // KiB/s of BytesToReplicas
+	TCPPort            int                               // the port of the relay's first listener; 0 before Run
+	ErrorReplies       int64                             // error replies to clients: commands rejected, failed or unknown
 	Connections        int64
 	RejectedConns      int64
 	ProtocolErrors     int64
@@ -113,4 +124,15 @@ func (st Status) MasterOffset() int64 {
 		return 0
 	}
 	return st.Log.Next - 1
+}
+
+// TotalCommands is total_commands_processed: the commands relayed from
+// upstream and the commands clients sent the relay, as a stock replica
+// counts both the commands it applies from its master and its clients'.
+func (st Status) TotalCommands() int64 {
+	n := st.CommandsRelayed
+	for _, c := range st.ClientCommands {
+		n += c.Calls
+	}
+	return n
 }

@@ -50,10 +50,12 @@ func (u *Link) stream(ctx context.Context, c *upstreamConn, addr string, ackNow 
 
 	buf := make([]byte, 256<<10)
 	getack := false
+	var relayed int64 // commands framed by one Feed
 	onCmd := func(cmd *replstream.Command) {
 		u.hist.Tripwire(cmd, u.resume.At())
 		u.resume.Add(cmd)
 		u.counts.add(cmd.Name)
+		relayed++
 		if cmd.IsGetAck() {
 			getack = true
 		}
@@ -67,6 +69,8 @@ func (u *Link) stream(ctx context.Context, c *upstreamConn, addr string, ackNow 
 				return fmt.Errorf("%w: %w", errLocalWrite, aerr)
 			}
 			u.stats.bytesFromUpstream.Add(int64(valid))
+			u.stats.commandsRelayed.Add(relayed)
+			relayed = 0
 			u.counts.maybePublish(u, c.br.Buffered() == 0)
 			if ferr != nil {
 				u.stats.protocolErrors.Add(1)

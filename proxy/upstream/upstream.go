@@ -493,6 +493,7 @@ type Status struct {
 	AckedUpstream      int64
 	UpstreamCompressed bool
 	Commands           map[string]int64 // commands relayed, by lower-case name
+	CommandsRelayed    int64            // every command relayed; Commands may trail it by a second
 
 	UpstreamFullSyncs  int64
 	UpstreamPartials   int64
@@ -539,6 +540,7 @@ func (u *Link) Status() Status {
 	st.UpstreamFullSyncs = c.upstreamFullSyncs.Load()
 	st.UpstreamPartials = c.upstreamPartials.Load()
 	st.BytesFromUpstream = c.bytesFromUpstream.Load()
+	st.CommandsRelayed = c.commandsRelayed.Load()
 	st.LinkDowns = make(map[LinkDownReason]int64, len(c.linkDowns))
 	for k, n := range c.linkDowns {
 		st.LinkDowns[k] = n.Load()
@@ -570,6 +572,13 @@ type counters struct {
 	tailCuts          atomic.Int64   // unfinished commands dropped after a link loss
 	branchCuts        atomic.Int64   // data-free tails dropped to continue on a promoted replica
 	zIn               wire.LinkBytes // the compressed link from the upstream
+	commandsRelayed   atomic.Int64   // commands in the stream, counted as they are appended
+}
+
+// Relayed reads two of Status's counters without a lock, for sampling
+// rates: the commands relayed and the bytes read from upstream.
+func (u *Link) Relayed() (commands, bytes int64) {
+	return u.stats.commandsRelayed.Load(), u.stats.bytesFromUpstream.Load()
 }
 
 func newCounters() *counters {
