@@ -261,6 +261,7 @@ func TestTripwireHoldSurvivesFullSync(t *testing.T) {
 // not committed, nor served to a replica that joins while holding, not even
 // while it is still on its way in (the test stops it there).
 func TestTripwireHoldDropsRefresh(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 2000)
 	stopped, resume := make(chan struct{}), make(chan struct{})
