@@ -17,7 +17,11 @@ import (
 )
 
 func streamParams(o *options) []param {
-	return []param{{"value", o.streamValue}, {"pipeline", o.pipeline}, {"writers", o.writers}, {"seconds", int(o.streamDuration.Seconds())}}
+	ps := []param{{"value", o.streamValue}, {"pipeline", o.pipeline}, {"writers", o.writers}, {"seconds", int(o.streamDuration.Seconds())}}
+	if o.streamLeaves != 2 {
+		ps = append(ps, param{"leaves", o.streamLeaves})
+	}
+	return ps
 }
 
 // setCommandBytes is the size of "SET <key> <value>" in the replication
@@ -166,10 +170,10 @@ func durationsMS(ds []time.Duration) []float64 {
 }
 
 // streamOnce measures steady replication under write load through kind,
-// with two leaves: throughput at a leaf, leaf lag, and propagation latency
+// with -stream-leaves leaves (two by default): throughput at a leaf, leaf lag, and propagation latency
 // idle and under load.
 func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[string]float64, error) {
-	t, err := o.warmTopo(ctx, e, kind, 2, 0, 0)
+	t, err := o.warmTopo(ctx, e, kind, o.streamLeaves, 0, 0)
 	if err != nil {
 		return nil, err
 	}
