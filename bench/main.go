@@ -682,8 +682,8 @@ func metricOrder(scenario, metric string) int {
 			"lat_idle_p50_ms", "lat_idle_p99_ms", "lat_idle_max_ms", "lat_load_p50_ms", "lat_load_p99_ms", "lat_load_max_ms",
 			"link_wire_ratio", "link_stream_mb_s",
 			"probe_timeouts", "drain_s", "master_cpu_pct", "upstream_cpu_pct", "middle_cpu_pct", "middle_cpu_ms_per_mb", "leaf_cpu_pct", "master_forks", "relay_refreshes",
-			"master_us_per_op", "master_writes_per_kop", "master_reads_per_kop", "master_bytes_per_write", "master_cswitch_per_kop",
-			"middle_reads_per_mb", "middle_bytes_per_read", "middle_writes_per_mb", "middle_cswitch_per_mb",
+			"master_us_per_op", "master_writes_per_kop", "master_reads_per_kop", "master_bytes_per_write", "master_cswitch_per_kop", "master_forced_cswitch_per_kop",
+			"middle_reads_per_mb", "middle_bytes_per_read", "middle_writes_per_mb", "middle_cswitch_per_mb", "middle_forced_cswitch_per_mb",
 			"middle_peak_rss_mb",
 		},
 		"ingest": {

@@ -365,6 +365,9 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 		m["master_writes_per_kop"] = d.writeCalls / kops
 		m["master_reads_per_kop"] = d.readCalls / kops
 		m["master_cswitch_per_kop"] = (d.voluntary + d.forced) / kops
+		// Forced: switched out while it could run, by a thread it woke or
+		// any other (nonvoluntary_ctxt_switches).
+		m["master_forced_cswitch_per_kop"] = d.forced / kops
 		if d.writeCalls > 0 {
 			m["master_bytes_per_write"] = d.writeBytes / d.writeCalls
 		}
@@ -375,6 +378,7 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 		m["middle_reads_per_mb"] = d.readCalls / mb
 		m["middle_writes_per_mb"] = d.writeCalls / mb
 		m["middle_cswitch_per_mb"] = (d.voluntary + d.forced) / mb
+		m["middle_forced_cswitch_per_mb"] = d.forced / mb
 		if d.readCalls > 0 {
 			m["middle_bytes_per_read"] = d.readBytes / d.readCalls
 		}
