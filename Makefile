@@ -8,7 +8,7 @@ IMAGE ?= redis-relay
 TAG ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: demo test race chaos fuzz bench compare compare-links build redis tools image
+.PHONY: demo test race chaos fuzz bench compare compare-old compare-links build redis tools image
 
 build:
 	$(GO) build -buildvcs=auto -ldflags "-X main.buildTime=$(BUILD_TIME)" -o bin/redis-relay ./cmd/redis-relay
@@ -71,6 +71,16 @@ bench:
 # redrawing the SVG plots next to it.
 compare: redis
 	$(GO) run ./bench -plots docs
+
+# The relay against a build of an earlier commit, paired in one run:
+# make compare-old OLD=<commit> (stream and fanout; docs/BENCHMARKS.md).
+OLD_DIR := $(or $(TMPDIR),/tmp)/redis-relay-old
+compare-old: redis
+	@test -n "$(OLD)" || { echo "usage: make compare-old OLD=<commit>"; exit 2; }
+	rm -rf $(OLD_DIR) && mkdir -p $(OLD_DIR)/src
+	git archive $(OLD) | tar -x -C $(OLD_DIR)/src
+	cd $(OLD_DIR)/src && $(GO) build -o $(OLD_DIR)/redis-relay ./cmd/redis-relay
+	$(GO) run ./bench -scenarios stream,fanout -dataset 50mb -n 1,4 -stagger-n 0 -old-relay-bin $(OLD_DIR)/redis-relay
 
 # The added latency of a zstd-compressed relay-to-relay hop against a plain
 # one (docs/BENCHMARKS.md).

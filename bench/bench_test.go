@@ -226,11 +226,11 @@ func TestIngestFloorAndRelay(t *testing.T) {
 func TestChainColumnsAndCheck(t *testing.T) {
 	r := &row{scenario: "stream", vals: map[string]map[int]float64{cfgChain: {1: 1}, cfgChainZstd: {1: 2}}}
 	configs, ratios := columns("stream")
-	configs, ratios = withChain(configs, ratios, nil)
+	configs, ratios = withExtra(configs, ratios, nil)
 	if len(configs) != 3 {
 		t.Fatalf("no chain rows: columns %v", configs)
 	}
-	configs, ratios = withChain(configs, ratios, []*row{r})
+	configs, ratios = withExtra(configs, ratios, []*row{r})
 	if strings.Join(configs, ",") != "direct,intermediate,relay,chain,chain-zstd" || ratios[len(ratios)-1] != [2]string{cfgChainZstd, cfgChain} {
 		t.Errorf("stream columns with chain rows: %v %v", configs, ratios)
 	}
@@ -250,6 +250,36 @@ func TestChainColumnsAndCheck(t *testing.T) {
 		if err := o.check(); (err == nil) != tc.ok {
 			t.Errorf("%v: check() = %v, want ok %v", tc.args, err, tc.ok)
 		}
+	}
+}
+
+// TestOldColumnsAndFlag: -old-relay-bin puts old beside relay, and the
+// tables gain the same-run ratio relay/old.
+func TestOldColumnsAndFlag(t *testing.T) {
+	o, err := parseFlags([]string{"-configs", "direct,relay,intermediate", "-old-relay-bin", "/bin/true"}, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(o.configs, ","); got != "direct,relay,old,intermediate" {
+		t.Errorf("configs %s, want old after relay", got)
+	}
+	if err := o.check(); err != nil {
+		t.Errorf("check: %v", err)
+	}
+	o, err = parseFlags([]string{"-configs", "relay,old"}, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.check(); err == nil {
+		t.Error("old without -old-relay-bin: check() = nil, want an error")
+	}
+	r := &row{scenario: "fanout", vals: map[string]map[int]float64{cfgRelay: {1: 2}, cfgOld: {1: 4}}}
+	configs, ratios := withExtra(allConfigs, [][2]string{{cfgRelay, cfgDirect}}, []*row{r})
+	if strings.Join(configs, ",") != "direct,intermediate,relay,old" || ratios[len(ratios)-1] != [2]string{cfgRelay, cfgOld} {
+		t.Errorf("columns with old rows: %v %v", configs, ratios)
+	}
+	if v := r.ratio(cfgRelay, cfgOld); v != 0.5 {
+		t.Errorf("relay/old = %v, want 0.5", v)
 	}
 }
 

@@ -127,7 +127,7 @@ func syncChecks(ctx context.Context, t *topo, masterFull int64, m map[string]flo
 		served = ms.syncFull
 	}
 	m["served_full"] = float64(served)
-	if t.kind == cfgRelay {
+	if isRelay(t.kind) {
 		// The relay counts a full sync once it is sent; a session cut
 		// before that shows only among its disconnects.
 		n, err := relayReplicaDisconnects(ctx, t.middle)

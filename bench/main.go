@@ -68,6 +68,7 @@ type options struct {
 	streamDuration time.Duration
 	warmup         time.Duration
 	streamValue    int
+	streamLeaves   int
 	pipeline       int
 	writers        int
 	keyspace       int
@@ -99,12 +100,13 @@ type options struct {
 	scaleN       int
 	scaleDataset int64
 
-	relayBin   string
-	floorBin   string
-	relayArgs  []string
-	profileDir string
-	jsonPath   string
-	plotDir    string
+	relayBin    string
+	oldRelayBin string
+	floorBin    string
+	relayArgs   []string
+	profileDir  string
+	jsonPath    string
+	plotDir     string
 
 	mu       sync.Mutex
 	rdbSizes map[int64]int64
@@ -154,7 +156,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	var (
 		scenarios = fs.String("scenarios", "fanout,stream,resync,ingest,scale", "scenarios to run")
-		configs   = fs.String("configs", "direct,intermediate,relay", "configurations to compare (direct, intermediate, relay; for the stream scenario also chain, chain-zstd)")
+		configs   = fs.String("configs", "direct,intermediate,relay", "configurations to compare (direct, intermediate, relay, old with -old-relay-bin; for the stream scenario also chain, chain-zstd)")
 		runs      = fs.Int("runs", 3, "runs of each configuration; tables show medians")
 		datasets  = fs.String("dataset", "200mb", "fanout dataset sizes (bytes of values; kb, mb, gb are powers of 1024), comma-separated")
 		valueSize = fs.String("value-size", "1kb", "value size of the DEBUG POPULATE datasets")
@@ -163,6 +165,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		duration  = fs.Duration("stream-duration", 20*time.Second, "stream: length of the write load")
 		warmup    = fs.Duration("warmup", 3*time.Second, "stream: start of the load left out of the measurement")
 		sValue    = fs.Int("stream-value", 256, "stream: value size of the SETs")
+		sLeaves   = fs.Int("stream-leaves", 2, "stream: replicas behind the node under test")
 		pipeline  = fs.Int("pipeline", 32, "stream: pipeline depth of each writer")
 		writers   = fs.Int("writers", 4, "stream: concurrent pipelined writers")
 		keyspace  = fs.Int("keyspace", 100000, "stream: distinct keys written")
@@ -191,6 +194,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		syncTO    = fs.Duration("sync-timeout", 10*time.Minute, "give up waiting for replicas to sync after this long")
 		maxMem    = fs.String("max-memory", "16gb", "refuse fanout settings whose redis-servers would need more memory than this")
 		relayBin  = fs.String("relay-bin", "", "redis-relay binary (default: go build ./cmd/redis-relay into the temp dir)")
+		oldBin    = fs.String("old-relay-bin", "", "adds configuration old: the relay run from this binary (e.g. a build of an earlier commit), beside relay, with same-run ratios relay/old")
 		relayArgs = fs.String("relay-args", "", "extra arguments for \"redis-relay run\", space-separated (for tuning, e.g. \"--refresh-ratio=-1\"; with -relay-cpuprofile only --refresh-ratio)")
 		profDir   = fs.String("relay-cpuprofile", "", "run the relay in-process under a CPU profiler (bench/relayprof) and write its profiles into this directory")
 		jsonPath  = fs.String("json", "", "also write the JSON lines to this file")
@@ -222,14 +226,22 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	o := &options{
 		scenarios: splitList(*scenarios), configs: splitList(*configs), runs: *runs,
-		staggerN: *staggerN, streamDuration: *duration, warmup: *warmup, streamValue: *sValue,
+		staggerN: *staggerN, streamDuration: *duration, warmup: *warmup, streamValue: *sValue, streamLeaves: *sLeaves,
 		pipeline: *pipeline, writers: *writers, keyspace: *keyspace, probes: *probes,
 		probeInterval: *probeIvl, lagInterval: *lagIvl, settle: *settle, disklessDelay: *delay, backlog: *backlog,
 		ingestConfigs: splitList(*iConfigs), ingestClients: *iClients, ingestKeys: *iKeys, ingestDuration: *iDuration,
 		ingestInterval: *iInterval, ingestBacklog: *iBacklog, ingestWriter: *iWriter, floorFsync: *floorSync, floorBin: *floorBin,
-		syncTimeout: *syncTO, relayBin: *relayBin, relayArgs: strings.Fields(*relayArgs), profileDir: *profDir, jsonPath: *jsonPath,
+		syncTimeout: *syncTO, relayBin: *relayBin, oldRelayBin: *oldBin, relayArgs: strings.Fields(*relayArgs), profileDir: *profDir, jsonPath: *jsonPath,
 		plotDir: *plotDir, scaleN: *scaleN,
 		rdbSizes: map[int64]int64{},
+	}
+	if o.oldRelayBin != "" && !slices.Contains(o.configs, cfgOld) {
+		// Beside relay, so that the two alternate next to each other.
+		i := len(o.configs)
+		if j := slices.Index(o.configs, cfgRelay); j >= 0 {
+			i = j + 1
+		}
+		o.configs = slices.Insert(o.configs, i, cfgOld)
 	}
 	var err error
 	if o.datasets, err = parseSizes(*datasets); err != nil {
@@ -274,8 +286,14 @@ func (o *options) check() error {
 		}
 	}
 	for _, c := range o.configs {
+		if c == cfgOld {
+			if o.oldRelayBin == "" {
+				return errors.New("configuration old needs -old-relay-bin")
+			}
+			continue
+		}
 		if !slices.Contains(allConfigs, c) && !slices.Contains(chainConfigs, c) {
-			return fmt.Errorf("unknown configuration %q (direct, intermediate, relay; stream only: chain, chain-zstd)", c)
+			return fmt.Errorf("unknown configuration %q (direct, intermediate, relay, old; stream only: chain, chain-zstd)", c)
 		}
 		if isChain(c) && !slices.Contains(o.scenarios, "stream") {
 			return fmt.Errorf("configuration %q runs in the stream scenario only", c)
@@ -311,6 +329,8 @@ func (o *options) check() error {
 		return errors.New("-value-size must be in 1..64mb")
 	case o.streamValue < 1 || o.pipeline < 1 || o.writers < 1 || o.writers > 64 || o.keyspace < 1:
 		return errors.New("-stream-value, -pipeline, -writers (at most 64) and -keyspace must be positive")
+	case o.streamLeaves < 1 || o.streamLeaves > 32:
+		return errors.New("-stream-leaves must be in 1..32")
 	case o.streamDuration <= o.warmup || o.streamDuration > time.Hour:
 		return errors.New("-stream-duration must exceed -warmup and be at most 1h")
 	case o.probes < 1 || o.probes > 100000 || o.probeInterval <= 0 || o.lagInterval <= 0:
@@ -382,6 +402,7 @@ func runBench(parent context.Context, o *options, stdout, stderr io.Writer) (*re
 		return nil, err
 	}
 	e.relayArgs = o.relayArgs
+	e.oldRelayBin = o.oldRelayBin
 	e.floorBin = o.floorBin
 	if o.ingestWriter == "redis-benchmark" {
 		e.benchmarkBin, _ = exec.LookPath("redis-benchmark")
@@ -661,8 +682,8 @@ func metricOrder(scenario, metric string) int {
 			"lat_idle_p50_ms", "lat_idle_p99_ms", "lat_idle_max_ms", "lat_load_p50_ms", "lat_load_p99_ms", "lat_load_max_ms",
 			"link_wire_ratio", "link_stream_mb_s",
 			"probe_timeouts", "drain_s", "master_cpu_pct", "upstream_cpu_pct", "middle_cpu_pct", "middle_cpu_ms_per_mb", "leaf_cpu_pct", "master_forks", "relay_refreshes",
-			"master_us_per_op", "master_writes_per_kop", "master_reads_per_kop", "master_bytes_per_write", "master_cswitch_per_kop",
-			"middle_reads_per_mb", "middle_bytes_per_read", "middle_writes_per_mb", "middle_cswitch_per_mb",
+			"master_us_per_op", "master_writes_per_kop", "master_reads_per_kop", "master_bytes_per_write", "master_cswitch_per_kop", "master_forced_cswitch_per_kop",
+			"middle_reads_per_mb", "middle_bytes_per_read", "middle_writes_per_mb", "middle_cswitch_per_mb", "middle_forced_cswitch_per_mb",
 			"middle_peak_rss_mb",
 		},
 		"ingest": {
@@ -783,27 +804,33 @@ func machineInfo(redisBin, relayBin string) *machine {
 	if out, err := exec.Command(redisBin, "--version").Output(); err == nil {
 		m.redisVersion = strings.TrimSpace(string(out))
 	}
-	if bi, err := buildinfo.ReadFile(relayBin); err == nil {
-		rev, modified := "", ""
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				modified = s.Value
-			}
-		}
-		if rev != "" {
-			m.relayRev = rev
-			if modified == "true" {
-				m.relayRev += " (with uncommitted changes)"
-			}
-		}
-	}
+	m.relayRev = binRevision(relayBin)
 	if m.relayRev == "" {
 		m.relayRev = gitRevision()
 	}
 	return m
+}
+
+// binRevision is the commit a Go binary was built from, from its VCS stamp
+// ("" when it has none).
+func binRevision(bin string) string {
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return ""
+	}
+	rev, modified := "", ""
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev != "" && modified == "true" {
+		rev += " (with uncommitted changes)"
+	}
+	return rev
 }
 
 // gitRevision describes the relay's sources from the work tree when the
@@ -857,6 +884,9 @@ func (m *machine) write(w io.Writer, o *options) {
 		m.cpus, m.memTotal, m.loadStart, m.loadEnd, m.redisVersion, m.goVersion, m.elapsed.Round(time.Second))
 	if m.relayRev != "" {
 		fmt.Fprintf(w, "relay built from commit %s\n", m.relayRev)
+	}
+	if o.oldRelayBin != "" {
+		fmt.Fprintf(w, "old: %s, built from commit %s\n", o.oldRelayBin, orDefault(binRevision(o.oldRelayBin), "unknown"))
 	}
 	fmt.Fprintf(w, "settings: runs=%d configs=%s relay-args=%q; masters and the intermediate: rdbcompression no, repl-diskless-sync yes (default), repl-diskless-sync-delay %d, repl-backlog-size %s; relay ring %s\n",
 		o.runs, strings.Join(o.configs, ","), strings.Join(o.relayArgs, " "), o.disklessDelay, orDefault(o.backlog, "1mb (default)"), fmtBytes(o.ringBytes))

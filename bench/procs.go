@@ -27,6 +27,9 @@ type env struct {
 	root     string // temporary directory holding every data dir
 	redisBin string
 	relayBin string
+	// oldRelayBin is the relay of the old configuration (-old-relay-bin),
+	// run as it is, never through the profiling wrapper.
+	oldRelayBin string
 	// relayProfDir, when set, runs the relay through the profiling wrapper
 	// and collects one CPU profile per relay process there.
 	relayProfDir string
@@ -167,12 +170,25 @@ func (e *env) startRedis(ctx context.Context, name string, extra ...string) (*pr
 // -relay-args).
 func (e *env) startRelay(ctx context.Context, name, master string, ringBytes int64, extra ...string) (*proc, error) {
 	return e.start(ctx, name, "relay", func(dir string) redisproc.Options {
-		return redisproc.Options{Bin: e.relayBin, Argv: func(port int) []string { return e.relayArgv(name, master, port, dir, ringBytes, extra) }}
+		return redisproc.Options{Bin: e.relayBin, Argv: func(port int) []string {
+			return e.relayArgv(name, master, port, dir, ringBytes, extra, e.relayProfDir != "")
+		}}
 	})
 }
 
-// relayArgv is the relay's command line after the binary.
-func (e *env) relayArgv(name, master string, port int, dir string, ringBytes int64, extra []string) []string {
+// startOldRelay runs the old configuration's relay binary with the same
+// settings as startRelay's.
+func (e *env) startOldRelay(ctx context.Context, master string, ringBytes int64) (*proc, error) {
+	return e.start(ctx, cfgOld, "relay", func(dir string) redisproc.Options {
+		return redisproc.Options{Bin: e.oldRelayBin, Argv: func(port int) []string {
+			return e.relayArgv(cfgOld, master, port, dir, ringBytes, nil, false)
+		}}
+	})
+}
+
+// relayArgv is the relay's command line after the binary; profiled, the
+// profiling wrapper's.
+func (e *env) relayArgv(name, master string, port int, dir string, ringBytes int64, extra []string, profiled bool) []string {
 	{
 		args := []string{"run",
 			"--replicaof", master,
@@ -182,7 +198,7 @@ func (e *env) relayArgv(name, master string, port int, dir string, ringBytes int
 			"--repl-backlog-size", strconv.FormatInt(ringBytes, 10),
 		}
 		args = append(args, extra...)
-		if e.relayProfDir != "" {
+		if profiled {
 			// The wrapper takes the same flags and writes a CPU profile
 			// on SIGTERM.
 			e.mu.Lock()

@@ -23,6 +23,9 @@ const (
 	// (--upstream-compression yes on the second relay).
 	cfgChain     = "chain"
 	cfgChainZstd = "chain-zstd"
+	// The relay run from another binary (-old-relay-bin), beside relay, so
+	// that a speed claim is a same-run ratio relay/old.
+	cfgOld = "old"
 )
 
 var (
@@ -42,12 +45,13 @@ func columns(scenario string) (configs []string, ratios [][2]string) {
 	return allConfigs, [][2]string{{cfgRelay, cfgDirect}, {cfgRelay, cfgIntermediate}}
 }
 
-// withChain adds to a scenario's columns the chain configurations that have
-// results in rows, and the same-run ratio chain-zstd/chain when both do.
-func withChain(configs []string, ratios [][2]string, rows []*row) ([]string, [][2]string) {
+// withExtra adds to a scenario's columns the old and chain configurations
+// that have results in rows, and the same-run ratios relay/old and
+// chain-zstd/chain when both sides do.
+func withExtra(configs []string, ratios [][2]string, rows []*row) ([]string, [][2]string) {
 	has := map[string]bool{}
 	for _, r := range rows {
-		for _, c := range chainConfigs {
+		for _, c := range append([]string{cfgOld}, chainConfigs...) {
 			if len(r.vals[c]) > 0 {
 				has[c] = true
 			}
@@ -57,6 +61,11 @@ func withChain(configs []string, ratios [][2]string, rows []*row) ([]string, [][
 		return configs, ratios
 	}
 	configs = append([]string(nil), configs...)
+	ratios = append([][2]string(nil), ratios...)
+	if has[cfgOld] {
+		configs = append(configs, cfgOld)
+		ratios = append(ratios, [2]string{cfgRelay, cfgOld})
+	}
 	for _, c := range chainConfigs {
 		if has[c] {
 			configs = append(configs, c)
@@ -230,7 +239,7 @@ func (rs *results) writeTables(w io.Writer, scenarios []string, titles map[strin
 		}
 		fmt.Fprintf(w, "\n### %s\n", titles[sc])
 		configs, ratios := columns(sc)
-		configs, ratios = withChain(configs, ratios, rows)
+		configs, ratios = withExtra(configs, ratios, rows)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 		head := []string{"params", "metric"}
 		head = append(head, configs...)
@@ -277,7 +286,7 @@ func (rs *results) writeJSON(w io.Writer) error {
 			return enc.Encode(jsonLine{Scenario: r.scenario, Config: config, Params: params, Metric: r.metric, Value: round(v), Runs: runs})
 		}
 		configs, ratios := columns(r.scenario)
-		configs, ratios = withChain(configs, ratios, []*row{r})
+		configs, ratios = withExtra(configs, ratios, []*row{r})
 		for _, c := range configs {
 			runs := r.runs(c)
 			for i := range runs {

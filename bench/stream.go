@@ -17,7 +17,11 @@ import (
 )
 
 func streamParams(o *options) []param {
-	return []param{{"value", o.streamValue}, {"pipeline", o.pipeline}, {"writers", o.writers}, {"seconds", int(o.streamDuration.Seconds())}}
+	ps := []param{{"value", o.streamValue}, {"pipeline", o.pipeline}, {"writers", o.writers}, {"seconds", int(o.streamDuration.Seconds())}}
+	if o.streamLeaves != 2 {
+		ps = append(ps, param{"leaves", o.streamLeaves})
+	}
+	return ps
 }
 
 // setCommandBytes is the size of "SET <key> <value>" in the replication
@@ -166,10 +170,10 @@ func durationsMS(ds []time.Duration) []float64 {
 }
 
 // streamOnce measures steady replication under write load through kind,
-// with two leaves: throughput at a leaf, leaf lag, and propagation latency
+// with -stream-leaves leaves (two by default): throughput at a leaf, leaf lag, and propagation latency
 // idle and under load.
 func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[string]float64, error) {
-	t, err := o.warmTopo(ctx, e, kind, 2, 0, 0)
+	t, err := o.warmTopo(ctx, e, kind, o.streamLeaves, 0, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -361,6 +365,9 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 		m["master_writes_per_kop"] = d.writeCalls / kops
 		m["master_reads_per_kop"] = d.readCalls / kops
 		m["master_cswitch_per_kop"] = (d.voluntary + d.forced) / kops
+		// Forced: switched out while it could run, by a thread it woke or
+		// any other (nonvoluntary_ctxt_switches).
+		m["master_forced_cswitch_per_kop"] = d.forced / kops
 		if d.writeCalls > 0 {
 			m["master_bytes_per_write"] = d.writeBytes / d.writeCalls
 		}
@@ -371,6 +378,7 @@ func (o *options) streamOnce(ctx context.Context, e *env, kind string) (map[stri
 		m["middle_reads_per_mb"] = d.readCalls / mb
 		m["middle_writes_per_mb"] = d.writeCalls / mb
 		m["middle_cswitch_per_mb"] = (d.voluntary + d.forced) / mb
+		m["middle_forced_cswitch_per_mb"] = d.forced / mb
 		if d.readCalls > 0 {
 			m["middle_bytes_per_read"] = d.readBytes / d.readCalls
 		}

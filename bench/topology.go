@@ -24,7 +24,7 @@ type topo struct {
 func isChain(kind string) bool { return kind == cfgChain || kind == cfgChainZstd }
 
 // isRelay reports whether the node the leaves follow in kind is a relay.
-func isRelay(kind string) bool { return kind == cfgRelay || isChain(kind) }
+func isRelay(kind string) bool { return kind == cfgRelay || kind == cfgOld || isChain(kind) }
 
 // serving is the node the leaves replicate from.
 func (t *topo) serving() *proc {
@@ -64,7 +64,7 @@ func (o *options) startMaster(ctx context.Context, e *env) (*proc, error) {
 
 // startMiddle starts what sits between master and leaves for kind, already
 // replicating from master: nothing, an intermediate redis-server, or the
-// relay.
+// relay (from -relay-bin, or for old from -old-relay-bin).
 func (o *options) startMiddle(ctx context.Context, e *env, kind string, master *proc) (*proc, error) {
 	switch kind {
 	case cfgDirect:
@@ -74,6 +74,8 @@ func (o *options) startMiddle(ctx context.Context, e *env, kind string, master *
 		return e.startRedis(ctx, "intermediate", args...)
 	case cfgRelay:
 		return e.startRelay(ctx, "relay", master.addr(), o.ringBytes)
+	case cfgOld:
+		return e.startOldRelay(ctx, master.addr(), o.ringBytes)
 	}
 	return nil, fmt.Errorf("unknown configuration %q", kind)
 }

@@ -69,7 +69,7 @@ func TestShippedUsers(t *testing.T) {
 		{"sentinel-user", []string{"AUTH sentinel-user x", "CLIENT SETNAME sentinel-1-cmd", "PING", "INFO", "ROLE", "SUBSCRIBE __sentinel__:hello",
 			"PUBLISH __sentinel__:hello 127.0.0.1,26379", "MULTI", "SLAVEOF 10.0.0.9 6379", "CONFIG REWRITE", "CLIENT KILL TYPE normal", "CLIENT KILL TYPE pubsub", "EXEC"},
 			[]string{"REPLICAOF 10.0.0.9 6379", "SLAVEOF NO ONE", "CLIENT KILL TYPE replica", "CONFIG REWRITE", "PUBLISH __sentinel__:hello x"}},
-		{"metrics", []string{"PING", "CLIENT SETNAME redis_exporter", "INFO ALL", "INFO", "CONFIG GET *", "LATENCY LATEST", "LATENCY HISTOGRAM", "COMMAND INFO COMMANDLOG", "CLIENT LIST"}, nil},
+		{"metrics", []string{"PING", "CLIENT SETNAME redis_exporter", "INFO ALL", "INFO", "CONFIG GET *", "LATENCY LATEST", "LATENCY HISTOGRAM", "SLOWLOG GET 10", "SLOWLOG LEN", "COMMAND INFO COMMANDLOG", "CLIENT LIST"}, nil},
 		{"operator", changes, changes},
 	} {
 		for _, cmd := range tt.sends {

@@ -145,6 +145,7 @@ func TestReplicaUser(t *testing.T) {
 // re-point the relay, which continues with a partial resync; the relay
 // refused none of their commands.
 func TestSentinelUser(t *testing.T) {
+	t.Parallel()
 	sentinelOnRedis := append([]string{"--user"}, sentinelUser...)
 	master := redistest.Start(t, sentinelOnRedis...)
 	populate(t, master, 0, 5000)

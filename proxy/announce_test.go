@@ -23,6 +23,7 @@ import (
 // A data command sent to the relay anyway gets an error naming the
 // master.
 func TestReplicaNotAnnounced(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 2000)
 	spare := replicaOf(t, master.HostPort, "--replica-priority", "100")

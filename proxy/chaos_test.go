@@ -640,6 +640,7 @@ func TestChaosFailover(t *testing.T) { runChaos(t, chaosOptions{variant: 2, fail
 // back on their data dir, and nodes move under a relay that may be behind
 // them.
 func TestChaosRelayKills(t *testing.T) {
+	t.Parallel()
 	runChaos(t, chaosOptions{variant: 3, kills: true, waitAhead: true})
 }
 

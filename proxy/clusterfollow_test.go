@@ -154,6 +154,7 @@ func (g *clusterLoad) Stop() (ops, refused int64) {
 // and continue partially (the promoted masters serve no full sync), their
 // replicas never full-sync, and every shard's digests stay equal.
 func TestClusterRelaysFollowFailovers(t *testing.T) {
+	t.Parallel()
 	c, rigs := startClusterRigs(t, time.Minute) // only a lost link makes them ask
 	load := startClusterLoad(t, c)
 	waitWrites(t, load, 20000)
@@ -263,6 +264,7 @@ func waitPromotedAndFollowed(t *testing.T, node *redistest.Server, relay *testRe
 // relay stays with its shard, names its new slot ranges, and its replicas
 // end with their shard master's digest, without a full sync.
 func TestClusterReshardUnderLoad(t *testing.T) {
+	t.Parallel()
 	c, rigs := startClusterRigs(t, 200*time.Millisecond)
 	load := startClusterLoad(t, c)
 	waitWrites(t, load, 20000)

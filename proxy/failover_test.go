@@ -16,6 +16,7 @@ import (
 // replica (never the relay, which reports priority 0) and re-points the
 // relay; the replicas behind the relay follow without a full sync.
 func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 5000)
 	spare := replicaOf(t, master.HostPort, "--replica-priority", "100")
@@ -50,6 +51,7 @@ func TestSentinelFailover(t *testing.T) {
 // TestSentinelDiscovery: a relay that Sentinel does not monitor follows the
 // master it names, and +switch-master.
 func TestRelayFollowsSentinel(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 2000)
 	spare := replicaOf(t, master.HostPort)
@@ -93,6 +95,7 @@ func TestRelayFollowsSentinel(t *testing.T) {
 }
 
 func TestAckPolicies(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	relay := startRelay(t, master.Addr(), func(c *Config) { c.AckPolicy = settings.AckPolicy{Kind: "downstream-min"} })
 	reps := []*redistest.Server{replicaOf(t, relay.HostPort), replicaOf(t, relay.HostPort), replicaOf(t, relay.HostPort)}

@@ -262,6 +262,7 @@ func cmFill(t *testing.T, path string, n int64) {
 }
 
 func TestFaultCrashMatrix(t *testing.T) {
+	t.Parallel()
 	// a. Killed while the first snapshot arrives from the master: nothing
 	// names it yet, so the restarted relay full-syncs again. Its replicas,
 	// which were receiving the snapshot as it arrived, load one snapshot

@@ -272,6 +272,7 @@ func foCheckLateReplica(t *testing.T, primary *redistest.Server, relay *testRela
 }
 
 func TestFailoverUnderLoadNoFullSync(t *testing.T) {
+	t.Parallel()
 	backlog := []string{"--repl-backlog-size", "256mb"}
 	master := redistest.Start(t, backlog...)
 	populate(t, master, 0, 5000)
@@ -324,6 +325,7 @@ func TestFailoverUnderLoadNoFullSync(t *testing.T) {
 // offset is that of the last whole command outside MULTI), and so must
 // the relay.
 func TestFailoverUnderLoadStockIntermediate(t *testing.T) {
+	t.Parallel()
 	backlog := []string{"--repl-backlog-size", "256mb"}
 	master := redistest.Start(t, backlog...)
 	populate(t, master, 0, 5000)
@@ -394,6 +396,7 @@ func TestFailoverLateReplicaResumesPartially(t *testing.T) {
 // still takes writes. Every level ends with the new master's data, replid
 // and offset, and only partial resyncs happened anywhere.
 func TestFailoverChainedRelaysUnderLoad(t *testing.T) {
+	t.Parallel()
 	backlog := []string{"--repl-backlog-size", "256mb"}
 	master := redistest.Start(t, backlog...)
 	populate(t, master, 0, 5000)
@@ -477,6 +480,7 @@ func (o *foOutput) String() string {
 // TestRedisCliReplica: `redis-cli --replica` against the relay receives an
 // RDB without keys, then prints the commands the master writes afterwards.
 func TestRedisCliReplica(t *testing.T) {
+	t.Parallel()
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Skip("redis-cli not installed")

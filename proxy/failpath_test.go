@@ -43,6 +43,7 @@ func waitRelaySnapshot(t *testing.T, relay *testRelay) {
 // relay keeps telling the master it is alive meanwhile, as a loading
 // replica does, so the master does not drop it.
 func TestCommitKeepsMasterLink(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t, "--repl-timeout", "2")
 	populate(t, master, 0, 20000)
 	var slowed atomic.Bool
@@ -119,6 +120,7 @@ func TestRefreshDuringFullSyncKeepsLog(t *testing.T) {
 // for the replica's first ACK. A replica loading a large snapshot sends
 // newlines meanwhile; they keep it alive past repl-timeout, as on Redis.
 func TestLoadingReplicaKeepsLink(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t, "--repl-ping-replica-period", "1")
 	populate(t, master, 0, 200000)
 	relay := startRelay(t, master.Addr(), func(c *Config) { c.ReplTimeout = 5 * time.Second })
@@ -151,6 +153,7 @@ func TestLoadingReplicaKeepsLink(t *testing.T) {
 // under replid2, so the transfer finishes and the replica then continues
 // partially under the new ID.
 func TestReplIDShiftLetsTransfersFinish(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 200000) // a snapshot larger than the socket buffers
 	spare := replicaOf(t, master.HostPort)
@@ -199,6 +202,7 @@ func TestReplIDShiftLetsTransfersFinish(t *testing.T) {
 // can resend those bytes, a replica ahead waits, kept alive by newlines,
 // and then continues partially; it is not pushed into a full sync.
 func TestReplicaAheadWaitsForUpstream(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 2000)
 	up := redistest.NewFaultProxy(t, master.Addr())

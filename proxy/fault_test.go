@@ -24,6 +24,7 @@ import (
 // The longest ones are named TestFaultSlow*, so -run can select or skip them.
 
 func TestFaultRelayKilledUnderLoad(t *testing.T) {
+	t.Parallel()
 	// The master's backlog must hold what it writes while the relay is down
 	// (the default 1 MB does not, under this load on a slow machine).
 	master := redistest.Start(t, "--repl-backlog-size", "64mb")
@@ -51,6 +52,7 @@ func TestFaultRelayKilledUnderLoad(t *testing.T) {
 }
 
 func TestFaultRelayKilledDuringUpstreamFullSync(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t, "--repl-diskless-sync", "no")
 	populate(t, master, 0, 200000)
 	link := redistest.NewFaultProxy(t, master.Addr())
@@ -77,6 +79,7 @@ func TestFaultRelayKilledDuringUpstreamFullSync(t *testing.T) {
 }
 
 func TestFaultRelayKilledDuringDownstreamFullSync(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 200000)
 	relay := startRelayProcess(t, master.Addr())
@@ -126,6 +129,7 @@ func TestFaultMasterRestartWithPersistence(t *testing.T) {
 }
 
 func TestFaultCorruptDataDir(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		damage  func(t *testing.T, dir string)
@@ -344,6 +348,7 @@ func TestFaultSlowStoppedReplica(t *testing.T) {
 // TestFaultSlowManyReplicasNoLeak: replicas connect, are all kicked, and
 // reconnect; afterwards the relay holds no extra goroutines or files.
 func TestFaultSlowManyReplicasNoLeak(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 2000)
 	relay := startRelay(t, master.Addr())

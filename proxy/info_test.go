@@ -243,6 +243,7 @@ func TestInfoUpstreamSyncProgressDiskless(t *testing.T) {
 // snapshot's size on its slaveN line, after Redis's five fields, in a form
 // that Sentinel's and redis_exporter's parsing reads unchanged.
 func TestInfoReplicaSyncProgress(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 100000)
 	relay := startRelay(t, master.Addr())

@@ -90,6 +90,7 @@ func bigSnapshot(t *testing.T, master *redistest.Server, mb int) {
 // wait, under writes: one session, one full sync, no timeout in its log,
 // the master's data.
 func TestQueuedFullSyncOutlivesReplTimeout(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	bigSnapshot(t, master, 6)
 	relay := startRelay(t, master.Addr(), func(c *Config) {

@@ -19,6 +19,7 @@ import (
 // The replica behind the relay received them too and full-syncs from the
 // relay's own snapshot, with no fork anywhere.
 func TestPlannedSentinelFailover(t *testing.T) {
+	t.Parallel()
 	ping := []string{"--repl-ping-replica-period", "1"}
 	master := redistest.Start(t, ping...)
 	populate(t, master, 0, 5000)
@@ -79,6 +80,7 @@ func TestPlannedSentinelFailover(t *testing.T) {
 // which received that tail, full-syncs from the relay's snapshot), and
 // full-syncs like Redis when it holds a write the new master never saw.
 func TestPromotedBranchTail(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		write bool

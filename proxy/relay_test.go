@@ -11,6 +11,7 @@ import (
 )
 
 func TestFullSyncFanOut(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []struct {
 		name string
 		args []string
@@ -41,6 +42,7 @@ func TestFullSyncFanOut(t *testing.T) {
 }
 
 func TestStreamUnderLoad(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	relay := startRelay(t, master.Addr())
 	a, b := replicaOf(t, relay.HostPort), replicaOf(t, relay.HostPort)
@@ -234,6 +236,7 @@ func TestUpstreamNoMasterLink(t *testing.T) {
 // receives a snapshot; a transfer longer than the command timeout (and than
 // the replica's own ACK interval) must not be cut.
 func TestLongFullSyncOutlivesCommandTimeout(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 50000)
 	relay := startRelay(t, master.Addr(), func(c *Config) { c.CommandTimeout = time.Second })

@@ -117,6 +117,7 @@ func TestSiblingRelays(t *testing.T) {
 // forking the master unless snapshot-source-fallback allows it; a source
 // on another history is never used.
 func TestSnapshotSourceFallback(t *testing.T) {
+	t.Parallel()
 	t.Run("source down", func(t *testing.T) {
 		master := redistest.Start(t)
 		populate(t, master, 0, 1000)

@@ -81,6 +81,7 @@ func (r *Relay) Status() Status {
 	st.HoldActive, st.HoldCommand, st.HoldAt, st.HoldSince = hs.HoldActive, hs.HoldCommand, hs.HoldAt, hs.HoldSince
 	st.HoldSnapshot, st.HoldSnapshotOffset = hs.HoldSnapshot, hs.HoldSnapshotOffset
 	st.SnapshotsRejected, st.GuardTrips, st.HoldTrips = hs.SnapshotsRejected, hs.GuardTrips, hs.HoldTrips
+	st.SnapshotParseErrors = hs.ParseErrors
 	us := r.up.Status()
 	st.MasterAddr, st.SnapshotFrom, st.LastFallback = us.MasterAddr, us.SnapshotFrom, us.LastFallback
 	st.LinkState, st.LinkSince, st.LastError = us.LinkState, us.LinkSince, us.LastError

@@ -17,6 +17,7 @@ import (
 // bootstrap with one snapshot from R1 and then continue partially onto
 // P's ID; P serves no full sync for any of them.
 func TestTierAfterFailover(t *testing.T) {
+	t.Parallel()
 	m := redistest.Start(t, "--repl-backlog-size", "64mb")
 	populate(t, m, 0, 5000)
 	p := replicaOf(t, m.HostPort, "--repl-backlog-size", "64mb")
@@ -161,6 +162,7 @@ func TestSnapshotSourceCredentials(t *testing.T) {
 // snapshot is a fork and a whole transfer there); once masterauth is
 // right it bootstraps from the source with one snapshot.
 func TestSourceWaitsForMaster(t *testing.T) {
+	t.Parallel()
 	const masterPass = "master-secret"
 	master := redistest.Start(t, "--requirepass", masterPass, "--repl-backlog-size", "64mb")
 	master.Do(t, "DEBUG", "POPULATE", 20000, "key", 200)

@@ -26,11 +26,11 @@ import (
 // relayWithKeys starts a master holding n keys in db0 and a relay in
 // front of it, and waits until the relay's INFO keyspace shows the
 // snapshot's keys.
-func relayWithKeys(t *testing.T, n int) (*redistest.Server, *testRelay) {
+func relayWithKeys(t *testing.T, n int, tweak ...func(*Config)) (*redistest.Server, *testRelay) {
 	t.Helper()
 	master := redistest.Start(t)
 	master.Do(t, "DEBUG", "POPULATE", n)
-	relay := startRelay(t, master.Addr())
+	relay := startRelay(t, master.Addr(), tweak...)
 	want := fmt.Sprintf("keys=%d,", n)
 	redistest.Eventually(t, 30*time.Second, func() error {
 		if v := redistest.ParseInfo(infoText(t, relay, "keyspace"))["db0"]; !strings.HasPrefix(v, want) {
@@ -219,9 +219,14 @@ func TestGoRedisResp3(t *testing.T) {
 
 // redis_exporter, built from its module, scrapes the relay under write
 // load: the metrics of Redis's own dashboards move.
+//
+// It scrapes as the shipped metrics user (deploy/acl/users.acl, password
+// "change-me-metrics" there), so the user's commands are what redis_exporter sends:
+// the relay's ACL LOG stays empty.
 func TestRedisExporter(t *testing.T) {
 	exporter := buildRedisExporter(t)
-	master, relay := relayWithKeys(t, 500)
+	metricsUser := shippedUser(t, "metrics")
+	master, relay := relayWithKeys(t, 500, func(c *Config) { c.Users = [][]string{metricsUser} })
 	load := startLoad(t, master)
 	defer load.Stop(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -230,7 +235,7 @@ func TestRedisExporter(t *testing.T) {
 	}
 	web := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(exporter, "--redis.addr", "redis://"+relay.Addr(), "--web.listen-address", web)
+	cmd := exec.Command(exporter, "--redis.addr", "redis://"+relay.Addr(), "--redis.user", "metrics", "--redis.password", "change-me-metrics", "--web.listen-address", web)
 	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis_exporter: %v", err)
@@ -284,6 +289,26 @@ func TestRedisExporter(t *testing.T) {
 		}
 		return nil
 	})
+	if denied, err := relay.Client().Do(t.Context(), "ACL", "LOG").Slice(); err != nil || len(denied) != 0 {
+		t.Errorf("ACL LOG after the scrapes: %v %v, want it empty (the metrics user refused a command redis_exporter sends)", denied, err)
+	}
+}
+
+// shippedUser is the rule list of one user in deploy/acl/users.acl (the
+// words after "user").
+func shippedUser(t *testing.T, name string) []string {
+	t.Helper()
+	b, err := os.ReadFile("../deploy/acl/users.acl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "user" && f[1] == name {
+			return f[1:]
+		}
+	}
+	t.Fatalf("deploy/acl/users.acl has no user %s", name)
+	return nil
 }
 
 // redisExporterModule is the redis_exporter release the test builds.

@@ -261,6 +261,7 @@ func TestTripwireHoldSurvivesFullSync(t *testing.T) {
 // not committed, nor served to a replica that joins while holding, not even
 // while it is still on its way in (the test stops it there).
 func TestTripwireHoldDropsRefresh(t *testing.T) {
+	t.Parallel()
 	master := redistest.Start(t)
 	populate(t, master, 0, 2000)
 	stopped, resume := make(chan struct{}), make(chan struct{})
@@ -363,16 +364,26 @@ func TestTripwireDelMatchesExpiry(t *testing.T) {
 		if n, ok := master.Info(t, "commandstats")["cmdstat_del"]; ok {
 			t.Fatalf("a client sent DEL (%s): the test wants the master's own", n)
 		}
-		if _, err := relay.hist.CurrentLog().Sync(); err != nil {
-			t.Fatal(err)
-		}
-		res, err := recovery.Recover(t.Context(), recovery.Options{
-			DataDir: relay.cfg.DataDir, UntilOffset: -1, BeforeCommand: "del", Out: t.TempDir() + "/before-del.rdb",
-			Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		// The hold is set before the DEL's bytes reach the log: recover
+		// finds the DEL once they are there and synced.
+		var res recovery.Result
+		redistest.Eventually(t, 10*time.Second, func() error {
+			if _, err := relay.hist.CurrentLog().Sync(); err != nil {
+				return err
+			}
+			var err error
+			res, err = recovery.Recover(t.Context(), recovery.Options{
+				DataDir: relay.cfg.DataDir, UntilOffset: -1, BeforeCommand: "del", Out: t.TempDir() + "/before-del.rdb",
+				Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+			})
+			if err != nil {
+				return fmt.Errorf("recover --before-command DEL: %w", err)
+			}
+			if res.Command == "" {
+				return fmt.Errorf("recover found no DEL yet")
+			}
+			return nil
 		})
-		if err != nil {
-			t.Fatalf("recover --before-command DEL: %v", err)
-		}
 		if res.Command != "DEL" || res.CmdAt != holdAt {
 			t.Errorf("recover --before-command DEL left out %s at %d, want the expiry's DEL at %d", res.Command, res.CmdAt, holdAt)
 		}

@@ -43,36 +43,37 @@ type Status struct {
 	SyncStart           time.Time
 	AckedUpstream       int64
 
-	FullSyncsServed    int64
-	PartialSyncsServed int64
-	PartialSyncsErr    int64
-	UpstreamFullSyncs  int64
-	UpstreamPartials   int64
-	BytesFromUpstream  int64
-	BytesToReplicas    int64
-	Disconnects        map[downstream.CloseReason]int64  // replica sessions ended, by reason
-	LinkDowns          map[upstream.LinkDownReason]int64 // upstream link losses, by reason
-	LastDownReason     upstream.LinkDownReason           // why the upstream link last went down; empty before it has
-	Commands           map[string]int64                  // commands relayed, by lower-case name (at most maxCommandNames, then "other")
-	CommandsRelayed    int64                             // commands in the stream from upstream
-	ClientCommands     map[string]downstream.CommandStat // commands clients sent, by lower-case name; only those sent at least once
-	NetInputBytes      int64                             // everything read: the stream and snapshots from upstream, requests and ACKs from downstream
-	NetOutputBytes     int64                             // everything written downstream: stream, snapshots, replies (the relay's ACKs upstream are left out)
-	OpsPerSec          float64                           // commands relayed and from clients, per second over the last 1.6 s
-	InputKbps          float64                           // KiB/s of NetInputBytes over the last 1.6 s
-	OutputKbps         float64                           // KiB/s of NetOutputBytes
-	ReplInputKbps      float64                           // KiB/s of BytesFromUpstream
-	ReplOutputKbps     float64                           // KiB/s of BytesToReplicas
-	TCPPort            int                               // the port of the relay's first listener; 0 before Run
-	ErrorReplies       int64                             // error replies to clients: commands rejected, failed or unknown
-	Connections        int64
-	RejectedConns      int64
-	ProtocolErrors     int64
-	ACLDenied          []acl.DeniedCount // commands refused by the ACL, by user and command
-	SnapshotsRejected  int64             // snapshots from upstream that failed validation
-	GuardTrips         int64
-	HoldTrips          int64  // times the command tripwire held replicas
-	SnapshotSource     string // snapshot-source; empty: the master
+	FullSyncsServed     int64
+	PartialSyncsServed  int64
+	PartialSyncsErr     int64
+	UpstreamFullSyncs   int64
+	UpstreamPartials    int64
+	BytesFromUpstream   int64
+	BytesToReplicas     int64
+	Disconnects         map[downstream.CloseReason]int64  // replica sessions ended, by reason
+	LinkDowns           map[upstream.LinkDownReason]int64 // upstream link losses, by reason
+	LastDownReason      upstream.LinkDownReason           // why the upstream link last went down; empty before it has
+	Commands            map[string]int64                  // commands relayed, by lower-case name (at most maxCommandNames, then "other")
+	CommandsRelayed     int64                             // commands in the stream from upstream
+	ClientCommands      map[string]downstream.CommandStat // commands clients sent, by lower-case name; only those sent at least once
+	NetInputBytes       int64                             // everything read: the stream and snapshots from upstream, requests and ACKs from downstream
+	NetOutputBytes      int64                             // everything written downstream: stream, snapshots, replies (the relay's ACKs upstream are left out)
+	OpsPerSec           float64                           // commands relayed and from clients, per second over the last 1.6 s
+	InputKbps           float64                           // KiB/s of NetInputBytes over the last 1.6 s
+	OutputKbps          float64                           // KiB/s of NetOutputBytes
+	ReplInputKbps       float64                           // KiB/s of BytesFromUpstream
+	ReplOutputKbps      float64                           // KiB/s of BytesToReplicas
+	TCPPort             int                               // the port of the relay's first listener; 0 before Run
+	ErrorReplies        int64                             // error replies to clients: commands rejected, failed or unknown
+	Connections         int64
+	RejectedConns       int64
+	ProtocolErrors      int64
+	ACLDenied           []acl.DeniedCount // commands refused by the ACL, by user and command
+	SnapshotsRejected   int64             // snapshots from upstream that failed validation
+	SnapshotParseErrors int64             // snapshots accepted whose keys the parser could not count (the Keyspace lines and the empty-master guard go without them)
+	GuardTrips          int64
+	HoldTrips           int64  // times the command tripwire held replicas
+	SnapshotSource      string // snapshot-source; empty: the master
 	// Compressed relay links: whether the upstream link is compressed, and
 	// bytes of stream and on the wire in each direction.
 	FullSyncsRunning    int   // full syncs sending their snapshot now
