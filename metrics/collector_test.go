@@ -35,7 +35,7 @@ var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 var allReasons = []proxy.CloseReason{
 	"replica_closed", "write_error", "timeout", "fell_behind", "history_replaced",
 	"replid_changed", "snapshot_abandoned", "protocol_error", "shutdown", "rdb_only_done", "killed",
-	"stream_cut",
+	"stream_cut", "refused",
 }
 
 // busyRelay is a relay streaming from its master with three replicas.
@@ -211,6 +211,7 @@ redis_relay_replica_disconnects_total{reason="history_replaced"} 0
 redis_relay_replica_disconnects_total{reason="killed"} 0
 redis_relay_replica_disconnects_total{reason="protocol_error"} 0
 redis_relay_replica_disconnects_total{reason="rdb_only_done"} 0
+redis_relay_replica_disconnects_total{reason="refused"} 0
 redis_relay_replica_disconnects_total{reason="replica_closed"} 0
 redis_relay_replica_disconnects_total{reason="replid_changed"} 0
 redis_relay_replica_disconnects_total{reason="shutdown"} 0

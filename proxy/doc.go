@@ -27,7 +27,8 @@
 //     into the history or appends the stream to its log, ACKs (with a
 //     downstream ACK policy, from what its AckSource, the server, reports
 //     of its replicas' ACKs), refreshes the snapshot over a second
-//     connection, and follows Sentinel or a Redis Cluster shard (package
+//     connection (when due, or when the server asks for a current one for
+//     a tool's rdb-only), and follows Sentinel or a Redis Cluster shard (package
 //     cluster). It is the only appender of the history's log and the
 //     writer of its snapshots and identity (REPLICAOF and CONFIG SET from
 //     the admin commands change what it follows and how; RELAY GUARD
@@ -37,7 +38,9 @@
 //     a master. It accepts connections, answers the replication
 //     handshake, and turns PSYNC or SYNC into a session: a full sync from
 //     the history's snapshot and then a cursor on its log, or a cursor at
-//     once. Sessions are the history's readers. The server keeps its own
+//     once. A tool's rdb-only SYNC gets a current snapshot; an
+//     rdb-filter-only client an RDB written for it as of the current
+//     offset. Sessions are the history's readers. The server keeps its own
 //     sessions too, for CLIENT KILL, the replica list and the upstream
 //     link's AckSource, and the pub/sub registry (downstream.PubSub). It
 //     keeps the replication handshake (REPLCONF, PSYNC, SYNC), MULTI/EXEC

@@ -346,7 +346,8 @@ func TestRoleAndInfo(t *testing.T) {
 }
 
 // TestRedisCliRDB: `redis-cli --rdb` (REPLCONF rdb-only 1 + SYNC) gets the
-// relay's snapshot and the connection ends after it.
+// relay's snapshot, current with nothing written after it, and the
+// connection ends after it.
 func TestRedisCliRDB(t *testing.T) {
 	_, relay := syncedRelay(t)
 	cli, err := exec.LookPath("redis-cli")

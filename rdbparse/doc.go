@@ -25,4 +25,10 @@
 // decoder fails on a record, or a record type is unknown, Parse still
 // returns a Summary with Unparsed explaining what was skipped, and reads the
 // rest of the input through the Checker so the checksum verdict stands.
+//
+// Function libraries have their own small readers and one writer
+// (functions.go): Libraries reads the code of every library from the head
+// of a file, DumpLibraries from a FUNCTION DUMP payload, and
+// AppendFunctionsRDB writes an RDB that holds aux fields and libraries and
+// no keys, as Redis writes for a replica that asked for rdb-filter-only.
 package rdbparse

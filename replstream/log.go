@@ -705,6 +705,15 @@ func (l *Log) Range() (first, next Offset) {
 	return l.first, l.next
 }
 
+// LastResumePoint is the newest resume point appended (see ResumePoint): a
+// reader that starts there starts on a whole command outside any
+// transaction.
+func (l *Log) LastResumePoint() Offset {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.resume
+}
+
 // ringStart is the oldest offset the ring holds. Caller holds mu.
 func (l *Log) ringStart() Offset {
 	return max(l.first, l.ringLo, l.next-Offset(len(l.ring)))

@@ -1077,3 +1077,39 @@ func TestLogModel(t *testing.T) {
 		})
 	}
 }
+
+// TestLastResumePoint: the newest resume point is where the last append
+// that ended on one left off; an append that ends mid-command or inside a
+// transaction leaves it, and Truncate pulls it back.
+func TestLastResumePoint(t *testing.T) {
+	l, err := CreateLog(t.TempDir(), 100, LogOptions{RingSize: 1 << 20, SegmentSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	set := []byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n")
+	multi := []byte("*1\r\n$5\r\nMULTI\r\n")
+	steps := []struct {
+		p          []byte
+		atBoundary bool
+		want       Offset
+	}{
+		{set, true, 100 + Offset(len(set))},
+		{multi, false, 100 + Offset(len(set))},
+		{set[:5], false, 100 + Offset(len(set))},
+	}
+	for i, st := range steps {
+		if err := l.Append(st.p, st.atBoundary); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.LastResumePoint(); got != st.want {
+			t.Fatalf("step %d: LastResumePoint = %d, want %d", i, got, st.want)
+		}
+	}
+	if err := l.Truncate(105); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.LastResumePoint(); got != 105 {
+		t.Fatalf("after Truncate(105): LastResumePoint = %d, want 105", got)
+	}
+}

@@ -103,6 +103,7 @@ func TestParseConfigFile(t *testing.T) {
 	c.Process.Bind, c.Process.Port, c.RequirePass, c.MaxClients = []string{"0.0.0.0", "-::1"}, 7000, "it's a secret", 500
 	c.WaitAhead, c.DataDir, c.RingSize, c.SegmentSize = 2*time.Second, "/var/lib/redis-relay", 128<<20, 16<<20
 	c.RefreshRatio, c.RefreshMinBytes, c.RefreshMaxAge, c.RetainBytes, c.RetainAge = 2.5, 1<<30, 6*time.Hour, 512<<20, time.Hour
+	c.RDBOnlyMaxAge = 15 * time.Minute
 	c.DisableGuard, c.GuardMinKeysRatio, c.HoldOnCommands = true, 0.5, []string{"FLUSHALL", "FLUSHDB"}
 	c.SnapshotSource, c.SnapshotSourceFallback, c.UpstreamCompression, c.NoServeCompression = "10.0.0.6:6379", true, "fastest", true
 	c.SnapshotSourceUser, c.SnapshotSourcePassword, c.Process.SourceTLS = "sibling", "s0urce", true
@@ -338,6 +339,7 @@ func TestProxyConfigMapping(t *testing.T) {
 		{"RefreshRatio", cfg.RefreshRatio, 2.5},
 		{"RefreshMinBytes", cfg.RefreshMinBytes, int64(1 << 30)},
 		{"RefreshMaxAge", cfg.RefreshMaxAge, 6 * time.Hour},
+		{"RDBOnlyMaxAge", cfg.RDBOnlyMaxAge, 15 * time.Minute},
 		{"RetainBytes", cfg.RetainBytes, int64(512 << 20)},
 		{"RetainAge", cfg.RetainAge, time.Hour},
 		{"DisableGuard", cfg.DisableGuard, true},

@@ -15,7 +15,14 @@
 // PSYNC or SYNC turns a connection into a session (session.go): a full
 // sync from the history's snapshot, paced and queued (pacing.go), then a
 // cursor on its log, or a cursor at once; compressed for a relay below
-// that asks (compress.go). Sessions are the history's readers
+// that asks (compress.go). A tool that asks for rdb-only over SYNC
+// (redis-cli --rdb) gets a snapshot holding everything the relay had when
+// it asked, after a refresh the server asks the upstream link for, or an
+// error (rdbonly.go). A client that asks for rdb-filter-only (redis-cli
+// --replica, --functions-rdb) gets an RDB without keys written for it as
+// of the current offset, with the function libraries followed through the
+// log, and then the stream from there (filtered.go). Sessions are the
+// history's readers
 // (history.Reader), so that a replication ID change or a trim can end
 // them, and the server reports their ACKs to the upstream link
 // (DownstreamAcks, the upstream.AckSource) and nudges it when they move

@@ -22,6 +22,12 @@ type noUpstream struct{}
 
 func (noUpstream) MasterAddr() (string, <-chan struct{}) { return "", nil }
 func (noUpstream) NoteDownstreamAck()                    {}
+func (noUpstream) RefreshBlocked() string                { return "no upstream" }
+func (noUpstream) AskRefresh() (<-chan struct{}, func() error) {
+	ended := make(chan struct{})
+	close(ended)
+	return ended, func() error { return errors.New("no upstream") }
+}
 
 // stubCommands answers the commands the relay's admin handlers would with
 // a plain reply and the effects that change how the server treats the

@@ -95,6 +95,10 @@ type Server struct {
 type Upstream interface {
 	MasterAddr() (string, <-chan struct{})
 	NoteDownstreamAck()
+	// RefreshBlocked and AskRefresh: a tool's rdb-only (rdbonly.go) asks
+	// for a current snapshot.
+	RefreshBlocked() string
+	AskRefresh() (<-chan struct{}, func() error)
 }
 
 // New makes the server for the history hist, with the users of users;
@@ -196,6 +200,11 @@ type client struct {
 	capaZstd      bool // a relay below asks for a compressed link
 	zstdLevel     zstd.EncoderLevel
 	rdbOnly       bool
+	rdbCurrent    bool // a relay refreshing for a tool: rdb-only must be current (wire.RDBCurrentOption)
+	// rdb-filter-only: filtered asks for an RDB without keys, with the
+	// function libraries when filterFunctions.
+	filtered        bool
+	filterFunctions bool
 
 	id       int64
 	fd       int // the socket's file descriptor; -1 when it has none
@@ -433,8 +442,16 @@ func (c *client) dispatch(args [][]byte) (sess *session, quit bool) {
 			c.out = resp.AppendError(c.out, "ERR PSYNC FAILOVER can't be sent to a relay.")
 			return nil, false
 		}
+		if c.filtered && !c.capaEOF {
+			c.out = resp.AppendError(c.out, "ERR Filtered replica requires EOF capability")
+			return nil, false
+		}
 		return newSession(c, string(args[1]), off, false), false
 	case "sync":
+		if c.filtered && !c.capaEOF {
+			c.out = resp.AppendError(c.out, "ERR Filtered replica requires EOF capability")
+			return nil, false
+		}
 		return newSession(c, "?", -1, true), false
 	default:
 		c.srv.unknown.Add(1)
@@ -623,6 +640,21 @@ func (c *client) replconf(args [][]byte) {
 				c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
 				return
 			}
+		case wire.RDBCurrentOption:
+			switch val {
+			case "0", "1":
+				c.rdbCurrent = val == "1"
+			default:
+				c.out = resp.AppendError(c.out, "ERR value is not an integer or out of range")
+				return
+			}
+		case "rdb-filter-only":
+			functions, unknown := parseRDBFilter(val)
+			if unknown != "" {
+				c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Unsupported rdb-filter-only option: %s", resp.Excerpt([]byte(unknown), 64)))
+				return
+			}
+			c.filtered, c.filterFunctions = true, functions
 		case "version":
 		default:
 			c.out = resp.AppendError(c.out, fmt.Sprintf("ERR Unrecognized REPLCONF option: %s", resp.Excerpt(args[i], 64)))

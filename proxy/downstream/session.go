@@ -37,6 +37,9 @@ const (
 	ReasonShutdown          CloseReason = "shutdown"
 	ReasonRDBOnlyDone       CloseReason = "rdb_only_done"
 	ReasonKilled            CloseReason = "killed"
+	// The relay answered the sync with an error: it had no snapshot it
+	// could truthfully give (rdb-only from a tool, rdb-filter-only).
+	ReasonRefused CloseReason = "refused"
 	// The replica received part of a command the upstream never finished;
 	// it resumes from its last whole command.
 	ReasonStreamCut CloseReason = "stream_cut"
@@ -47,7 +50,7 @@ func CloseReasons() []CloseReason {
 	return []CloseReason{
 		ReasonReplicaClosed, ReasonWriteError, ReasonTimeout, ReasonFellBehind, ReasonHistoryReplaced,
 		ReasonReplIDChanged, ReasonSnapshotAbandoned, ReasonProtocol, ReasonShutdown, ReasonRDBOnlyDone, ReasonKilled,
-		ReasonStreamCut,
+		ReasonStreamCut, ReasonRefused,
 	}
 }
 
@@ -247,6 +250,9 @@ func (s *session) keepalive() error { return s.write([]byte("\n")) }
 
 func (s *session) serve(ctx context.Context) error {
 	srv := s.srv
+	if s.c.filtered {
+		return s.filteredSync(ctx)
+	}
 	if !s.legacy {
 		d, cur, replid := srv.hist.PsyncDecision(s.replid, s.off)
 		if d == replstream.WaitAhead {
@@ -286,6 +292,13 @@ func (s *session) serve(ctx context.Context) error {
 		}
 		if !strings.HasPrefix(s.replid, "?") {
 			srv.stats.partialSyncsErr.Add(1)
+		}
+	}
+	if s.c.rdbOnly && (s.legacy || s.c.rdbCurrent) {
+		// A tool, which cannot continue from the snapshot's offset, or a
+		// relay below refreshing for one.
+		if err := s.toolSnapshot(ctx); err != nil {
+			return err
 		}
 	}
 	return s.fullSync(ctx)

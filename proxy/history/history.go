@@ -728,8 +728,57 @@ func (h *Store) SyncSource(ctx context.Context, r Reader, keepalive func() error
 	}
 }
 
-// removeSnapshotFiles deletes a snapshot and its summary file. A file
-// that cannot be removed is logged: it only costs disk, and the next start
+// FilterSource is what a filtered full sync (rdb-filter-only) is built
+// from; see FilteredSource.
+type FilterSource struct {
+	Snap   Snapshot // the newest accepted snapshot
+	File   *os.File // open on it; the caller closes it
+	Log    *replstream.Log
+	ReplID string
+	At     int64 // the replica's stream starts here: what it is given is as of At-1
+}
+
+// FilteredSource gives what a filtered full sync is built from: the newest
+// accepted snapshot, the log after it, the history's ID and the offset the
+// replica's stream starts at: the log's newest resume point, or the
+// tripwire's hold point when that comes first. r's pin is set to the
+// offset after the snapshot, so that the log from there is kept while the
+// caller reads it. With no accepted snapshot yet it waits, calling
+// keepalive every second.
+func (h *Store) FilteredSource(ctx context.Context, r Reader, keepalive func() error) (src FilterSource, err error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		if s := h.snap; s != nil && h.log != nil {
+			src = FilterSource{Snap: s.Meta(), Log: h.log, ReplID: h.id.ReplID, At: h.log.LastResumePoint()}
+			if h.hold != nil {
+				src.At = min(src.At, h.hold.At)
+			}
+			src.File, err = os.Open(s.path)
+			if _, ok := h.readers[r]; ok && err == nil {
+				h.readers[r] = src.Snap.Offset + 1
+			}
+			h.mu.Unlock()
+			if err != nil {
+				return src, fmt.Errorf("open snapshot: %w", err)
+			}
+			return src, nil
+		}
+		changed := h.changed
+		h.mu.Unlock()
+		select {
+		case <-changed:
+		case <-t.C:
+			if err := keepalive(); err != nil {
+				return src, err
+			}
+		case <-ctx.Done():
+			return src, ctx.Err()
+		}
+	}
+}
+
 // removes what state.json does not name.
 func (h *Store) removeSnapshotFiles(path string) {
 	for _, name := range []string{path, path + ".json"} {

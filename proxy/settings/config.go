@@ -57,6 +57,7 @@ type Config struct {
 	RefreshRatio    float64       // refresh when the log since the snapshot exceeds this many times its size (refresh-ratio); 0: the default, negative: never
 	RefreshMinBytes int64         // but never for less log than this (refresh-min-size: a fork per refresh is not free); 0: the default, negative: no minimum
 	RefreshMaxAge   time.Duration // refresh a snapshot older than this; 0: no age limit
+	RDBOnlyMaxAge   time.Duration // the oldest snapshot a tool's rdb-only SYNC is given as is; older ones are refreshed first (rdbonly.go)
 	RetainBytes     int64         // keep at least this many bytes of log before the head, even older than the snapshot
 	RetainAge       time.Duration // keep log segments written within this long, even older than the snapshot
 

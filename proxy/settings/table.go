@@ -337,6 +337,7 @@ var settingTable = []Setting{
 	})), func(c *Config) bool { return c.RefreshRatio == 0 }),
 	settable(refreshMinSize),
 	settable(durationSetting("refresh-max-age", catRefresh, "0", "refresh a snapshot older than this; 0: no age limit", func(c *Config) *time.Duration { return &c.RefreshMaxAge }, 0)),
+	settable(durationSetting("rdb-only-max-age", catRefresh, "0", "the oldest snapshot a tool that asks for rdb-only over SYNC (redis-cli --rdb) is given; an older one is refreshed first, or the tool gets an error; 0: a snapshot holding every write the relay has received", func(c *Config) *time.Duration { return &c.RDBOnlyMaxAge }, 0)),
 	settable(sizeSetting("retain-size", catRefresh, "0", "keep at least this much log before the head, even older than the snapshot", func(c *Config) *int64 { return &c.RetainBytes }, 0, math.MaxInt64)),
 	settable(durationSetting("retain-age", catRefresh, "0", "keep log written within this long, even older than the snapshot", func(c *Config) *time.Duration { return &c.RetainAge }, 0)),
 

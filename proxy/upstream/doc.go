@@ -11,7 +11,9 @@
 // command tripwire. It ACKs what the log holds durably, or, with a
 // downstream ACK policy, what the downstream replicas acknowledged
 // (ack.go: an AckSource, which the downstream server implements). A
-// second connection refreshes the snapshot (refresh.go), and Sentinel may
+// second connection refreshes the snapshot (refresh.go) when it is due or
+// when the downstream server asks for a current one (AskRefresh, for a
+// tool's rdb-only), and Sentinel may
 // be followed directly (sentinel.go), or one shard of a Redis Cluster
 // (clusterfollow.go: package proxy/cluster reads the topology and picks
 // the shard's master; a lost link makes it ask at once). Why the link went

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -15,7 +16,56 @@ import (
 // segments older than it that retention does not keep. One master fork per
 // refresh, however many replicas there are.
 
-// RefreshLoop checks once a second whether a refresh is due, until ctx ends.
+// refreshAsks are refreshes asked for out of turn, by a tool that needs a
+// current snapshot (the downstream server's rdbonly.go). Guarded by Link.mu
+// but wake, which is made once with the Link.
+type refreshAsks struct {
+	wanted bool          // a refresh is wanted as soon as one can start
+	wake   chan struct{} // buffered(1): wakes the refresh loop at once
+	ended  chan struct{} // closed and replaced when an asked-for refresh ends
+	err    error         // how the last one ended
+}
+
+// AskRefresh asks for a refresh now, and returns a channel closed when it
+// has ended, and a function that tells how: nil once the new snapshot is
+// in, else why it was not taken.
+func (u *Link) AskRefresh() (<-chan struct{}, func() error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.asked.wanted = true
+	select {
+	case u.asked.wake <- struct{}{}:
+	default:
+	}
+	ended := u.asked.ended
+	return ended, func() error {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.asked.err
+	}
+}
+
+// takeAsk reports whether a refresh was asked for, and clears the ask.
+func (u *Link) takeAsk() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	wanted := u.asked.wanted
+	u.asked.wanted = false
+	return wanted
+}
+
+// answerAsk ends an asked-for refresh with err.
+func (u *Link) answerAsk(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.asked.err = err
+	close(u.asked.ended)
+	u.asked.ended = make(chan struct{})
+}
+
+// RefreshLoop checks once a second whether a refresh is due, or asked for,
+// until ctx ends. An asked-for refresh waits for a full sync in progress;
+// it does not wait out the pause after a failed refresh.
 func (u *Link) RefreshLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -25,14 +75,28 @@ func (u *Link) RefreshLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-u.asked.wake:
 		}
-		if time.Now().Before(notBefore) || !u.refreshDue() {
+		asked := false
+		if st, _, _ := u.hist.Status(); !st.SyncPending {
+			asked = u.takeAsk()
+		}
+		if asked {
+			if why := u.RefreshBlocked(); why != "" {
+				u.answerAsk(errors.New(why))
+				continue
+			}
+		} else if time.Now().Before(notBefore) || !u.refreshDue() {
 			continue
 		}
-		if err := u.refresh(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+		err := u.refresh(ctx, asked)
+		if ctx.Err() != nil {
+			return
+		}
+		if asked {
+			u.answerAsk(err)
+		}
+		if err != nil {
 			u.stats.refreshFailures.Add(1)
 			u.logger.Warn("snapshot refresh failed", "err", err)
 			notBefore = time.Now().Add(30 * time.Second)
@@ -40,13 +104,27 @@ func (u *Link) RefreshLoop(ctx context.Context) {
 	}
 }
 
+// RefreshBlocked says why no refresh can start now, "" when one can.
+func (u *Link) RefreshBlocked() string {
+	st, _, _ := u.hist.Status()
+	switch {
+	case !st.HasHistory:
+		return "the relay has no history yet"
+	case st.GuardTripped:
+		return "the empty-master guard holds back a new history (" + st.GuardReason + ")"
+	case st.HoldActive:
+		return "the command tripwire holds the stream before " + st.HoldCommand
+	}
+	if state := u.status.current(); state != LinkConnected {
+		return "the relay is not connected to its master (link " + state + ")"
+	}
+	return ""
+}
+
 // refreshDue reports whether the snapshot should be replaced.
 func (u *Link) refreshDue() bool {
 	st, _, _ := u.hist.Status()
-	if u.status.current() != LinkConnected {
-		return false
-	}
-	if !st.HasHistory || st.SyncPending || st.GuardTripped || st.HoldActive {
+	if st.SyncPending || u.RefreshBlocked() != "" {
 		return false
 	}
 	cfg := u.cfg.Get()
@@ -66,8 +144,10 @@ func (u *Link) refreshDue() bool {
 	return cfg.RefreshMaxAge > 0 && time.Since(st.Snapshot.Created) > cfg.RefreshMaxAge
 }
 
-// refresh fetches a snapshot of the current history and swaps it in.
-func (u *Link) refresh(ctx context.Context) error {
+// refresh fetches a snapshot of the current history and swaps it in. With
+// forTool (a tool asked for it), an upstream relay is asked for a current
+// snapshot rather than any.
+func (u *Link) refresh(ctx context.Context, forTool bool) error {
 	addr, _ := u.MasterAddr()
 	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
 	defer cancel()
@@ -78,7 +158,7 @@ func (u *Link) refresh(ctx context.Context) error {
 	var offset int64
 	var err error
 	if cfg.SnapshotSource != "" {
-		c, replid, offset, err = u.fetchSnapshot(ctx, sourcePeer(cfg))
+		c, replid, offset, err = u.fetchSnapshot(ctx, sourcePeer(cfg), forTool)
 		switch {
 		case err == nil:
 			addr, from = cfg.SnapshotSource, cfg.SnapshotSource
@@ -89,7 +169,7 @@ func (u *Link) refresh(ctx context.Context) error {
 		}
 	}
 	if c == nil {
-		if c, replid, offset, err = u.fetchSnapshot(ctx, masterPeer(cfg, addr)); err != nil {
+		if c, replid, offset, err = u.fetchSnapshot(ctx, masterPeer(cfg, addr), forTool); err != nil {
 			return err
 		}
 	}

@@ -43,14 +43,19 @@ type sourceStats struct {
 // fetchSnapshot asks addr for a snapshot only (REPLCONF rdb-only 1 where
 // it knows it, else a full PSYNC closed after the payload) and returns the
 // connection positioned at the payload, with the replid and offset of
-// +FULLRESYNC.
-func (u *Link) fetchSnapshot(ctx context.Context, p peer) (*upstreamConn, string, int64, error) {
+// +FULLRESYNC. With current, a relay there is asked for a current snapshot
+// (wire.RDBCurrentOption), not any.
+func (u *Link) fetchSnapshot(ctx context.Context, p peer, current bool) (*upstreamConn, string, int64, error) {
 	var status linkStatus
 	c, err := u.dial(ctx, p, &status)
 	if err != nil {
 		return nil, "", 0, err
 	}
-	replies, err := u.handshake(c, []string{"REPLCONF", "capa", "eof", "capa", "psync2"}, []string{"REPLCONF", "rdb-only", "1"})
+	replconfs := [][]string{{"REPLCONF", "capa", "eof", "capa", "psync2"}, {"REPLCONF", "rdb-only", "1"}}
+	if current {
+		replconfs = append(replconfs, []string{"REPLCONF", wire.RDBCurrentOption, "1"})
+	}
+	replies, err := u.handshake(c, replconfs...)
 	if err != nil {
 		c.close()
 		return nil, "", 0, err
@@ -125,7 +130,7 @@ func (u *Link) receiveSnapshot(c *upstreamConn, addr, replid string, offset int6
 func (u *Link) snapshotFromSource(ctx context.Context, p peer) (*history.SnapshotFile, error) {
 	addr := p.addr
 	start := time.Now()
-	c, replid, offset, err := u.fetchSnapshot(ctx, p)
+	c, replid, offset, err := u.fetchSnapshot(ctx, p, false)
 	if err != nil {
 		return nil, err
 	}

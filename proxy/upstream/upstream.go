@@ -34,6 +34,7 @@ type Link struct {
 	master   string        // upstream address; guarded by mu
 	masterCh chan struct{} // closed and replaced when master changes; guarded by mu
 	source   sourceStats   // guarded by mu
+	asked    refreshAsks   // refreshes asked for by tools (refresh.go); guarded by mu
 	shard    ClusterShard  // the cluster shard followed (clusterfollow.go); guarded by mu
 
 	linkLost chan struct{} // buffered(1): the link to the master went down (cluster following asks at once)
@@ -60,6 +61,7 @@ func New(cfg *settings.Live, hist *history.Store, logger *slog.Logger) *Link {
 	u := &Link{
 		cfg: cfg, hist: hist, stats: newCounters(), logger: logger,
 		master: cfg.Fixed().MasterAddr, masterCh: make(chan struct{}),
+		asked:           refreshAsks{ended: make(chan struct{}), wake: make(chan struct{}, 1)},
 		downstreamAcked: make(chan struct{}, 1),
 		linkLost:        make(chan struct{}, 1),
 	}

@@ -28,6 +28,15 @@ const CapaZstd = "relay-zstd"
 // wants its compressed link at (fastest, default, better, best).
 const ZstdLevelOption = "relay-zstd-level"
 
+// RDBCurrentOption is the REPLCONF option ("relay-rdb-current 1") a relay
+// sends beside "rdb-only 1" when it refreshes its snapshot for a tool that
+// needs the current data (redis-cli --rdb): the relay above then gives it
+// a snapshot holding everything it had received when asked, refreshing its
+// own first if need be, as it would for the tool itself, instead of any
+// snapshot. A stock master forks a current snapshot for every full sync
+// and answers the unknown option with an error, which is ignored.
+const RDBCurrentOption = "relay-rdb-current"
+
 // CompressionWord ends a +FULLRESYNC or +CONTINUE line when what follows
 // is compressed.
 const CompressionWord = "zstd"
