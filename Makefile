@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzTimeIndex -fuzztime=$(FUZZTIME) ./replstream/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./rdbparse/
 	$(GO) test -run='^$$' -fuzz=FuzzReadHeader -fuzztime=$(FUZZTIME) ./rdbparse/
+	$(GO) test -run='^$$' -fuzz=FuzzLibraries -fuzztime=$(FUZZTIME) ./rdbparse/
 	$(GO) test -run='^$$' -fuzz=FuzzClientCommands -fuzztime=$(FUZZTIME) ./proxy/downstream/
 	$(GO) test -run='^$$' -fuzz=FuzzAdminCommands -fuzztime=$(FUZZTIME) ./proxy/
 	$(GO) test -run='^$$' -fuzz=FuzzParseRule -fuzztime=$(FUZZTIME) ./proxy/acl/
