@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 )
 
@@ -93,6 +94,16 @@ func auxInt(aux map[string]string, key string) (int64, bool) {
 // them, are reported as ErrCorrupt, so the work and memory spent here stay
 // small whatever the input. When the data ends inside the aux section the
 // fields read so far are returned together with an ErrTruncated error.
+// ReadHeaderFile reads the header of the RDB file at path (see ReadHeader).
+func ReadHeaderFile(path string) (*Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadHeader(f)
+}
+
 func ReadHeader(r io.Reader) (*Header, error) {
 	br, ok := r.(*bufio.Reader)
 	if !ok {

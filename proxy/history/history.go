@@ -516,12 +516,7 @@ func (h *Store) verifySnapshotFile(path, replid string, offset int64) error {
 // state.json) says it is: an RDB whose repl-id and repl-offset aux fields,
 // when present, name that history and offset.
 func (h *Store) checkSnapshotFile(path, replid string, offset int64) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	hdr, err := rdbparse.ReadHeader(f)
+	hdr, err := rdbparse.ReadHeaderFile(path)
 	if err != nil {
 		return fmt.Errorf("read rdb header: %w", err)
 	}

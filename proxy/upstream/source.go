@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -170,12 +169,7 @@ var errUnproven = errors.New("snapshot from the snapshot source refused: its RDB
 // a relay forwards the master's RDB as it is.
 func (u *Link) proveSource(s *history.SnapshotFile) error {
 	meta := s.Meta()
-	f, err := os.Open(s.Path())
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	hdr, err := rdbparse.ReadHeader(f)
+	hdr, err := rdbparse.ReadHeaderFile(s.Path())
 	if err != nil {
 		return fmt.Errorf("read rdb header: %w", err)
 	}
