@@ -141,9 +141,9 @@ type Options struct {
 	Timeout            time.Duration // per dial and per reply; 0: 5 s
 }
 
-// Ask asks the node at addr for the topology: CLUSTER SHARDS, or CLUSTER
-// SLOTS when the node does not know that command.
-func Ask(ctx context.Context, addr string, o Options) (*Topology, error) {
+// dial returns a one-connection client for the node at addr, and a context
+// that bounds the exchange with it; done releases both.
+func (o Options) dial(ctx context.Context, addr string) (*redis.Client, context.Context, func()) {
 	timeout := o.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -154,9 +154,15 @@ func Ask(ctx context.Context, addr string, o Options) (*Topology, error) {
 		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*timeout)
-	defer cancel()
+	return c, ctx, func() { cancel(); c.Close() }
+}
+
+// Ask asks the node at addr for the topology: CLUSTER SHARDS, or CLUSTER
+// SLOTS when the node does not know that command.
+func Ask(ctx context.Context, addr string, o Options) (*Topology, error) {
+	c, ctx, done := o.dial(ctx, addr)
+	defer done()
 	shards, err := c.ClusterShards(ctx).Result()
 	var rerr redis.Error
 	switch {
@@ -176,19 +182,8 @@ func Ask(ctx context.Context, addr string, o Options) (*Topology, error) {
 // ReplIDs asks the node at addr for its replication IDs (INFO
 // replication's master_replid and master_replid2).
 func ReplIDs(ctx context.Context, addr string, o Options) (id, id2 string, err error) {
-	timeout := o.Timeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	c := redis.NewClient(&redis.Options{
-		Addr: addr, Username: o.Username, Password: o.Password, TLSConfig: nodeTLS(o.TLS, addr),
-		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 2*timeout)
-	defer cancel()
+	c, ctx, done := o.dial(ctx, addr)
+	defer done()
 	text, err := c.Info(ctx, "replication").Result()
 	if err != nil {
 		return "", "", fmt.Errorf("INFO replication at %s: %w", addr, err)
