@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -38,22 +39,9 @@ func TestRedisCliReplicaStartsLive(t *testing.T) {
 	}
 	caughtUp(t, master, relay)
 
-	h, p := relay.HostPort()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, redisCli(t), "-h", h, "-p", p, "--replica")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		cmd.Wait()
-	}()
+	out := startRedisCliReplica(t, ctx, relay)
 	lines := make(chan string, 100)
 	go func() {
 		defer close(lines)
@@ -111,22 +99,9 @@ func TestRedisCliReplicaUnderLoad(t *testing.T) {
 	load := startLoad(t, master)
 	defer load.Stop(t)
 
-	h, p := relay.HostPort()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, redisCli(t), "-h", h, "-p", p, "--replica")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		cmd.Wait()
-	}()
+	out := startRedisCliReplica(t, ctx, relay)
 	sc := bufio.NewScanner(out)
 	synced, commands, seenTx := false, 0, false
 	for commands < 2000 && sc.Scan() {
@@ -232,4 +207,22 @@ func TestRDBFilterOnlyReplies(t *testing.T) {
 	c.expect("+OK", "REPLCONF", "rdb-filter-only", "")
 	c.expect("-ERR Filtered replica requires EOF capability", "SYNC")
 	c.expect("-ERR Filtered replica requires EOF capability", "PSYNC", "?", "-1")
+}
+
+// startRedisCliReplica runs redis-cli --replica against relay until ctx ends
+// (the test waits for it), and returns what it prints, stderr included.
+func startRedisCliReplica(t *testing.T, ctx context.Context, relay *testRelay) io.Reader {
+	t.Helper()
+	h, p := relay.HostPort()
+	cmd := exec.CommandContext(ctx, redisCli(t), "-h", h, "-p", p, "--replica")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Wait() })
+	return out
 }
